@@ -1,0 +1,152 @@
+//! The `cloudsign` binary: argument parsing and output only; everything it does is a library
+//! call (`cloudsign-server`, `cloudsign-domain`).
+
+mod admin;
+mod bench;
+mod config;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use cloudsign_domain::{Service, Store};
+use config::Settings;
+
+#[derive(Parser)]
+#[command(name = "cloudsign", version, about = "Remote signature service (Cloud Signature Consortium API)")]
+struct Cli {
+    /// Configuration file (TOML). Also CLOUDSIGN_CONFIG.
+    #[arg(long, global = true, env = "CLOUDSIGN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, key-encryption key). Also CLOUDSIGN_DATA_DIR.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://... Also CLOUDSIGN_DATABASE_URL.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080). Also CLOUDSIGN_LISTEN.
+        #[arg(long)]
+        listen: Option<String>,
+        /// TLS certificate chain (PEM). Also CLOUDSIGN_TLS_CERT.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM). Also CLOUDSIGN_TLS_KEY.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Administer users, credentials and the CA on the service's store (works while it runs).
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Measure raw signing rate against signHash throughput over HTTP.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CLOUDSIGN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut flags = Settings { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
+    match cli.command {
+        Command::Serve { listen, tls_cert, tls_key } => {
+            flags.listen = listen;
+            flags.tls_cert = tls_cert;
+            flags.tls_key = tls_key;
+            let settings = Settings::load(cli.config.as_deref(), flags)?;
+            serve(settings).await
+        }
+        Command::Admin { command } => {
+            let settings = Settings::load(cli.config.as_deref(), flags)?;
+            let service = open_service(&settings).await?;
+            let result = admin::run(&service, command).await;
+            service.store().close().await;
+            result
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+/// Open the store and the service on the configured data directory and database.
+pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
+    settings.ensure_data_dir()?;
+    let kek = settings.key_encryption_key()?;
+    let url = settings.database_url();
+    let store = Store::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
+    let service = Service::open(settings.domain(), store, &kek).await.map_err(|e| match e {
+        cloudsign_domain::Error::Internal(m) => anyhow::anyhow!("{m}"),
+        other => anyhow::anyhow!("{other}"),
+    })?;
+    Ok(Arc::new(service))
+}
+
+/// Drop a password from a database URL before it reaches a message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let service = open_service(&settings).await?;
+    let cfg = cloudsign_server::ServerConfig {
+        body_limit: settings.body_limit.unwrap_or(1024 * 1024),
+        tls: match (&settings.tls_cert, &settings.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+        },
+    };
+    let bound = cloudsign_server::bind(&settings.listen(), &cfg).await?;
+    let app = cloudsign_server::router(service.clone(), &cfg);
+    // Scripts and tests wait for this line.
+    println!("cloudsign listening on {}", bound.url());
+    std::io::stdout().flush()?;
+    tracing::info!(url = %bound.url(), database = %redact_url(&settings.database_url()), "serving CSC API v2 at /csc/v2/");
+    cloudsign_server::serve(bound, app).await?;
+    service.store().close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,57 @@
+//! Base64 as the CSC API uses it.
+//!
+//! CSC v1 §5 / v2 §5: JSON bodies carry standard base64 with padding; the OAuth query string
+//! carries base64url. Clients mix them up in practice, so input accepts both alphabets with or
+//! without padding, and output is always standard base64 with padding.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+/// Encode as standard base64 with padding, the form every CSC response uses.
+pub fn encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Encode as base64url without padding (tokens, identifiers).
+pub fn encode_url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decode standard base64 or base64url, padded or not. Whitespace is not accepted.
+pub fn decode_lenient(text: &str) -> Option<Vec<u8>> {
+    let trimmed = text.trim_end_matches('=');
+    if trimmed.len() + 2 < text.len() {
+        return None; // more than two '=' is never valid padding
+    }
+    let normalized: String = trimmed
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            other => other,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(normalized.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_alphabets_with_and_without_padding_decode_to_the_same_bytes() {
+        let bytes: Vec<u8> = (0u8..=255).collect();
+        let std = STANDARD.encode(&bytes);
+        let url = base64::engine::general_purpose::URL_SAFE.encode(&bytes);
+        for text in [std.as_str(), std.trim_end_matches('='), url.as_str(), url.trim_end_matches('=')] {
+            assert_eq!(decode_lenient(text).as_deref(), Some(bytes.as_slice()), "{text}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert_eq!(decode_lenient("a b"), None);
+        assert_eq!(decode_lenient("abc==="), None);
+        assert_eq!(decode_lenient("!!!!"), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! Administration: users, credentials (key generation, certificate issuance, TOTP
+//! enrolment), and their life cycle. The CLI calls these on the same store the running
+//! service uses; the service reads credential state on every request, so changes apply at
+//! once without a restart.
+
+use cloudsign_csc::{KeyAlgorithm, b64};
+use cloudsign_keys::KeyBackend;
+use cloudsign_store::{CredentialRow, UserRow};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::credentials::otp_binding;
+use crate::secrets::{base32, hash_secret, new_id, random_bytes};
+use crate::service::{cert_row, credential_key_binding};
+use crate::{Error, Result, Service, now};
+
+/// Second factor of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpKind {
+    /// RFC 6238 TOTP from an authenticator app.
+    Totp,
+    /// A code the service sends on `credentials/getChallenge`.
+    Online,
+}
+
+/// `admin credential add`.
+pub struct NewCredential {
+    /// Owner's user name.
+    pub user: String,
+    /// The signing PIN.
+    pub pin: Zeroizing<String>,
+    /// Key type.
+    pub key: KeyAlgorithm,
+    /// Second factor.
+    pub otp: Option<OtpKind>,
+    /// 1 or 2.
+    pub scal: u8,
+    /// Maximum signatures per authorization.
+    pub multisign: u32,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// What `admin credential add` reports.
+#[derive(Debug)]
+pub struct NewCredentialResult {
+    /// `credentialID`.
+    pub credential_id: String,
+    /// `otpauth://totp/...` enrolment URI (TOTP credentials only). It carries the TOTP
+    /// secret: shown once to the owner, never logged.
+    pub otpauth: Option<Zeroizing<String>>,
+    /// Certificate DER.
+    pub cert_der: Vec<u8>,
+}
+
+fn valid_user_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+impl Service {
+    /// Create a user.
+    pub async fn add_user(&self, name: &str, password: Zeroizing<String>) -> Result<()> {
+        if !valid_user_name(name) {
+            return Err(Error::invalid("user names are 1-64 characters of letters, digits and . _ @ -"));
+        }
+        if password.chars().count() < 8 {
+            return Err(Error::invalid("passwords need at least 8 characters"));
+        }
+        let cost = self.cfg.argon2;
+        let hash =
+            tokio::task::spawn_blocking(move || hash_secret(&password, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        let row = UserRow { id: new_id()?, name: name.into(), password_hash: hash, disabled: false, created_at: now() };
+        self.store.insert_user(&row).await.map_err(|e| match e {
+            cloudsign_store::StoreError::Conflict => Error::invalid(format!("user {name} already exists")),
+            other => other.into(),
+        })?;
+        self.audit("admin", "admin.user.add", "ok", None, json!({"user": name})).await
+    }
+
+    /// Enable or disable a user (disabling revokes the user's tokens).
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        if !self.store.set_user_disabled(name, disabled).await? {
+            return Err(Error::invalid(format!("no user {name}")));
+        }
+        self.audit("admin", if disabled { "admin.user.disable" } else { "admin.user.enable" }, "ok", None, json!({"user": name})).await
+    }
+
+    /// Delete a user, its credentials (keys included), tokens and SADs.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let user = self.store.user_by_name(name).await?.ok_or_else(|| Error::invalid(format!("no user {name}")))?;
+        for c in self.store.credentials(Some(&user.id)).await? {
+            self.forget_key(&c.id);
+        }
+        self.store.delete_user(name).await?;
+        self.audit("admin", "admin.user.delete", "ok", None, json!({"user": name})).await
+    }
+
+    /// Create a credential: generate the key in the keystore, have the CA certify it, and
+    /// enrol the second factor.
+    pub async fn add_credential(&self, req: NewCredential) -> Result<NewCredentialResult> {
+        let user = self.store.user_by_name(&req.user).await?.ok_or_else(|| Error::invalid(format!("no user {}", req.user)))?;
+        if req.pin.chars().count() < 4 {
+            return Err(Error::invalid("PINs need at least 4 characters"));
+        }
+        if req.scal != 1 && req.scal != 2 {
+            return Err(Error::invalid("SCAL is 1 or 2"));
+        }
+        if req.multisign < 1 {
+            return Err(Error::invalid("multisign must be at least 1"));
+        }
+        let pin_format = if req.pin.chars().all(|c| c.is_ascii_digit()) { "N" } else { "A" };
+        let id = new_id()?;
+        let keystore = self.keystore.clone();
+        let (algorithm, binding) = (req.key, credential_key_binding(&id));
+        // RSA-4096 generation takes seconds: keep it off the async workers.
+        let generated = tokio::task::spawn_blocking(move || keystore.generate(algorithm, &binding))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let cert = self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)?;
+        let cost = self.cfg.argon2;
+        let pin = req.pin;
+        let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&pin, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
+
+        let (otp_kind, otp_secret, otpauth) = match req.otp {
+            None => (None, None, None),
+            Some(OtpKind::Online) => (Some("online".to_string()), None, None),
+            Some(OtpKind::Totp) => {
+                let secret = Zeroizing::new(random_bytes(20)?);
+                let sealed = self.keystore.seal(&secret, &otp_binding(&id))?;
+                let issuer = url_encode(&self.cfg.service_name);
+                let uri = Zeroizing::new(format!(
+                    "otpauth://totp/{issuer}:{}?secret={}&issuer={issuer}&algorithm=SHA1&digits={}&period={}",
+                    url_encode(&user.name),
+                    base32(&secret),
+                    crate::secrets::TOTP_DIGITS,
+                    crate::secrets::TOTP_PERIOD
+                ));
+                (Some("totp".to_string()), Some(b64::encode(&sealed)), Some(uri))
+            }
+        };
+        let row = CredentialRow {
+            id: id.clone(),
+            user_id: user.id.clone(),
+            key_algo: req.key.name().into(),
+            key_handle_b64: b64::encode(&generated.handle),
+            cert: cert_row(&cert),
+            scal: i64::from(req.scal),
+            multisign: i64::from(req.multisign),
+            pin_hash,
+            pin_format: pin_format.into(),
+            otp_kind,
+            otp_secret_b64: otp_secret,
+            failed_attempts: 0,
+            locked: false,
+            disabled: false,
+            description: req.description,
+            created_at: now(),
+        };
+        self.store.insert_credential(&row).await?;
+        self.audit(
+            "admin",
+            "admin.credential.add",
+            "ok",
+            Some(&id),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
+        )
+        .await?;
+        Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })
+    }
+
+    /// Enable or disable a credential.
+    pub async fn set_credential_disabled(&self, id: &str, disabled: bool) -> Result<()> {
+        if !self.store.set_credential_disabled(id, disabled).await? {
+            return Err(Error::invalid(format!("no credential {id}")));
+        }
+        self.forget_key(id);
+        self.audit("admin", if disabled { "admin.credential.disable" } else { "admin.credential.enable" }, "ok", Some(id), json!({})).await
+    }
+
+    /// Unlock a credential locked by failed attempts.
+    pub async fn unlock_credential(&self, id: &str) -> Result<()> {
+        if !self.store.unlock_credential(id).await? {
+            return Err(Error::invalid(format!("no credential {id}")));
+        }
+        self.audit("admin", "admin.credential.unlock", "ok", Some(id), json!({})).await
+    }
+
+    /// Delete a credential and its key.
+    pub async fn delete_credential(&self, id: &str) -> Result<()> {
+        if !self.store.delete_credential(id).await? {
+            return Err(Error::invalid(format!("no credential {id}")));
+        }
+        self.forget_key(id);
+        self.audit("admin", "admin.credential.delete", "ok", Some(id), json!({})).await
+    }
+
+    /// Credentials with their owners' names, for `admin credential list`.
+    pub async fn admin_credentials(&self, user: Option<&str>) -> Result<Vec<(String, CredentialRow)>> {
+        let users = self.store.users().await?;
+        let user_id = match user {
+            Some(name) => Some(users.iter().find(|u| u.name == name).ok_or_else(|| Error::invalid(format!("no user {name}")))?.id.clone()),
+            None => None,
+        };
+        let rows = self.store.credentials(user_id.as_deref()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let owner = users.iter().find(|u| u.id == r.user_id).map(|u| u.name.clone()).unwrap_or_default();
+                (owner, r)
+            })
+            .collect())
+    }
+}

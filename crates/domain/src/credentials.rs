@@ -1,0 +1,450 @@
+//! Credentials as the API shows them (CSC v2 §11.4, §11.5) and credential authorization
+//! (§11.6 authorize, §11.8 getChallenge, §11.9 extendTransaction).
+
+use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, b64};
+use cloudsign_store::{ConsumeOutcome, CredentialRow, NewSad};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::secrets::{ct_eq, new_token, random_bytes, token_hash, totp_match, verify_secret};
+use crate::{Error, RequestContext, Result, Service, Session, now};
+
+/// Certificate status (CSC `cert.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Within its validity period.
+    Valid,
+    /// Past `notAfter` (or before `notBefore`).
+    Expired,
+}
+
+impl CertStatus {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// How a factor is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorKind {
+    /// Typed in by the user (PIN, TOTP from an app).
+    Password,
+    /// Sent out of band by the service after `getChallenge`, then typed in.
+    ChallengeResponse,
+}
+
+/// One factor the credential requires.
+#[derive(Debug, Clone)]
+pub struct AuthFactor {
+    /// `PIN` or `OTP` (the object ids of the spec's samples).
+    pub id: &'static str,
+    /// Presentation.
+    pub kind: FactorKind,
+    /// `N` (digits) or `A` (any characters).
+    pub format: &'static str,
+    /// `totp` or `online` for OTPs.
+    pub generator: Option<&'static str>,
+    /// UI label.
+    pub label: &'static str,
+    /// UI help.
+    pub description: &'static str,
+}
+
+/// A credential as the API reports it.
+#[derive(Debug, Clone)]
+pub struct CredentialView {
+    /// `credentialID`.
+    pub id: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Key type.
+    pub key_algorithm: KeyAlgorithm,
+    /// `key.status`: usable for signing now.
+    pub key_enabled: bool,
+    /// `cert.status`.
+    pub cert_status: CertStatus,
+    /// End-entity certificate DER.
+    pub cert_der: Vec<u8>,
+    /// Rest of the chain: issuing CA, root.
+    pub chain: Vec<Vec<u8>>,
+    /// Hex serial.
+    pub serial_hex: String,
+    /// RFC 4514 subject.
+    pub subject_dn: String,
+    /// RFC 4514 issuer.
+    pub issuer_dn: String,
+    /// Validity start (Unix seconds).
+    pub not_before: i64,
+    /// Validity end (Unix seconds).
+    pub not_after: i64,
+    /// 1 or 2.
+    pub scal: u8,
+    /// `multisign`.
+    pub multisign: u32,
+    /// Factors, all required (expression: AND of all).
+    pub factors: Vec<AuthFactor>,
+}
+
+/// Digests sent with an authorization, decoded.
+#[derive(Debug, Clone)]
+pub struct HashesInput {
+    /// Their algorithm.
+    pub algorithm: HashAlgorithm,
+    /// The digests.
+    pub digests: Vec<Vec<u8>>,
+}
+
+/// The factors presented.
+#[derive(Default)]
+pub struct Factors {
+    /// PIN.
+    pub pin: Option<Zeroizing<String>>,
+    /// OTP.
+    pub otp: Option<Zeroizing<String>>,
+}
+
+/// A `credentials/authorize` call.
+pub struct AuthorizeInput {
+    /// The credential.
+    pub credential_id: String,
+    /// `numSignatures`.
+    pub num_signatures: u64,
+    /// Digests to bind.
+    pub hashes: Option<HashesInput>,
+    /// PIN/OTP.
+    pub factors: Factors,
+}
+
+/// Signature activation data handed to the client.
+#[derive(Debug)]
+pub struct Sad {
+    /// Opaque token.
+    pub token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+const PIN: AuthFactor = AuthFactor {
+    id: "PIN",
+    kind: FactorKind::Password,
+    format: "N",
+    generator: None,
+    label: "PIN",
+    description: "The signing PIN of this credential",
+};
+
+pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
+    let mut factors = vec![AuthFactor { format: if row.pin_format == "A" { "A" } else { "N" }, ..PIN }];
+    match row.otp_kind.as_deref() {
+        Some("totp") => factors.push(AuthFactor {
+            id: "OTP",
+            kind: FactorKind::Password,
+            format: "N",
+            generator: Some("totp"),
+            label: "One-time code",
+            description: "The 6-digit code from your authenticator app",
+        }),
+        Some("online") => factors.push(AuthFactor {
+            id: "OTP",
+            kind: FactorKind::ChallengeResponse,
+            format: "N",
+            generator: Some("online"),
+            label: "One-time code",
+            description: "The 6-digit code sent to you after credentials/getChallenge",
+        }),
+        _ => {}
+    }
+    factors
+}
+
+impl Service {
+    /// The caller's credential, or the same refusal whether it does not exist or belongs to
+    /// someone else (no probing of other users' credential ids).
+    pub(crate) async fn own_credential(&self, session: &Session, id: &str) -> Result<CredentialRow> {
+        match self.store.credential(id).await? {
+            Some(c) if c.user_id == session.user_id => Ok(c),
+            _ => Err(Error::invalid("Invalid parameter credentialID")),
+        }
+    }
+
+    pub(crate) fn view(&self, row: &CredentialRow) -> Result<CredentialView> {
+        let t = now();
+        let cert_status = if t < row.cert.not_before || t >= row.cert.not_after { CertStatus::Expired } else { CertStatus::Valid };
+        let key_algorithm =
+            KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", row.key_algo)))?;
+        Ok(CredentialView {
+            id: row.id.clone(),
+            description: row.description.clone(),
+            key_algorithm,
+            key_enabled: !row.disabled && !row.locked && cert_status == CertStatus::Valid,
+            cert_status,
+            cert_der: b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?,
+            chain: self.ca_chain().iter().map(|c| c.to_vec()).collect(),
+            serial_hex: row.cert.serial_hex.clone(),
+            subject_dn: row.cert.subject_dn.clone(),
+            issuer_dn: row.cert.issuer_dn.clone(),
+            not_before: row.cert.not_before,
+            not_after: row.cert.not_after,
+            scal: if row.scal == 1 { 1 } else { 2 },
+            multisign: u32::try_from(row.multisign).unwrap_or(u32::MAX),
+            factors: factors_of(row),
+        })
+    }
+
+    /// `credentials/list`: the caller's credentials (optionally only those usable now).
+    pub async fn list_credentials(&self, session: &Session, only_valid: bool) -> Result<Vec<CredentialView>> {
+        let rows = self.store.credentials(Some(&session.user_id)).await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let v = self.view(row)?;
+            if !only_valid || v.key_enabled {
+                views.push(v);
+            }
+        }
+        Ok(views)
+    }
+
+    /// `credentials/info`.
+    pub async fn credential_info(&self, session: &Session, id: &str) -> Result<CredentialView> {
+        let row = self.own_credential(session, id).await?;
+        self.view(&row)
+    }
+
+    /// Refuse a credential that cannot be used now (disabled, certificate not valid).
+    pub(crate) fn check_usable(&self, row: &CredentialRow) -> Result<()> {
+        if row.disabled {
+            return Err(Error::invalid("The credential identified by credentialID is disabled"));
+        }
+        let t = now();
+        if t >= row.cert.not_after || t < row.cert.not_before {
+            return Err(Error::invalid(format!("Signing certificate '{}' is expired.", row.cert.subject_dn)));
+        }
+        Ok(())
+    }
+
+    /// `credentials/authorize` (explicit mode): check the factors, count failures, lock after
+    /// `max_auth_attempts`, and issue a SAD bound to the user, the credential, the count and —
+    /// for SCAL 2, or whenever hashes are given — the exact digests.
+    pub async fn authorize(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
+        let row = self.own_credential(session, &input.credential_id).await?;
+        self.check_usable(&row)?;
+        if input.num_signatures < 1 {
+            return Err(Error::invalid("Invalid value for parameter numSignatures"));
+        }
+        if input.num_signatures > row.multisign as u64 {
+            return Err(Error::invalid("Numbers of signatures is too high"));
+        }
+        if let Some(h) = &input.hashes {
+            check_digests(h)?;
+            if h.digests.len() as u64 > input.num_signatures {
+                return Err(Error::invalid("More hashes than numSignatures"));
+            }
+        }
+        // CSC §2.5 / v2 §8.3: SCAL 2 binds the SAD to the data to be signed.
+        if row.scal == 2 && input.hashes.is_none() {
+            return Err(Error::invalid("Missing (or invalid type) array parameter hashes: required for SCAL 2 credentials"));
+        }
+        let factors = factors_of(&row);
+        let pin = input.factors.pin.ok_or_else(|| Error::invalid("Missing authentication object PIN in authData"))?;
+        let needs_otp = factors.iter().any(|f| f.id == "OTP");
+        if needs_otp && input.factors.otp.is_none() {
+            return Err(Error::invalid("Missing authentication object OTP in authData"));
+        }
+        if !needs_otp && input.factors.otp.is_some() {
+            return Err(Error::invalid("Invalid parameter authData: this credential has no OTP"));
+        }
+        self.verify_factors(session, ctx, &row, pin, input.factors.otp).await?;
+
+        let sad = new_token()?;
+        let t = now();
+        let digests_hex: Option<Vec<String>> = input.hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect());
+        self.store
+            .insert_sad(&NewSad {
+                hash: &token_hash(&sad),
+                user_id: &session.user_id,
+                credential_id: &row.id,
+                remaining: input.num_signatures as i64,
+                hash_algo: input.hashes.as_ref().map(|h| h.algorithm.oid()),
+                digests: digests_hex.as_deref(),
+                expires_at: t + self.cfg.sad_ttl as i64,
+                now: t,
+            })
+            .await?;
+        self.audit(
+            &session.user_name,
+            "credentials.authorize",
+            "ok",
+            Some(&row.id),
+            json!({"client": ctx.client, "clientData": ctx.client_data, "numSignatures": input.num_signatures, "hashes": digests_hex, "hashAlgorithmOID": input.hashes.as_ref().map(|h| h.algorithm.oid())}),
+        )
+        .await?;
+        Ok(Sad { token: sad, expires_in: self.cfg.sad_ttl })
+    }
+
+    /// The PIN (and OTP) check with its attempt accounting. The attempt is counted before
+    /// argon2 runs, so parallel guesses cannot exceed the limit.
+    async fn verify_factors(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        row: &CredentialRow,
+        pin: Zeroizing<String>,
+        otp: Option<Zeroizing<String>>,
+    ) -> Result<()> {
+        let max = self.cfg.max_auth_attempts;
+        let Some(attempt) = self.store.begin_attempt(&row.id, max).await? else {
+            self.audit(
+                &session.user_name,
+                "credentials.authorize",
+                "refused",
+                Some(&row.id),
+                json!({"client": ctx.client, "reason": "locked"}),
+            )
+            .await?;
+            return Err(Error::Locked);
+        };
+        let stored = row.pin_hash.clone();
+        let pin_ok =
+            tokio::task::spawn_blocking(move || verify_secret(&pin, &stored)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        let otp_ok = match (pin_ok, otp) {
+            (false, _) => false,
+            (true, None) => true,
+            (true, Some(code)) => self.verify_otp(row, &code).await?,
+        };
+        if pin_ok && otp_ok {
+            self.store.attempt_succeeded(&row.id).await?;
+            return Ok(());
+        }
+        let locked = self.store.attempt_failed(&row.id, max).await?;
+        let reason = if pin_ok { "wrong OTP" } else { "wrong PIN" };
+        self.audit(
+            &session.user_name,
+            "credentials.authorize",
+            "refused",
+            Some(&row.id),
+            json!({"client": ctx.client, "reason": reason, "locked": locked}),
+        )
+        .await?;
+        let attempts_left = (max - attempt).max(0);
+        Err(if pin_ok { Error::InvalidOtp { attempts_left } } else { Error::InvalidPin { attempts_left } })
+    }
+
+    async fn verify_otp(&self, row: &CredentialRow, code: &str) -> Result<bool> {
+        match row.otp_kind.as_deref() {
+            Some("totp") => {
+                let sealed = row
+                    .otp_secret_b64
+                    .as_deref()
+                    .and_then(b64::decode_lenient)
+                    .ok_or_else(|| Error::Internal("damaged OTP record".into()))?;
+                let secret = self.keystore.open(&sealed, &otp_binding(&row.id))?;
+                let Some(step) = totp_match(&secret, code, now()) else { return Ok(false) };
+                // RFC 6238 §5.2: each code is accepted once; later steps only.
+                Ok(self.store.use_totp_step(&row.id, step).await?)
+            }
+            Some("online") => {
+                let Some((hash, expires_at)) = self.store.take_otp_challenge(&row.id).await? else { return Ok(false) };
+                Ok(expires_at > now() && ct_eq(online_otp_hash(&row.id, code).as_bytes(), hash.as_bytes()))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `credentials/getChallenge` for an online OTP: a fresh 6-digit code, valid `otp_ttl`
+    /// seconds, delivered through the OTP sender. Replaces any pending code.
+    pub async fn get_challenge(&self, session: &Session, ctx: &RequestContext, credential_id: &str, auth_object_id: &str) -> Result<()> {
+        let row = self.own_credential(session, credential_id).await?;
+        self.check_usable(&row)?;
+        if row.otp_kind.as_deref() != Some("online") || auth_object_id != "OTP" {
+            return Err(Error::invalid("Invalid parameter authObjectID: no challenge-response object with this id"));
+        }
+        if row.locked {
+            return Err(Error::Locked);
+        }
+        let n = u32::from_be_bytes(random_bytes(4)?.try_into().map_err(|_| Error::Internal("random".into()))?);
+        let code = Zeroizing::new(format!("{:06}", n % 1_000_000));
+        self.store.put_otp_challenge(&row.id, &online_otp_hash(&row.id, &code), now() + self.cfg.otp_ttl as i64).await?;
+        self.otp_sender.send(&session.user_name, &row.id, &code).map_err(|e| Error::Unavailable(format!("OTP delivery failed: {e}")))?;
+        self.audit(&session.user_name, "credentials.getChallenge", "ok", Some(&row.id), json!({"client": ctx.client})).await?;
+        Ok(())
+    }
+
+    /// `credentials/extendTransaction`: a new SAD carrying the old one's remaining count and
+    /// unused digests, plus newly bound digests; the old SAD stops working.
+    pub async fn extend_transaction(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        credential_id: &str,
+        sad: &str,
+        hashes: Option<HashesInput>,
+    ) -> Result<Sad> {
+        let row = self.own_credential(session, credential_id).await?;
+        self.check_usable(&row)?;
+        if let Some(h) = &hashes {
+            check_digests(h)?;
+        }
+        let fresh = new_token()?;
+        let fresh_hash = token_hash(&fresh);
+        let t = now();
+        let extra: Vec<String> = hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect()).unwrap_or_default();
+        let new = NewSad {
+            hash: &fresh_hash,
+            user_id: &session.user_id,
+            credential_id: &row.id,
+            remaining: 0,
+            hash_algo: hashes.as_ref().map(|h| h.algorithm.oid()),
+            digests: None,
+            expires_at: t + self.cfg.sad_ttl as i64,
+            now: t,
+        };
+        let (outcome, remaining) = self.store.extend_sad(&token_hash(sad), &session.user_id, &row.id, &new, &extra).await?;
+        let result = sad_outcome(outcome);
+        self.audit(
+            &session.user_name,
+            "credentials.extendTransaction",
+            if result.is_ok() { "ok" } else { "refused" },
+            Some(&row.id),
+            json!({"client": ctx.client, "remaining": remaining, "hashes": extra}),
+        )
+        .await?;
+        result?;
+        Ok(Sad { token: fresh, expires_in: self.cfg.sad_ttl })
+    }
+}
+
+/// Map a SAD consumption outcome to the CSC error texts.
+pub(crate) fn sad_outcome(outcome: ConsumeOutcome) -> Result<()> {
+    match outcome {
+        ConsumeOutcome::Consumed => Ok(()),
+        ConsumeOutcome::Unknown => Err(Error::invalid("Invalid parameter SAD")),
+        ConsumeOutcome::Expired => Err(Error::invalid("SAD expired")),
+        ConsumeOutcome::Exhausted { remaining } => {
+            Err(Error::invalid(format!("Numbers of signatures is too high: the SAD has {remaining} left")))
+        }
+        ConsumeOutcome::HashNotAuthorized => Err(Error::invalid("Hash is not authorized by the SAD.")),
+        ConsumeOutcome::HashAlgorithmMismatch => Err(Error::invalid("hashAlgorithmOID differs from the one authorized by the SAD")),
+    }
+}
+
+pub(crate) fn check_digests(h: &HashesInput) -> Result<()> {
+    if h.digests.is_empty() {
+        return Err(Error::invalid("Empty hash array"));
+    }
+    if h.digests.iter().any(|d| d.len() != h.algorithm.len()) {
+        return Err(Error::invalid("Invalid digest value length"));
+    }
+    Ok(())
+}
+
+pub(crate) fn otp_binding(credential_id: &str) -> String {
+    format!("otp:{credential_id}")
+}
+
+fn online_otp_hash(credential_id: &str, code: &str) -> String {
+    token_hash(&format!("{credential_id}:{code}"))
+}

@@ -1,0 +1,33 @@
+//! The service core: users, credentials, credential authorization (PIN, TOTP, online OTP),
+//! SAD issue and consumption, the signing policy and the audit trail.
+//!
+//! It knows nothing of HTTP or JSON spellings: the CSC v2 adapter (and later v1) translate
+//! wire requests into the calls below and [`Error`] into CSC error bodies.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod auth;
+mod credentials;
+mod error;
+pub mod otp;
+pub mod secrets;
+mod service;
+mod signing;
+
+pub use admin::{NewCredential, NewCredentialResult, OtpKind};
+pub use auth::Tokens;
+pub use cloudsign_pki::{generalized_time, pem_certificate};
+pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, FactorKind, Factors, HashesInput, Sad};
+pub use error::{Error, Result};
+pub use otp::{OtpSender, OutboxSender};
+pub use service::{Config, RequestContext, Service, Session};
+pub use signing::SignHashInput;
+
+pub use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+pub use cloudsign_store::{AuditEvent, Store};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

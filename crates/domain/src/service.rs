@@ -1,0 +1,242 @@
+//! The service object: configuration, bootstrap of a new store (key-encryption key check, CA
+//! hierarchy), the unwrapped-key cache and the audit helper.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudsign_csc::{KeyAlgorithm, b64};
+use cloudsign_keys::software::SoftwareKeystore;
+use cloudsign_keys::{KeyBackend, SigningKey};
+use cloudsign_pki::{CA_KEY, CaNames, IssuedCert, IssuingCa, ca_key_binding};
+use cloudsign_store::{CaRow, CertRow, CredentialRow, NewAudit, Store};
+
+use crate::otp::{OtpSender, OutboxSender};
+use crate::secrets::Argon2Cost;
+use crate::{Error, Result, now};
+
+/// Domain configuration (the CLI fills it from file, environment and flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `info.name`.
+    pub service_name: String,
+    /// `info.region` (ISO 3166-1 alpha-2).
+    pub region: String,
+    /// `info.lang`.
+    pub lang: String,
+    /// `info.description`.
+    pub description: String,
+    /// `O` in every certificate the CA issues.
+    pub organization: String,
+    /// Optional `C` in every certificate.
+    pub country: Option<String>,
+    /// Access token lifetime.
+    pub access_token_ttl: u64,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl: u64,
+    /// SAD lifetime (`expiresIn`).
+    pub sad_ttl: u64,
+    /// Online OTP lifetime.
+    pub otp_ttl: u64,
+    /// Consecutive failed authorizations before a credential locks.
+    pub max_auth_attempts: i64,
+    /// End-entity certificate lifetime.
+    pub cert_validity_days: u32,
+    /// How long an unwrapped key stays in memory after use (0: never cached).
+    pub key_cache_seconds: u64,
+    /// argon2id cost for PINs and passwords.
+    pub argon2: Argon2Cost,
+    /// Where the default OTP sender writes.
+    pub otp_outbox: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service_name: "cloudsign".into(),
+            region: "EU".into(),
+            lang: "en-US".into(),
+            description: "cloudsign remote signature service".into(),
+            organization: "cloudsign".into(),
+            country: None,
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            sad_ttl: 300,
+            otp_ttl: 300,
+            max_auth_attempts: 5,
+            cert_validity_days: 730,
+            key_cache_seconds: 300,
+            argon2: Argon2Cost::default(),
+            otp_outbox: PathBuf::from("otp-outbox.txt"),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// User id.
+    pub user_id: String,
+    /// User name.
+    pub user_name: String,
+}
+
+/// Who is calling, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Peer address and user agent.
+    pub client: String,
+    /// CSC `clientData`, truncated.
+    pub client_data: Option<String>,
+}
+
+/// The service core.
+pub struct Service {
+    pub(crate) store: Store,
+    pub(crate) keystore: Arc<SoftwareKeystore>,
+    pub(crate) ca: IssuingCa,
+    pub(crate) names: CaNames,
+    pub(crate) cfg: Config,
+    pub(crate) otp_sender: Arc<dyn OtpSender>,
+    key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant)>>,
+    dummy_password_hash: String,
+}
+
+const KEK_CHECK: &str = "cloudsign key-encryption key check";
+
+impl Service {
+    /// Open the service on a store: verify that `kek` is the key this store was sealed with
+    /// (the first node to start records a check value), and create the CA hierarchy on an
+    /// empty store.
+    pub async fn open(cfg: Config, store: Store, kek: &[u8]) -> Result<Self> {
+        let keystore = Arc::new(SoftwareKeystore::new(kek)?);
+        let check = b64::encode(&keystore.seal(KEK_CHECK.as_bytes(), "kek-check")?);
+        let stored = store.meta_insert_if_absent("kek_check", &check).await?;
+        let opened = b64::decode_lenient(&stored).and_then(|s| keystore.open(&s, "kek-check").ok());
+        if opened.as_deref().map(|v| v.as_slice()) != Some(KEK_CHECK.as_bytes()) {
+            return Err(Error::Internal(
+                "the key-encryption key does not match this database (configure the same key on every node)".into(),
+            ));
+        }
+        let names = CaNames { organization: cfg.organization.clone(), country: cfg.country.clone() };
+        if store.ca("issuing").await?.is_none() {
+            let (root, issuing) = cloudsign_pki::create_hierarchy(keystore.as_ref(), &names)?;
+            let rows = [ca_row("root", root), ca_row("issuing", issuing)];
+            // Another node may have won the race; then its hierarchy is the one we load.
+            store.insert_ca_hierarchy(&rows).await?;
+        }
+        let issuing = store.ca("issuing").await?.ok_or_else(|| Error::Internal("CA hierarchy missing".into()))?;
+        let root = store.ca("root").await?.ok_or_else(|| Error::Internal("CA root missing".into()))?;
+        let handle = b64::decode_lenient(&issuing.key_handle_b64).ok_or_else(|| Error::Internal("damaged CA key record".into()))?;
+        let key = keystore.load(CA_KEY, &handle, &ca_key_binding("issuing"))?;
+        let issuing_cert = issued_cert(&issuing.cert)?;
+        let root_der = b64::decode_lenient(&root.cert.der_b64).ok_or_else(|| Error::Internal("damaged CA record".into()))?;
+        let ca = IssuingCa::new(&names, key, &issuing_cert, root_der);
+        let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
+        let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
+        Ok(Self { store, keystore, ca, names, cfg, otp_sender, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
+    }
+
+    /// Replace the OTP sender (e.g. an SMS gateway).
+    pub fn with_otp_sender(mut self, sender: Arc<dyn OtpSender>) -> Self {
+        self.otp_sender = sender;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The store (for the admin CLI's listings).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// DER of the CA certificates: issuing CA, then root.
+    pub fn ca_chain(&self) -> [&[u8]; 2] {
+        [&self.ca.issuing_der, &self.ca.root_der]
+    }
+
+    pub(crate) fn dummy_password_hash(&self) -> &str {
+        &self.dummy_password_hash
+    }
+
+    /// The unwrapped key of a credential, from the cache or the keystore. The cache keeps aws-lc
+    /// key objects only (never the clear PKCS#8) and forgets them after `key_cache_seconds`.
+    pub(crate) fn signing_key(&self, cred: &CredentialRow) -> Result<Arc<dyn SigningKey>> {
+        let ttl = Duration::from_secs(self.cfg.key_cache_seconds);
+        if !ttl.is_zero() {
+            let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
+            if let Some((key, at)) = cache.get(&cred.id) {
+                if at.elapsed() < ttl {
+                    return Ok(key.clone());
+                }
+                cache.remove(&cred.id);
+            }
+        }
+        let algorithm =
+            KeyAlgorithm::from_name(&cred.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", cred.key_algo)))?;
+        let handle = b64::decode_lenient(&cred.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
+        let key = self.keystore.load(algorithm, &handle, &credential_key_binding(&cred.id))?;
+        if !ttl.is_zero() {
+            let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
+            cache.retain(|_, (_, at)| at.elapsed() < ttl);
+            cache.insert(cred.id.clone(), (key.clone(), Instant::now()));
+        }
+        Ok(key)
+    }
+
+    /// Drop a credential's key from the cache (disable, delete).
+    pub(crate) fn forget_key(&self, credential_id: &str) {
+        if let Ok(mut cache) = self.key_cache.lock() {
+            cache.remove(credential_id);
+        }
+    }
+
+    /// Write an audit event; failures to audit fail the operation (no unaudited action).
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        event: &str,
+        outcome: &str,
+        credential_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let detail = detail.to_string();
+        self.store.audit(&NewAudit { at: now(), actor, event, outcome, credential_id, detail: &detail }).await?;
+        Ok(())
+    }
+}
+
+/// The binding under which a credential's key handle is sealed.
+pub(crate) fn credential_key_binding(id: &str) -> String {
+    format!("credential:{id}")
+}
+
+fn ca_row(name: &str, r: cloudsign_pki::CaRecord) -> CaRow {
+    CaRow { name: name.into(), cert: cert_row(&r.cert), key_handle_b64: b64::encode(&r.key_handle) }
+}
+
+pub(crate) fn cert_row(c: &IssuedCert) -> CertRow {
+    CertRow {
+        der_b64: b64::encode(&c.der),
+        serial_hex: c.serial_hex.clone(),
+        subject_dn: c.subject_dn.clone(),
+        issuer_dn: c.issuer_dn.clone(),
+        not_before: c.not_before,
+        not_after: c.not_after,
+    }
+}
+
+fn issued_cert(c: &CertRow) -> Result<IssuedCert> {
+    Ok(IssuedCert {
+        der: b64::decode_lenient(&c.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?,
+        serial_hex: c.serial_hex.clone(),
+        subject_dn: c.subject_dn.clone(),
+        issuer_dn: c.issuer_dn.clone(),
+        not_before: c.not_before,
+        not_after: c.not_after,
+    })
+}

@@ -1,0 +1,95 @@
+//! `signatures/signHash` (CSC v2 §11.10): the signing policy. Everything is checked before the
+//! SAD is touched; the SAD is consumed (with its audit record) in one transaction before any
+//! signature is made, so a refused request signs nothing and a count is never exceeded.
+
+use cloudsign_csc::SignAlgorithm;
+use cloudsign_store::NewAudit;
+use serde_json::json;
+
+use crate::credentials::sad_outcome;
+use crate::secrets::token_hash;
+use crate::{Error, RequestContext, Result, Service, Session, now};
+
+/// A `signHash` call, decoded.
+pub struct SignHashInput {
+    /// The credential.
+    pub credential_id: String,
+    /// The SAD.
+    pub sad: Option<String>,
+    /// The digests, in request order.
+    pub digests: Vec<Vec<u8>>,
+    /// The resolved scheme.
+    pub scheme: SignAlgorithm,
+}
+
+impl Service {
+    /// Sign digests; signatures come back in request order.
+    pub async fn sign_hash(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
+        let row = self.own_credential(session, &input.credential_id).await?;
+        self.check_usable(&row)?;
+        let view_algo = cloudsign_csc::KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+        if !view_algo.schemes().contains(&input.scheme) {
+            return Err(Error::invalid(format!(
+                "Invalid parameter signAlgo: {} is not usable with this {} key",
+                input.scheme.name(),
+                view_algo.name()
+            )));
+        }
+        if input.digests.is_empty() {
+            return Err(Error::invalid("Empty hash array"));
+        }
+        let hash = input.scheme.hash();
+        if input.digests.iter().any(|d| d.len() != hash.len()) {
+            return Err(Error::invalid("Invalid digest value length"));
+        }
+        let sad = input.sad.as_deref().ok_or_else(|| Error::invalid("Missing (or invalid type) string parameter SAD"))?;
+        // Open the key before consuming: a key that cannot be opened must not cost signatures.
+        let key = self.signing_key(&row)?;
+
+        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
+        let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": input.scheme.oid(), "algorithm": input.scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
+        let t = now();
+        let audit = NewAudit {
+            at: t,
+            actor: &session.user_name,
+            event: "signatures.signHash",
+            outcome: "ok",
+            credential_id: Some(&row.id),
+            detail: &detail,
+        };
+        let outcome = self.store.consume_sad(&token_hash(sad), &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit).await?;
+        if let Err(e) = sad_outcome(outcome) {
+            self.audit(
+                &session.user_name,
+                "signatures.signHash",
+                "refused",
+                Some(&row.id),
+                json!({"client": ctx.client, "reason": e.to_string(), "hashes": digests_hex}),
+            )
+            .await?;
+            return Err(e);
+        }
+
+        let scheme = input.scheme;
+        let digests = input.digests;
+        let signed = tokio::task::spawn_blocking(move || {
+            digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        match signed {
+            Ok(signatures) => Ok(signatures),
+            Err(e) => {
+                self.audit(
+                    &session.user_name,
+                    "signatures.signHash",
+                    "failed",
+                    Some(&row.id),
+                    json!({"client": ctx.client, "error": e.to_string()}),
+                )
+                .await?;
+                Err(Error::Internal(e.to_string()))
+            }
+        }
+    }
+}

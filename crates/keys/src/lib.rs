@@ -1,0 +1,57 @@
+//! Key backends. The signing policy and the protocol hold a [`SigningKey`] and never ask which
+//! backend made it: today the software keystore ([`software::SoftwareKeystore`]), later a
+//! PKCS#11 HSM or a remote device behind the same two traits.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod software;
+
+use std::sync::Arc;
+
+use cloudsign_csc::{KeyAlgorithm, SignAlgorithm};
+
+/// Why a key operation failed. Messages never carry key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key does not do this scheme.
+    #[error("the key cannot sign with {0}")]
+    UnsupportedScheme(String),
+    /// The digest has the wrong length for the scheme.
+    #[error("invalid digest value length")]
+    DigestLength,
+    /// A wrapped key could not be opened: wrong key-encryption key or a damaged record.
+    #[error("the wrapped key could not be opened (wrong key-encryption key or damaged record)")]
+    Unwrap,
+    /// The crypto library refused.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(&'static str),
+}
+
+/// A private key that signs pre-computed digests.
+pub trait SigningKey: Send + Sync {
+    /// The key type.
+    fn algorithm(&self) -> KeyAlgorithm;
+    /// The public key as DER SubjectPublicKeyInfo.
+    fn public_key_spki(&self) -> &[u8];
+    /// The raw public key: an X9.62 uncompressed point (EC) or DER RSAPublicKey (RSA).
+    fn public_key_raw(&self) -> &[u8];
+    /// Sign one digest. ECDSA values are DER `ECDSA-Sig-Value`; RSA values are `k` bytes.
+    fn sign_digest(&self, scheme: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// A freshly generated key: what to store, and its public half.
+pub struct GeneratedKey {
+    /// The backend's opaque handle to persist (for the software keystore: the encrypted key).
+    pub handle: Vec<u8>,
+    /// The key itself, ready to use (for issuing its certificate).
+    pub key: Arc<dyn SigningKey>,
+}
+
+/// A place where keys are generated and kept.
+pub trait KeyBackend: Send + Sync {
+    /// Generate a key. `binding` ties the stored handle to its owner record (e.g. the
+    /// credential id) so that handles cannot be swapped between records.
+    fn generate(&self, algorithm: KeyAlgorithm, binding: &str) -> Result<GeneratedKey, KeyError>;
+    /// Open a stored handle.
+    fn load(&self, algorithm: KeyAlgorithm, handle: &[u8], binding: &str) -> Result<Arc<dyn SigningKey>, KeyError>;
+}

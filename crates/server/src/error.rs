@@ -1,0 +1,78 @@
+//! One error type for the API: it knows its HTTP status and CSC error code, and renders the
+//! `{ "error", "error_description" }` body (CSC v2 §10.1).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cloudsign_csc::ErrorCode;
+use cloudsign_csc::error::ErrorBody;
+use cloudsign_domain::Error;
+
+/// A CSC error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    description: String,
+}
+
+impl ApiError {
+    /// Build one.
+    pub fn new(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
+        Self { status, code, description: description.into() }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, description)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, Json(ErrorBody { error: self.code.as_str(), error_description: self.description })).into_response();
+        response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// How the v2 adapter reports domain errors.
+pub(crate) fn v2(e: Error) -> ApiError {
+    use StatusCode as S;
+    match e {
+        Error::InvalidRequest(m) => ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidRequest, m),
+        Error::AuthenticationFailed => ApiError::new(S::BAD_REQUEST, ErrorCode::AuthenticationError, e.to_string()),
+        Error::InvalidToken(m) => ApiError::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, m),
+        Error::ExpiredToken => ApiError::new(S::UNAUTHORIZED, ErrorCode::ExpiredToken, e.to_string()),
+        Error::InvalidPin { attempts_left } => ApiError::new(
+            S::BAD_REQUEST,
+            ErrorCode::InvalidAuthenticationData,
+            format!("The PIN is invalid ({attempts_left} attempts left)"),
+        ),
+        Error::InvalidOtp { attempts_left } => ApiError::new(
+            S::BAD_REQUEST,
+            ErrorCode::InvalidAuthenticationData,
+            format!("The OTP is invalid ({attempts_left} attempts left)"),
+        ),
+        Error::Locked => ApiError::new(
+            S::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "PIN locked: too many failed attempts; the credential must be unlocked by an administrator",
+        ),
+        Error::AccessDenied(m) => ApiError::new(S::FORBIDDEN, ErrorCode::AccessDenied, m),
+        Error::Internal(detail) => {
+            tracing::error!(%detail, "internal error");
+            ApiError::new(S::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "Internal error")
+        }
+        Error::Unavailable(detail) => {
+            tracing::warn!(%detail, "backend unavailable");
+            ApiError::new(S::SERVICE_UNAVAILABLE, ErrorCode::TemporarilyUnavailable, "The service is temporarily unavailable")
+        }
+    }
+}
+
+/// Unknown paths.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, "Unknown method")
+}

@@ -1,0 +1,85 @@
+//! Extractors that turn every decoding failure into a CSC error instead of axum's plain-text
+//! rejections: JSON bodies, the bearer token, and the caller's context.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use cloudsign_csc::ErrorCode;
+use cloudsign_domain::{RequestContext, Session};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::{ApiError, v2};
+
+/// A JSON request body parsed into a CSC request type.
+pub(crate) struct CscJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for CscJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(axum::http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            if !ct.starts_with("application/json") && !ct.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::InvalidRequest,
+                    "Content-Type must be application/json",
+                ));
+            }
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidRequest, "Request body too large")
+            } else {
+                ApiError::invalid("The request body could not be read")
+            }
+        })?;
+        cloudsign_csc::json::parse(&body).map(CscJson).map_err(ApiError::invalid)
+    }
+}
+
+/// The authenticated caller (`Authorization: Bearer ...`).
+pub(crate) struct Bearer(pub Session);
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let token =
+            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty()).ok_or_else(
+                || {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        ErrorCode::InvalidRequest,
+                        "Malformed authorization header: a Bearer token is required",
+                    )
+                },
+            )?;
+        state.service.authenticate(token).await.map(Bearer).map_err(v2)
+    }
+}
+
+/// Who is calling: peer address and user agent, for the audit trail.
+pub(crate) struct Caller(pub RequestContext);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "-".into());
+        let agent: String = parts.headers.get(USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("-").chars().take(120).collect();
+        Ok(Caller(RequestContext { client: format!("{peer} {agent}"), client_data: None }))
+    }
+}
+
+/// Attach `clientData` (truncated: it is free text chosen by the client).
+pub(crate) fn with_client_data(mut ctx: RequestContext, client_data: Option<&str>) -> RequestContext {
+    ctx.client_data = client_data.map(|s| s.chars().take(256).collect());
+    ctx
+}

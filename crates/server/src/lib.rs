@@ -1,0 +1,131 @@
+//! The HTTP layer: decode, authenticate the bearer, call the domain, encode. Each CSC API
+//! version is a thin adapter module over the same [`Service`] calls.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod extract;
+mod v2;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use cloudsign_domain::Service;
+
+pub use error::ApiError;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// TLS certificate chain (PEM) and private key (PEM); plain HTTP when absent.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { body_limit: 1024 * 1024, tls: None }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub service: Arc<Service>,
+}
+
+/// The application router.
+pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
+    let state = AppState { service };
+    Router::new()
+        .nest("/csc/v2", v2::routes())
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Access log: method, path, status, duration. Never headers or bodies (they carry
+/// passwords, PINs, tokens and SADs).
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(target: "cloudsign::http", %method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64);
+    response
+}
+
+/// A bound, not yet serving, server: the address is known (port 0 resolves here) before
+/// requests are taken, so the caller can print it.
+pub struct Bound {
+    listener: std::net::TcpListener,
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+impl Bound {
+    /// The URL clients use.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+}
+
+/// Bind the listening socket and load the TLS material.
+pub async fn bind(listen: &str, cfg: &ServerConfig) -> anyhow::Result<Bound> {
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Bound { listener, addr, tls })
+}
+
+/// Serve until SIGINT/SIGTERM, then drain connections for up to 10 seconds.
+pub async fn serve(bound: Bound, app: Router) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    match bound.tls {
+        Some(tls) => axum_server::from_tcp_rustls(bound.listener, tls)?.handle(handle).serve(make).await?,
+        None => axum_server::from_tcp(bound.listener)?.handle(handle).serve(make).await?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,69 @@
+//! The schema, created on first connect. One script for both databases; only the audit
+//! sequence column differs.
+
+use sqlx::AnyPool;
+
+use crate::{Backend, Result};
+
+const SCHEMA_VERSION: &str = "1";
+
+const TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ca_certs (name TEXT PRIMARY KEY, cert_der TEXT NOT NULL, key_handle TEXT NOT NULL, serial_hex TEXT NOT NULL, \
+     subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, not_before BIGINT NOT NULL, not_after BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, \
+     disabled BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS credentials (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), key_algo TEXT NOT NULL, \
+     key_handle TEXT NOT NULL, cert_der TEXT NOT NULL, serial_hex TEXT NOT NULL, subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, \
+     not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, scal BIGINT NOT NULL, multisign BIGINT NOT NULL, pin_hash TEXT NOT NULL, \
+     pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
+     locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
+    "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
+     expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent)",
+    "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
+    "CREATE TABLE IF NOT EXISTS sads (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, remaining BIGINT NOT NULL, \
+     bound BIGINT NOT NULL, hash_algo TEXT, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS sads_credential ON sads (credential_id)",
+    "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
+     PRIMARY KEY (sad, idx))",
+    "CREATE TABLE IF NOT EXISTS otp_challenges (credential_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+];
+
+pub(crate) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    if backend == Backend::Postgres {
+        // Several nodes may start at once on an empty database: serialize the DDL.
+        sqlx::query("SELECT pg_advisory_lock(7263845)").execute(&mut *conn).await?;
+    } else {
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+    }
+    let result = async {
+        for sql in TABLES {
+            sqlx::query(*sql).execute(&mut *conn).await?;
+        }
+        let audit = match backend {
+            Backend::Sqlite => {
+                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, actor TEXT NOT NULL, \
+                 event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
+            }
+            Backend::Postgres => {
+                "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
+                 event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
+            }
+        };
+        sqlx::query(audit).execute(&mut *conn).await?;
+        sqlx::query("INSERT INTO meta (k, v) VALUES ('schema_version', $1) ON CONFLICT (k) DO NOTHING")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *conn)
+            .await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(7263845)").execute(&mut *conn).await?;
+    }
+    result?;
+    Ok(())
+}
