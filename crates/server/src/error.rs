@@ -76,3 +76,8 @@ pub(crate) fn v2(e: Error) -> ApiError {
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, "Unknown method")
 }
+
+/// Wrong HTTP method on a known path (CSC methods are POST).
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidRequest, "CSC methods are called with POST")
+}

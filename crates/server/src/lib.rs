@@ -46,6 +46,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
     Router::new()
         .nest("/csc/v2", v2::routes())
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
