@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"): installs what the tests need when it is missing,
+# makes sure PostgreSQL runs on 127.0.0.1:5432, then runs the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v oathtool >/dev/null || need_apt+=(oathtool)           # independent RFC 6238 implementation
+command -v psql >/dev/null || need_apt+=(postgresql-client)      # creates and drops per-test databases
+command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# PostgreSQL: the machines run a cluster on 127.0.0.1:5432 with trust auth; start it if it stopped.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+
+cargo test --workspace --locked "$@"
