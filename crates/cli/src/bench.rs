@@ -1,9 +1,248 @@
-//! `cloudsign bench` (filled in below).
+//! `cloudsign bench`: in one run, (a) the raw in-process signing rate of the software keystore
+//! on all cores, and (b) end-to-end `signatures/signHash` throughput over HTTP on loopback against
+//! a real `cloudsign serve` process on SQLite, with 1 and with 100 hashes per request; each
+//! figure is printed with its ratio to (a). The figures in docs/performance.md come from here.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
 use clap::Args;
+use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+use cloudsign_keys::KeyBackend as _;
+use cloudsign_keys::software::SoftwareKeystore;
+use serde_json::json;
 
 #[derive(Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Key types to measure (comma separated).
+    #[arg(long, default_value = "ecdsa-p256,rsa-2048", value_delimiter = ',')]
+    keys: Vec<String>,
+    /// Print one JSON object per figure instead of a table.
+    #[arg(long)]
+    json: bool,
+}
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
+struct ServerChild(Child);
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scheme_for(key: KeyAlgorithm) -> SignAlgorithm {
+    match key {
+        KeyAlgorithm::EcdsaP256 => SignAlgorithm::Ecdsa(HashAlgorithm::Sha256),
+        KeyAlgorithm::EcdsaP384 => SignAlgorithm::Ecdsa(HashAlgorithm::Sha384),
+        KeyAlgorithm::EcdsaP521 => SignAlgorithm::Ecdsa(HashAlgorithm::Sha512),
+        _ => SignAlgorithm::RsaPkcs1(HashAlgorithm::Sha256),
+    }
+}
+
+/// (a): signatures per second with one signing thread per core.
+fn raw_rate(key: KeyAlgorithm, seconds: u64) -> anyhow::Result<f64> {
+    let store = SoftwareKeystore::new(&[0x42; 32])?;
+    let generated = store.generate(key, "bench")?;
+    let signer = generated.key;
+    let scheme = scheme_for(key);
+    let digest = vec![0x5au8; scheme.hash().len()];
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (signer, stop, count, digest) = (signer.clone(), stop.clone(), count.clone(), digest.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if signer.sign_digest(scheme, &digest).is_ok() {
+                        n += 1;
+                    }
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+fn start_server(dir: &std::path::Path) -> anyhow::Result<(ServerChild, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CLOUDSIGN_DATA_DIR", dir)
+        .env_remove("CLOUDSIGN_DATABASE_URL")
+        .env_remove("CLOUDSIGN_CONFIG")
+        .env("CLOUDSIGN_LOG", "warn")
+        .env("CLOUDSIGN_ARGON2_MEMORY_KIB", "4096")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the server")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let guard = ServerChild(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("cloudsign listening on ")
+        .map(str::to_string)
+        .with_context(|| format!("unexpected server output {line:?}"))?;
+    Ok((guard, url))
+}
+
+/// (b): signatures per second through `signatures/signHash`.
+async fn http_rate(
+    url: &str,
+    token: &str,
+    credential: &str,
+    key: KeyAlgorithm,
+    per_request: usize,
+    seconds: u64,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let base = format!("{url}/csc/v2");
+    let scheme = scheme_for(key);
+    let sad: serde_json::Value = http
+        .post(format!("{base}/credentials/authorize"))
+        .bearer_auth(token)
+        .json(&json!({"credentialID": credential, "numSignatures": 1_000_000, "authData": [{"id": "PIN", "value": "2468"}]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let sad = sad["SAD"].as_str().context("authorize failed")?.to_string();
+    let digest = cloudsign_csc::b64::encode(&vec![0x5au8; scheme.hash().len()]);
+    let body = json!({"credentialID": credential, "SAD": sad, "hashes": vec![digest; per_request], "signAlgo": scheme.oid(), "hashAlgorithmOID": scheme.hash().oid()})
+        .to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, base, token, body, stop, count, failures) =
+            (http.clone(), base.clone(), token.to_string(), body.clone(), stop.clone(), count.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http
+                    .post(format!("{base}/signatures/signHash"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let _ = resp.bytes().await;
+                        count.fetch_add(per_request as u64, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    if failures.load(Ordering::Relaxed) > 0 {
+        bail!("{} signHash requests failed during the run", failures.load(Ordering::Relaxed));
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / elapsed)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let keys: Vec<KeyAlgorithm> =
+        args.keys.iter().map(|k| KeyAlgorithm::from_name(k).with_context(|| format!("unknown key type {k}"))).collect::<Result<_, _>>()?;
+    let dir = std::env::temp_dir().join(format!("cloudsign-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let settings = crate::config::Settings { data_dir: Some(dir.clone()), argon2_memory_kib: Some(4096), ..Default::default() };
+    let service = crate::open_service(&settings).await?;
+    service.add_user("bench", zeroize::Zeroizing::new("bench password".into())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut credentials = Vec::new();
+    for key in &keys {
+        let created = service
+            .add_credential(cloudsign_domain::NewCredential {
+                user: "bench".into(),
+                pin: zeroize::Zeroizing::new("2468".into()),
+                key: *key,
+                otp: None,
+                scal: 1,
+                multisign: 1_000_000,
+                description: Some("benchmark".into()),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        credentials.push(created.credential_id);
+    }
+    service.store().close().await;
+    drop(service);
+
+    let (server, url) = start_server(&dir)?;
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{url}/csc/v2/auth/login"))
+        .basic_auth("bench", Some("bench password"))
+        .json(&json!({}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["access_token"].as_str().context("login failed")?.to_string();
+
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if !args.json {
+        println!("cloudsign bench: {cores} cores, {} s per figure, {} HTTP clients, SQLite, SCAL 1", args.seconds, args.concurrency);
+        println!(
+            "{:<12} {:>16} {:>18} {:>8} {:>20} {:>8}",
+            "key", "raw sig/s", "1 hash/req sig/s", "ratio", "100 hashes/req sig/s", "ratio"
+        );
+    }
+    for (key, credential) in keys.iter().zip(&credentials) {
+        let raw = raw_rate(*key, args.seconds)?;
+        let one = http_rate(&url, &token, credential, *key, 1, args.seconds, args.concurrency).await?;
+        let hundred = http_rate(&url, &token, credential, *key, 100, args.seconds, args.concurrency).await?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"key": key.name(), "cores": cores, "raw_per_s": raw, "http_1_per_s": one, "ratio_1": one / raw, "http_100_per_s": hundred, "ratio_100": hundred / raw})
+            );
+        } else {
+            println!(
+                "{:<12} {:>16.0} {:>18.0} {:>7.0}% {:>20.0} {:>7.0}%",
+                key.name(),
+                raw,
+                one,
+                100.0 * one / raw,
+                hundred,
+                100.0 * hundred / raw
+            );
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
