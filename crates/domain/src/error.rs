@@ -53,14 +53,8 @@ impl From<cloudsign_store::StoreError> for Error {
     fn from(e: cloudsign_store::StoreError) -> Self {
         match e {
             cloudsign_store::StoreError::Conflict => Error::InvalidRequest("already exists".into()),
-            cloudsign_store::StoreError::Db(sqlx_err) => {
-                let text = sqlx_err.to_string();
-                if text.contains("pool timed out") || text.contains("connection refused") || text.contains("Connection refused") {
-                    Error::Unavailable(text)
-                } else {
-                    Error::Internal(text)
-                }
-            }
+            cloudsign_store::StoreError::Unavailable(m) => Error::Unavailable(m),
+            cloudsign_store::StoreError::Db(m) => Error::Internal(m),
         }
     }
 }

@@ -1,24 +1,27 @@
 //! Persistence behind one interface, on SQLite (embedded default) or PostgreSQL (several
-//! stateless nodes). One SQL dialect subset serves both through sqlx's `Any` driver: `$n`
-//! placeholders, BIGINT for integers and flags, TEXT for everything else (binary values are
-//! stored base64 by the caller).
+//! stateless nodes). One SQL dialect subset serves both: `$n` placeholders, BIGINT for
+//! integers and flags, TEXT for everything else (binary values are stored base64 by the
+//! caller).
 //!
 //! Every rule that must hold across threads and processes is one atomic statement here:
 //! SAD consumption, PIN attempt counting, TOTP replay refusal.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod db;
 mod schema;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use db::{Conn, Db, P, Row};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or could not be reached.
+    /// The database refused.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
+    /// The database cannot be reached or is busy.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A unique constraint was violated (e.g. a user name that already exists).
     #[error("already exists")]
     Conflict,
@@ -39,13 +42,7 @@ pub enum Backend {
 /// The store.
 #[derive(Clone)]
 pub struct Store {
-    /// Readers (and, on PostgreSQL, writers too).
-    pool: AnyPool,
-    /// Writers. On SQLite one connection: SQLite admits one writer at a time, and concurrent
-    /// writers on separate connections would sleep in SQLite's busy handler; queueing them here
-    /// instead keeps the write path at the speed of a single commit.
-    writer: AnyPool,
-    backend: Backend,
+    db: std::sync::Arc<Db>,
 }
 
 /// A user account.
@@ -239,364 +236,299 @@ pub struct NewAudit<'a> {
     pub detail: &'a str,
 }
 
-fn b(v: i64) -> bool {
-    v != 0
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555") || d.message().contains("UNIQUE constraint failed")
-        }
-        _ => false,
-    }
-}
-
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
 const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at";
+const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
 
-fn user_row(r: &AnyRow) -> Result<UserRow> {
+fn user_row(r: &Row) -> Result<UserRow> {
     Ok(UserRow {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        password_hash: r.try_get("password_hash")?,
-        disabled: b(r.try_get("disabled")?),
-        created_at: r.try_get("created_at")?,
+        id: r.str("id")?,
+        name: r.str("name")?,
+        password_hash: r.str("password_hash")?,
+        disabled: r.flag("disabled")?,
+        created_at: r.i64("created_at")?,
     })
 }
 
-fn cred_row(r: &AnyRow) -> Result<CredentialRow> {
-    Ok(CredentialRow {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        key_algo: r.try_get("key_algo")?,
-        key_handle_b64: r.try_get("key_handle")?,
-        cert: CertRow {
-            der_b64: r.try_get("cert_der")?,
-            serial_hex: r.try_get("serial_hex")?,
-            subject_dn: r.try_get("subject_dn")?,
-            issuer_dn: r.try_get("issuer_dn")?,
-            not_before: r.try_get("not_before")?,
-            not_after: r.try_get("not_after")?,
-        },
-        scal: r.try_get("scal")?,
-        multisign: r.try_get("multisign")?,
-        pin_hash: r.try_get("pin_hash")?,
-        pin_format: r.try_get("pin_format")?,
-        otp_kind: r.try_get("otp_kind")?,
-        otp_secret_b64: r.try_get("otp_secret")?,
-        failed_attempts: r.try_get("failed_attempts")?,
-        locked: b(r.try_get("locked")?),
-        disabled: b(r.try_get("disabled")?),
-        description: r.try_get("description")?,
-        created_at: r.try_get("created_at")?,
+fn cert_row(r: &Row) -> Result<CertRow> {
+    Ok(CertRow {
+        der_b64: r.str("cert_der")?,
+        serial_hex: r.str("serial_hex")?,
+        subject_dn: r.str("subject_dn")?,
+        issuer_dn: r.str("issuer_dn")?,
+        not_before: r.i64("not_before")?,
+        not_after: r.i64("not_after")?,
     })
+}
+
+fn cred_row(r: &Row) -> Result<CredentialRow> {
+    Ok(CredentialRow {
+        id: r.str("id")?,
+        user_id: r.str("user_id")?,
+        key_algo: r.str("key_algo")?,
+        key_handle_b64: r.str("key_handle")?,
+        cert: cert_row(r)?,
+        scal: r.i64("scal")?,
+        multisign: r.i64("multisign")?,
+        pin_hash: r.str("pin_hash")?,
+        pin_format: r.str("pin_format")?,
+        otp_kind: r.opt_str("otp_kind")?,
+        otp_secret_b64: r.opt_str("otp_secret")?,
+        failed_attempts: r.i64("failed_attempts")?,
+        locked: r.flag("locked")?,
+        disabled: r.flag("disabled")?,
+        description: r.opt_str("description")?,
+        created_at: r.i64("created_at")?,
+    })
+}
+
+fn ca_params(ca: &CaRow) -> [P<'_>; 8] {
+    [
+        P::S(&ca.name),
+        P::S(&ca.cert.der_b64),
+        P::S(&ca.key_handle_b64),
+        P::S(&ca.cert.serial_hex),
+        P::S(&ca.cert.subject_dn),
+        P::S(&ca.cert.issuer_dn),
+        P::I(ca.cert.not_before),
+        P::I(ca.cert.not_after),
+    ]
+}
+
+/// Run `body` in a transaction: commit when it returns `Ok((value, true))`, roll back on
+/// `Ok((value, false))` or an error.
+macro_rules! transaction {
+    ($db:expr, |$c:ident| $body:block) => {{
+        let mut $c = $db.transaction().await?;
+        let result: Result<(_, bool)> = async { $body }.await;
+        match result {
+            Ok((value, true)) => {
+                $c.commit().await?;
+                Ok(value)
+            }
+            Ok((value, false)) => {
+                $c.rollback().await;
+                Ok(value)
+            }
+            Err(e) => {
+                $c.rollback().await;
+                Err(e)
+            }
+        }
+    }};
 }
 
 impl Store {
     /// Connect and bring the schema up to date. `url` is `sqlite://PATH` or `postgres://...`.
     pub async fn connect(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") { Backend::Postgres } else { Backend::Sqlite };
-        let options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 8 } else { 16 });
-        let options = if backend == Backend::Sqlite {
-            options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the one writer; NORMAL sync is durable across
-                    // application crashes (SQLite docs, "WAL mode"), and the busy timeout makes
-                    // the admin CLI and the server wait for each other instead of failing.
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    Ok(())
-                })
-            })
-        } else {
-            options
-        };
-        let pool = options.clone().connect(url).await?;
-        let writer = if backend == Backend::Sqlite { options.max_connections(1).connect(url).await? } else { pool.clone() };
-        let store = Self { pool, writer, backend };
-        schema::migrate(&store.pool, backend).await?;
-        Ok(store)
+        let db = Db::connect(url).await?;
+        schema::migrate(&db).await?;
+        Ok(Self { db: std::sync::Arc::new(db) })
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
-        self.backend
+        if self.db.is_postgres() { Backend::Postgres } else { Backend::Sqlite }
     }
 
-    /// Close the pool.
+    /// Close the connections.
     pub async fn close(&self) {
-        self.pool.close().await;
-        self.writer.close().await;
+        self.db.close().await;
     }
 
     // ---- meta -------------------------------------------------------------------------------
 
     /// Read a metadata value.
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT v FROM meta WHERE k = $1").bind(key).fetch_optional(&self.pool).await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("v")?),
-            None => None,
-        })
+        let row = self.db.read().await?.opt("SELECT v FROM meta WHERE k = $1", &[P::S(key)]).await?;
+        row.map(|r| r.str("v")).transpose()
     }
 
     /// Set a metadata value unless one exists; returns the value now stored.
     pub async fn meta_insert_if_absent(&self, key: &str, value: &str) -> Result<String> {
-        sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
+        self.db
+            .write()
+            .await?
+            .exec("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING", &[P::S(key), P::S(value)])
             .await?;
         Ok(self.meta(key).await?.unwrap_or_default())
     }
 
     // ---- CA ---------------------------------------------------------------------------------
 
-    /// Store a CA certificate unless one of that name exists (first node wins).
-    pub async fn insert_ca_if_absent(&self, ca: &CaRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO ca_certs (name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&ca.name)
-        .bind(&ca.cert.der_b64)
-        .bind(&ca.key_handle_b64)
-        .bind(&ca.cert.serial_hex)
-        .bind(&ca.cert.subject_dn)
-        .bind(&ca.cert.issuer_dn)
-        .bind(ca.cert.not_before)
-        .bind(ca.cert.not_after)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     /// Store a whole CA hierarchy in one transaction, unless a hierarchy exists already.
     /// Returns false when another process got there first.
     pub async fn insert_ca_hierarchy(&self, cas: &[CaRow]) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let exists = sqlx::query("SELECT name FROM ca_certs").fetch_optional(&mut *tx).await?.is_some();
-        if exists {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for ca in cas {
-            let r = sqlx::query(
-                "INSERT INTO ca_certs (name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&ca.name)
-            .bind(&ca.cert.der_b64)
-            .bind(&ca.key_handle_b64)
-            .bind(&ca.cert.serial_hex)
-            .bind(&ca.cert.subject_dn)
-            .bind(&ca.cert.issuer_dn)
-            .bind(ca.cert.not_before)
-            .bind(ca.cert.not_after)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = r {
-                if is_unique_violation(&e) {
-                    return Ok(false);
-                }
-                return Err(e.into());
+        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        let r: Result<bool> = transaction!(self.db, |c| {
+            if c.opt("SELECT name FROM ca_certs", &[]).await?.is_some() {
+                return Ok((false, false));
             }
+            for ca in cas {
+                c.exec(&sql, &ca_params(ca)).await?;
+            }
+            Ok((true, true))
+        });
+        match r {
+            Err(StoreError::Conflict) => Ok(false),
+            other => other,
         }
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Read a CA certificate.
     pub async fn ca(&self, name: &str) -> Result<Option<CaRow>> {
-        let row = sqlx::query(
-            "SELECT name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after FROM ca_certs WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(CaRow {
-            name: r.try_get("name")?,
-            key_handle_b64: r.try_get("key_handle")?,
-            cert: CertRow {
-                der_b64: r.try_get("cert_der")?,
-                serial_hex: r.try_get("serial_hex")?,
-                subject_dn: r.try_get("subject_dn")?,
-                issuer_dn: r.try_get("issuer_dn")?,
-                not_before: r.try_get("not_before")?,
-                not_after: r.try_get("not_after")?,
-            },
-        }))
+        let sql = format!("SELECT {CA_COLS} FROM ca_certs WHERE name = $1");
+        let row = self.db.read().await?.opt(&sql, &[P::S(name)]).await?;
+        row.map(|r| Ok(CaRow { name: r.str("name")?, key_handle_b64: r.str("key_handle")?, cert: cert_row(&r)? })).transpose()
     }
 
     // ---- users ------------------------------------------------------------------------------
 
     /// Create a user; `Conflict` if the name is taken.
     pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
-        sqlx::query("INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&u.id)
-            .bind(&u.name)
-            .bind(&u.password_hash)
-            .bind(i64::from(u.disabled))
-            .bind(u.created_at)
-            .execute(&self.writer)
-            .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[P::S(&u.id), P::S(&u.name), P::S(&u.password_hash), P::I(i64::from(u.disabled)), P::I(u.created_at)],
+            )
+            .await?;
         Ok(())
     }
 
     /// Find a user by login name.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE name = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(&self.pool).await?;
-        row.as_ref().map(user_row).transpose()
+        self.db.read().await?.opt(&sql, &[P::S(name)]).await?.as_ref().map(user_row).transpose()
     }
 
     /// Find a user by id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(user_row).transpose()
+        self.db.read().await?.opt(&sql, &[P::S(id)]).await?.as_ref().map(user_row).transpose()
     }
 
     /// All users by name.
     pub async fn users(&self) -> Result<Vec<UserRow>> {
         let sql = format!("SELECT {USER_COLS} FROM users ORDER BY name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(user_row).collect()
+        self.db.read().await?.all(&sql, &[]).await?.iter().map(user_row).collect()
     }
 
     /// Enable or disable a user; returns whether the user exists. Disabling also revokes the
     /// user's tokens so that a disabled account is shut out at once.
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let n = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
-            .bind(i64::from(disabled))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if disabled {
-            sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE name = $1)")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        transaction!(self.db, |c| {
+            let n = c.exec("UPDATE users SET disabled = $1 WHERE name = $2", &[P::I(i64::from(disabled)), P::S(name)]).await?;
+            if disabled {
+                c.exec("UPDATE tokens SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE name = $1)", &[P::S(name)]).await?;
+            }
+            Ok((n == 1, true))
+        })
     }
 
     /// Delete a user with everything it owns; returns whether it existed.
     pub async fn delete_user(&self, name: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let Some(row) = sqlx::query("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(&mut *tx).await? else {
-            return Ok(false);
-        };
-        let id: String = row.try_get("id")?;
-        for sql in [
-            "DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE user_id = $1)",
-            "DELETE FROM sads WHERE user_id = $1",
-            "DELETE FROM otp_challenges WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = $1)",
-            "DELETE FROM credentials WHERE user_id = $1",
-            "DELETE FROM tokens WHERE user_id = $1",
-            "DELETE FROM users WHERE id = $1",
-        ] {
-            sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        transaction!(self.db, |c| {
+            let Some(row) = c.opt("SELECT id FROM users WHERE name = $1", &[P::S(name)]).await? else {
+                return Ok((false, false));
+            };
+            let id = row.str("id")?;
+            for sql in [
+                "DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE user_id = $1)",
+                "DELETE FROM sads WHERE user_id = $1",
+                "DELETE FROM otp_challenges WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = $1)",
+                "DELETE FROM credentials WHERE user_id = $1",
+                "DELETE FROM tokens WHERE user_id = $1",
+                "DELETE FROM users WHERE id = $1",
+            ] {
+                c.exec(sql, &[P::S(&id)]).await?;
+            }
+            Ok((true, true))
+        })
     }
 
     // ---- credentials ------------------------------------------------------------------------
 
     /// Store a new credential.
     pub async fn insert_credential(&self, c: &CredentialRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO credentials (id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, \
-             scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $18, $14, $15, 0, 0, 0, $16, $17)",
-        )
-        .bind(&c.id)
-        .bind(&c.user_id)
-        .bind(&c.key_algo)
-        .bind(&c.key_handle_b64)
-        .bind(&c.cert.der_b64)
-        .bind(&c.cert.serial_hex)
-        .bind(&c.cert.subject_dn)
-        .bind(&c.cert.issuer_dn)
-        .bind(c.cert.not_before)
-        .bind(c.cert.not_after)
-        .bind(c.scal)
-        .bind(c.multisign)
-        .bind(&c.pin_hash)
-        .bind(&c.otp_kind)
-        .bind(&c.otp_secret_b64)
-        .bind(&c.description)
-        .bind(c.created_at)
-        .bind(&c.pin_format)
-        .execute(&self.writer)
-        .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
+        let sql = format!(
+            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18)"
+        );
+        self.db
+            .write()
+            .await?
+            .exec(
+                &sql,
+                &[
+                    P::S(&c.id),
+                    P::S(&c.user_id),
+                    P::S(&c.key_algo),
+                    P::S(&c.key_handle_b64),
+                    P::S(&c.cert.der_b64),
+                    P::S(&c.cert.serial_hex),
+                    P::S(&c.cert.subject_dn),
+                    P::S(&c.cert.issuer_dn),
+                    P::I(c.cert.not_before),
+                    P::I(c.cert.not_after),
+                    P::I(c.scal),
+                    P::I(c.multisign),
+                    P::S(&c.pin_hash),
+                    P::S(&c.pin_format),
+                    P::OS(c.otp_kind.as_deref()),
+                    P::OS(c.otp_secret_b64.as_deref()),
+                    P::OS(c.description.as_deref()),
+                    P::I(c.created_at),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
     /// One credential.
     pub async fn credential(&self, id: &str) -> Result<Option<CredentialRow>> {
         let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(cred_row).transpose()
+        self.db.read().await?.opt(&sql, &[P::S(id)]).await?.as_ref().map(cred_row).transpose()
     }
 
     /// A user's credentials, oldest first; all credentials when `user_id` is `None`.
     pub async fn credentials(&self, user_id: Option<&str>) -> Result<Vec<CredentialRow>> {
+        let mut c = self.db.read().await?;
         let rows = match user_id {
             Some(u) => {
-                let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(u).fetch_all(&self.pool).await?
+                c.all(&format!("SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"), &[P::S(u)]).await?
             }
-            None => {
-                let sql = format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
-            }
+            None => c.all(&format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id"), &[]).await?,
         };
         rows.iter().map(cred_row).collect()
     }
 
     /// Enable or disable a credential; returns whether it exists.
     pub async fn set_credential_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
-        let n = sqlx::query("UPDATE credentials SET disabled = $1 WHERE id = $2")
-            .bind(i64::from(disabled))
-            .bind(id)
-            .execute(&self.writer)
+        let n = self
+            .db
+            .write()
             .await?
-            .rows_affected();
+            .exec("UPDATE credentials SET disabled = $1 WHERE id = $2", &[P::I(i64::from(disabled)), P::S(id)])
+            .await?;
         Ok(n == 1)
     }
 
     /// Clear the failure counter and the lock; returns whether it exists.
     pub async fn unlock_credential(&self, id: &str) -> Result<bool> {
-        let n = sqlx::query("UPDATE credentials SET locked = 0, failed_attempts = 0 WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
+        let n = self.db.write().await?.exec("UPDATE credentials SET locked = 0, failed_attempts = 0 WHERE id = $1", &[P::S(id)]).await?;
         Ok(n == 1)
     }
 
     /// Delete a credential, its SADs and its challenges; returns whether it existed.
     pub async fn delete_credential(&self, id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE credential_id = $1)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sads WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM otp_challenges WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
-        let n = sqlx::query("DELETE FROM credentials WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
-        Ok(n == 1)
+        transaction!(self.db, |c| {
+            c.exec("DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE credential_id = $1)", &[P::S(id)]).await?;
+            c.exec("DELETE FROM sads WHERE credential_id = $1", &[P::S(id)]).await?;
+            c.exec("DELETE FROM otp_challenges WHERE credential_id = $1", &[P::S(id)]).await?;
+            let n = c.exec("DELETE FROM credentials WHERE id = $1", &[P::S(id)]).await?;
+            Ok((n == 1, true))
+        })
     }
 
     /// Reserve one authorization attempt before the factors are checked, so that parallel
@@ -604,21 +536,17 @@ impl Store {
     /// only on success. Returns the attempt number, or `None` if the credential is locked or
     /// has no attempts left (in which case it is marked locked).
     pub async fn begin_attempt(&self, id: &str, max_attempts: i64) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "UPDATE credentials SET failed_attempts = failed_attempts + 1 \
-             WHERE id = $1 AND locked = 0 AND failed_attempts < $2 RETURNING failed_attempts",
-        )
-        .bind(id)
-        .bind(max_attempts)
-        .fetch_optional(&self.writer)
-        .await?;
+        let mut c = self.db.write().await?;
+        let row = c
+            .opt(
+                "UPDATE credentials SET failed_attempts = failed_attempts + 1 WHERE id = $1 AND locked = 0 AND failed_attempts < $2 RETURNING failed_attempts",
+                &[P::S(id), P::I(max_attempts)],
+            )
+            .await?;
         match row {
-            Some(r) => Ok(Some(r.try_get("failed_attempts")?)),
+            Some(r) => Ok(Some(r.i64("failed_attempts")?)),
             None => {
-                sqlx::query("UPDATE credentials SET locked = 1 WHERE id = $1 AND failed_attempts >= $2")
-                    .bind(id)
-                    .bind(max_attempts)
-                    .execute(&self.writer)
+                c.exec("UPDATE credentials SET locked = 1 WHERE id = $1 AND failed_attempts >= $2", &[P::S(id), P::I(max_attempts)])
                     .await?;
                 Ok(None)
             }
@@ -627,22 +555,24 @@ impl Store {
 
     /// The attempt succeeded: clear the counter.
     pub async fn attempt_succeeded(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE credentials SET failed_attempts = 0 WHERE id = $1").bind(id).execute(&self.writer).await?;
+        self.db.write().await?.exec("UPDATE credentials SET failed_attempts = 0 WHERE id = $1", &[P::S(id)]).await?;
         Ok(())
     }
 
     /// The attempt failed: the counter stays up; lock when it reached the limit. Returns
     /// whether the credential is now locked.
     pub async fn attempt_failed(&self, id: &str, max_attempts: i64) -> Result<bool> {
-        let row = sqlx::query(
-            "UPDATE credentials SET locked = CASE WHEN failed_attempts >= $2 THEN 1 ELSE locked END WHERE id = $1 RETURNING locked",
-        )
-        .bind(id)
-        .bind(max_attempts)
-        .fetch_optional(&self.writer)
-        .await?;
+        let row = self
+            .db
+            .write()
+            .await?
+            .opt(
+                "UPDATE credentials SET locked = CASE WHEN failed_attempts >= $2 THEN 1 ELSE locked END WHERE id = $1 RETURNING locked",
+                &[P::S(id), P::I(max_attempts)],
+            )
+            .await?;
         Ok(match row {
-            Some(r) => b(r.try_get("locked")?),
+            Some(r) => r.flag("locked")?,
             None => false,
         })
     }
@@ -650,74 +580,73 @@ impl Store {
     /// Record a TOTP time step as used, refusing it if that step or a later one was used
     /// already (RFC 6238 §5.2: a code is accepted once).
     pub async fn use_totp_step(&self, id: &str, step: i64) -> Result<bool> {
-        let n = sqlx::query("UPDATE credentials SET otp_last_step = $2 WHERE id = $1 AND otp_last_step < $2")
-            .bind(id)
-            .bind(step)
-            .execute(&self.writer)
+        let n = self
+            .db
+            .write()
             .await?
-            .rows_affected();
+            .exec("UPDATE credentials SET otp_last_step = $2 WHERE id = $1 AND otp_last_step < $2", &[P::S(id), P::I(step)])
+            .await?;
         Ok(n == 1)
     }
 
     /// Store (replacing) the pending online OTP of a credential.
     pub async fn put_otp_challenge(&self, credential_id: &str, code_hash: &str, expires_at: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM otp_challenges WHERE credential_id = $1").bind(credential_id).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO otp_challenges (credential_id, code_hash, expires_at) VALUES ($1, $2, $3)")
-            .bind(credential_id)
-            .bind(code_hash)
-            .bind(expires_at)
-            .execute(&mut *tx)
+        transaction!(self.db, |c| {
+            c.exec("DELETE FROM otp_challenges WHERE credential_id = $1", &[P::S(credential_id)]).await?;
+            c.exec(
+                "INSERT INTO otp_challenges (credential_id, code_hash, expires_at) VALUES ($1, $2, $3)",
+                &[P::S(credential_id), P::S(code_hash), P::I(expires_at)],
+            )
             .await?;
-        tx.commit().await?;
-        Ok(())
+            Ok(((), true))
+        })
     }
 
     /// Take the pending online OTP (it is deleted: one use). Returns (hash, expiry).
     pub async fn take_otp_challenge(&self, credential_id: &str) -> Result<Option<(String, i64)>> {
-        let row = sqlx::query("DELETE FROM otp_challenges WHERE credential_id = $1 RETURNING code_hash, expires_at")
-            .bind(credential_id)
-            .fetch_optional(&self.writer)
+        let row = self
+            .db
+            .write()
+            .await?
+            .opt("DELETE FROM otp_challenges WHERE credential_id = $1 RETURNING code_hash, expires_at", &[P::S(credential_id)])
             .await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get("code_hash")?, r.try_get("expires_at")?)),
-            None => None,
-        })
+        row.map(|r| Ok((r.str("code_hash")?, r.i64("expires_at")?))).transpose()
     }
 
     // ---- tokens -----------------------------------------------------------------------------
 
     /// Store a token (by hash).
     pub async fn insert_token(&self, hash: &str, kind: &str, user_id: &str, parent: Option<&str>, expires_at: i64, now: i64) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (hash, kind, user_id, parent, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)")
-            .bind(hash)
-            .bind(kind)
-            .bind(user_id)
-            .bind(parent)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&self.writer)
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO tokens (hash, kind, user_id, parent, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                &[P::S(hash), P::S(kind), P::S(user_id), P::OS(parent), P::I(expires_at), P::I(now)],
+            )
             .await?;
         Ok(())
     }
 
-    /// Resolve a token hash, with its (enabled) owner.
+    /// Resolve a token hash, with its owner (a disabled owner makes the token revoked).
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>> {
-        let row = sqlx::query(
-            "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, t.parent, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt(
+                "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, t.parent, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
+                &[P::S(hash)],
+            )
+            .await?;
         let Some(r) = row else { return Ok(None) };
-        let disabled: i64 = r.try_get("disabled")?;
         Ok(Some(TokenRow {
-            kind: r.try_get("kind")?,
-            user_id: r.try_get("user_id")?,
-            user_name: r.try_get("name")?,
-            expires_at: r.try_get("expires_at")?,
-            revoked: b(r.try_get("revoked")?) || b(disabled),
-            parent: r.try_get("parent")?,
+            kind: r.str("kind")?,
+            user_id: r.str("user_id")?,
+            user_name: r.str("name")?,
+            expires_at: r.i64("expires_at")?,
+            revoked: r.flag("revoked")? || r.flag("disabled")?,
+            parent: r.opt_str("parent")?,
         }))
     }
 
@@ -725,62 +654,69 @@ impl Store {
     /// (CSC §11.3, RFC 7009 §2.1). Only the user's own tokens are touched. Returns whether a
     /// token was found.
     pub async fn revoke_token(&self, hash: &str, user_id: &str) -> Result<bool> {
-        let n = sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))")
-            .bind(hash)
-            .bind(user_id)
-            .execute(&self.writer)
+        let n = self
+            .db
+            .write()
             .await?
-            .rows_affected();
+            .exec(
+                "UPDATE tokens SET revoked = 1 WHERE user_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
+                &[P::S(hash), P::S(user_id)],
+            )
+            .await?;
         Ok(n > 0)
     }
 
-    /// Atomically revoke a refresh token for rotation; true if it was live and now is not.
+    /// Atomically revoke a live refresh token (rotation); returns its owner if it was live.
     pub async fn consume_refresh_token(&self, hash: &str, now: i64) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 RETURNING user_id",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("user_id")?),
-            None => None,
-        })
+        let row = self
+            .db
+            .write()
+            .await?
+            .opt(
+                "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 RETURNING user_id",
+                &[P::S(hash), P::I(now)],
+            )
+            .await?;
+        row.map(|r| r.str("user_id")).transpose()
     }
 
     // ---- SAD --------------------------------------------------------------------------------
 
     /// Store a SAD with its bound digests.
     pub async fn insert_sad(&self, s: &NewSad<'_>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_sad_tx(&mut tx, s).await?;
-        tx.commit().await?;
-        Ok(())
+        transaction!(self.db, |c| {
+            insert_sad(&mut c, s).await?;
+            Ok(((), true))
+        })
     }
 
     /// Look a SAD up (to explain a refusal).
     pub async fn sad(&self, hash: &str) -> Result<Option<SadRow>> {
-        let row = sqlx::query("SELECT user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked FROM sads WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt("SELECT user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked FROM sads WHERE hash = $1", &[P::S(hash)])
             .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(SadRow {
-            user_id: r.try_get("user_id")?,
-            credential_id: r.try_get("credential_id")?,
-            remaining: r.try_get("remaining")?,
-            bound: b(r.try_get("bound")?),
-            hash_algo: r.try_get("hash_algo")?,
-            expires_at: r.try_get("expires_at")?,
-            revoked: b(r.try_get("revoked")?),
-        }))
+        row.map(|r| {
+            Ok(SadRow {
+                user_id: r.str("user_id")?,
+                credential_id: r.str("credential_id")?,
+                remaining: r.i64("remaining")?,
+                bound: r.flag("bound")?,
+                hash_algo: r.opt_str("hash_algo")?,
+                expires_at: r.i64("expires_at")?,
+                revoked: r.flag("revoked")?,
+            })
+        })
+        .transpose()
     }
 
     /// Consume `digests.len()` signatures of a SAD, and each digest once if the SAD is bound,
     /// and write the audit record, in one transaction: all or nothing. The first statement
     /// takes the SAD row's write lock, so concurrent consumers (threads or server processes on
     /// one PostgreSQL) queue behind it and see the decremented count.
+    #[allow(clippy::too_many_arguments)]
     pub async fn consume_sad(
         &self,
         hash: &str,
@@ -792,47 +728,39 @@ impl Store {
         audit: &NewAudit<'_>,
     ) -> Result<ConsumeOutcome> {
         let n = digests_hex.len() as i64;
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "UPDATE sads SET remaining = remaining - $4 \
-             WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-             RETURNING bound, hash_algo",
-        )
-        .bind(hash)
-        .bind(user_id)
-        .bind(credential_id)
-        .bind(n)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return self.explain_refusal(hash, user_id, credential_id, n, now).await;
-        };
-        if b(row.try_get("bound")?) {
-            let bound_algo: Option<String> = row.try_get("hash_algo")?;
-            if bound_algo.as_deref() != Some(hash_algo) {
-                tx.rollback().await?;
-                return Ok(ConsumeOutcome::HashAlgorithmMismatch);
-            }
-            for d in digests_hex {
-                let used = sqlx::query(
-                    "UPDATE sad_hashes SET used = 1 WHERE sad = $1 AND idx = (SELECT MIN(idx) FROM sad_hashes WHERE sad = $1 AND digest = $2 AND used = 0)",
+        let outcome = transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE sads SET remaining = remaining - $4 \
+                     WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                     RETURNING bound, hash_algo",
+                    &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
                 )
-                .bind(hash)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if used != 1 {
-                    tx.rollback().await?;
-                    return Ok(ConsumeOutcome::HashNotAuthorized);
+                .await?;
+            let Some(row) = row else { return Ok((None, false)) };
+            if row.flag("bound")? {
+                if row.opt_str("hash_algo")?.as_deref() != Some(hash_algo) {
+                    return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
+                }
+                for d in digests_hex {
+                    let used = c
+                        .exec(
+                            "UPDATE sad_hashes SET used = 1 WHERE sad = $1 AND idx = (SELECT MIN(idx) FROM sad_hashes WHERE sad = $1 AND digest = $2 AND used = 0)",
+                            &[P::S(hash), P::S(d)],
+                        )
+                        .await?;
+                    if used != 1 {
+                        return Ok((Some(ConsumeOutcome::HashNotAuthorized), false));
+                    }
                 }
             }
+            insert_audit(&mut c, audit).await?;
+            Ok((Some(ConsumeOutcome::Consumed), true))
+        })?;
+        match outcome {
+            Some(o) => Ok(o),
+            None => self.explain_refusal(hash, user_id, credential_id, n, now).await,
         }
-        insert_audit_tx(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(ConsumeOutcome::Consumed)
     }
 
     async fn explain_refusal(&self, hash: &str, user_id: &str, credential_id: &str, n: i64, now: i64) -> Result<ConsumeOutcome> {
@@ -850,7 +778,7 @@ impl Store {
 
     /// extendTransaction: supersede `old` by `new`, carrying the remaining count and the
     /// unused bound digests (plus the new ones), in one transaction. Returns the outcome for
-    /// `old` (Consumed means the new SAD is stored).
+    /// `old` (Consumed means the new SAD is stored) and the count carried over.
     pub async fn extend_sad(
         &self,
         old: &str,
@@ -859,77 +787,69 @@ impl Store {
         new: &NewSad<'_>,
         extra_digests: &[String],
     ) -> Result<(ConsumeOutcome, i64)> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $4 AND remaining > 0 \
-             RETURNING remaining, bound, hash_algo",
-        )
-        .bind(old)
-        .bind(user_id)
-        .bind(credential_id)
-        .bind(new.now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            let outcome = self.explain_refusal(old, user_id, credential_id, 1, new.now).await?;
-            return Ok((outcome, 0));
-        };
-        let remaining: i64 = row.try_get("remaining")?;
-        let bound = b(row.try_get("bound")?);
-        let old_algo: Option<String> = row.try_get("hash_algo")?;
-        let mut digests: Vec<String> = Vec::new();
-        if bound {
-            let rows =
-                sqlx::query("SELECT digest FROM sad_hashes WHERE sad = $1 AND used = 0 ORDER BY idx").bind(old).fetch_all(&mut *tx).await?;
-            for r in rows {
-                digests.push(r.try_get("digest")?);
+        let result = transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $4 AND remaining > 0 \
+                     RETURNING remaining, bound, hash_algo",
+                    &[P::S(old), P::S(user_id), P::S(credential_id), P::I(new.now)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok((None, false)) };
+            let remaining = row.i64("remaining")?;
+            let bound = row.flag("bound")?;
+            let old_algo = row.opt_str("hash_algo")?;
+            let mut digests: Vec<String> = Vec::new();
+            if bound {
+                for r in c.all("SELECT digest FROM sad_hashes WHERE sad = $1 AND used = 0 ORDER BY idx", &[P::S(old)]).await? {
+                    digests.push(r.str("digest")?);
+                }
+                if !extra_digests.is_empty() && new.hash_algo.is_some() && old_algo.as_deref() != new.hash_algo {
+                    return Ok((Some((ConsumeOutcome::HashAlgorithmMismatch, remaining)), false));
+                }
             }
-            if !extra_digests.is_empty() && new.hash_algo.is_some() && old_algo.as_deref() != new.hash_algo {
-                tx.rollback().await?;
-                return Ok((ConsumeOutcome::HashAlgorithmMismatch, remaining));
+            digests.extend(extra_digests.iter().cloned());
+            if digests.len() as i64 > remaining {
+                return Ok((Some((ConsumeOutcome::Exhausted { remaining }, remaining)), false));
             }
+            let algo = if bound { old_algo.as_deref() } else { new.hash_algo };
+            let keep_bound = bound || !extra_digests.is_empty();
+            let fresh = NewSad { remaining, hash_algo: algo, digests: keep_bound.then_some(digests.as_slice()), ..*new };
+            insert_sad(&mut c, &fresh).await?;
+            Ok((Some((ConsumeOutcome::Consumed, remaining)), true))
+        })?;
+        match result {
+            Some(r) => Ok(r),
+            None => Ok((self.explain_refusal(old, user_id, credential_id, 1, new.now).await?, 0)),
         }
-        digests.extend(extra_digests.iter().cloned());
-        if digests.len() as i64 > remaining {
-            tx.rollback().await?;
-            return Ok((ConsumeOutcome::Exhausted { remaining }, remaining));
-        }
-        let algo = if bound { old_algo.as_deref() } else { new.hash_algo };
-        let keep_bound = bound || !extra_digests.is_empty();
-        let fresh = NewSad { remaining, hash_algo: algo, digests: keep_bound.then_some(digests.as_slice()), ..*new };
-        insert_sad_tx(&mut tx, &fresh).await?;
-        tx.commit().await?;
-        Ok((ConsumeOutcome::Consumed, remaining))
     }
 
     // ---- audit ------------------------------------------------------------------------------
 
     /// Append an audit event.
     pub async fn audit(&self, e: &NewAudit<'_>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_audit_tx(&mut tx, e).await?;
-        tx.commit().await?;
-        Ok(())
+        insert_audit(&mut self.db.write().await?, e).await
     }
 
     /// The latest `limit` events, oldest first.
     pub async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>> {
-        let rows = sqlx::query("SELECT seq, at, actor, event, outcome, credential_id, detail FROM audit ORDER BY seq DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .read()
+            .await?
+            .all("SELECT seq, at, actor, event, outcome, credential_id, detail FROM audit ORDER BY seq DESC LIMIT $1", &[P::I(limit)])
             .await?;
         let mut events = rows
             .iter()
             .map(|r| {
                 Ok(AuditEvent {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    event: r.try_get("event")?,
-                    outcome: r.try_get("outcome")?,
-                    credential_id: r.try_get("credential_id")?,
-                    detail: r.try_get("detail")?,
+                    seq: r.i64("seq")?,
+                    at: r.i64("at")?,
+                    actor: r.str("actor")?,
+                    event: r.str("event")?,
+                    outcome: r.str("outcome")?,
+                    credential_id: r.opt_str("credential_id")?,
+                    detail: r.str("detail")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -938,40 +858,26 @@ impl Store {
     }
 }
 
-async fn insert_sad_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, s: &NewSad<'_>) -> Result<()> {
-    sqlx::query("INSERT INTO sads (hash, user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)")
-        .bind(s.hash)
-        .bind(s.user_id)
-        .bind(s.credential_id)
-        .bind(s.remaining)
-        .bind(i64::from(s.digests.is_some()))
-        .bind(s.hash_algo)
-        .bind(s.expires_at)
-        .bind(s.now)
-        .execute(&mut **tx)
-        .await?;
+async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
+    c.exec(
+        "INSERT INTO sads (hash, user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+        &[P::S(s.hash), P::S(s.user_id), P::S(s.credential_id), P::I(s.remaining), P::I(i64::from(s.digests.is_some())), P::OS(s.hash_algo), P::I(s.expires_at), P::I(s.now)],
+    )
+    .await?;
     if let Some(digests) = s.digests {
         for (i, d) in digests.iter().enumerate() {
-            sqlx::query("INSERT INTO sad_hashes (sad, idx, digest, used) VALUES ($1, $2, $3, 0)")
-                .bind(s.hash)
-                .bind(i as i64)
-                .bind(d)
-                .execute(&mut **tx)
+            c.exec("INSERT INTO sad_hashes (sad, idx, digest, used) VALUES ($1, $2, $3, 0)", &[P::S(s.hash), P::I(i as i64), P::S(d)])
                 .await?;
         }
     }
     Ok(())
 }
 
-async fn insert_audit_tx(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e: &NewAudit<'_>) -> Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(e.at)
-        .bind(e.actor)
-        .bind(e.event)
-        .bind(e.outcome)
-        .bind(e.credential_id)
-        .bind(e.detail)
-        .execute(&mut **tx)
-        .await?;
+async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<()> {
+    c.exec(
+        "INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome), P::OS(e.credential_id), P::S(e.detail)],
+    )
+    .await?;
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! The schema, created on first connect. One script for both databases; only the audit
 //! sequence column differs.
 
-use sqlx::AnyPool;
-
-use crate::{Backend, Result};
+use crate::Result;
+use crate::db::{Db, P};
 
 const SCHEMA_VERSION: &str = "1";
 
@@ -31,39 +30,31 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS otp_challenges (credential_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL, expires_at BIGINT NOT NULL)",
 ];
 
-pub(crate) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    if backend == Backend::Postgres {
+pub(crate) async fn migrate(db: &Db) -> Result<()> {
+    let pg = db.is_postgres();
+    let mut conn = db.write().await?;
+    if pg {
         // Several nodes may start at once on an empty database: serialize the DDL.
-        sqlx::query("SELECT pg_advisory_lock(7263845)").execute(&mut *conn).await?;
-    } else {
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+        conn.exec("SELECT pg_advisory_lock(7263845)", &[]).await?;
     }
     let result = async {
         for sql in TABLES {
-            sqlx::query(*sql).execute(&mut *conn).await?;
+            conn.exec(sql, &[]).await?;
         }
-        let audit = match backend {
-            Backend::Sqlite => {
-                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, actor TEXT NOT NULL, \
-                 event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
-            }
-            Backend::Postgres => {
-                "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
-                 event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
-            }
+        let audit = if pg {
+            "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
+             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
+        } else {
+            "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, actor TEXT NOT NULL, \
+             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
         };
-        sqlx::query(audit).execute(&mut *conn).await?;
-        sqlx::query("INSERT INTO meta (k, v) VALUES ('schema_version', $1) ON CONFLICT (k) DO NOTHING")
-            .bind(SCHEMA_VERSION)
-            .execute(&mut *conn)
-            .await?;
-        Ok::<(), sqlx::Error>(())
+        conn.exec(audit, &[]).await?;
+        conn.exec("INSERT INTO meta (k, v) VALUES ('schema_version', $1) ON CONFLICT (k) DO NOTHING", &[P::S(SCHEMA_VERSION)]).await?;
+        Ok::<(), crate::StoreError>(())
     }
     .await;
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock(7263845)").execute(&mut *conn).await?;
+    if pg {
+        conn.exec("SELECT pg_advisory_unlock(7263845)", &[]).await?;
     }
-    result?;
-    Ok(())
+    result
 }
