@@ -47,6 +47,7 @@ impl Service {
         let key = self.signing_key(&row)?;
 
         let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
+        let digests_len = input.digests.len();
         let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": input.scheme.oid(), "algorithm": input.scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
         let t = now();
         let audit = NewAudit {
@@ -72,11 +73,15 @@ impl Service {
 
         let scheme = input.scheme;
         let digests = input.digests;
-        let signed = tokio::task::spawn_blocking(move || {
-            digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let sign_all = move || digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>();
+        // Small jobs run on the request's own task: a hand-off to the blocking pool costs more
+        // than the signature. Long ones (RSA, batches) go to the blocking pool so they do not
+        // stall other requests.
+        let signed = if estimated_micros(view_algo) * digests_len as u64 <= INLINE_BUDGET_MICROS {
+            sign_all()
+        } else {
+            tokio::task::spawn_blocking(sign_all).await.map_err(|e| Error::Internal(e.to_string()))?
+        };
         match signed {
             Ok(signatures) => Ok(signatures),
             Err(e) => {
@@ -91,5 +96,22 @@ impl Service {
                 Err(Error::Internal(e.to_string()))
             }
         }
+    }
+}
+
+/// Work that may run inline on an async worker (tokio's guidance: well under a millisecond
+/// between await points).
+const INLINE_BUDGET_MICROS: u64 = 200;
+
+/// Rough cost of one signature on a current x86 core (aws-lc), for the inline/blocking choice.
+fn estimated_micros(key: cloudsign_csc::KeyAlgorithm) -> u64 {
+    use cloudsign_csc::KeyAlgorithm::*;
+    match key {
+        EcdsaP256 => 15,
+        EcdsaP384 => 60,
+        EcdsaP521 => 150,
+        Rsa2048 => 600,
+        Rsa3072 => 1800,
+        Rsa4096 => 4000,
     }
 }

@@ -116,6 +116,9 @@ fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Query planner stability: one plan per statement whatever the bound values. Without it a
+    // STAT4-enabled SQLite re-prepares a cached statement whenever a new value is bound.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
@@ -133,6 +136,22 @@ impl Db {
         let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let path = rest.split('?').next().unwrap_or(rest).to_string();
         let writer = open_sqlite(&path).map_err(sqlite_err)?;
+        // Checkpoints copy the WAL back into the database file and fsync it. Run inline (SQLite's
+        // default, every 1000 pages) that stalls whichever request's commit crosses the mark;
+        // a background thread does it instead, once a second, on its own connection.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite_err)?;
+        let checkpointer = open_sqlite(&path).map_err(sqlite_err)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(e.to_string()))?;
         let readers = (0..4).map(|_| open_sqlite(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite_err)?;
         Ok(Db::Sqlite { writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) })
     }

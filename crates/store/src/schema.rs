@@ -45,7 +45,7 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
             "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
              event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
         } else {
-            "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, actor TEXT NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
              event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
         };
         conn.exec(audit, &[]).await?;
