@@ -525,3 +525,34 @@ async fn tls() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["specs"], "2.0.0.2");
 }
+
+/// Access tokens expire; the key-encryption key is a 0600 file; a node with another key is
+/// refused at start instead of failing later.
+#[tokio::test]
+async fn token_expiry_and_key_encryption_key() {
+    let env = Env::new("sqlite").with_env("CLOUDSIGN_ACCESS_TOKEN_TTL", "1");
+    env.add_user("alice");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.file("kek")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key-encryption key is readable by its owner only");
+    }
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let _ = api.ok("credentials/list", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    api.err("credentials/list", json!({}), 401, "expired_token", "").await;
+    drop(server);
+
+    let other = Env::new("sqlite");
+    let mut cmd = other.command();
+    // Point a second node at the first one's database with a different key.
+    cmd.env("CLOUDSIGN_DATABASE_URL", format!("sqlite://{}?mode=rwc", env.file("cloudsign.db").display()))
+        .env("CLOUDSIGN_KEK", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    let out = cmd.args(["admin", "user", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key-encryption key does not match"), "{err}");
+}
