@@ -85,11 +85,16 @@ fn raw_rate(key: KeyAlgorithm, seconds: u64) -> anyhow::Result<f64> {
 
 fn start_server(dir: &std::path::Path) -> anyhow::Result<(ServerChild, String)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // The bench runs on its own throw-away data directory: none of the caller's settings apply.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CLOUDSIGN_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("CLOUDSIGN_DATA_DIR", dir)
-        .env_remove("CLOUDSIGN_DATABASE_URL")
-        .env_remove("CLOUDSIGN_CONFIG")
         .env("CLOUDSIGN_LOG", "warn")
         .env("CLOUDSIGN_ARGON2_MEMORY_KIB", "4096")
         .stdout(Stdio::piped())

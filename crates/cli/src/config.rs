@@ -68,6 +68,20 @@ const KEYS: &[&str] = &[
     "otp_outbox",
 ];
 
+/// The settings that are numbers (every other one is text, even if it looks like a number).
+const NUMERIC: &[&str] = &[
+    "body_limit",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "sad_ttl",
+    "otp_ttl",
+    "max_auth_attempts",
+    "cert_validity_days",
+    "key_cache_seconds",
+    "argon2_memory_kib",
+    "argon2_iterations",
+];
+
 impl Settings {
     /// Read a TOML file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -82,7 +96,7 @@ impl Settings {
             let var = format!("CLOUDSIGN_{}", key.to_ascii_uppercase());
             if let Ok(value) = std::env::var(&var) {
                 let v = match value.parse::<i64>() {
-                    Ok(n) if !matches!(*key, "listen" | "kek" | "description" | "service_name" | "organization") => toml::Value::Integer(n),
+                    Ok(n) if NUMERIC.contains(key) => toml::Value::Integer(n),
                     _ => toml::Value::String(value),
                 };
                 table.insert((*key).to_string(), v);

@@ -58,7 +58,8 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("CLOUDSIGN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -112,7 +113,7 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
 /// Drop a password from a database URL before it reaches a message.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or_default();
             format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
@@ -133,6 +134,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let bound = cloudsign_server::bind(&settings.listen(), &cfg).await?;
     let app = cloudsign_server::router(service.clone(), &cfg);
+    let janitor = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match janitor.purge_expired().await {
+                Ok(n) => tracing::debug!(rows = n, "purged expired tokens and SADs"),
+                Err(e) => tracing::warn!(error = %e, "purging expired tokens and SADs failed"),
+            }
+        }
+    });
     // Scripts and tests wait for this line.
     println!("cloudsign listening on {}", bound.url());
     std::io::stdout().flush()?;
@@ -148,5 +160,6 @@ mod tests {
     fn urls_lose_their_password() {
         assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(super::redact_url("postgres://root@h/db"), "postgres://root@h/db");
     }
 }

@@ -225,6 +225,10 @@ async fn refusals(db: &str) {
     let resp =
         api.http.post(format!("{}/auth/login", api.base)).header("authorization", "Basic !!!").json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let resp = api.http.post(format!("{}/auth/login", api.base)).basic_auth("alice", Some(PASSWORD)).json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store", "token responses are never cached");
     api.err("credentials/list", json!({}), 401, "invalid_request", "Bearer").await;
     let (s, v) = api.post_raw("credentials/list", b"{}".to_vec(), Some("not-a-token")).await;
     assert_error("list", s, &v, 401, "invalid_token", "");
@@ -438,13 +442,17 @@ async fn refusals(db: &str) {
         .await;
 
     // --- PIN lockout after 5 failures; unlock by the administrator (server keeps running).
+    let before_lockout = api.sad(&scal1, 1, None).await;
     for i in 0..5 {
         let (s, v) = api.authorize(&scal1, 1, None, json!([{"id": "PIN", "value": "000000"}])).await;
         assert_error("authorize (wrong PIN)", s, &v, 400, "invalid_authentication_data", "PIN");
-        assert!(v["error_description"].as_str().unwrap().contains(&format!("{} attempts left", 4 - i)), "{v}");
+        let left = if i == 3 { "1 attempt left".to_string() } else { format!("{} attempts left", 4 - i) };
+        assert!(v["error_description"].as_str().unwrap().contains(&left), "{v}");
     }
     let (s, v) = api.authorize(&scal1, 1, None, json!([{"id": "PIN", "value": PIN}])).await;
     assert_error("authorize (locked)", s, &v, 400, "invalid_request", "PIN locked");
+    let (s, v) = api.sign(&scal1, &before_lockout, &[h1.clone()], ECDSA_SHA256, None).await;
+    assert_error("signHash (locked, SAD from before)", s, &v, 400, "invalid_request", "PIN locked");
     let list = api.ok("credentials/list", json!({"onlyValid": true})).await;
     assert!(!list["credentialIDs"].as_array().unwrap().contains(&json!(scal1)), "a locked credential is not valid");
     assert_eq!(list["onlyValid"], true);
@@ -485,6 +493,12 @@ async fn refusals(db: &str) {
         events.iter().any(|e| e["event"] == "credentials.authorize" && e["outcome"] == "refused" && e["detail"]["reason"] == "wrong PIN")
     );
     assert!(events.iter().any(|e| e["event"] == "auth.login" && e["outcome"] == "refused"));
+    assert!(events.iter().any(|e| e["event"] == "signatures.signHash"
+        && e["outcome"] == "refused"
+        && e["detail"]["reason"] == "Hash is not authorized by the SAD."));
+    assert!(
+        events.iter().any(|e| e["event"] == "credentials.authorize" && e["outcome"] == "refused" && e["detail"]["reason"] == "PIN locked")
+    );
     assert!(events.iter().any(|e| e["event"] == "admin.credential.unlock"));
     assert_no_secrets(&env, &[PIN, PASSWORD, &code, api.token.as_deref().unwrap()]);
     drop(server);

@@ -214,10 +214,14 @@ impl Service {
         self.view(&row)
     }
 
-    /// Refuse a credential that cannot be used now (disabled, certificate not valid).
+    /// Refuse a credential that cannot be used now (disabled, locked, certificate not valid).
+    /// A lockout is a sign of guessing: SADs issued before it stop working too.
     pub(crate) fn check_usable(&self, row: &CredentialRow) -> Result<()> {
         if row.disabled {
             return Err(Error::invalid("The credential identified by credentialID is disabled"));
+        }
+        if row.locked {
+            return Err(Error::Locked);
         }
         let t = now();
         if t >= row.cert.not_after || t < row.cert.not_before {
@@ -230,6 +234,26 @@ impl Service {
     /// `max_auth_attempts`, and issue a SAD bound to the user, the credential, the count and —
     /// for SCAL 2, or whenever hashes are given — the exact digests.
     pub async fn authorize(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
+        let credential_id = input.credential_id.clone();
+        let result = self.authorize_checked(session, ctx, input).await;
+        match &result {
+            // Wrong factors and lockouts are audited where they are detected, with their reason.
+            Err(Error::InvalidPin { .. } | Error::InvalidOtp { .. } | Error::Internal(_) | Error::Unavailable(_)) | Ok(_) => {}
+            Err(e) => {
+                self.audit(
+                    &session.user_name,
+                    "credentials.authorize",
+                    "refused",
+                    Some(&credential_id),
+                    json!({"client": ctx.client, "reason": e.to_string()}),
+                )
+                .await?;
+            }
+        }
+        result
+    }
+
+    async fn authorize_checked(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         if input.num_signatures < 1 {
@@ -297,15 +321,7 @@ impl Service {
     ) -> Result<()> {
         let max = self.cfg.max_auth_attempts;
         let Some(attempt) = self.store.begin_attempt(&row.id, max).await? else {
-            self.audit(
-                &session.user_name,
-                "credentials.authorize",
-                "refused",
-                Some(&row.id),
-                json!({"client": ctx.client, "reason": "locked"}),
-            )
-            .await?;
-            return Err(Error::Locked);
+            return Err(Error::Locked); // audited by `authorize`
         };
         let stored = row.pin_hash.clone();
         let pin_ok =

@@ -43,7 +43,7 @@ pub struct Config {
     pub max_auth_attempts: i64,
     /// End-entity certificate lifetime.
     pub cert_validity_days: u32,
-    /// How long an unwrapped key stays in memory after use (0: never cached).
+    /// How long an unwrapped key stays in memory after it was unwrapped (0: never cached).
     pub key_cache_seconds: u64,
     /// argon2id cost for PINs and passwords.
     pub argon2: Argon2Cost,
@@ -121,6 +121,8 @@ impl Service {
         }
         let names = CaNames { organization: cfg.organization.clone(), country: cfg.country.clone() };
         if store.ca("issuing").await?.is_none() {
+            store.meta_insert_if_absent("ca_organization", &names.organization).await?;
+            store.meta_insert_if_absent("ca_country", names.country.as_deref().unwrap_or("")).await?;
             let (root, issuing) = cloudsign_pki::create_hierarchy(keystore.as_ref(), &names)?;
             let rows = [ca_row("root", root), ca_row("issuing", issuing)];
             // Another node may have won the race; then its hierarchy is the one we load.
@@ -132,7 +134,17 @@ impl Service {
         let key = keystore.load(CA_KEY, &handle, &ca_key_binding("issuing"))?;
         let issuing_cert = issued_cert(&issuing.cert)?;
         let root_der = b64::decode_lenient(&root.cert.der_b64).ok_or_else(|| Error::Internal("damaged CA record".into()))?;
-        let ca = IssuingCa::new(&names, key, &issuing_cert, root_der);
+        // The issuer name must stay the one in the stored CA certificate even if `organization` or
+        // `country` change later (they then apply to new end-entity subjects only).
+        let ca_names = CaNames {
+            organization: store.meta("ca_organization").await?.unwrap_or_else(|| names.organization.clone()),
+            country: match store.meta("ca_country").await? {
+                Some(c) if c.is_empty() => None,
+                Some(c) => Some(c),
+                None => names.country.clone(),
+            },
+        };
+        let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der);
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
         Ok(Self { store, keystore, ca, names, cfg, otp_sender, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
@@ -142,6 +154,11 @@ impl Service {
     pub fn with_otp_sender(mut self, sender: Arc<dyn OtpSender>) -> Self {
         self.otp_sender = sender;
         self
+    }
+
+    /// Remove expired tokens, SADs and OTP challenges (the server runs this periodically).
+    pub async fn purge_expired(&self) -> Result<u64> {
+        Ok(self.store.purge_expired(now()).await?)
     }
 
     /// The configuration.

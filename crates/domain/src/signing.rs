@@ -23,8 +23,26 @@ pub struct SignHashInput {
 }
 
 impl Service {
-    /// Sign digests; signatures come back in request order.
+    /// Sign digests; signatures come back in request order. Every refusal is audited.
     pub async fn sign_hash(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
+        let credential_id = input.credential_id.clone();
+        let result = self.sign_hash_checked(session, ctx, input).await;
+        if let Err(e) = &result {
+            if !matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
+                self.audit(
+                    &session.user_name,
+                    "signatures.signHash",
+                    "refused",
+                    Some(&credential_id),
+                    json!({"client": ctx.client, "reason": e.to_string()}),
+                )
+                .await?;
+            }
+        }
+        result
+    }
+
+    async fn sign_hash_checked(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         let view_algo = cloudsign_csc::KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
@@ -59,17 +77,7 @@ impl Service {
             detail: &detail,
         };
         let outcome = self.store.consume_sad(&token_hash(sad), &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit).await?;
-        if let Err(e) = sad_outcome(outcome) {
-            self.audit(
-                &session.user_name,
-                "signatures.signHash",
-                "refused",
-                Some(&row.id),
-                json!({"client": ctx.client, "reason": e.to_string(), "hashes": digests_hex}),
-            )
-            .await?;
-            return Err(e);
-        }
+        sad_outcome(outcome)?;
 
         let scheme = input.scheme;
         let digests = input.digests;

@@ -32,7 +32,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status, Json(ErrorBody { error: self.code.as_str(), error_description: self.description })).into_response();
-        response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3.
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -45,16 +48,12 @@ pub(crate) fn v2(e: Error) -> ApiError {
         Error::AuthenticationFailed => ApiError::new(S::BAD_REQUEST, ErrorCode::AuthenticationError, e.to_string()),
         Error::InvalidToken(m) => ApiError::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, m),
         Error::ExpiredToken => ApiError::new(S::UNAUTHORIZED, ErrorCode::ExpiredToken, e.to_string()),
-        Error::InvalidPin { attempts_left } => ApiError::new(
-            S::BAD_REQUEST,
-            ErrorCode::InvalidAuthenticationData,
-            format!("The PIN is invalid ({attempts_left} attempts left)"),
-        ),
-        Error::InvalidOtp { attempts_left } => ApiError::new(
-            S::BAD_REQUEST,
-            ErrorCode::InvalidAuthenticationData,
-            format!("The OTP is invalid ({attempts_left} attempts left)"),
-        ),
+        Error::InvalidPin { attempts_left } => {
+            ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidAuthenticationData, format!("The PIN is invalid ({})", attempts(attempts_left)))
+        }
+        Error::InvalidOtp { attempts_left } => {
+            ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidAuthenticationData, format!("The OTP is invalid ({})", attempts(attempts_left)))
+        }
         Error::Locked => ApiError::new(
             S::BAD_REQUEST,
             ErrorCode::InvalidRequest,
@@ -70,6 +69,10 @@ pub(crate) fn v2(e: Error) -> ApiError {
             ApiError::new(S::SERVICE_UNAVAILABLE, ErrorCode::TemporarilyUnavailable, "The service is temporarily unavailable")
         }
     }
+}
+
+fn attempts(n: i64) -> String {
+    if n == 1 { "1 attempt left".into() } else { format!("{n} attempts left") }
 }
 
 /// Unknown paths.

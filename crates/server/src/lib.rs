@@ -52,13 +52,15 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Access log: method, path, status, duration. Never headers or bodies (they carry
-/// passwords, PINs, tokens and SADs).
+/// Access log (method, path, status, duration; never headers or bodies: they carry
+/// passwords, PINs, tokens and SADs), and `Cache-Control: no-store` on every response.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    // Responses carry tokens and SADs: never cached (RFC 6749 §5.1).
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     tracing::info!(target: "cloudsign::http", %method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64);
     response
 }

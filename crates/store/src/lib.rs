@@ -824,6 +824,19 @@ impl Store {
         }
     }
 
+    /// Delete what can no longer be used: expired tokens, SADs (with their digests) and OTP
+    /// challenges. Returns the number of rows removed. The audit log is never purged.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64> {
+        transaction!(self.db, |c| {
+            let mut n = 0;
+            n += c.exec("DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE expires_at < $1)", &[P::I(now)]).await?;
+            n += c.exec("DELETE FROM sads WHERE expires_at < $1", &[P::I(now)]).await?;
+            n += c.exec("DELETE FROM tokens WHERE expires_at < $1", &[P::I(now)]).await?;
+            n += c.exec("DELETE FROM otp_challenges WHERE expires_at < $1", &[P::I(now)]).await?;
+            Ok((n, true))
+        })
+    }
+
     // ---- audit ------------------------------------------------------------------------------
 
     /// Append an audit event.

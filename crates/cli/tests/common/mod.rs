@@ -89,7 +89,9 @@ impl Env {
         c.env("PATH", std::env::var("PATH").unwrap_or_default());
         c.env("CLOUDSIGN_DATA_DIR", &self.dir);
         if let Db::Postgres(name) = &self.db {
-            c.env("CLOUDSIGN_DATABASE_URL", format!("postgres://root@{PG_HOST}:5432/{name}"));
+            // psql connects as the OS user (or PGUSER); the service uses the same role.
+            let role = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into());
+            c.env("CLOUDSIGN_DATABASE_URL", format!("postgres://{role}@{PG_HOST}:5432/{name}"));
         }
         for (k, v) in &self.extra_env {
             c.env(k, v);
