@@ -10,6 +10,7 @@ pub mod b64;
 pub mod error;
 pub mod json;
 pub mod oid;
+pub mod v1;
 pub mod v2;
 
 pub use error::ErrorCode;

@@ -42,17 +42,32 @@ impl IntoResponse for ApiError {
 
 /// How the v2 adapter reports domain errors.
 pub(crate) fn v2(e: Error) -> ApiError {
+    map(e, false)
+}
+
+/// How the v1 adapter reports domain errors: as v2, but a wrong PIN or OTP has its own code
+/// (v1 §11.6: `invalid_pin`, `invalid_otp`).
+pub(crate) fn v1(e: Error) -> ApiError {
+    map(e, true)
+}
+
+fn map(e: Error, v1: bool) -> ApiError {
     use StatusCode as S;
+    let (pin, otp) = if v1 {
+        (ErrorCode::InvalidPin, ErrorCode::InvalidOtp)
+    } else {
+        (ErrorCode::InvalidAuthenticationData, ErrorCode::InvalidAuthenticationData)
+    };
     match e {
         Error::InvalidRequest(m) => ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidRequest, m),
         Error::AuthenticationFailed => ApiError::new(S::BAD_REQUEST, ErrorCode::AuthenticationError, e.to_string()),
         Error::InvalidToken(m) => ApiError::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, m),
         Error::ExpiredToken => ApiError::new(S::UNAUTHORIZED, ErrorCode::ExpiredToken, e.to_string()),
         Error::InvalidPin { attempts_left } => {
-            ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidAuthenticationData, format!("The PIN is invalid ({})", attempts(attempts_left)))
+            ApiError::new(S::BAD_REQUEST, pin, format!("The PIN is invalid ({})", attempts(attempts_left)))
         }
         Error::InvalidOtp { attempts_left } => {
-            ApiError::new(S::BAD_REQUEST, ErrorCode::InvalidAuthenticationData, format!("The OTP is invalid ({})", attempts(attempts_left)))
+            ApiError::new(S::BAD_REQUEST, otp, format!("The OTP is invalid ({})", attempts(attempts_left)))
         }
         Error::Locked => ApiError::new(
             S::BAD_REQUEST,

@@ -5,6 +5,8 @@
 
 mod error;
 mod extract;
+mod shared;
+mod v1;
 mod v2;
 
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ pub(crate) struct AppState {
 pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
     let state = AppState { service };
     Router::new()
+        .nest("/csc/v1", v1::routes())
         .nest("/csc/v2", v2::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

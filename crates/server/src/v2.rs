@@ -5,15 +5,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use base64::Engine as _;
 use cloudsign_csc::v2::*;
-use cloudsign_csc::{ErrorCode, HashAlgorithm, KeyAlgorithm, SignAlgorithm, b64};
-use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput, SignHashInput};
+use cloudsign_csc::{HashAlgorithm, KeyAlgorithm};
+use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput};
 use zeroize::Zeroizing;
 
-use crate::AppState;
 use crate::error::{ApiError, v2};
 use crate::extract::{Bearer, Caller, CscJson, with_client_data};
+use crate::{AppState, shared};
 
 /// The methods this adapter implements, as `info` lists them.
 const METHODS: &[&str] = &[
@@ -82,28 +81,7 @@ async fn login(
     headers: HeaderMap,
     CscJson(req): CscJson<LoginRequest>,
 ) -> ApiResult<LoginResponse> {
-    let ctx = with_client_data(ctx, req.client_data.as_deref());
-    let remember_me = req.remember_me.unwrap_or(false);
-    let tokens = if let Some(refresh) = req.refresh_token.as_deref() {
-        state.service.login_refresh(&ctx, refresh).await.map_err(v2)?
-    } else {
-        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or_default();
-        let encoded = header
-            .strip_prefix("Basic ")
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidRequest, "Malformed authentication parameter."))?;
-        let decoded = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidRequest, "Malformed authentication parameter."))?,
-        );
-        let text = std::str::from_utf8(&decoded).map_err(|_| ApiError::invalid("Malformed username-password."))?;
-        let (user, password) = text.split_once(':').ok_or_else(|| ApiError::invalid("Malformed username-password."))?;
-        if user.is_empty() {
-            return Err(ApiError::invalid("Malformed username-password."));
-        }
-        state.service.login_password(&ctx, user, Zeroizing::new(password.to_string()), remember_me).await.map_err(v2)?
-    };
-    Ok(Json(LoginResponse { access_token: tokens.access_token, refresh_token: tokens.refresh_token, expires_in: tokens.expires_in }))
+    shared::login(&state, ctx, &headers, req, v2).await
 }
 
 /// §11.3.
@@ -118,37 +96,15 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Clone, Copy)]
-enum Certificates {
-    None,
-    Single,
-    Chain,
-}
-
-fn certificates_param(v: Option<&str>) -> Result<Certificates, ApiError> {
-    match v {
-        None | Some("single") => Ok(Certificates::Single),
-        Some("none") => Ok(Certificates::None),
-        Some("chain") => Ok(Certificates::Chain),
-        Some(_) => Err(ApiError::invalid("Invalid parameter certificates")),
-    }
-}
-
-fn render(view: CredentialView, certificates: Certificates, cert_info: bool, auth_info: bool, lang: &str, with_id: bool) -> CredentialInfo {
-    let certs = match certificates {
-        Certificates::None => None,
-        Certificates::Single => Some(vec![b64::encode(&view.cert_der)]),
-        Certificates::Chain => Some(std::iter::once(&view.cert_der).chain(view.chain.iter()).map(|d| b64::encode(d)).collect()),
-    };
-    let cert = CertInfo {
-        status: Some(view.cert_status.as_str().into()),
-        certificates: certs,
-        issuer_dn: cert_info.then(|| view.issuer_dn.clone()),
-        serial_number: cert_info.then(|| view.serial_hex.clone()),
-        subject_dn: cert_info.then(|| view.subject_dn.clone()),
-        valid_from: cert_info.then(|| cloudsign_domain::generalized_time(view.not_before)),
-        valid_to: cert_info.then(|| cloudsign_domain::generalized_time(view.not_after)),
-    };
+fn render(
+    view: CredentialView,
+    certificates: shared::Certificates,
+    cert_info: bool,
+    auth_info: bool,
+    lang: &str,
+    with_id: bool,
+) -> CredentialInfo {
+    let cert = shared::cert_info(&view, certificates, cert_info);
     let objects = view
         .factors
         .iter()
@@ -168,12 +124,7 @@ fn render(view: CredentialView, certificates: Certificates, cert_info: bool, aut
     CredentialInfo {
         credential_id: with_id.then(|| view.id.clone()),
         description: view.description.clone(),
-        key: KeyInfo {
-            status: if view.key_enabled { "enabled" } else { "disabled" }.into(),
-            algo: view.key_algorithm.sign_algo_oids().into_iter().map(Into::into).collect(),
-            len: view.key_algorithm.bits(),
-            curve: view.key_algorithm.curve().map(Into::into),
-        },
+        key: shared::key_info(&view),
         cert,
         auth: AuthInfo { mode: "explicit".into(), expression: auth_info.then_some(expression), objects: auth_info.then_some(objects) },
         scal: view.scal.to_string(),
@@ -188,7 +139,7 @@ async fn list(State(state): State<AppState>, Bearer(session): Bearer, CscJson(re
     if req.user_id.is_some() {
         return Err(ApiError::invalid("userID parameter MUST be null"));
     }
-    let certificates = certificates_param(req.certificates.as_deref())?;
+    let certificates = shared::certificates_param(req.certificates.as_deref())?;
     let views = state.service.list_credentials(&session, req.only_valid).await.map_err(v2)?;
     let ids = views.iter().map(|v| v.id.clone()).collect();
     let lang = state.service.config().lang.clone();
@@ -204,7 +155,7 @@ async fn credential_info(
     Bearer(session): Bearer,
     CscJson(req): CscJson<InfoCredentialRequest>,
 ) -> ApiResult<CredentialInfo> {
-    let certificates = certificates_param(req.certificates.as_deref())?;
+    let certificates = shared::certificates_param(req.certificates.as_deref())?;
     let view = state.service.credential_info(&session, &req.credential_id).await.map_err(v2)?;
     Ok(Json(render(view, certificates, req.cert_info, req.auth_info, &state.service.config().lang, false)))
 }
@@ -214,12 +165,8 @@ fn hashes_input(hashes: Option<Vec<String>>, oid: Option<&str>) -> Result<Option
     let Some(hashes) = hashes else { return Ok(None) };
     let oid = oid.ok_or_else(|| ApiError::invalid("Missing (or invalid type) string parameter hashAlgorithmOID"))?;
     let algorithm = HashAlgorithm::from_oid(oid).ok_or_else(|| ApiError::invalid("Invalid parameter hashAlgorithmOID"))?;
-    let digests = decode_hashes(&hashes)?;
+    let digests = shared::decode_hashes(&hashes)?;
     Ok(Some(HashesInput { algorithm, digests }))
-}
-
-fn decode_hashes(hashes: &[String]) -> Result<Vec<Vec<u8>>, ApiError> {
-    hashes.iter().map(|h| b64::decode_lenient(h).ok_or_else(|| ApiError::invalid("Invalid Base64 hash string parameter"))).collect()
 }
 
 /// §11.6, explicit mode: `authData` carries `PIN` and `OTP` objects.
@@ -290,16 +237,14 @@ async fn sign_hash(
         Some("A") => return Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
         Some(_) => return Err(ApiError::invalid("Invalid parameter operationMode")),
     }
-    let params = match req.sign_algo_params.as_deref() {
-        Some(p) => Some(b64::decode_lenient(p).ok_or_else(|| ApiError::invalid("Invalid parameter signAlgoParams"))?),
-        None => None,
-    };
-    let scheme = SignAlgorithm::resolve(&req.sign_algo, req.hash_algorithm_oid.as_deref(), params.as_deref()).map_err(ApiError::invalid)?;
-    if req.hashes.is_empty() {
-        return Err(ApiError::invalid("Empty hash array"));
-    }
-    let digests = decode_hashes(&req.hashes)?;
-    let input = SignHashInput { credential_id: req.credential_id, sad: req.sad, digests, scheme };
+    let input = shared::sign_hash_input(
+        req.credential_id,
+        req.sad,
+        &req.hashes,
+        &req.sign_algo,
+        req.hash_algorithm_oid.as_deref(),
+        req.sign_algo_params.as_deref(),
+    )?;
     let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v2)?;
-    Ok(Json(SignHashResponse { signatures: signatures.iter().map(|s| b64::encode(s)).collect() }))
+    Ok(Json(shared::signatures(&signatures)))
 }

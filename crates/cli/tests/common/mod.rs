@@ -197,6 +197,11 @@ impl Api {
         Api { http: reqwest::Client::new(), base: format!("{}/csc/v2", server.url), token: None }
     }
 
+    /// A client of the CSC v1 adapter.
+    pub fn v1(server: &Server) -> Api {
+        Api { http: reqwest::Client::new(), base: format!("{}/csc/v1", server.url), token: None }
+    }
+
     pub async fn post(&self, method: &str, body: Value) -> (u16, Value) {
         self.post_raw(method, body.to_string().into_bytes(), self.token.as_deref()).await
     }

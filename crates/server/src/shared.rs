@@ -1,0 +1,117 @@
+//! What the v1 and v2 adapters decode and encode alike: HTTP Basic login, the `certificates`
+//! option, the `key` and `cert` objects, hash lists and signature algorithm parameters.
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use cloudsign_csc::v2::{CertInfo, KeyInfo, LoginRequest, LoginResponse, SignHashResponse};
+use cloudsign_csc::{ErrorCode, SignAlgorithm, b64};
+use cloudsign_domain::{CredentialView, Error, RequestContext, SignHashInput};
+use zeroize::Zeroizing;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::with_client_data;
+
+/// `auth/login` (v1 §11.2, v2 §11.2): HTTP Basic, or a refresh token in the body.
+pub(crate) async fn login(
+    state: &AppState,
+    ctx: RequestContext,
+    headers: &HeaderMap,
+    req: LoginRequest,
+    map: fn(Error) -> ApiError,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    let remember_me = req.remember_me.unwrap_or(false);
+    let tokens = if let Some(refresh) = req.refresh_token.as_deref() {
+        state.service.login_refresh(&ctx, refresh).await.map_err(map)?
+    } else {
+        let malformed = || ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidRequest, "Malformed authentication parameter.");
+        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let encoded = header.strip_prefix("Basic ").ok_or_else(malformed)?;
+        let decoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| malformed())?);
+        let text = std::str::from_utf8(&decoded).map_err(|_| ApiError::invalid("Malformed username-password."))?;
+        let (user, password) = text.split_once(':').ok_or_else(|| ApiError::invalid("Malformed username-password."))?;
+        if user.is_empty() {
+            return Err(ApiError::invalid("Malformed username-password."));
+        }
+        state.service.login_password(&ctx, user, Zeroizing::new(password.to_string()), remember_me).await.map_err(map)?
+    };
+    Ok(Json(LoginResponse { access_token: tokens.access_token, refresh_token: tokens.refresh_token, expires_in: tokens.expires_in }))
+}
+
+/// The `certificates` option of `credentials/info` (and v2 `credentials/list`).
+#[derive(Clone, Copy)]
+pub(crate) enum Certificates {
+    None,
+    Single,
+    Chain,
+}
+
+pub(crate) fn certificates_param(v: Option<&str>) -> Result<Certificates, ApiError> {
+    match v {
+        None | Some("single") => Ok(Certificates::Single),
+        Some("none") => Ok(Certificates::None),
+        Some("chain") => Ok(Certificates::Chain),
+        Some(_) => Err(ApiError::invalid("Invalid parameter certificates")),
+    }
+}
+
+/// The `key` object.
+pub(crate) fn key_info(view: &CredentialView) -> KeyInfo {
+    KeyInfo {
+        status: if view.key_enabled { "enabled" } else { "disabled" }.into(),
+        algo: view.key_algorithm.sign_algo_oids().into_iter().map(Into::into).collect(),
+        len: view.key_algorithm.bits(),
+        curve: view.key_algorithm.curve().map(Into::into),
+    }
+}
+
+/// The `cert` object: certificates as asked, details with `certInfo`.
+pub(crate) fn cert_info(view: &CredentialView, certificates: Certificates, details: bool) -> CertInfo {
+    let certs = match certificates {
+        Certificates::None => None,
+        Certificates::Single => Some(vec![b64::encode(&view.cert_der)]),
+        Certificates::Chain => Some(std::iter::once(&view.cert_der).chain(view.chain.iter()).map(|d| b64::encode(d)).collect()),
+    };
+    CertInfo {
+        status: Some(view.cert_status.as_str().into()),
+        certificates: certs,
+        issuer_dn: details.then(|| view.issuer_dn.clone()),
+        serial_number: details.then(|| view.serial_hex.clone()),
+        subject_dn: details.then(|| view.subject_dn.clone()),
+        valid_from: details.then(|| cloudsign_domain::generalized_time(view.not_before)),
+        valid_to: details.then(|| cloudsign_domain::generalized_time(view.not_after)),
+    }
+}
+
+/// Decode a hash list; both base64 alphabets, padded or not (csc-api.md §1.2).
+pub(crate) fn decode_hashes(hashes: &[String]) -> Result<Vec<Vec<u8>>, ApiError> {
+    hashes.iter().map(|h| b64::decode_lenient(h).ok_or_else(|| ApiError::invalid("Invalid Base64 hash string parameter"))).collect()
+}
+
+/// A `signHash` call: resolve the scheme from `signAlgo`, the hash OID and the parameters,
+/// and decode the hashes.
+pub(crate) fn sign_hash_input(
+    credential_id: String,
+    sad: Option<String>,
+    hashes: &[String],
+    sign_algo: &str,
+    hash_oid: Option<&str>,
+    params: Option<&str>,
+) -> Result<SignHashInput, ApiError> {
+    let params = match params {
+        Some(p) => Some(b64::decode_lenient(p).ok_or_else(|| ApiError::invalid("Invalid parameter signAlgoParams"))?),
+        None => None,
+    };
+    let scheme = SignAlgorithm::resolve(sign_algo, hash_oid, params.as_deref()).map_err(ApiError::invalid)?;
+    if hashes.is_empty() {
+        return Err(ApiError::invalid("Empty hash array"));
+    }
+    Ok(SignHashInput { credential_id, sad, digests: decode_hashes(hashes)?, scheme })
+}
+
+/// The `signHash` response: standard base64, in request order.
+pub(crate) fn signatures(signatures: &[Vec<u8>]) -> SignHashResponse {
+    SignHashResponse { signatures: signatures.iter().map(|s| b64::encode(s)).collect() }
+}

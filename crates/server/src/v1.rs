@@ -1,0 +1,223 @@
+//! CSC API v1.0.4.0 adapter (`/csc/v1/...`, spec §11): the same domain calls as v2, with v1's
+//! spellings — flat `PIN`/`OTP` members, `hash` without an algorithm at authorization,
+//! `hashAlgo`, paging, `sendOTP` — and v1's error codes.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use cloudsign_csc::v1::*;
+use cloudsign_csc::{HashAlgorithm, b64};
+use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput};
+use zeroize::Zeroizing;
+
+use crate::error::{ApiError, v1};
+use crate::extract::{Bearer, Caller, CscJson, with_client_data};
+use crate::{AppState, shared};
+
+const METHODS: &[&str] = &[
+    "auth/login",
+    "auth/revoke",
+    "credentials/list",
+    "credentials/info",
+    "credentials/authorize",
+    "credentials/sendOTP",
+    "credentials/extendTransaction",
+    "signatures/signHash",
+];
+
+/// Largest page of `credentials/list`; also the size when `maxResults` is absent or invalid.
+const MAX_PAGE: usize = 100;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/info", post(info).get(info))
+        .route("/auth/login", post(login))
+        .route("/auth/revoke", post(revoke))
+        .route("/credentials/list", post(list))
+        .route("/credentials/info", post(credential_info))
+        .route("/credentials/authorize", post(authorize))
+        .route("/credentials/sendOTP", post(send_otp))
+        .route("/credentials/extendTransaction", post(extend_transaction))
+        .route("/signatures/signHash", post(sign_hash))
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// §11.1.
+async fn info(State(state): State<AppState>) -> ApiResult<InfoResponse> {
+    let cfg = state.service.config();
+    Ok(Json(InfoResponse {
+        specs: SPECS.into(),
+        name: cfg.service_name.clone(),
+        logo: String::new(),
+        region: cfg.region.clone(),
+        lang: cfg.lang.clone(),
+        description: cfg.description.clone(),
+        auth_type: vec!["basic".into()],
+        methods: METHODS.iter().map(|m| m.to_string()).collect(),
+    }))
+}
+
+/// §11.2.
+async fn login(
+    State(state): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    CscJson(req): CscJson<LoginRequest>,
+) -> ApiResult<LoginResponse> {
+    shared::login(&state, ctx, &headers, req, v1).await
+}
+
+/// §11.3.
+async fn revoke(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<RevokeRequest>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    state.service.revoke(&session, &ctx, &req.token, req.token_type_hint.as_deref()).await.map_err(v1)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// §11.4, with paging: `pageToken` is the offset of the next page, opaque to clients.
+async fn list(State(state): State<AppState>, Bearer(session): Bearer, CscJson(req): CscJson<ListRequest>) -> ApiResult<ListResponse> {
+    if req.user_id.is_some() {
+        return Err(ApiError::invalid("userID parameter MUST be null"));
+    }
+    let offset = match req.page_token.as_deref() {
+        None => 0,
+        Some(t) => b64::decode_lenient(t)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
+            .ok_or_else(|| ApiError::invalid("Invalid parameter pageToken"))?,
+    };
+    // v1 §11.4: an invalid or too large maxResults means the server's own maximum.
+    let size = match req.max_results {
+        Some(n) if n >= 1 && n <= MAX_PAGE as u64 => n as usize,
+        _ => MAX_PAGE,
+    };
+    let views = state.service.list_credentials(&session, false).await.map_err(v1)?;
+    let ids: Vec<String> = views.iter().skip(offset).take(size).map(|v| v.id.clone()).collect();
+    let next = offset + ids.len();
+    let next_page_token = (next < views.len()).then(|| b64::encode_url(format!("offset:{next}").as_bytes()));
+    Ok(Json(ListResponse { credential_ids: ids, next_page_token }))
+}
+
+fn render(view: CredentialView, certificates: shared::Certificates, cert_info: bool, auth_info: bool, lang: &str) -> CredentialInfo {
+    let pin = view.factors.iter().find(|f| f.id == "PIN").map(|f| PinInfo {
+        presence: "true".into(),
+        format: f.format.into(),
+        label: f.label.into(),
+        description: f.description.into(),
+    });
+    let otp = view.factors.iter().find(|f| f.id == "OTP").map(|f| OtpInfo {
+        presence: "true".into(),
+        kind: if f.kind == FactorKind::ChallengeResponse { "online" } else { "offline" }.into(),
+        format: f.format.into(),
+        label: f.label.into(),
+        description: f.description.into(),
+        id: format!("{}-{}", f.generator.unwrap_or("otp"), view.id),
+        provider: f.generator.unwrap_or("otp").into(),
+    });
+    CredentialInfo {
+        description: view.description.clone(),
+        key: shared::key_info(&view),
+        cert: shared::cert_info(&view, certificates, cert_info),
+        auth_mode: "explicit".into(),
+        scal: view.scal.to_string(),
+        pin: if auth_info { pin } else { None },
+        otp: if auth_info { otp } else { None },
+        multisign: view.multisign,
+        lang: lang.into(),
+    }
+}
+
+/// §11.5.
+async fn credential_info(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    CscJson(req): CscJson<InfoCredentialRequest>,
+) -> ApiResult<CredentialInfo> {
+    let certificates = shared::certificates_param(req.certificates.as_deref())?;
+    let view = state.service.credential_info(&session, &req.credential_id).await.map_err(v1)?;
+    Ok(Json(render(view, certificates, req.cert_info, req.auth_info, &state.service.config().lang)))
+}
+
+/// v1 binds hashes without naming their algorithm; the accepted digests (SHA-256/384/512) are
+/// told apart by length, and `signHash` must then use that algorithm.
+fn hashes_v1(hashes: Option<Vec<String>>) -> Result<Option<HashesInput>, ApiError> {
+    let Some(hashes) = hashes else { return Ok(None) };
+    let digests = shared::decode_hashes(&hashes)?;
+    let Some(first) = digests.first() else { return Err(ApiError::invalid("Empty hash array")) };
+    let algorithm =
+        HashAlgorithm::ALL.into_iter().find(|h| h.len() == first.len()).ok_or_else(|| ApiError::invalid("Invalid digest value length"))?;
+    if digests.iter().any(|d| d.len() != first.len()) {
+        return Err(ApiError::invalid("Invalid parameter hash: all hashes must have the same algorithm"));
+    }
+    Ok(Some(HashesInput { algorithm, digests }))
+}
+
+/// §11.6, explicit mode: `PIN` and `OTP` members.
+async fn authorize(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<AuthorizeRequest>,
+) -> ApiResult<SadResponse> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    let input = AuthorizeInput {
+        credential_id: req.credential_id,
+        num_signatures: req.num_signatures,
+        hashes: hashes_v1(req.hash)?,
+        factors: Factors { pin: req.pin.map(Zeroizing::new), otp: req.otp.map(Zeroizing::new) },
+    };
+    let sad = state.service.authorize(&session, &ctx, input).await.map_err(v1)?;
+    Ok(Json(SadResponse { sad: sad.token, expires_in: sad.expires_in }))
+}
+
+/// §11.7: start delivery of an online OTP (only for credentials whose OTP type is `online`).
+async fn send_otp(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<SendOtpRequest>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    state.service.get_challenge(&session, &ctx, &req.credential_id, "OTP").await.map_err(v1)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// §11.8.
+async fn extend_transaction(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<ExtendTransactionRequest>,
+) -> ApiResult<SadResponse> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    let hashes = hashes_v1(req.hash)?;
+    let sad = state.service.extend_transaction(&session, &ctx, &req.credential_id, &req.sad, hashes).await.map_err(v1)?;
+    Ok(Json(SadResponse { sad: sad.token, expires_in: sad.expires_in }))
+}
+
+/// §11.9.
+async fn sign_hash(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<SignHashRequest>,
+) -> ApiResult<SignHashResponse> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    let input = shared::sign_hash_input(
+        req.credential_id,
+        Some(req.sad),
+        &req.hash,
+        &req.sign_algo,
+        req.hash_algo.as_deref(),
+        req.sign_algo_params.as_deref(),
+    )?;
+    let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v1)?;
+    Ok(Json(shared::signatures(&signatures)))
+}
