@@ -38,6 +38,8 @@ pub struct Settings {
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub otp_outbox: Option<PathBuf>,
+    pub tsa_enabled: Option<bool>,
+    pub tsa_policy: Option<String>,
 }
 
 /// The keys, for the environment layer.
@@ -66,6 +68,8 @@ const KEYS: &[&str] = &[
     "argon2_memory_kib",
     "argon2_iterations",
     "otp_outbox",
+    "tsa_enabled",
+    "tsa_policy",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -95,8 +99,10 @@ impl Settings {
         for key in KEYS {
             let var = format!("CLOUDSIGN_{}", key.to_ascii_uppercase());
             if let Ok(value) = std::env::var(&var) {
-                let v = match value.parse::<i64>() {
-                    Ok(n) if NUMERIC.contains(key) => toml::Value::Integer(n),
+                let v = match (value.parse::<i64>(), value.as_str()) {
+                    (Ok(n), _) if NUMERIC.contains(key) => toml::Value::Integer(n),
+                    (_, "true" | "1" | "yes") if *key == "tsa_enabled" => toml::Value::Boolean(true),
+                    (_, "false" | "0" | "no") if *key == "tsa_enabled" => toml::Value::Boolean(false),
                     _ => toml::Value::String(value),
                 };
                 table.insert((*key).to_string(), v);
@@ -134,7 +140,9 @@ impl Settings {
             key_cache_seconds,
             argon2_memory_kib,
             argon2_iterations,
-            otp_outbox
+            otp_outbox,
+            tsa_enabled,
+            tsa_policy
         )
     }
 
@@ -187,6 +195,8 @@ impl Settings {
             key_cache_seconds: self.key_cache_seconds.unwrap_or(d.key_cache_seconds),
             argon2,
             otp_outbox: self.otp_outbox.clone().unwrap_or_else(|| self.data_dir().join("otp-outbox.txt")),
+            tsa_enabled: self.tsa_enabled.unwrap_or(d.tsa_enabled),
+            tsa_policy: self.tsa_policy.clone().unwrap_or(d.tsa_policy),
         }
     }
 

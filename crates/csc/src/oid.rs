@@ -321,13 +321,14 @@ fn decode_uint(bytes: &[u8]) -> Option<u64> {
 
 /// Dotted-decimal text of a DER OBJECT IDENTIFIER body.
 pub fn decode_oid(bytes: &[u8]) -> Option<String> {
-    let mut arcs: Vec<u64> = Vec::new();
-    let mut acc: u64 = 0;
+    // u128: UUID-derived OIDs (2.25.<uuid>) have a 128-bit arc.
+    let mut arcs: Vec<u128> = Vec::new();
+    let mut acc: u128 = 0;
     for (i, b) in bytes.iter().enumerate() {
-        if acc > (u64::MAX >> 7) {
+        if acc > (u128::MAX >> 7) {
             return None;
         }
-        acc = (acc << 7) | u64::from(b & 0x7f);
+        acc = (acc << 7) | u128::from(b & 0x7f);
         if b & 0x80 == 0 {
             if arcs.is_empty() {
                 let first = (acc / 40).min(2);
@@ -344,7 +345,7 @@ pub fn decode_oid(bytes: &[u8]) -> Option<String> {
     if arcs.is_empty() {
         return None;
     }
-    Some(arcs.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+    Some(arcs.iter().map(u128::to_string).collect::<Vec<_>>().join("."))
 }
 
 /// A minimal DER reader: definite lengths, single-byte tags. Enough for parameter blobs.

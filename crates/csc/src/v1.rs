@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::v2::{CertInfo, KeyInfo, LoginRequest, LoginResponse, RevokeRequest, SadResponse, SignHashResponse};
+pub use crate::v2::{
+    CertInfo, KeyInfo, LoginRequest, LoginResponse, RevokeRequest, SadResponse, SignHashResponse, TimestampRequest, TimestampResponse,
+};
 
 /// The `specs` value this adapter implements (the v1.0.4.0 PDF's own sample still says 1.0.3.0;
 /// csc-api.md §0.2).

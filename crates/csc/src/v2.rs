@@ -392,3 +392,26 @@ pub struct SignHashResponse {
     /// Base64 signature values in the order of `hashes`.
     pub signatures: Vec<String>,
 }
+
+/// §11.13 `signatures/timestamp` request (the same in v1 §11.10).
+#[derive(Debug, Deserialize)]
+pub struct TimestampRequest {
+    /// Base64 digest.
+    pub hash: String,
+    /// Digest algorithm OID. v2.0.0.2 appears to keep v1's name; `hashAlgorithmOID` is
+    /// accepted too (csc-api.md §3.14).
+    #[serde(rename = "hashAlgo", alias = "hashAlgorithmOID")]
+    pub hash_algo: String,
+    /// Hex nonce, echoed in the token.
+    pub nonce: Option<String>,
+    /// Opaque client data.
+    #[serde(rename = "clientData")]
+    pub client_data: Option<String>,
+}
+
+/// §11.13 `signatures/timestamp` response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TimestampResponse {
+    /// Base64 DER TimeStampToken.
+    pub timestamp: String,
+}

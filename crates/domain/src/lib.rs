@@ -14,6 +14,7 @@ pub mod otp;
 pub mod secrets;
 mod service;
 mod signing;
+mod timestamp;
 
 pub use admin::{NewCredential, NewCredentialResult, OtpKind};
 pub use auth::Tokens;

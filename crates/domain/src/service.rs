@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use cloudsign_csc::{KeyAlgorithm, b64};
 use cloudsign_keys::software::SoftwareKeystore;
 use cloudsign_keys::{KeyBackend, SigningKey};
+use cloudsign_pki::tsa::Tsa;
 use cloudsign_pki::{CA_KEY, CaNames, IssuedCert, IssuingCa, ca_key_binding};
 use cloudsign_store::{CaRow, CertRow, CredentialRow, NewAudit, Store};
 
@@ -49,6 +50,10 @@ pub struct Config {
     pub argon2: Argon2Cost,
     /// Where the default OTP sender writes.
     pub otp_outbox: PathBuf,
+    /// Run the built-in RFC 3161 time-stamping authority.
+    pub tsa_enabled: bool,
+    /// The TSA policy OID written into every token.
+    pub tsa_policy: String,
 }
 
 impl Default for Config {
@@ -69,6 +74,8 @@ impl Default for Config {
             key_cache_seconds: 300,
             argon2: Argon2Cost::default(),
             otp_outbox: PathBuf::from("otp-outbox.txt"),
+            tsa_enabled: true,
+            tsa_policy: cloudsign_pki::tsa::DEFAULT_POLICY.into(),
         }
     }
 }
@@ -99,6 +106,7 @@ pub struct Service {
     pub(crate) names: CaNames,
     pub(crate) cfg: Config,
     pub(crate) otp_sender: Arc<dyn OtpSender>,
+    pub(crate) tsa: Option<Tsa>,
     key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant)>>,
     dummy_password_hash: String,
 }
@@ -145,9 +153,10 @@ impl Service {
             },
         };
         let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der);
+        let tsa = if cfg.tsa_enabled { Some(open_tsa(&store, keystore.as_ref(), &ca, &ca_names, &cfg.tsa_policy).await?) } else { None };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
-        Ok(Self { store, keystore, ca, names, cfg, otp_sender, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
+        Ok(Self { store, keystore, ca, names, cfg, otp_sender, tsa, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
     }
 
     /// Replace the OTP sender (e.g. an SMS gateway).
@@ -225,6 +234,23 @@ impl Service {
         self.store.audit(&NewAudit { at: now(), actor, event, outcome, credential_id, detail: &detail }).await?;
         Ok(())
     }
+}
+
+/// The TSA key and certificate, created on first start (P-256 key in the keystore, certificate
+/// from the issuing CA, five years but never past the CA).
+async fn open_tsa(store: &Store, keystore: &SoftwareKeystore, ca: &IssuingCa, names: &CaNames, policy: &str) -> Result<Tsa> {
+    if store.ca("tsa").await?.is_none() {
+        let generated = keystore.generate(KeyAlgorithm::EcdsaP256, &ca_key_binding("tsa"))?;
+        let cert = ca.issue_tsa_cert(names, generated.key.as_ref(), 5 * 365)?;
+        store
+            .insert_ca_if_absent(&CaRow { name: "tsa".into(), cert: cert_row(&cert), key_handle_b64: b64::encode(&generated.handle) })
+            .await?;
+    }
+    let row = store.ca("tsa").await?.ok_or_else(|| Error::Internal("TSA record missing".into()))?;
+    let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged TSA key record".into()))?;
+    let key = keystore.load(KeyAlgorithm::EcdsaP256, &handle, &ca_key_binding("tsa"))?;
+    let cert = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged TSA record".into()))?;
+    Ok(Tsa::new(key, cert, ca.issuing_der.clone(), policy)?)
 }
 
 /// The binding under which a credential's key handle is sealed.

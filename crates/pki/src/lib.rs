@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod der;
+pub mod tsa;
+
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
@@ -88,6 +91,7 @@ pub fn ca_key_binding(name: &str) -> String {
 }
 
 const ROOT_CN: &str = "cloudsign Root CA";
+const TSA_CN: &str = "cloudsign Time-Stamping Authority";
 const ISSUING_CN: &str = "cloudsign Issuing CA 1";
 
 /// The issuing CA, ready to sign end-entity certificates.
@@ -194,12 +198,35 @@ impl IssuingCa {
         public_key: &dyn SigningKey,
         validity_days: u32,
     ) -> Result<IssuedCert, PkiError> {
+        let usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+        self.issue(names, common_name, public_key, validity_days, usages, Vec::new())
+    }
+
+    /// Issue the time-stamping authority's certificate: key usage digitalSignature and the
+    /// extended key usage id-kp-timeStamping, marked critical as RFC 3161 §2.3 requires.
+    pub fn issue_tsa_cert(&self, names: &CaNames, public_key: &dyn SigningKey, validity_days: u32) -> Result<IssuedCert, PkiError> {
+        let eku = der::seq(&[&der::oid(tsa::ID_KP_TIME_STAMPING)]);
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
+        ext.set_criticality(true);
+        self.issue(names, TSA_CN, public_key, validity_days, vec![KeyUsagePurpose::DigitalSignature], vec![ext])
+    }
+
+    fn issue(
+        &self,
+        names: &CaNames,
+        common_name: &str,
+        public_key: &dyn SigningKey,
+        validity_days: u32,
+        key_usages: Vec<KeyUsagePurpose>,
+        extensions: Vec<rcgen::CustomExtension>,
+    ) -> Result<IssuedCert, PkiError> {
         let now = OffsetDateTime::now_utc();
         let (dn, subject) = names.dn(common_name);
         let mut p = CertificateParams::default();
         p.distinguished_name = dn;
         p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+        p.key_usages = key_usages;
+        p.custom_extensions = extensions;
         p.use_authority_key_identifier_extension = true;
         let ca_end = OffsetDateTime::from_unix_timestamp(self.not_after).map_err(build)?;
         let end = (now + Duration::days(i64::from(validity_days))).min(ca_end);

@@ -46,6 +46,7 @@ pub(crate) struct AppState {
 pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
     let state = AppState { service };
     Router::new()
+        .route("/tsa", axum::routing::post(tsa))
         .nest("/csc/v1", v1::routes())
         .nest("/csc/v2", v2::routes())
         .fallback(error::not_found)
@@ -53,6 +54,20 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// RFC 3161 §3.4 time-stamp protocol over HTTP: `application/timestamp-query` in,
+/// `application/timestamp-reply` out. Refusals are `rejection` responses, not HTTP errors.
+async fn tsa(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    extract::Caller(ctx): extract::Caller,
+    body: axum::body::Bytes,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    match state.service.tsa_respond(&ctx, &body).await {
+        Ok(reply) => ([(axum::http::header::CONTENT_TYPE, "application/timestamp-reply")], reply).into_response(),
+        Err(e) => error::v2(e).into_response(),
+    }
 }
 
 /// Access log (method, path, status, duration; never headers or bodies: they carry

@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
-use cloudsign_csc::v2::{CertInfo, KeyInfo, LoginRequest, LoginResponse, SignHashResponse};
-use cloudsign_csc::{ErrorCode, SignAlgorithm, b64};
-use cloudsign_domain::{CredentialView, Error, RequestContext, SignHashInput};
+use cloudsign_csc::v2::{CertInfo, KeyInfo, LoginRequest, LoginResponse, SignHashResponse, TimestampRequest, TimestampResponse};
+use cloudsign_csc::{ErrorCode, HashAlgorithm, SignAlgorithm, b64};
+use cloudsign_domain::{CredentialView, Error, RequestContext, Session, SignHashInput};
 use zeroize::Zeroizing;
 
 use crate::AppState;
@@ -114,4 +114,31 @@ pub(crate) fn sign_hash_input(
 /// The `signHash` response: standard base64, in request order.
 pub(crate) fn signatures(signatures: &[Vec<u8>]) -> SignHashResponse {
     SignHashResponse { signatures: signatures.iter().map(|s| b64::encode(s)).collect() }
+}
+
+/// `signatures/timestamp` (v1 §11.10, v2 §11.13).
+pub(crate) async fn timestamp(
+    state: &AppState,
+    session: &Session,
+    ctx: RequestContext,
+    req: TimestampRequest,
+    map: fn(Error) -> ApiError,
+) -> Result<Json<TimestampResponse>, ApiError> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    if req.hash.is_empty() {
+        return Err(ApiError::invalid("Empty hash parameter"));
+    }
+    let digest = b64::decode_lenient(&req.hash).ok_or_else(|| ApiError::invalid("Invalid Base64 hash string parameter"))?;
+    let hash = HashAlgorithm::from_oid(&req.hash_algo).ok_or_else(|| ApiError::invalid("Invalid parameter hashAlgo"))?;
+    let token = state.service.timestamp(session, &ctx, hash, digest, req.nonce.as_deref()).await.map_err(map)?;
+    Ok(Json(TimestampResponse { timestamp: b64::encode(&token) }))
+}
+
+/// The `methods` of `info`: the fixed list, plus `signatures/timestamp` when the TSA runs.
+pub(crate) fn methods(fixed: &[&str], tsa: bool) -> Vec<String> {
+    let mut methods: Vec<String> = fixed.iter().map(|m| m.to_string()).collect();
+    if tsa {
+        methods.push("signatures/timestamp".into());
+    }
+    methods
 }

@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/credentials/sendOTP", post(send_otp))
         .route("/credentials/extendTransaction", post(extend_transaction))
         .route("/signatures/signHash", post(sign_hash))
+        .route("/signatures/timestamp", post(timestamp))
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -55,7 +56,7 @@ async fn info(State(state): State<AppState>) -> ApiResult<InfoResponse> {
         lang: cfg.lang.clone(),
         description: cfg.description.clone(),
         auth_type: vec!["basic".into()],
-        methods: METHODS.iter().map(|m| m.to_string()).collect(),
+        methods: shared::methods(METHODS, state.service.tsa_enabled()),
     }))
 }
 
@@ -220,4 +221,14 @@ async fn sign_hash(
     )?;
     let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v1)?;
     Ok(Json(shared::signatures(&signatures)))
+}
+
+/// §11.10.
+async fn timestamp(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<TimestampRequest>,
+) -> ApiResult<TimestampResponse> {
+    shared::timestamp(&state, &session, ctx, req, v1).await
 }

@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/credentials/extendTransaction", post(extend_transaction))
         .route("/credentials/getChallenge", post(get_challenge))
         .route("/signatures/signHash", post(sign_hash))
+        .route("/signatures/timestamp", post(timestamp))
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -61,7 +62,7 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
         auth_type: vec!["basic".into()],
         oauth2: None,
         asynchronous_operation_mode: false,
-        methods: METHODS.iter().map(|m| m.to_string()).collect(),
+        methods: shared::methods(METHODS, state.service.tsa_enabled()),
         validation_info: false,
         sign_algorithms: SignAlgorithms { algos, algo_params: Vec::new() },
         signature_formats: SignatureFormats::default(),
@@ -247,4 +248,14 @@ async fn sign_hash(
     )?;
     let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v2)?;
     Ok(Json(shared::signatures(&signatures)))
+}
+
+/// §11.13.
+async fn timestamp(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<TimestampRequest>,
+) -> ApiResult<TimestampResponse> {
+    shared::timestamp(&state, &session, ctx, req, v2).await
 }

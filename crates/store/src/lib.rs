@@ -375,6 +375,14 @@ impl Store {
         }
     }
 
+    /// Store one CA-side certificate (e.g. the TSA's) unless one of that name exists (the first
+    /// node to start wins; the others then load its record).
+    pub async fn insert_ca_if_absent(&self, ca: &CaRow) -> Result<()> {
+        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING");
+        self.db.write().await?.exec(&sql, &ca_params(ca)).await?;
+        Ok(())
+    }
+
     /// Read a CA certificate.
     pub async fn ca(&self, name: &str) -> Result<Option<CaRow>> {
         let sql = format!("SELECT {CA_COLS} FROM ca_certs WHERE name = $1");
