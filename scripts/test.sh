@@ -9,6 +9,9 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v oathtool >/dev/null || need_apt+=(oathtool)           # independent RFC 6238 implementation
 command -v psql >/dev/null || need_apt+=(postgresql-client)      # creates and drops per-test databases
 command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
+command -v pdfsig >/dev/null || need_apt+=(poppler-utils)        # PDF signature validator (pyHanko interop test)
+command -v certutil >/dev/null || need_apt+=(libnss3-tools)      # NSS trust store for pdfsig
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,5 +27,18 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+
+# A pinned virtualenv with pyHanko, the independent CSC client and PDF/CMS validator.
+venv="${CLOUDSIGN_VENV:-$PWD/.venv}"
+requirements=crates/cli/tests/interop/requirements.txt
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "creating the pinned virtualenv in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+fi
+export CLOUDSIGN_PYTHON="$venv/bin/python"
 
 cargo test --workspace --locked "$@"

@@ -1,0 +1,153 @@
+//! Interoperability with a CSC client nobody here wrote: pyHanko's `CSCSigner` (CSC API
+//! v1.0.4.0) signs through a live cloudsign, for ECDSA and RSA credentials at SCAL 1 and SCAL 2:
+//! PAdES B-B, PAdES B-T with cloudsign's own `/tsa`, two PDFs in one batch under one SAD, and a
+//! detached CMS. Every output is judged by independent validators: `pyhanko sign validate`
+//! (INTACT:TRUSTED), `pdfsig` (valid, trusted) and `openssl cms -verify`.
+//!
+//! Needs the pinned virtualenv that `scripts/test.sh` creates (`CLOUDSIGN_PYTHON` points at its
+//! interpreter), poppler-utils and libnss3-tools.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyhanko_csc.py");
+
+/// A one-page PDF with a classic cross-reference table.
+fn pdf(text: &str) -> Vec<u8> {
+    let stream = format!("BT /F1 24 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ];
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    out
+}
+
+fn python() -> PathBuf {
+    PathBuf::from(
+        std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh"),
+    )
+}
+
+fn sign(env: &Env, url: &str, credential: &str, mode: &str, files: &[&Path]) {
+    let mut cmd = Command::new(python());
+    cmd.arg(SCRIPT).args([url, "alice", credential, mode]).args(files);
+    // Secrets through the environment, never argv.
+    cmd.env("CLOUDSIGN_PASSWORD", PASSWORD).env("CLOUDSIGN_PIN", PIN).env("PYTHONWARNINGS", "ignore");
+    let _ = env;
+    run(&mut cmd);
+}
+
+fn validate_pdf(env: &Env, pdf: &Path, root: &Path, timestamped: bool) {
+    let pyhanko = python().with_file_name("pyhanko");
+    let out = run(Command::new(&pyhanko).args(["sign", "validate", "--trust"]).arg(root).arg("--trust-replace").arg(pdf));
+    assert!(out.contains(":INTACT:TRUSTED"), "pyhanko: {out}");
+    assert!(out.contains("UNTOUCHED"), "pyhanko: {out}");
+    if timestamped {
+        assert!(out.contains("TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "pyhanko: {out}");
+    }
+    let out = run(Command::new("pdfsig").arg("-nssdir").arg(format!("sql:{}", env.file("nss").display())).arg(pdf));
+    assert!(out.contains("Signature Validation: Signature is Valid."), "pdfsig: {out}");
+    assert!(out.contains("Certificate Validation: Certificate is Trusted."), "pdfsig: {out}");
+    assert!(out.contains("Total document signed"), "pdfsig: {out}");
+}
+
+#[tokio::test]
+async fn pyhanko_csc_signer() {
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let credentials: Vec<(String, Value)> = [("ecdsa-p256", "1"), ("ecdsa-p256", "2"), ("rsa-2048", "1"), ("rsa-2048", "2")]
+        .iter()
+        .map(|(key, scal)| (format!("{key}-scal{scal}"), env.add_credential("alice", &["--key", key, "--scal", scal])))
+        .collect();
+    let server = env.start();
+    let (_, root) = write_ca(&env);
+    let nss = env.file("nss");
+    std::fs::create_dir_all(&nss).unwrap();
+    let db = format!("sql:{}", nss.display());
+    run(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]));
+    run(Command::new("certutil").args(["-A", "-d", &db, "-n", "cloudsign-root", "-t", "CT,C,C", "-i"]).arg(&root));
+    let data = env.file("data.txt");
+    std::fs::write(&data, b"any file, signed as detached CMS\n").unwrap();
+
+    for (name, cred) in &credentials {
+        let id = cred["credentialID"].as_str().unwrap();
+        let input = env.file(&format!("{name}.pdf"));
+        std::fs::write(&input, pdf(&format!("Signed by {name}"))).unwrap();
+
+        let bb = env.file(&format!("{name}-b-b.pdf"));
+        sign(&env, &server.url, id, "pades-b-b", &[&bb, &input]);
+        validate_pdf(&env, &bb, &root, false);
+
+        let bt = env.file(&format!("{name}-b-t.pdf"));
+        sign(&env, &server.url, id, "pades-b-t", &[&bt, &input]);
+        validate_pdf(&env, &bt, &root, true);
+
+        let second = env.file(&format!("{name}-2.pdf"));
+        std::fs::write(&second, pdf(&format!("Second document for {name}"))).unwrap();
+        let (out1, out2) = (env.file(&format!("{name}-batch1.pdf")), env.file(&format!("{name}-batch2.pdf")));
+        sign(&env, &server.url, id, "batch", &[&out1, &input, &second, &out2]);
+        validate_pdf(&env, &out1, &root, false);
+        validate_pdf(&env, &out2, &root, false);
+
+        // Detached CMS over any file. (pyHanko's prefer_pss asks for the maximal PSS salt length,
+        // which the aws-lc signer cannot produce: cloudsign signs PSS with salt length = digest
+        // length and refuses other parameters with a clear error; PSS is checked in e2e.rs.)
+        let p7s = env.file(&format!("{name}.p7s"));
+        sign(&env, &server.url, id, "cms", &[&p7s, &data]);
+        let out = Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+            .arg(&p7s)
+            .arg("-content")
+            .arg(&data)
+            .arg("-CAfile")
+            .arg(&root)
+            .args(["-out", "/dev/null"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.contains("Verification successful"), "openssl cms -verify ({name}): {err}");
+    }
+
+    // The batch really was one signHash with two hashes under one SAD, for every credential.
+    let audit = env.admin(&["audit", "--json", "--limit", "100000"], "");
+    let events: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (name, cred) in &credentials {
+        let batches = events
+            .iter()
+            .filter(|e| e["event"] == "signatures.signHash" && e["outcome"] == "ok" && e["credentialID"] == cred["credentialID"])
+            .filter(|e| e["detail"]["hashes"].as_array().unwrap().len() == 2)
+            .count();
+        assert_eq!(batches, 1, "{name}: one signHash call signed both documents");
+        let authorizations = events
+            .iter()
+            .filter(|e| {
+                e["event"] == "credentials.authorize"
+                    && e["outcome"] == "ok"
+                    && e["credentialID"] == cred["credentialID"]
+                    && e["detail"]["numSignatures"] == 2
+            })
+            .count();
+        assert_eq!(authorizations, 1, "{name}: one SAD for the batch");
+    }
+    drop(server);
+}
