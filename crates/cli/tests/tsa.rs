@@ -117,6 +117,22 @@ async fn rfc3161_tsa() {
     }
     drop(server);
 
+    // The policy is configuration.
+    let custom = Env::new("sqlite").with_env("CLOUDSIGN_TSA_POLICY", "1.3.6.1.4.1.99999.1");
+    custom.add_user("carol");
+    let server = custom.start();
+    let query = custom.file("custom.tsq");
+    run(Command::new("openssl")
+        .args(["ts", "-query", "-sha256", "-tspolicy", "1.3.6.1.4.1.99999.1", "-data"])
+        .arg(&doc)
+        .arg("-out")
+        .arg(&query));
+    let reply = custom.file("custom.tsr");
+    std::fs::write(&reply, post_tsa(&server, std::fs::read(&query).unwrap()).await).unwrap();
+    let text = reply_text(&custom, &reply, false);
+    assert!(text.contains("Status: Granted.") && text.contains("Policy OID: 1.3.6.1.4.1.99999.1"), "{text}");
+    drop(server);
+
     // The TSA can be switched off.
     let off = Env::new("sqlite").with_env("CLOUDSIGN_TSA_ENABLED", "false");
     off.add_user("bob");

@@ -80,8 +80,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// Parse a DER TimeStampReq (RFC 3161 §2.4.1).
-    pub fn parse(der_bytes: &[u8]) -> Result<Request, Failure> {
+    /// Parse a DER TimeStampReq (RFC 3161 §2.4.1); a requested policy must be `policy`.
+    pub fn parse(der_bytes: &[u8], policy: &str) -> Result<Request, Failure> {
         let mut outer = Reader::new(der_bytes);
         let body = outer.expect(0x30).ok_or(Failure::BadRequest)?;
         if !outer.is_empty() {
@@ -103,7 +103,7 @@ impl Request {
         while let Some((tag, content, _)) = r.next() {
             match tag {
                 0x06 => {
-                    if cloudsign_csc::oid::decode_oid(content).as_deref() != Some(DEFAULT_POLICY) {
+                    if cloudsign_csc::oid::decode_oid(content).as_deref() != Some(policy) {
                         return Err(Failure::UnacceptedPolicy);
                     }
                 }
@@ -223,7 +223,7 @@ impl Tsa {
     /// Answer a DER TimeStampReq with a DER TimeStampResp: granted with a token, or a
     /// rejection carrying the failure reason.
     pub fn respond(&self, request_der: &[u8], unix_millis: i128) -> (Vec<u8>, Result<Request, Failure>) {
-        let parsed = Request::parse(request_der);
+        let parsed = Request::parse(request_der, &self.policy);
         let response = match &parsed {
             Ok(req) => match self.token(req, unix_millis) {
                 Ok(token) => der::seq(&[&der::seq(&[&der::small_uint(0)]), &token]),
@@ -259,14 +259,17 @@ mod tests {
 
     #[test]
     fn requests_are_checked() {
-        let ok = Request::parse(&req(SHA256, &[1; 32], &[&der::small_uint(42), &[0x01, 0x01, 0xff]])).unwrap();
+        let ok = Request::parse(&req(SHA256, &[1; 32], &[&der::small_uint(42), &[0x01, 0x01, 0xff]]), DEFAULT_POLICY).unwrap();
         assert_eq!(ok.nonce.as_deref(), Some(&[42u8][..]));
         assert!(ok.cert_req);
-        assert_eq!(Request::parse(&req("1.3.14.3.2.26", &[1; 20], &[])).unwrap_err(), Failure::BadAlg);
-        assert_eq!(Request::parse(&req(SHA256, &[1; 31], &[])).unwrap_err(), Failure::BadDataFormat);
-        assert_eq!(Request::parse(&req(SHA256, &[1; 32], &[&der::oid("1.2.3")])).unwrap_err(), Failure::UnacceptedPolicy);
-        assert_eq!(Request::parse(&req(SHA256, &[1; 32], &[&der::tlv(0xA0, &[])])).unwrap_err(), Failure::UnacceptedExtension);
-        assert_eq!(Request::parse(b"garbage").unwrap_err(), Failure::BadRequest);
-        assert_eq!(Request::parse(&[]).unwrap_err(), Failure::BadRequest);
+        assert_eq!(Request::parse(&req("1.3.14.3.2.26", &[1; 20], &[]), DEFAULT_POLICY).unwrap_err(), Failure::BadAlg);
+        assert_eq!(Request::parse(&req(SHA256, &[1; 31], &[]), DEFAULT_POLICY).unwrap_err(), Failure::BadDataFormat);
+        assert_eq!(Request::parse(&req(SHA256, &[1; 32], &[&der::oid("1.2.3")]), DEFAULT_POLICY).unwrap_err(), Failure::UnacceptedPolicy);
+        assert_eq!(
+            Request::parse(&req(SHA256, &[1; 32], &[&der::tlv(0xA0, &[])]), DEFAULT_POLICY).unwrap_err(),
+            Failure::UnacceptedExtension
+        );
+        assert_eq!(Request::parse(b"garbage", DEFAULT_POLICY).unwrap_err(), Failure::BadRequest);
+        assert_eq!(Request::parse(&[], DEFAULT_POLICY).unwrap_err(), Failure::BadRequest);
     }
 }
