@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod b64;
+pub mod der;
 pub mod error;
 pub mod json;
 pub mod oid;

@@ -1,6 +1,8 @@
 //! Algorithm identifiers (CSC v2 §5 "signAlgo"/"hashAlgorithmOID", RFC 8017, RFC 5758) and the
 //! rules that turn `signAlgo` + `hashAlgorithmOID` + `signAlgoParams` into one signature scheme.
 
+use crate::der::Reader as Der;
+
 /// rsaEncryption: PKCS#1 v1.5 with the digest named separately (`hashAlgorithmOID`).
 pub const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
 /// RSASSA-PSS; its parameters come in `signAlgoParams`.
@@ -261,7 +263,7 @@ fn parse_pss_params(der: &[u8]) -> Result<HashAlgorithm, String> {
     let mut mgf_hash = None;
     let mut salt: u64 = 20;
     while !fields.is_empty() {
-        let (tag, body) = fields.next().ok_or_else(|| bad("malformed field"))?;
+        let (tag, body, _) = fields.next().ok_or_else(|| bad("malformed field"))?;
         match tag {
             0xA0 => hash = Some(algorithm_id(body).ok_or_else(|| bad("malformed hashAlgorithm"))?),
             0xA1 => {
@@ -346,48 +348,6 @@ pub fn decode_oid(bytes: &[u8]) -> Option<String> {
         return None;
     }
     Some(arcs.iter().map(u128::to_string).collect::<Vec<_>>().join("."))
-}
-
-/// A minimal DER reader: definite lengths, single-byte tags. Enough for parameter blobs.
-struct Der<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Der<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes }
-    }
-    fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-    fn rest(&self) -> &'a [u8] {
-        self.bytes
-    }
-    fn next(&mut self) -> Option<(u8, &'a [u8])> {
-        let (&tag, rest) = self.bytes.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            (len, &rest[n..])
-        };
-        if rest.len() < len {
-            return None;
-        }
-        self.bytes = &rest[len..];
-        Some((tag, &rest[..len]))
-    }
-    fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
-        match self.next()? {
-            (t, body) if t == tag => Some(body),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
