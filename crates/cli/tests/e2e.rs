@@ -570,3 +570,24 @@ async fn token_expiry_and_key_encryption_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("key-encryption key does not match"), "{err}");
 }
+
+/// PostgreSQL over TLS (`sslmode=require`): the server's connections are encrypted, as
+/// PostgreSQL itself reports in pg_stat_ssl.
+#[tokio::test]
+async fn postgres_over_tls() {
+    let env = Env::new("postgres").with_env("TEST_PG_QUERY", "sslmode=require");
+    env.add_user("alice");
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let _ = api.ok("credentials/list", json!({})).await;
+    let Db::Postgres(name) = &env.db else { unreachable!() };
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = '{name}'"
+    );
+    let out = run(std::process::Command::new("psql").args(["-h", PG_HOST, "-d", "test", "-At", "-c", &sql]));
+    let (encrypted, total) = out.trim().split_once('|').unwrap();
+    assert!(total.parse::<u32>().unwrap() > 0, "the server holds connections");
+    assert_eq!(encrypted, total, "every connection of the server uses TLS");
+    drop(server);
+}

@@ -91,7 +91,8 @@ impl Env {
         if let Db::Postgres(name) = &self.db {
             // psql connects as the OS user (or PGUSER); the service uses the same role.
             let role = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into());
-            c.env("CLOUDSIGN_DATABASE_URL", format!("postgres://{role}@{PG_HOST}:5432/{name}"));
+            let query = self.extra_env.iter().find(|(k, _)| k == "TEST_PG_QUERY").map(|(_, v)| format!("?{v}")).unwrap_or_default();
+            c.env("CLOUDSIGN_DATABASE_URL", format!("postgres://{role}@{PG_HOST}:5432/{name}{query}"));
         }
         for (k, v) in &self.extra_env {
             c.env(k, v);
