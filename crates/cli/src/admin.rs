@@ -112,6 +112,18 @@ pub enum CredentialCommand {
     Enable { id: String },
     /// Unlock a credential locked by failed PIN/OTP attempts.
     Unlock { id: String },
+    /// Revoke a credential's certificate (final; listed on the CRL).
+    Revoke {
+        id: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation, privilegeWithdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Suspend a credential's certificate (certificateHold on the CRL).
+    Suspend { id: String },
+    /// Lift a suspension.
+    Resume { id: String },
     /// Delete a credential and its key.
     Delete { id: String },
 }
@@ -231,6 +243,9 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             CredentialCommand::Disable { id } => service.set_credential_disabled(&id, true).await.map_err(domain)?,
             CredentialCommand::Enable { id } => service.set_credential_disabled(&id, false).await.map_err(domain)?,
             CredentialCommand::Unlock { id } => service.unlock_credential(&id).await.map_err(domain)?,
+            CredentialCommand::Revoke { id, reason } => service.revoke_credential(&id, &reason).await.map_err(domain)?,
+            CredentialCommand::Suspend { id } => service.suspend_credential(&id).await.map_err(domain)?,
+            CredentialCommand::Resume { id } => service.resume_credential(&id).await.map_err(domain)?,
             CredentialCommand::Delete { id } => service.delete_credential(&id).await.map_err(domain)?,
         },
         AdminCommand::Ca { command: CaCommand::Export } => {

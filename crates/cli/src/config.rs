@@ -40,6 +40,7 @@ pub struct Settings {
     pub otp_outbox: Option<PathBuf>,
     pub tsa_enabled: Option<bool>,
     pub tsa_policy: Option<String>,
+    pub public_url: Option<String>,
 }
 
 /// The keys, for the environment layer.
@@ -70,6 +71,7 @@ const KEYS: &[&str] = &[
     "otp_outbox",
     "tsa_enabled",
     "tsa_policy",
+    "public_url",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -142,7 +144,8 @@ impl Settings {
             argon2_iterations,
             otp_outbox,
             tsa_enabled,
-            tsa_policy
+            tsa_policy,
+            public_url
         )
     }
 
@@ -197,6 +200,7 @@ impl Settings {
             otp_outbox: self.otp_outbox.clone().unwrap_or_else(|| self.data_dir().join("otp-outbox.txt")),
             tsa_enabled: self.tsa_enabled.unwrap_or(d.tsa_enabled),
             tsa_policy: self.tsa_policy.clone().unwrap_or(d.tsa_policy),
+            public_url: self.public_url.clone().or(d.public_url),
         }
     }
 

@@ -161,6 +161,9 @@ impl Service {
             disabled: false,
             description: req.description,
             created_at: now(),
+            cert_status: "valid".into(),
+            revoked_at: None,
+            revocation_reason: None,
         };
         self.store.insert_credential(&row).await?;
         self.audit(
@@ -181,6 +184,42 @@ impl Service {
         }
         self.forget_key(id);
         self.audit("admin", if disabled { "admin.credential.disable" } else { "admin.credential.enable" }, "ok", Some(id), json!({})).await
+    }
+
+    /// Revoke a credential's certificate (final). `reason` is an RFC 5280 CRLReason name:
+    /// unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation,
+    /// privilegeWithdrawn.
+    pub async fn revoke_credential(&self, id: &str, reason: &str) -> Result<()> {
+        let code = match reason {
+            "unspecified" => 0,
+            "keyCompromise" => 1,
+            "affiliationChanged" => 3,
+            "superseded" => 4,
+            "cessationOfOperation" => 5,
+            "privilegeWithdrawn" => 9,
+            other => return Err(Error::invalid(format!("unknown revocation reason {other}"))),
+        };
+        if !self.store.set_cert_status(id, &["valid", "suspended"], "revoked", Some(code), now()).await? {
+            return Err(Error::invalid(format!("no credential {id} with a valid or suspended certificate")));
+        }
+        self.forget_key(id);
+        self.audit("admin", "admin.credential.revoke", "ok", Some(id), json!({"reason": reason})).await
+    }
+
+    /// Suspend a credential's certificate (CRLReason certificateHold) until resumed.
+    pub async fn suspend_credential(&self, id: &str) -> Result<()> {
+        if !self.store.set_cert_status(id, &["valid"], "suspended", Some(6), now()).await? {
+            return Err(Error::invalid(format!("no credential {id} with a valid certificate")));
+        }
+        self.audit("admin", "admin.credential.suspend", "ok", Some(id), json!({})).await
+    }
+
+    /// Lift a suspension.
+    pub async fn resume_credential(&self, id: &str) -> Result<()> {
+        if !self.store.set_cert_status(id, &["suspended"], "valid", None, now()).await? {
+            return Err(Error::invalid(format!("no suspended credential {id}")));
+        }
+        self.audit("admin", "admin.credential.resume", "ok", Some(id), json!({})).await
     }
 
     /// Unlock a credential locked by failed attempts.

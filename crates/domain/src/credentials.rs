@@ -16,6 +16,10 @@ pub enum CertStatus {
     Valid,
     /// Past `notAfter` (or before `notBefore`).
     Expired,
+    /// Revoked by the CA (final).
+    Revoked,
+    /// Suspended (certificateHold) until resumed.
+    Suspended,
 }
 
 impl CertStatus {
@@ -24,6 +28,8 @@ impl CertStatus {
         match self {
             Self::Valid => "valid",
             Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Suspended => "suspended",
         }
     }
 }
@@ -173,7 +179,12 @@ impl Service {
 
     pub(crate) fn view(&self, row: &CredentialRow) -> Result<CredentialView> {
         let t = now();
-        let cert_status = if t < row.cert.not_before || t >= row.cert.not_after { CertStatus::Expired } else { CertStatus::Valid };
+        let cert_status = match row.cert_status.as_str() {
+            "revoked" => CertStatus::Revoked,
+            "suspended" => CertStatus::Suspended,
+            _ if t < row.cert.not_before || t >= row.cert.not_after => CertStatus::Expired,
+            _ => CertStatus::Valid,
+        };
         let key_algorithm =
             KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", row.key_algo)))?;
         Ok(CredentialView {
@@ -222,6 +233,11 @@ impl Service {
         }
         if row.locked {
             return Err(Error::Locked);
+        }
+        match row.cert_status.as_str() {
+            "revoked" => return Err(Error::invalid(format!("Signing certificate '{}' is revoked.", row.cert.subject_dn))),
+            "suspended" => return Err(Error::invalid(format!("Signing certificate '{}' is suspended.", row.cert.subject_dn))),
+            _ => {}
         }
         let t = now();
         if t >= row.cert.not_after || t < row.cert.not_before {
@@ -380,6 +396,11 @@ impl Service {
         }
         if row.locked {
             return Err(Error::Locked);
+        }
+        match row.cert_status.as_str() {
+            "revoked" => return Err(Error::invalid(format!("Signing certificate '{}' is revoked.", row.cert.subject_dn))),
+            "suspended" => return Err(Error::invalid(format!("Signing certificate '{}' is suspended.", row.cert.subject_dn))),
+            _ => {}
         }
         let n = u32::from_be_bytes(random_bytes(4)?.try_into().map_err(|_| Error::Internal("random".into()))?);
         let code = Zeroizing::new(format!("{:06}", n % 1_000_000));

@@ -54,6 +54,9 @@ pub struct Config {
     pub tsa_enabled: bool,
     /// The TSA policy OID written into every token.
     pub tsa_policy: String,
+    /// The service's public base URL (e.g. `https://sign.example.com`). When set, every
+    /// certificate issued carries `<public_url>/crl` as its CRL distribution point.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             otp_outbox: PathBuf::from("otp-outbox.txt"),
             tsa_enabled: true,
             tsa_policy: cloudsign_pki::tsa::DEFAULT_POLICY.into(),
+            public_url: None,
         }
     }
 }
@@ -152,11 +156,26 @@ impl Service {
                 None => names.country.clone(),
             },
         };
-        let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der);
+        let crl_url = cfg.public_url.as_deref().map(|u| format!("{}/crl", u.trim_end_matches('/')));
+        let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, crl_url);
         let tsa = if cfg.tsa_enabled { Some(open_tsa(&store, keystore.as_ref(), &ca, &ca_names, &cfg.tsa_policy).await?) } else { None };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
         Ok(Self { store, keystore, ca, names, cfg, otp_sender, tsa, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
+    }
+
+    /// The current CRL (DER), listing every revoked or suspended certificate; valid one day,
+    /// regenerated on every request so that it always reflects the store.
+    pub async fn crl(&self) -> Result<Vec<u8>> {
+        let revoked: Vec<cloudsign_pki::RevokedEntry> = self
+            .store
+            .revoked_certificates()
+            .await?
+            .into_iter()
+            .map(|r| cloudsign_pki::RevokedEntry { serial_hex: r.serial_hex, revoked_at: r.revoked_at, reason: r.reason })
+            .collect();
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Ok(self.ca.crl(&revoked, now(), 24 * 3600, millis)?)
     }
 
     /// Replace the OTP sender (e.g. an SMS gateway).

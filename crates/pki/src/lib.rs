@@ -96,6 +96,9 @@ const ISSUING_CN: &str = "cloudsign Issuing CA 1";
 
 /// The issuing CA, ready to sign end-entity certificates.
 pub struct IssuingCa {
+    /// Where relying parties fetch the CRL; written into every certificate issued (RFC 5280
+    /// §4.2.1.13) when set.
+    crl_url: Option<String>,
     params: CertificateParams,
     key: Arc<dyn SigningKey>,
     dn: String,
@@ -183,9 +186,37 @@ fn build(e: impl std::fmt::Display) -> PkiError {
 
 impl IssuingCa {
     /// Reassemble the issuing CA from its stored certificate and key.
-    pub fn new(names: &CaNames, key: Arc<dyn SigningKey>, issuing: &IssuedCert, root_der: Vec<u8>) -> Self {
+    pub fn new(names: &CaNames, key: Arc<dyn SigningKey>, issuing: &IssuedCert, root_der: Vec<u8>, crl_url: Option<String>) -> Self {
         let (params, dn) = issuing_params(names);
-        Self { params, key, dn, not_after: issuing.not_after, issuing_der: issuing.der.clone(), root_der }
+        Self { crl_url, params, key, dn, not_after: issuing.not_after, issuing_der: issuing.der.clone(), root_der }
+    }
+
+    /// A CRL (RFC 5280 §5) of the revoked and suspended certificates, valid for
+    /// `validity_secs`. `crl_number` must grow from one CRL to the next (§5.2.3); the service
+    /// uses the issue time in milliseconds.
+    pub fn crl(&self, revoked: &[RevokedEntry], now: i64, validity_secs: i64, crl_number: u64) -> Result<Vec<u8>, PkiError> {
+        let at = |t: i64| OffsetDateTime::from_unix_timestamp(t).map_err(build);
+        let revoked_certs = revoked
+            .iter()
+            .map(|r| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&hex::decode(&r.serial_hex).map_err(build)?),
+                    revocation_time: at(r.revoked_at)?,
+                    reason_code: Some(reason(r.reason)),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: at(now)?,
+            next_update: at(now + validity_secs)?,
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: self.params.key_identifier_method.clone(),
+        };
+        let issuer = Issuer::from_params(&self.params, RcgenSigner::new(self.key.clone())?);
+        Ok(params.signed_by(&issuer).map_err(build)?.der().to_vec())
     }
 
     /// Issue a signing certificate for `public_key` (key usage digitalSignature +
@@ -227,6 +258,9 @@ impl IssuingCa {
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = key_usages;
         p.custom_extensions = extensions;
+        if let Some(url) = &self.crl_url {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![url.clone()] }];
+        }
         p.use_authority_key_identifier_extension = true;
         let ca_end = OffsetDateTime::from_unix_timestamp(self.not_after).map_err(build)?;
         let end = (now + Duration::days(i64::from(validity_days))).min(ca_end);
@@ -251,6 +285,30 @@ fn rcgen_alg(k: KeyAlgorithm) -> &'static SignatureAlgorithm {
         KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
         KeyAlgorithm::EcdsaP521 => &rcgen::PKCS_ECDSA_P521_SHA512,
         KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+    }
+}
+
+/// One entry of a CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    /// Hex serial number.
+    pub serial_hex: String,
+    /// Revocation time (Unix seconds).
+    pub revoked_at: i64,
+    /// RFC 5280 CRLReason code.
+    pub reason: i64,
+}
+
+fn reason(code: i64) -> rcgen::RevocationReason {
+    use rcgen::RevocationReason::*;
+    match code {
+        1 => KeyCompromise,
+        3 => AffiliationChanged,
+        4 => Superseded,
+        5 => CessationOfOperation,
+        6 => CertificateHold,
+        9 => PrivilegeWithdrawn,
+        _ => Unspecified,
     }
 }
 

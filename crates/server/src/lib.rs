@@ -47,6 +47,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
     let state = AppState { service };
     Router::new()
         .route("/tsa", axum::routing::post(tsa))
+        .route("/crl", axum::routing::get(crl))
         .nest("/csc/v1", v1::routes())
         .nest("/csc/v2", v2::routes())
         .fallback(error::not_found)
@@ -66,6 +67,15 @@ async fn tsa(
     use axum::response::IntoResponse as _;
     match state.service.tsa_respond(&ctx, &body).await {
         Ok(reply) => ([(axum::http::header::CONTENT_TYPE, "application/timestamp-reply")], reply).into_response(),
+        Err(e) => error::v2(e).into_response(),
+    }
+}
+
+/// The CRL (RFC 5280 §5, DER), as named by the certificates' CRL distribution point.
+async fn crl(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse as _;
+    match state.service.crl().await {
+        Ok(der) => ([(axum::http::header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
         Err(e) => error::v2(e).into_response(),
     }
 }

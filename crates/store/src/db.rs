@@ -58,6 +58,13 @@ impl Row {
             other => Err(StoreError::Db(format!("column {col}: expected an integer, found {other:?}"))),
         }
     }
+    pub(crate) fn opt_i64(&self, col: &str) -> Result<Option<i64>> {
+        match self.get(col)? {
+            V::Int(i) => Ok(Some(*i)),
+            V::Null => Ok(None),
+            V::Text(_) => Err(StoreError::Db(format!("column {col}: expected an integer"))),
+        }
+    }
     pub(crate) fn flag(&self, col: &str) -> Result<bool> {
         Ok(self.i64(col)? != 0)
     }

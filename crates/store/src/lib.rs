@@ -123,6 +123,23 @@ pub struct CredentialRow {
     pub description: Option<String>,
     /// Creation time.
     pub created_at: i64,
+    /// Certificate status: `valid`, `revoked` or `suspended` (expiry is computed, not stored).
+    pub cert_status: String,
+    /// When the certificate was revoked or suspended (Unix seconds).
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 CRLReason code of the revocation or suspension.
+    pub revocation_reason: Option<i64>,
+}
+
+/// A revoked or suspended certificate, for the CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedCert {
+    /// Hex serial.
+    pub serial_hex: String,
+    /// When (Unix seconds).
+    pub revoked_at: i64,
+    /// CRLReason code.
+    pub reason: i64,
 }
 
 /// What a bearer token resolves to.
@@ -238,6 +255,8 @@ pub struct NewAudit<'a> {
 
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
 const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at";
+/// The insert columns plus the certificate status, for reads.
+const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason";
 const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -279,6 +298,9 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
         disabled: r.flag("disabled")?,
         description: r.opt_str("description")?,
         created_at: r.i64("created_at")?,
+        cert_status: r.str("cert_status")?,
+        revoked_at: r.opt_i64("revoked_at")?,
+        revocation_reason: r.opt_i64("revocation_reason")?,
     })
 }
 
@@ -495,7 +517,7 @@ impl Store {
 
     /// One credential.
     pub async fn credential(&self, id: &str) -> Result<Option<CredentialRow>> {
-        let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
+        let sql = format!("SELECT {CRED_READ_COLS} FROM credentials WHERE id = $1");
         self.db.read().await?.opt(&sql, &[P::S(id)]).await?.as_ref().map(cred_row).transpose()
     }
 
@@ -504,9 +526,9 @@ impl Store {
         let mut c = self.db.read().await?;
         let rows = match user_id {
             Some(u) => {
-                c.all(&format!("SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"), &[P::S(u)]).await?
+                c.all(&format!("SELECT {CRED_READ_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"), &[P::S(u)]).await?
             }
-            None => c.all(&format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id"), &[]).await?,
+            None => c.all(&format!("SELECT {CRED_READ_COLS} FROM credentials ORDER BY created_at, id"), &[]).await?,
         };
         rows.iter().map(cred_row).collect()
     }
@@ -520,6 +542,50 @@ impl Store {
             .exec("UPDATE credentials SET disabled = $1 WHERE id = $2", &[P::I(i64::from(disabled)), P::S(id)])
             .await?;
         Ok(n == 1)
+    }
+
+    /// Change a certificate's status. `from` lists the statuses the change is allowed from
+    /// (a revocation is final). Returns whether a credential changed.
+    pub async fn set_cert_status(&self, id: &str, from: &[&str], to: &str, reason: Option<i64>, at: i64) -> Result<bool> {
+        let mut changed = 0;
+        let mut c = self.db.write().await?;
+        for f in from {
+            changed += c
+                .exec(
+                    "UPDATE credentials SET cert_status = $2, revocation_reason = $3, revoked_at = $4 WHERE id = $1 AND cert_status = $5",
+                    &[
+                        P::S(id),
+                        P::S(to),
+                        match reason {
+                            Some(r) => P::I(r),
+                            None => P::OS(None),
+                        },
+                        if to == "valid" { P::OS(None) } else { P::I(at) },
+                        P::S(f),
+                    ],
+                )
+                .await?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// Every revoked or suspended certificate, for the CRL.
+    pub async fn revoked_certificates(&self) -> Result<Vec<RevokedCert>> {
+        let rows = self
+            .db
+            .read()
+            .await?
+            .all("SELECT serial_hex, revoked_at, revocation_reason FROM credentials WHERE cert_status <> 'valid' ORDER BY revoked_at, serial_hex", &[])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevokedCert {
+                    serial_hex: r.str("serial_hex")?,
+                    revoked_at: r.opt_i64("revoked_at")?.unwrap_or(0),
+                    reason: r.opt_i64("revocation_reason")?.unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Clear the failure counter and the lock; returns whether it exists.

@@ -4,7 +4,18 @@
 use crate::Result;
 use crate::db::{Db, P};
 
-const SCHEMA_VERSION: &str = "1";
+/// Version 2: certificate status (revoked, suspended) on credentials.
+const SCHEMA_VERSION: &str = "2";
+
+/// Migrations from each older version to the next, run in order.
+const MIGRATIONS: &[(&str, &[&str])] = &[(
+    "1",
+    &[
+        "ALTER TABLE credentials ADD COLUMN cert_status TEXT NOT NULL DEFAULT 'valid'",
+        "ALTER TABLE credentials ADD COLUMN revoked_at BIGINT",
+        "ALTER TABLE credentials ADD COLUMN revocation_reason BIGINT",
+    ],
+)];
 
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
@@ -16,7 +27,8 @@ const TABLES: &[&str] = &[
      key_handle TEXT NOT NULL, cert_der TEXT NOT NULL, serial_hex TEXT NOT NULL, subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, \
      not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, scal BIGINT NOT NULL, multisign BIGINT NOT NULL, pin_hash TEXT NOT NULL, \
      pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
-     locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL)",
+     locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL, \
+     cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT)",
     "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
      expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
@@ -49,7 +61,22 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
              event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
         };
         conn.exec(audit, &[]).await?;
-        conn.exec("INSERT INTO meta (k, v) VALUES ('schema_version', $1) ON CONFLICT (k) DO NOTHING", &[P::S(SCHEMA_VERSION)]).await?;
+        // A database that has no meta row was created by the statements above, at the current
+        // version; an older one is brought forward step by step.
+        let fresh = conn.opt("SELECT v FROM meta WHERE k = 'schema_version'", &[]).await?.is_none();
+        if fresh {
+            conn.exec("INSERT INTO meta (k, v) VALUES ('schema_version', $1)", &[P::S(SCHEMA_VERSION)]).await?;
+        }
+        loop {
+            let row = conn.opt("SELECT v FROM meta WHERE k = 'schema_version'", &[]).await?;
+            let version = row.map(|r| r.str("v")).transpose()?.unwrap_or_default();
+            let Some((_, steps)) = MIGRATIONS.iter().find(|(from, _)| *from == version) else { break };
+            for sql in *steps {
+                conn.exec(sql, &[]).await?;
+            }
+            let next = (version.parse::<u32>().unwrap_or(0) + 1).to_string();
+            conn.exec("UPDATE meta SET v = $1 WHERE k = 'schema_version'", &[P::S(&next)]).await?;
+        }
         Ok::<(), crate::StoreError>(())
     }
     .await;

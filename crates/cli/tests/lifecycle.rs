@@ -1,0 +1,139 @@
+//! Certificate life cycle: revocation and suspension change `cert.status`, stop authorization
+//! and signing, and appear on the CRL, which `openssl crl` parses and `openssl verify
+//! -crl_check` applies.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+
+async fn fetch_crl(server: &Server, env: &Env, name: &str) -> (std::path::PathBuf, String) {
+    let resp = reqwest::get(format!("{}/crl", server.url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pkix-crl");
+    let der = env.file(&format!("{name}.der"));
+    std::fs::write(&der, resp.bytes().await.unwrap()).unwrap();
+    let pem = env.file(&format!("{name}.pem"));
+    run(Command::new("openssl").args(["crl", "-inform", "DER", "-in"]).arg(&der).arg("-out").arg(&pem));
+    let text = run(Command::new("openssl").args(["crl", "-noout", "-text", "-in"]).arg(&pem));
+    (pem, text)
+}
+
+fn verify_with_crl(env: &Env, cert_pem: &str, crl: &std::path::Path) -> (bool, String) {
+    let (issuing, root) = write_ca(env);
+    let cert = env.file("subject.pem");
+    std::fs::write(&cert, cert_pem).unwrap();
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-crl_check")
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&issuing)
+        .arg("-CRLfile")
+        .arg(crl)
+        .arg(&cert)
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn revocation_suspension_and_crl() {
+    let env = Env::new("sqlite").with_env("CLOUDSIGN_PUBLIC_URL", "https://sign.example.test/");
+    env.add_user("alice");
+    let a = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]);
+    let b = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]);
+    let (a_id, b_id) = (a["credentialID"].as_str().unwrap().to_string(), b["credentialID"].as_str().unwrap().to_string());
+    let a_pem = a["certificate"].as_str().unwrap();
+    let b_pem = b["certificate"].as_str().unwrap();
+    let text = {
+        let f = env.file("a.pem");
+        std::fs::write(&f, a_pem).unwrap();
+        run(Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&f))
+    };
+    assert!(text.contains("X509v3 CRL Distribution Points") && text.contains("URI:https://sign.example.test/crl"), "{text}");
+
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let serial = |id: &str| {
+        let id = id.to_string();
+        let api = &api;
+        async move {
+            api.ok("credentials/info", json!({"credentialID": id, "certInfo": true})).await["cert"]["serialNumber"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (a_serial, b_serial) = (serial(&a_id).await, serial(&b_id).await);
+
+    let (crl, text) = fetch_crl(&server, &env, "crl0").await;
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    assert!(text.contains("X509v3 CRL Number"), "{text}");
+    let (ok, out) = verify_with_crl(&env, a_pem, &crl);
+    assert!(ok, "{out}");
+    let sad_before = api.sad(&a_id, 1, None).await;
+
+    // Revocation: final, on the CRL with its reason, and the credential stops working.
+    env.admin(&["credential", "revoke", &a_id, "--reason", "keyCompromise"], "");
+    let info = api.ok("credentials/info", json!({"credentialID": a_id})).await;
+    assert_eq!(info["cert"]["status"], "revoked");
+    assert_eq!(info["key"]["status"], "disabled");
+    api.err(
+        "credentials/authorize",
+        json!({"credentialID": a_id, "numSignatures": 1, "authData": [{"id": "PIN", "value": PIN}]}),
+        400,
+        "invalid_request",
+        "revoked",
+    )
+    .await;
+    let (s, v) = api.sign(&a_id, &sad_before, &[sha256(b"x")], ECDSA_SHA256, None).await;
+    assert_error("signHash (revoked)", s, &v, 400, "invalid_request", "revoked");
+    let (crl, text) = fetch_crl(&server, &env, "crl1").await;
+    assert!(text.contains(&format!("Serial Number: {a_serial}")), "{a_serial} in {text}");
+    assert!(text.contains("Key Compromise"), "{text}");
+    let (ok, out) = verify_with_crl(&env, a_pem, &crl);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = verify_with_crl(&env, b_pem, &crl);
+    assert!(ok, "other certificates stay valid: {out}");
+    let (ok, _, err) = env.admin_result(&["credential", "resume", &a_id], "");
+    assert!(!ok && err.contains("no suspended credential"), "{err}");
+    let (ok, _, err) = env.admin_result(&["credential", "revoke", &a_id, "--reason", "nonsense"], "");
+    assert!(!ok && err.contains("unknown revocation reason"), "{err}");
+
+    // Suspension: certificateHold on the CRL until resumed.
+    env.admin(&["credential", "suspend", &b_id], "");
+    let info = api.ok("credentials/info", json!({"credentialID": b_id})).await;
+    assert_eq!(info["cert"]["status"], "suspended");
+    api.err(
+        "credentials/authorize",
+        json!({"credentialID": b_id, "numSignatures": 1, "authData": [{"id": "PIN", "value": PIN}]}),
+        400,
+        "invalid_request",
+        "suspended",
+    )
+    .await;
+    let (crl, text) = fetch_crl(&server, &env, "crl2").await;
+    assert!(text.contains(&format!("Serial Number: {b_serial}")) && text.contains("Certificate Hold"), "{text}");
+    let (ok, out) = verify_with_crl(&env, b_pem, &crl);
+    assert!(!ok, "{out}");
+    env.admin(&["credential", "resume", &b_id], "");
+    let _ = api.sad(&b_id, 1, None).await;
+    let (crl, text) = fetch_crl(&server, &env, "crl3").await;
+    assert!(!text.contains(&format!("Serial Number: {b_serial}")), "{text}");
+    assert!(text.contains(&format!("Serial Number: {a_serial}")), "{text}");
+    let (ok, out) = verify_with_crl(&env, b_pem, &crl);
+    assert!(ok, "{out}");
+
+    let audit = env.admin(&["audit", "--json"], "");
+    for event in ["admin.credential.revoke", "admin.credential.suspend", "admin.credential.resume"] {
+        assert!(audit.contains(event), "{event} audited");
+    }
+    drop(server);
+}
