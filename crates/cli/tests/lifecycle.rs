@@ -1,6 +1,6 @@
 //! Certificate life cycle: revocation and suspension change `cert.status`, stop authorization
 //! and signing, and appear on the CRL, which `openssl crl` parses and `openssl verify
-//! -crl_check` applies.
+//! -crl_check` applies, and in OCSP answers, which `openssl ocsp` queries and verifies.
 
 mod common;
 
@@ -42,6 +42,27 @@ fn verify_with_crl(env: &Env, cert_pem: &str, crl: &std::path::Path) -> (bool, S
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// `openssl ocsp` against the responder (POST, with a nonce); returns stdout + stderr.
+fn ocsp(env: &Env, server: &Server, cert_pem: &str) -> String {
+    let (issuing, root) = write_ca(env);
+    let cert = env.file("ocsp-subject.pem");
+    std::fs::write(&cert, cert_pem).unwrap();
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&issuing)
+        .arg("-cert")
+        .arg(&cert)
+        .args(["-url", &format!("{}/ocsp", server.url), "-CAfile"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "openssl ocsp: {text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(!text.contains("nonce"), "the nonce is echoed: {text}");
+    text
+}
+
 #[tokio::test]
 async fn revocation_suspension_and_crl() {
     let env = Env::new("sqlite").with_env("CLOUDSIGN_PUBLIC_URL", "https://sign.example.test/");
@@ -57,6 +78,7 @@ async fn revocation_suspension_and_crl() {
         run(Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&f))
     };
     assert!(text.contains("X509v3 CRL Distribution Points") && text.contains("URI:https://sign.example.test/crl"), "{text}");
+    assert!(text.contains("OCSP - URI:https://sign.example.test/ocsp"), "{text}");
 
     let server = env.start();
     let mut api = Api::new(&server);
@@ -79,6 +101,41 @@ async fn revocation_suspension_and_crl() {
     let (ok, out) = verify_with_crl(&env, a_pem, &crl);
     assert!(ok, "{out}");
     let sad_before = api.sad(&a_id, 1, None).await;
+    assert!(ocsp(&env, &server, a_pem).contains("subject.pem: good"));
+
+    // GET form (RFC 6960 A.1): the DER request base64 in the path.
+    let (issuing, root) = write_ca(&env);
+    let req = env.file("ocsp-req.der");
+    std::fs::write(env.file("a-cert.pem"), a_pem).unwrap();
+    run(Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(&issuing)
+        .arg("-cert")
+        .arg(env.file("a-cert.pem"))
+        .arg("-reqout")
+        .arg(&req));
+    let encoded = b64(&std::fs::read(&req).unwrap()).replace('/', "%2F").replace('+', "%2B").replace('=', "%3D");
+    let resp = reqwest::get(format!("{}/ocsp/{encoded}", server.url)).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/ocsp-response");
+    let respin = env.file("ocsp-resp.der");
+    std::fs::write(&respin, resp.bytes().await.unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args(["ocsp", "-respin"])
+        .arg(&respin)
+        .arg("-issuer")
+        .arg(&issuing)
+        .arg("-cert")
+        .arg(env.file("a-cert.pem"))
+        .arg("-CAfile")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Response verify OK") && text.contains(": good"), "{text}");
+    // Garbage is a malformedRequest, not an HTTP error.
+    let resp = reqwest::Client::new().post(format!("{}/ocsp", server.url)).body("garbage").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &[0x30, 0x03, 0x0a, 0x01, 0x01]);
 
     // Revocation: final, on the CRL with its reason, and the credential stops working.
     env.admin(&["credential", "revoke", &a_id, "--reason", "keyCompromise"], "");
@@ -100,6 +157,8 @@ async fn revocation_suspension_and_crl() {
     assert!(text.contains("Key Compromise"), "{text}");
     let (ok, out) = verify_with_crl(&env, a_pem, &crl);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let text = ocsp(&env, &server, a_pem);
+    assert!(text.contains("subject.pem: revoked") && text.contains("Reason: keyCompromise"), "{text}");
     let (ok, out) = verify_with_crl(&env, b_pem, &crl);
     assert!(ok, "other certificates stay valid: {out}");
     let (ok, _, err) = env.admin_result(&["credential", "resume", &a_id], "");
@@ -123,6 +182,8 @@ async fn revocation_suspension_and_crl() {
     assert!(text.contains(&format!("Serial Number: {b_serial}")) && text.contains("Certificate Hold"), "{text}");
     let (ok, out) = verify_with_crl(&env, b_pem, &crl);
     assert!(!ok, "{out}");
+    let text = ocsp(&env, &server, b_pem);
+    assert!(text.contains("subject.pem: revoked") && text.contains("Reason: certificateHold"), "{text}");
     env.admin(&["credential", "resume", &b_id], "");
     let _ = api.sad(&b_id, 1, None).await;
     let (crl, text) = fetch_crl(&server, &env, "crl3").await;
@@ -130,6 +191,7 @@ async fn revocation_suspension_and_crl() {
     assert!(text.contains(&format!("Serial Number: {a_serial}")), "{text}");
     let (ok, out) = verify_with_crl(&env, b_pem, &crl);
     assert!(ok, "{out}");
+    assert!(ocsp(&env, &server, b_pem).contains("subject.pem: good"));
 
     let audit = env.admin(&["audit", "--json"], "");
     for event in ["admin.credential.revoke", "admin.credential.suspend", "admin.credential.resume"] {

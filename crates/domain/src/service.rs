@@ -156,8 +156,7 @@ impl Service {
                 None => names.country.clone(),
             },
         };
-        let crl_url = cfg.public_url.as_deref().map(|u| format!("{}/crl", u.trim_end_matches('/')));
-        let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, crl_url);
+        let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, cfg.public_url.clone());
         let tsa = if cfg.tsa_enabled { Some(open_tsa(&store, keystore.as_ref(), &ca, &ca_names, &cfg.tsa_policy).await?) } else { None };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
@@ -176,6 +175,36 @@ impl Service {
             .collect();
         let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Ok(self.ca.crl(&revoked, now(), 24 * 3600, millis)?)
+    }
+
+    /// Answer a DER OCSPRequest (RFC 6960) with a DER OCSPResponse: `good` for the service's
+    /// valid certificates, `revoked` (suspensions with reason certificateHold) for the others,
+    /// `unknown` for serials or issuers it does not know; malformedRequest for garbage.
+    pub async fn ocsp(&self, request: &[u8]) -> Result<Vec<u8>> {
+        use cloudsign_pki::ocsp::{CertStatus, Request, error_response};
+        let Some(req) = Request::parse(request, &self.ca) else { return Ok(error_response(1)) };
+        let mut statuses = Vec::with_capacity(req.queries.len());
+        for q in &req.queries {
+            let status = if !q.ours {
+                CertStatus::Unknown
+            } else {
+                match self.store.cert_status_by_serial(&q.serial_hex).await? {
+                    Some((status, at, reason)) if status != "valid" => {
+                        CertStatus::Revoked { at: at.unwrap_or(0), reason: reason.unwrap_or(0) }
+                    }
+                    Some(_) => CertStatus::Good,
+                    None => CertStatus::Unknown,
+                }
+            };
+            statuses.push(status);
+        }
+        match self.ca.ocsp_response(&req, &statuses, now(), 3600) {
+            Ok(der) => Ok(der),
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP response failed");
+                Ok(error_response(2))
+            }
+        }
     }
 
     /// Replace the OTP sender (e.g. an SMS gateway).

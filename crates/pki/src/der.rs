@@ -140,6 +140,29 @@ pub fn issuer_and_serial(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     (t == 0x30).then(|| (issuer.to_vec(), serial.to_vec()))
 }
 
+/// From a DER certificate: the subject Name (whole encoding) and the subject public key
+/// (the BIT STRING's bits, without the unused-bits octet), as OCSP CertID hashes them
+/// (RFC 6960 §4.1.1).
+pub fn subject_and_key(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut outer = Reader::new(cert);
+    let mut tbs = Reader::new(Reader::new(outer.expect(0x30)?).expect(0x30)?);
+    if tbs.peek_tag() == Some(0xA0) {
+        tbs.next()?;
+    }
+    tbs.expect(0x02)?; // serial
+    tbs.expect(0x30)?; // signature algorithm
+    tbs.expect(0x30)?; // issuer
+    tbs.expect(0x30)?; // validity
+    let (t, _, subject) = tbs.next()?;
+    if t != 0x30 {
+        return None;
+    }
+    let mut spki = Reader::new(tbs.expect(0x30)?);
+    spki.expect(0x30)?; // algorithm
+    let bits = spki.expect(0x03)?;
+    Some((subject.to_vec(), bits.get(1..)?.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

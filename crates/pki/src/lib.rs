@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod der;
+pub mod ocsp;
 pub mod tsa;
 
 use std::sync::Arc;
@@ -96,9 +97,10 @@ const ISSUING_CN: &str = "cloudsign Issuing CA 1";
 
 /// The issuing CA, ready to sign end-entity certificates.
 pub struct IssuingCa {
-    /// Where relying parties fetch the CRL; written into every certificate issued (RFC 5280
-    /// §4.2.1.13) when set.
-    crl_url: Option<String>,
+    /// The service's public base URL: when set, every certificate issued names
+    /// `<url>/crl` (CRL distribution point, RFC 5280 §4.2.1.13) and `<url>/ocsp` (authority
+    /// information access, §4.2.2.1).
+    public_url: Option<String>,
     params: CertificateParams,
     key: Arc<dyn SigningKey>,
     dn: String,
@@ -186,9 +188,20 @@ fn build(e: impl std::fmt::Display) -> PkiError {
 
 impl IssuingCa {
     /// Reassemble the issuing CA from its stored certificate and key.
-    pub fn new(names: &CaNames, key: Arc<dyn SigningKey>, issuing: &IssuedCert, root_der: Vec<u8>, crl_url: Option<String>) -> Self {
+    pub fn new(names: &CaNames, key: Arc<dyn SigningKey>, issuing: &IssuedCert, root_der: Vec<u8>, public_url: Option<String>) -> Self {
         let (params, dn) = issuing_params(names);
-        Self { crl_url, params, key, dn, not_after: issuing.not_after, issuing_der: issuing.der.clone(), root_der }
+        let public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
+        Self { public_url, params, key, dn, not_after: issuing.not_after, issuing_der: issuing.der.clone(), root_der }
+    }
+
+    /// Sign `message` with the issuing CA key (ECDSA P-384 with SHA-384).
+    pub(crate) fn sign_message(&self, scheme: SignAlgorithm, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        let d = match scheme.hash() {
+            HashAlgorithm::Sha256 => digest::digest(&digest::SHA256, message),
+            HashAlgorithm::Sha384 => digest::digest(&digest::SHA384, message),
+            HashAlgorithm::Sha512 => digest::digest(&digest::SHA512, message),
+        };
+        Ok(self.key.sign_digest(scheme, d.as_ref())?)
     }
 
     /// A CRL (RFC 5280 §5) of the revoked and suspended certificates, valid for
@@ -258,8 +271,11 @@ impl IssuingCa {
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = key_usages;
         p.custom_extensions = extensions;
-        if let Some(url) = &self.crl_url {
-            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![url.clone()] }];
+        if let Some(base) = &self.public_url {
+            p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![format!("{base}/crl")] }];
+            // AuthorityInfoAccess { id-ad-ocsp, uniformResourceIdentifier [6] }
+            let ocsp = der::seq(&[&der::oid("1.3.6.1.5.5.7.48.1"), &der::tlv(0x86, format!("{base}/ocsp").as_bytes())]);
+            p.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der::seq(&[&ocsp])));
         }
         p.use_authority_key_identifier_extension = true;
         let ca_end = OffsetDateTime::from_unix_timestamp(self.not_after).map_err(build)?;

@@ -48,6 +48,8 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
     Router::new()
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
+        .route("/ocsp", axum::routing::post(ocsp_post))
+        .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())
         .nest("/csc/v2", v2::routes())
         .fallback(error::not_found)
@@ -76,6 +78,29 @@ async fn crl(axum::extract::State(state): axum::extract::State<AppState>) -> Res
     use axum::response::IntoResponse as _;
     match state.service.crl().await {
         Ok(der) => ([(axum::http::header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
+        Err(e) => error::v2(e).into_response(),
+    }
+}
+
+/// RFC 6960 Appendix A.1: OCSP over HTTP POST (`application/ocsp-request`).
+async fn ocsp_post(axum::extract::State(state): axum::extract::State<AppState>, body: axum::body::Bytes) -> Response {
+    ocsp_answer(&state, &body).await
+}
+
+/// RFC 6960 Appendix A.1: OCSP over HTTP GET, the request base64 (then URL-encoded) in the path.
+async fn ocsp_get(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(request): axum::extract::Path<String>,
+) -> Response {
+    // axum has already percent-decoded the path; base64 may use either alphabet.
+    let der = cloudsign_csc::b64::decode_lenient(&request).unwrap_or_default();
+    ocsp_answer(&state, &der).await
+}
+
+async fn ocsp_answer(state: &AppState, der: &[u8]) -> Response {
+    use axum::response::IntoResponse as _;
+    match state.service.ocsp(der).await {
+        Ok(reply) => ([(axum::http::header::CONTENT_TYPE, "application/ocsp-response")], reply).into_response(),
         Err(e) => error::v2(e).into_response(),
     }
 }

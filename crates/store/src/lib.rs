@@ -569,6 +569,19 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// The status of the certificate with this serial (credentials, then the CA-side
+    /// certificates such as the TSA's, which are always `valid`): (status, time, reason).
+    pub async fn cert_status_by_serial(&self, serial_hex: &str) -> Result<Option<(String, Option<i64>, Option<i64>)>> {
+        let mut c = self.db.read().await?;
+        if let Some(r) =
+            c.opt("SELECT cert_status, revoked_at, revocation_reason FROM credentials WHERE serial_hex = $1", &[P::S(serial_hex)]).await?
+        {
+            return Ok(Some((r.str("cert_status")?, r.opt_i64("revoked_at")?, r.opt_i64("revocation_reason")?)));
+        }
+        let ca = c.opt("SELECT name FROM ca_certs WHERE serial_hex = $1 AND name = 'tsa'", &[P::S(serial_hex)]).await?;
+        Ok(ca.map(|_| ("valid".to_string(), None, None)))
+    }
+
     /// Every revoked or suspended certificate, for the CRL.
     pub async fn revoked_certificates(&self) -> Result<Vec<RevokedCert>> {
         let rows = self
