@@ -394,14 +394,6 @@ impl Service {
         if row.otp_kind.as_deref() != Some("online") || auth_object_id != "OTP" {
             return Err(Error::invalid("Invalid parameter authObjectID: no challenge-response object with this id"));
         }
-        if row.locked {
-            return Err(Error::Locked);
-        }
-        match row.cert_status.as_str() {
-            "revoked" => return Err(Error::invalid(format!("Signing certificate '{}' is revoked.", row.cert.subject_dn))),
-            "suspended" => return Err(Error::invalid(format!("Signing certificate '{}' is suspended.", row.cert.subject_dn))),
-            _ => {}
-        }
         let n = u32::from_be_bytes(random_bytes(4)?.try_into().map_err(|_| Error::Internal("random".into()))?);
         let code = Zeroizing::new(format!("{:06}", n % 1_000_000));
         self.store.put_otp_challenge(&row.id, &online_otp_hash(&row.id, &code), now() + self.cfg.otp_ttl as i64).await?;
