@@ -209,7 +209,8 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     .await
                     .map_err(domain)?;
                 if a.json {
-                    let mut out = json!({"credentialID": result.credential_id, "certificate": cloudsign_pki_pem(&result.cert_der)});
+                    let mut out =
+                        json!({"credentialID": result.credential_id, "certificate": cloudsign_domain::pem_certificate(&result.cert_der)});
                     if let Some(uri) = &result.otpauth {
                         out["otpauth"] = json!(uri.as_str());
                     }
@@ -250,7 +251,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
         },
         AdminCommand::Ca { command: CaCommand::Export } => {
             for der in service.ca_chain() {
-                print!("{}", cloudsign_pki_pem(der));
+                print!("{}", cloudsign_domain::pem_certificate(der));
             }
         }
         AdminCommand::Audit { limit, json } => {
@@ -275,8 +276,4 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-fn cloudsign_pki_pem(der: &[u8]) -> String {
-    cloudsign_domain::pem_certificate(der)
 }

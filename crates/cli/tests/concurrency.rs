@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 
@@ -83,6 +83,5 @@ async fn parallel_sign_hash(env: &Env, nodes: usize) {
         .map(|e| e["detail"]["hashes"].as_array().unwrap().len())
         .sum();
     assert_eq!(ok, 20 + 18);
-    let _ = json!(null);
     drop(servers);
 }

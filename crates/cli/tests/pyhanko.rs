@@ -48,12 +48,11 @@ fn python() -> PathBuf {
     )
 }
 
-fn sign(env: &Env, url: &str, credential: &str, mode: &str, files: &[&Path]) {
+fn sign(url: &str, credential: &str, mode: &str, files: &[&Path]) {
     let mut cmd = Command::new(python());
     cmd.arg(SCRIPT).args([url, "alice", credential, mode]).args(files);
     // Secrets through the environment, never argv.
     cmd.env("CLOUDSIGN_PASSWORD", PASSWORD).env("CLOUDSIGN_PIN", PIN).env("PYTHONWARNINGS", "ignore");
-    let _ = env;
     run(&mut cmd);
 }
 
@@ -95,17 +94,17 @@ async fn pyhanko_csc_signer() {
         std::fs::write(&input, pdf(&format!("Signed by {name}"))).unwrap();
 
         let bb = env.file(&format!("{name}-b-b.pdf"));
-        sign(&env, &server.url, id, "pades-b-b", &[&bb, &input]);
+        sign(&server.url, id, "pades-b-b", &[&bb, &input]);
         validate_pdf(&env, &bb, &root, false);
 
         let bt = env.file(&format!("{name}-b-t.pdf"));
-        sign(&env, &server.url, id, "pades-b-t", &[&bt, &input]);
+        sign(&server.url, id, "pades-b-t", &[&bt, &input]);
         validate_pdf(&env, &bt, &root, true);
 
         let second = env.file(&format!("{name}-2.pdf"));
         std::fs::write(&second, pdf(&format!("Second document for {name}"))).unwrap();
         let (out1, out2) = (env.file(&format!("{name}-batch1.pdf")), env.file(&format!("{name}-batch2.pdf")));
-        sign(&env, &server.url, id, "batch", &[&out1, &input, &second, &out2]);
+        sign(&server.url, id, "batch", &[&out1, &input, &second, &out2]);
         validate_pdf(&env, &out1, &root, false);
         validate_pdf(&env, &out2, &root, false);
 
@@ -113,7 +112,7 @@ async fn pyhanko_csc_signer() {
         // which the aws-lc signer cannot produce: cloudsign signs PSS with salt length = digest
         // length and refuses other parameters with a clear error; PSS is checked in e2e.rs.)
         let p7s = env.file(&format!("{name}.p7s"));
-        sign(&env, &server.url, id, "cms", &[&p7s, &data]);
+        sign(&server.url, id, "cms", &[&p7s, &data]);
         let out = Command::new("openssl")
             .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
             .arg(&p7s)

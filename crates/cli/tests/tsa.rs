@@ -22,13 +22,12 @@ async fn post_tsa(server: &Server, body: Vec<u8>) -> Vec<u8> {
     resp.bytes().await.unwrap().to_vec()
 }
 
-fn reply_text(env: &Env, reply: &std::path::Path, token: bool) -> String {
+fn reply_text(reply: &std::path::Path, token: bool) -> String {
     let mut cmd = Command::new("openssl");
     cmd.args(["ts", "-reply", "-in"]).arg(reply).arg("-text");
     if token {
         cmd.args(["-token_in", "-token_out"]);
     }
-    let _ = env;
     run(&mut cmd)
 }
 
@@ -48,7 +47,7 @@ async fn rfc3161_tsa() {
         run(Command::new("openssl").args(["ts", "-query", "-sha256", "-cert", "-data"]).arg(&doc).arg("-out").arg(&query));
         let reply = env.file(&format!("r{i}.tsr"));
         std::fs::write(&reply, post_tsa(&server, std::fs::read(&query).unwrap()).await).unwrap();
-        let text = reply_text(&env, &reply, false);
+        let text = reply_text(&reply, false);
         assert!(text.contains("Status: Granted."), "{text}");
         assert!(text.contains("Policy OID: 2.25.270497441424498136419815473036385318735"), "{text}");
         assert!(text.contains("Accuracy: 0x01 seconds"), "{text}");
@@ -69,13 +68,13 @@ async fn rfc3161_tsa() {
     // Refusals are rejections with failure info, not HTTP errors.
     let bad = env.file("bad.tsr");
     std::fs::write(&bad, post_tsa(&server, b"not a request".to_vec()).await).unwrap();
-    let text = reply_text(&env, &bad, false);
+    let text = reply_text(&bad, false);
     assert!(text.contains("Status: Rejected."), "{text}");
     assert!(text.contains("transaction not permitted or supported"), "{text}");
     let sha1_query = env.file("sha1.tsq");
     run(Command::new("openssl").args(["ts", "-query", "-sha1", "-data"]).arg(&doc).arg("-out").arg(&sha1_query));
     std::fs::write(&bad, post_tsa(&server, std::fs::read(&sha1_query).unwrap()).await).unwrap();
-    let text = reply_text(&env, &bad, false);
+    let text = reply_text(&bad, false);
     assert!(text.contains("Status: Rejected.") && text.contains("unrecognized or unsupported algorithm"), "{text}");
     let policy_query = env.file("policy.tsq");
     run(Command::new("openssl")
@@ -84,7 +83,7 @@ async fn rfc3161_tsa() {
         .arg("-out")
         .arg(&policy_query));
     std::fs::write(&bad, post_tsa(&server, std::fs::read(&policy_query).unwrap()).await).unwrap();
-    let text = reply_text(&env, &bad, false);
+    let text = reply_text(&bad, false);
     assert!(text.contains("Status: Rejected.") && text.contains("policy is not supported"), "{text}");
 
     // signatures/timestamp in both API versions, with a nonce.
@@ -97,7 +96,7 @@ async fn rfc3161_tsa() {
         let resp = api.ok("signatures/timestamp", json!({"hash": b64(&digest), "hashAlgo": SHA256, "nonce": "0badc0ffee15beef"})).await;
         let token = env.file(&format!("token-{version}.der"));
         std::fs::write(&token, unb64(resp["timestamp"].as_str().unwrap())).unwrap();
-        let text = reply_text(&env, &token, true);
+        let text = reply_text(&token, true);
         assert!(text.contains("Nonce: 0x0BADC0FFEE15BEEF"), "{text}");
         let out = run(Command::new("openssl")
             .args(["ts", "-verify", "-token_in", "-in"])
@@ -129,7 +128,7 @@ async fn rfc3161_tsa() {
         .arg(&query));
     let reply = custom.file("custom.tsr");
     std::fs::write(&reply, post_tsa(&server, std::fs::read(&query).unwrap()).await).unwrap();
-    let text = reply_text(&custom, &reply, false);
+    let text = reply_text(&reply, false);
     assert!(text.contains("Status: Granted.") && text.contains("Policy OID: 1.3.6.1.4.1.99999.1"), "{text}");
     drop(server);
 

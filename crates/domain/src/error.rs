@@ -31,9 +31,6 @@ pub enum Error {
     /// Too many failed attempts: the credential is locked until an administrator unlocks it.
     #[error("PIN locked")]
     Locked,
-    /// The operation is not allowed.
-    #[error("{0}")]
-    AccessDenied(String),
     /// Unexpected failure; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),

@@ -406,7 +406,7 @@ pub fn generalized_time(unix: i64) -> String {
 
 /// PEM armour for a certificate.
 pub fn pem_certificate(der: &[u8]) -> String {
-    let b64 = cloudsign_b64(der);
+    let b64 = cloudsign_csc::b64::encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
@@ -414,10 +414,6 @@ pub fn pem_certificate(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
-}
-
-fn cloudsign_b64(bytes: &[u8]) -> String {
-    cloudsign_csc::b64::encode(bytes)
 }
 
 #[cfg(test)]

@@ -74,7 +74,6 @@ fn map(e: Error, v1: bool) -> ApiError {
             ErrorCode::InvalidRequest,
             "PIN locked: too many failed attempts; the credential must be unlocked by an administrator",
         ),
-        Error::AccessDenied(m) => ApiError::new(S::FORBIDDEN, ErrorCode::AccessDenied, m),
         Error::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             ApiError::new(S::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "Internal error")

@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
-use cloudsign_csc::v2::{CertInfo, KeyInfo, LoginRequest, LoginResponse, SignHashResponse, TimestampRequest, TimestampResponse};
+use cloudsign_csc::v2::{
+    CertInfo, KeyInfo, LoginRequest, LoginResponse, RevokeRequest, SignHashResponse, TimestampRequest, TimestampResponse,
+};
 use cloudsign_csc::{ErrorCode, HashAlgorithm, SignAlgorithm, b64};
 use cloudsign_domain::{CredentialView, Error, RequestContext, Session, SignHashInput};
 use zeroize::Zeroizing;
@@ -38,6 +40,19 @@ pub(crate) async fn login(
         state.service.login_password(&ctx, user, Zeroizing::new(password.to_string()), remember_me).await.map_err(map)?
     };
     Ok(Json(LoginResponse { access_token: tokens.access_token, refresh_token: tokens.refresh_token, expires_in: tokens.expires_in }))
+}
+
+/// `auth/revoke` (v1 §11.3, v2 §11.3): 204 without a body.
+pub(crate) async fn revoke(
+    state: &AppState,
+    session: &Session,
+    ctx: RequestContext,
+    req: RevokeRequest,
+    map: fn(Error) -> ApiError,
+) -> Result<StatusCode, ApiError> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    state.service.revoke(session, &ctx, &req.token, req.token_type_hint.as_deref()).await.map_err(map)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The `certificates` option of `credentials/info` (and v2 `credentials/list`).

@@ -77,9 +77,7 @@ async fn revoke(
     Caller(ctx): Caller,
     CscJson(req): CscJson<RevokeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = with_client_data(ctx, req.client_data.as_deref());
-    state.service.revoke(&session, &ctx, &req.token, req.token_type_hint.as_deref()).await.map_err(v1)?;
-    Ok(StatusCode::NO_CONTENT)
+    shared::revoke(&state, &session, ctx, req, v1).await
 }
 
 /// §11.4, with paging: `pageToken` is the offset of the next page, opaque to clients.

@@ -30,15 +30,6 @@ pub enum StoreError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Which database is behind the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Embedded SQLite file.
-    Sqlite,
-    /// PostgreSQL server.
-    Postgres,
-}
-
 /// The store.
 #[derive(Clone)]
 pub struct Store {
@@ -155,8 +146,6 @@ pub struct TokenRow {
     pub expires_at: i64,
     /// Revoked.
     pub revoked: bool,
-    /// The refresh token this access token came from.
-    pub parent: Option<String>,
 }
 
 /// A SAD as stored (looked up when consumption fails, to say why).
@@ -168,10 +157,6 @@ pub struct SadRow {
     pub credential_id: String,
     /// Signatures left.
     pub remaining: i64,
-    /// Whether hashes are bound (SCAL 2 or hashes given).
-    pub bound: bool,
-    /// OID of the bound hashes.
-    pub hash_algo: Option<String>,
     /// Expiry (Unix seconds).
     pub expires_at: i64,
     /// Superseded by extendTransaction or revoked.
@@ -346,11 +331,6 @@ impl Store {
         let db = Db::connect(url).await?;
         schema::migrate(&db).await?;
         Ok(Self { db: std::sync::Arc::new(db) })
-    }
-
-    /// Which database this is.
-    pub fn backend(&self) -> Backend {
-        if self.db.is_postgres() { Backend::Postgres } else { Backend::Sqlite }
     }
 
     /// Close the connections.
@@ -722,7 +702,7 @@ impl Store {
             .read()
             .await?
             .opt(
-                "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, t.parent, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
+                "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
                 &[P::S(hash)],
             )
             .await?;
@@ -733,7 +713,6 @@ impl Store {
             user_name: r.str("name")?,
             expires_at: r.i64("expires_at")?,
             revoked: r.flag("revoked")? || r.flag("disabled")?,
-            parent: r.opt_str("parent")?,
         }))
     }
 
@@ -783,15 +762,13 @@ impl Store {
             .db
             .read()
             .await?
-            .opt("SELECT user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked FROM sads WHERE hash = $1", &[P::S(hash)])
+            .opt("SELECT user_id, credential_id, remaining, expires_at, revoked FROM sads WHERE hash = $1", &[P::S(hash)])
             .await?;
         row.map(|r| {
             Ok(SadRow {
                 user_id: r.str("user_id")?,
                 credential_id: r.str("credential_id")?,
                 remaining: r.i64("remaining")?,
-                bound: r.flag("bound")?,
-                hash_algo: r.opt_str("hash_algo")?,
                 expires_at: r.i64("expires_at")?,
                 revoked: r.flag("revoked")?,
             })
