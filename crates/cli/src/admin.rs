@@ -4,7 +4,7 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use cloudsign_domain::{KeyAlgorithm, NewCredential, OtpKind, Service};
+use cloudsign_domain::{AuthMode, KeyAlgorithm, NewCredential, OtpKind, Service};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -19,6 +19,11 @@ pub enum AdminCommand {
     Credential {
         #[command(subcommand)]
         command: CredentialCommand,
+    },
+    /// OAuth 2.0 clients (signature applications).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// The built-in CA.
     Ca {
@@ -66,6 +71,45 @@ pub enum OtpArg {
     Online,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AuthModeArg {
+    /// credentials/authorize with the PIN (and OTP).
+    Explicit,
+    /// Only through the OAuth 2.0 consent page.
+    Oauth2code,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its client_id (and, once, the secret of a confidential client).
+    Add {
+        /// Name shown to signers on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI, matched exactly (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (browser or mobile app): no secret, PKCE S256 required.
+        #[arg(long, conflicts_with = "confidential")]
+        public: bool,
+        /// A confidential client (server-side application) with a secret (the default).
+        #[arg(long)]
+        confidential: bool,
+        /// Let this confidential client use the client_credentials grant, acting as this user.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client and revoke every token issued to it.
+    Delete { id: String },
+}
+
 #[derive(Args)]
 pub struct AddCredential {
     /// Owner.
@@ -89,6 +133,10 @@ pub struct AddCredential {
     /// Description shown to clients.
     #[arg(long)]
     description: Option<String>,
+    /// How the credential is authorized: explicit (credentials/authorize) or oauth2code
+    /// (only on the service's consent page).
+    #[arg(long, value_enum, default_value = "explicit")]
+    auth_mode: AuthModeArg,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -205,6 +253,10 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                         scal: a.scal,
                         multisign: a.multisign,
                         description: a.description,
+                        auth_mode: match a.auth_mode {
+                            AuthModeArg::Explicit => AuthMode::Explicit,
+                            AuthModeArg::Oauth2code => AuthMode::OAuth2Code,
+                        },
                     })
                     .await
                     .map_err(domain)?;
@@ -248,6 +300,37 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             CredentialCommand::Suspend { id } => service.suspend_credential(&id).await.map_err(domain)?,
             CredentialCommand::Resume { id } => service.resume_credential(&id).await.map_err(domain)?,
             CredentialCommand::Delete { id } => service.delete_credential(&id).await.map_err(domain)?,
+        },
+        AdminCommand::Client { command } => match command {
+            ClientCommand::Add { name, redirect_uris, public, confidential: _, user, json } => {
+                let (client, secret) = service.add_client(&name, &redirect_uris, !public, user.as_deref()).await.map_err(domain)?;
+                if json {
+                    let mut out = json!({"client_id": client.id, "name": client.name, "redirect_uris": client.redirect_uris, "type": if public { "public" } else { "confidential" }});
+                    if let Some(s) = &secret {
+                        out["client_secret"] = json!(s.as_str());
+                    }
+                    println!("{out}");
+                } else {
+                    println!("client_id: {}", client.id);
+                    if let Some(s) = &secret {
+                        println!("client_secret: {} (shown once)", s.as_str());
+                    }
+                }
+            }
+            ClientCommand::List { json } => {
+                for c in service.clients().await.map_err(domain)? {
+                    let kind = if c.confidential { "confidential" } else { "public" };
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"client_id": c.id, "name": c.name, "redirect_uris": c.redirect_uris, "type": kind, "user": c.user, "created_at": c.created_at})
+                        );
+                    } else {
+                        println!("{}\t{}\t{}\t{}", c.id, kind, c.name, c.redirect_uris.join(" "));
+                    }
+                }
+            }
+            ClientCommand::Delete { id } => service.delete_client(&id).await.map_err(domain)?,
         },
         AdminCommand::Ca { command: CaCommand::Export } => {
             for der in service.ca_chain() {

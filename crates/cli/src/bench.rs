@@ -191,6 +191,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for key in &keys {
         let created = service
             .add_credential(cloudsign_domain::NewCredential {
+                auth_mode: cloudsign_domain::AuthMode::Explicit,
                 user: "bench".into(),
                 pin: zeroize::Zeroizing::new("2468".into()),
                 key: *key,

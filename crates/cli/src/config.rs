@@ -41,6 +41,8 @@ pub struct Settings {
     pub tsa_enabled: Option<bool>,
     pub tsa_policy: Option<String>,
     pub public_url: Option<String>,
+    pub oauth_code_ttl: Option<u64>,
+    pub oauth_flow_ttl: Option<u64>,
 }
 
 /// The keys, for the environment layer.
@@ -72,6 +74,8 @@ const KEYS: &[&str] = &[
     "tsa_enabled",
     "tsa_policy",
     "public_url",
+    "oauth_code_ttl",
+    "oauth_flow_ttl",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -86,6 +90,8 @@ const NUMERIC: &[&str] = &[
     "key_cache_seconds",
     "argon2_memory_kib",
     "argon2_iterations",
+    "oauth_code_ttl",
+    "oauth_flow_ttl",
 ];
 
 impl Settings {
@@ -145,7 +151,9 @@ impl Settings {
             otp_outbox,
             tsa_enabled,
             tsa_policy,
-            public_url
+            public_url,
+            oauth_code_ttl,
+            oauth_flow_ttl
         )
     }
 
@@ -201,6 +209,8 @@ impl Settings {
             tsa_enabled: self.tsa_enabled.unwrap_or(d.tsa_enabled),
             tsa_policy: self.tsa_policy.clone().unwrap_or(d.tsa_policy),
             public_url: self.public_url.clone().or(d.public_url),
+            oauth_code_ttl: self.oauth_code_ttl.unwrap_or(d.oauth_code_ttl),
+            oauth_flow_ttl: self.oauth_flow_ttl.unwrap_or(d.oauth_flow_ttl),
         }
     }
 

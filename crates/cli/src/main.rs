@@ -133,7 +133,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     };
     let bound = cloudsign_server::bind(&settings.listen(), &cfg).await?;
-    let app = cloudsign_server::router(service.clone(), &cfg);
+    let base_url = service.config().public_url.clone().unwrap_or_else(|| bound.url());
+    let app = cloudsign_server::router(service.clone(), &cfg, &base_url);
     let janitor = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));

@@ -29,6 +29,9 @@ pub struct InfoResponse {
     /// Service authorization types.
     #[serde(rename = "authType")]
     pub auth_type: Vec<String>,
+    /// OAuth 2.0 base URI: the endpoints are `<oauth2>oauth2/authorize` etc. (v1 §11.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<String>,
     /// Implemented methods.
     pub methods: Vec<String>,
 }

@@ -34,9 +34,12 @@ pub struct InfoResponse {
     /// Service authorization types offered.
     #[serde(rename = "authType")]
     pub auth_type: Vec<String>,
-    /// OAuth 2.0 base URI, when OAuth is offered.
+    /// OAuth 2.0 base URI, when OAuth is offered (v2: only without `oauth2Issuer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<String>,
+    /// RFC 8414 issuer of the authorization server (v2 §11.1).
+    #[serde(rename = "oauth2Issuer", skip_serializing_if = "Option::is_none")]
+    pub oauth2_issuer: Option<String>,
     /// Whether `operationMode: "A"` is supported.
     #[serde(rename = "asynchronousOperationMode")]
     pub asynchronous_operation_mode: bool,

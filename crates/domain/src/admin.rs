@@ -39,6 +39,37 @@ pub struct NewCredential {
     pub multisign: u32,
     /// Free text.
     pub description: Option<String>,
+    /// How the credential is authorized.
+    pub auth_mode: AuthMode,
+}
+
+/// CSC `authMode` of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `credentials/authorize` with the PIN (and OTP).
+    Explicit,
+    /// Only through the OAuth 2.0 authorization-code flow, where the signer consents on the
+    /// service's own page (CSC v2 §8.3.3); `credentials/authorize` is refused.
+    OAuth2Code,
+}
+
+impl AuthMode {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Explicit => "explicit",
+            Self::OAuth2Code => "oauth2code",
+        }
+    }
+
+    /// Parse the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "explicit" => Some(Self::Explicit),
+            "oauth2code" => Some(Self::OAuth2Code),
+            _ => None,
+        }
+    }
 }
 
 /// What `admin credential add` reports.
@@ -57,7 +88,7 @@ fn valid_user_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
@@ -164,6 +195,7 @@ impl Service {
             cert_status: "valid".into(),
             revoked_at: None,
             revocation_reason: None,
+            auth_mode: req.auth_mode.as_str().into(),
         };
         self.store.insert_credential(&row).await?;
         self.audit(
@@ -171,7 +203,7 @@ impl Service {
             "admin.credential.add",
             "ok",
             Some(&id),
-            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
         )
         .await?;
         Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })

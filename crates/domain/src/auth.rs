@@ -4,7 +4,10 @@
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use cloudsign_store::{NewToken, UserRow};
+
 use crate::secrets::{new_token, token_hash, verify_secret};
+use crate::service::CredentialScope;
 use crate::{Error, RequestContext, Result, Service, Session, now};
 
 /// Tokens issued by a login.
@@ -27,64 +30,89 @@ impl Service {
         password: Zeroizing<String>,
         remember_me: bool,
     ) -> Result<Tokens> {
-        let user = self.store.user_by_name(user_name).await?;
-        let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_password_hash().to_string());
-        // Always run argon2, even for unknown users, so timing does not reveal which names exist.
-        let matches =
-            tokio::task::spawn_blocking(move || verify_secret(&password, &stored)).await.map_err(|e| Error::Internal(e.to_string()))??;
-        let user = match user {
-            Some(u) if matches && !u.disabled => u,
-            _ => {
-                self.audit(user_name, "auth.login", "refused", None, json!({"client": ctx.client})).await?;
-                return Err(Error::AuthenticationFailed);
-            }
-        };
-        let tokens = self.issue_tokens(&user.id, remember_me).await?;
+        let user = self.check_password(ctx, user_name, password, "auth.login").await?;
+        let tokens = self.issue_tokens(&user.id, remember_me, None).await?;
         self.audit(&user.name, "auth.login", "ok", None, json!({"client": ctx.client, "rememberMe": remember_me})).await?;
         Ok(tokens)
+    }
+
+    /// Check a user's password (auditing a refusal under `event`). Unknown users cost the same
+    /// argon2 run as known ones, so timing does not reveal which names exist.
+    pub(crate) async fn check_password(
+        &self,
+        ctx: &RequestContext,
+        user_name: &str,
+        password: Zeroizing<String>,
+        event: &str,
+    ) -> Result<UserRow> {
+        let user = self.store.user_by_name(user_name).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_password_hash().to_string());
+        let matches =
+            tokio::task::spawn_blocking(move || verify_secret(&password, &stored)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        match user {
+            Some(u) if matches && !u.disabled => Ok(u),
+            _ => {
+                self.audit(user_name, event, "refused", None, json!({"client": ctx.client})).await?;
+                Err(Error::AuthenticationFailed)
+            }
+        }
     }
 
     /// Log in again with a refresh token. The refresh token is rotated: the old one stops
     /// working and a new one is returned with the new access token.
     pub async fn login_refresh(&self, ctx: &RequestContext, refresh_token: &str) -> Result<Tokens> {
-        let Some(user_id) = self.store.consume_refresh_token(&token_hash(refresh_token), now()).await? else {
+        let Some(user_id) = self.store.consume_refresh_token(&token_hash(refresh_token), None, now()).await? else {
             self.audit("-", "auth.login", "refused", None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
             return Err(Error::invalid("Invalid refresh_token"));
         };
         let user = self.store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or_else(|| Error::invalid("Invalid refresh_token"))?;
-        let tokens = self.issue_tokens(&user.id, true).await?;
+        let tokens = self.issue_tokens(&user.id, true, None).await?;
         self.audit(&user.name, "auth.login", "ok", None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
         Ok(tokens)
     }
 
-    async fn issue_tokens(&self, user_id: &str, remember_me: bool) -> Result<Tokens> {
+    /// Issue a service access token (and a refresh token), for `auth/login` (`client_id`
+    /// `None`) or an OAuth client.
+    pub(crate) async fn issue_tokens(&self, user_id: &str, with_refresh: bool, client_id: Option<&str>) -> Result<Tokens> {
         let t = now();
-        let refresh_token = if remember_me {
-            let token = new_token()?;
-            self.store.insert_token(&token_hash(&token), "refresh", user_id, None, t + self.cfg.refresh_token_ttl as i64, t).await?;
-            Some(token)
-        } else {
-            None
-        };
-        let access_token = new_token()?;
+        let refresh_token = if with_refresh { Some(new_token()?) } else { None };
         let parent = refresh_token.as_deref().map(token_hash);
-        self.store
-            .insert_token(&token_hash(&access_token), "access", user_id, parent.as_deref(), t + self.cfg.access_token_ttl as i64, t)
-            .await?;
+        if let Some(hash) = &parent {
+            let expires_at = t + self.cfg.refresh_token_ttl as i64;
+            let token = NewToken { hash, kind: "refresh", user_id, parent: None, client_id, credential_id: None, expires_at, now: t };
+            self.store.insert_token(&token).await?;
+        }
+        let access_token = new_token()?;
+        let hash = token_hash(&access_token);
+        let expires_at = t + self.cfg.access_token_ttl as i64;
+        let token = NewToken {
+            hash: &hash,
+            kind: "access",
+            user_id,
+            parent: parent.as_deref(),
+            client_id,
+            credential_id: None,
+            expires_at,
+            now: t,
+        };
+        self.store.insert_token(&token).await?;
         Ok(Tokens { access_token, refresh_token, expires_in: self.cfg.access_token_ttl })
     }
 
-    /// Resolve a bearer token to its session.
+    /// Resolve a bearer token to its session: a service access token, or an OAuth
+    /// credential-scope token (CSC v2 §8.3.3), which only reaches its own credential.
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
-        let row =
-            self.store.token(&token_hash(bearer)).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
-        if row.kind != "access" {
-            return Err(Error::InvalidToken("The access token is not valid".into()));
-        }
+        let hash = token_hash(bearer);
+        let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
+        let credential = match (row.kind.as_str(), row.credential_id) {
+            ("access", _) => None,
+            ("credential", Some(credential_id)) => Some(CredentialScope { credential_id, sad_hash: hash }),
+            _ => return Err(Error::InvalidToken("The access token is not valid".into())),
+        };
         if row.revoked || row.expires_at <= now() {
             return Err(Error::ExpiredToken);
         }
-        Ok(Session { user_id: row.user_id, user_name: row.user_name })
+        Ok(Session { user_id: row.user_id, user_name: row.user_name, credential })
     }
 
     /// Revoke one of the caller's tokens (CSC v2 §11.3). Revoking a refresh token also revokes

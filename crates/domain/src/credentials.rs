@@ -93,6 +93,8 @@ pub struct CredentialView {
     pub multisign: u32,
     /// Factors, all required (expression: AND of all).
     pub factors: Vec<AuthFactor>,
+    /// `explicit` or `oauth2code`.
+    pub auth_mode: crate::AuthMode,
 }
 
 /// Digests sent with an authorization, decoded.
@@ -170,7 +172,11 @@ pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
 impl Service {
     /// The caller's credential, or the same refusal whether it does not exist or belongs to
     /// someone else (no probing of other users' credential ids).
+    /// A credential-scope session reaches its own credential only.
     pub(crate) async fn own_credential(&self, session: &Session, id: &str) -> Result<CredentialRow> {
+        if session.credential.as_ref().is_some_and(|c| c.credential_id != id) {
+            return Err(Error::invalid("Invalid parameter credentialID"));
+        }
         match self.store.credential(id).await? {
             Some(c) if c.user_id == session.user_id => Ok(c),
             _ => Err(Error::invalid("Invalid parameter credentialID")),
@@ -203,12 +209,16 @@ impl Service {
             scal: if row.scal == 1 { 1 } else { 2 },
             multisign: u32::try_from(row.multisign).unwrap_or(u32::MAX),
             factors: factors_of(row),
+            auth_mode: crate::AuthMode::parse(&row.auth_mode).unwrap_or(crate::AuthMode::Explicit),
         })
     }
 
     /// `credentials/list`: the caller's credentials (optionally only those usable now).
     pub async fn list_credentials(&self, session: &Session, only_valid: bool) -> Result<Vec<CredentialView>> {
-        let rows = self.store.credentials(Some(&session.user_id)).await?;
+        let mut rows = self.store.credentials(Some(&session.user_id)).await?;
+        if let Some(scope) = &session.credential {
+            rows.retain(|r| r.id == scope.credential_id);
+        }
         let mut views = Vec::with_capacity(rows.len());
         for row in &rows {
             let v = self.view(row)?;
@@ -272,6 +282,13 @@ impl Service {
     async fn authorize_checked(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
+        // CSC v2 §8.3.3 / v1 §8.3.3: an oauth2code credential is authorized on the service's
+        // consent page only.
+        if row.auth_mode == crate::AuthMode::OAuth2Code.as_str() {
+            return Err(Error::invalid(
+                "The credential is authorized through OAuth 2.0 (authMode oauth2code): credentials/authorize cannot be used",
+            ));
+        }
         if input.num_signatures < 1 {
             return Err(Error::invalid("Invalid value for parameter numSignatures"));
         }
@@ -327,7 +344,7 @@ impl Service {
 
     /// The PIN (and OTP) check with its attempt accounting. The attempt is counted before
     /// argon2 runs, so parallel guesses cannot exceed the limit.
-    async fn verify_factors(
+    pub(crate) async fn verify_factors(
         &self,
         session: &Session,
         ctx: &RequestContext,

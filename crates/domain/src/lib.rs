@@ -10,19 +10,20 @@ mod admin;
 mod auth;
 mod credentials;
 mod error;
+pub mod oauth;
 pub mod otp;
 pub mod secrets;
 mod service;
 mod signing;
 mod timestamp;
 
-pub use admin::{NewCredential, NewCredentialResult, OtpKind};
+pub use admin::{AuthMode, NewCredential, NewCredentialResult, OtpKind};
 pub use auth::Tokens;
 pub use cloudsign_pki::{generalized_time, pem_certificate};
 pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, FactorKind, Factors, HashesInput, Sad};
 pub use error::{Error, Result};
 pub use otp::{OtpSender, OutboxSender};
-pub use service::{Config, RequestContext, Service, Session};
+pub use service::{Config, CredentialScope, RequestContext, Service, Session};
 pub use signing::SignHashInput;
 
 pub use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};

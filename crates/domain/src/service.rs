@@ -57,6 +57,10 @@ pub struct Config {
     /// The service's public base URL (e.g. `https://sign.example.com`). When set, every
     /// certificate issued carries `<public_url>/crl` as its CRL distribution point.
     pub public_url: Option<String>,
+    /// Lifetime of an OAuth authorization code (RFC 6749 §4.1.2: short, 10 minutes at most).
+    pub oauth_code_ttl: u64,
+    /// How long a signer has to log in and consent on the authorization pages.
+    pub oauth_flow_ttl: u64,
 }
 
 impl Default for Config {
@@ -80,6 +84,8 @@ impl Default for Config {
             tsa_enabled: true,
             tsa_policy: cloudsign_pki::tsa::DEFAULT_POLICY.into(),
             public_url: None,
+            oauth_code_ttl: 60,
+            oauth_flow_ttl: 600,
         }
     }
 }
@@ -91,6 +97,18 @@ pub struct Session {
     pub user_id: String,
     /// User name.
     pub user_name: String,
+    /// Set when the bearer is an OAuth credential-scope token: the session reaches that
+    /// credential only, and the token itself is the SAD.
+    pub credential: Option<CredentialScope>,
+}
+
+/// The reach of a credential-scope token.
+#[derive(Debug, Clone)]
+pub struct CredentialScope {
+    /// The credential.
+    pub credential_id: String,
+    /// The hash under which the token is stored as a SAD.
+    pub(crate) sad_hash: String,
 }
 
 /// Who is calling, for the audit trail.

@@ -60,7 +60,12 @@ impl Service {
         if input.digests.iter().any(|d| d.len() != hash.len()) {
             return Err(Error::invalid("Invalid digest value length"));
         }
-        let sad = input.sad.as_deref().ok_or_else(|| Error::invalid("Missing (or invalid type) string parameter SAD"))?;
+        // The SAD, or a credential-scope token sent as the bearer, which is its own SAD.
+        let sad_hash = match (input.sad.as_deref(), &session.credential) {
+            (Some(sad), _) => token_hash(sad),
+            (None, Some(scope)) => scope.sad_hash.clone(),
+            (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
+        };
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
         let key = self.signing_key(&row)?;
 
@@ -76,7 +81,7 @@ impl Service {
             credential_id: Some(&row.id),
             detail: &detail,
         };
-        let outcome = self.store.consume_sad(&token_hash(sad), &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit).await?;
+        let outcome = self.store.consume_sad(&sad_hash, &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit).await?;
         sad_outcome(outcome)?;
 
         let scheme = input.scheme;

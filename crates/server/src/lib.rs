@@ -5,6 +5,7 @@
 
 mod error;
 mod extract;
+mod oauth;
 mod shared;
 mod v1;
 mod v2;
@@ -40,12 +41,19 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub service: Arc<Service>,
+    /// The public base URL: OAuth issuer and `info.oauth2`.
+    pub base_url: Arc<str>,
+    /// Cookies carry `Secure` (the service is reached over https).
+    pub secure_cookies: bool,
 }
 
-/// The application router.
-pub fn router(service: Arc<Service>, cfg: &ServerConfig) -> Router {
-    let state = AppState { service };
+/// The application router. `base_url` is the address clients use (the configured public
+/// URL, or the bound address): the OAuth issuer and the base of its endpoints.
+pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Router {
+    let base_url = base_url.trim_end_matches('/');
+    let state = AppState { service, secure_cookies: base_url.starts_with("https://"), base_url: base_url.into() };
     Router::new()
+        .merge(oauth::routes())
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
         .route("/ocsp", axum::routing::post(ocsp_post))

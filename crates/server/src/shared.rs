@@ -15,6 +15,10 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::with_client_data;
 
+/// `info.authType`: HTTP Basic at `auth/login`, and OAuth 2.0 (authorization code for users,
+/// client credentials for a client registered to act as one user).
+pub(crate) const AUTH_TYPES: &[&str] = &["basic", "oauth2code", "oauth2client"];
+
 /// `auth/login` (v1 §11.2, v2 §11.2): HTTP Basic, or a refresh token in the body.
 pub(crate) async fn login(
     state: &AppState,

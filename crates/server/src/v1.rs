@@ -55,7 +55,8 @@ async fn info(State(state): State<AppState>) -> ApiResult<InfoResponse> {
         region: cfg.region.clone(),
         lang: cfg.lang.clone(),
         description: cfg.description.clone(),
-        auth_type: vec!["basic".into()],
+        auth_type: shared::AUTH_TYPES.iter().map(|s| s.to_string()).collect(),
+        oauth2: Some(format!("{}/", state.base_url)),
         methods: shared::methods(METHODS, state.service.tsa_enabled()),
     }))
 }
@@ -124,7 +125,7 @@ fn render(view: CredentialView, certificates: shared::Certificates, cert_info: b
         description: view.description.clone(),
         key: shared::key_info(&view),
         cert: shared::cert_info(&view, certificates, cert_info),
-        auth_mode: "explicit".into(),
+        auth_mode: view.auth_mode.as_str().into(),
         scal: view.scal.to_string(),
         pin: if auth_info { pin } else { None },
         otp: if auth_info { otp } else { None },

@@ -120,6 +120,8 @@ pub struct CredentialRow {
     pub revoked_at: Option<i64>,
     /// RFC 5280 CRLReason code of the revocation or suspension.
     pub revocation_reason: Option<i64>,
+    /// CSC `authMode`: `explicit` (credentials/authorize with PIN/OTP) or `oauth2code`.
+    pub auth_mode: String,
 }
 
 /// A revoked or suspended certificate, for the CRL.
@@ -136,7 +138,7 @@ pub struct RevokedCert {
 /// What a bearer token resolves to.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
-    /// `access` or `refresh`.
+    /// `access`, `refresh`, or `credential` (an OAuth credential-scope token, which is also a SAD).
     pub kind: String,
     /// Owner.
     pub user_id: String,
@@ -146,6 +148,94 @@ pub struct TokenRow {
     pub expires_at: i64,
     /// Revoked.
     pub revoked: bool,
+    /// The credential of a credential-scope token.
+    pub credential_id: Option<String>,
+}
+
+/// A token to store.
+pub struct NewToken<'a> {
+    /// SHA-256 of the token, hex.
+    pub hash: &'a str,
+    /// `access`, `refresh` or `credential`.
+    pub kind: &'a str,
+    /// Owner.
+    pub user_id: &'a str,
+    /// The refresh token (hash) an access token was issued with.
+    pub parent: Option<&'a str>,
+    /// The OAuth client it was issued to (none for `auth/login`).
+    pub client_id: Option<&'a str>,
+    /// The credential of a credential-scope token.
+    pub credential_id: Option<&'a str>,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Now.
+    pub now: i64,
+}
+
+/// A registered OAuth 2.0 client (RFC 6749 §2).
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    /// `client_id`.
+    pub id: String,
+    /// Display name, shown on the consent page.
+    pub name: String,
+    /// SHA-256 (hex) of the secret of a confidential client; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// Registered redirect URIs, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// The user a confidential client acts as with the client_credentials grant.
+    pub user_id: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A pending authorization request: pushed (PAR) or in progress in a browser.
+#[derive(Debug, Clone)]
+pub struct OAuthRequestRow {
+    /// The client.
+    pub client_id: String,
+    /// The validated request (JSON, owned by the domain).
+    pub request: String,
+    /// The user, once logged in on the authorization page.
+    pub user_id: Option<String>,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// An authorization code as stored.
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user who approved.
+    pub user_id: String,
+    /// What was granted (JSON, owned by the domain).
+    pub grant_json: String,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Already exchanged.
+    pub used: bool,
+}
+
+/// What exchanging a code issues, stored in the same transaction that marks the code used.
+pub struct CodeIssue<'a> {
+    /// The access token (service scope) or credential token.
+    pub access: NewToken<'a>,
+    /// The refresh token (service scope).
+    pub refresh: Option<NewToken<'a>>,
+    /// The SAD behind a credential token (same hash as `access`).
+    pub sad: Option<NewSad<'a>>,
+}
+
+/// The result of exchanging a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The tokens are stored.
+    Issued,
+    /// The code was already used: what it issued has now been revoked (RFC 6749 §4.1.2).
+    Reused,
+    /// Unknown or expired.
+    Invalid,
 }
 
 /// A SAD as stored (looked up when consumption fails, to say why).
@@ -239,9 +329,9 @@ pub struct NewAudit<'a> {
 }
 
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
-const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at";
+const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode";
 /// The insert columns plus the certificate status, for reads.
-const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason";
+const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode";
 const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -286,6 +376,7 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
         cert_status: r.str("cert_status")?,
         revoked_at: r.opt_i64("revoked_at")?,
         revocation_reason: r.opt_i64("revocation_reason")?,
+        auth_mode: r.str("auth_mode")?,
     })
 }
 
@@ -450,6 +541,9 @@ impl Store {
                 "DELETE FROM otp_challenges WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = $1)",
                 "DELETE FROM credentials WHERE user_id = $1",
                 "DELETE FROM tokens WHERE user_id = $1",
+                "DELETE FROM oauth_codes WHERE user_id = $1",
+                "DELETE FROM oauth_requests WHERE user_id = $1",
+                "UPDATE oauth_clients SET user_id = NULL WHERE user_id = $1",
                 "DELETE FROM users WHERE id = $1",
             ] {
                 c.exec(sql, &[P::S(&id)]).await?;
@@ -463,7 +557,7 @@ impl Store {
     /// Store a new credential.
     pub async fn insert_credential(&self, c: &CredentialRow) -> Result<()> {
         let sql = format!(
-            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18)"
+            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19)"
         );
         self.db
             .write()
@@ -489,6 +583,7 @@ impl Store {
                     P::OS(c.otp_secret_b64.as_deref()),
                     P::OS(c.description.as_deref()),
                     P::I(c.created_at),
+                    P::S(&c.auth_mode),
                 ],
             )
             .await?;
@@ -683,16 +778,8 @@ impl Store {
     // ---- tokens -----------------------------------------------------------------------------
 
     /// Store a token (by hash).
-    pub async fn insert_token(&self, hash: &str, kind: &str, user_id: &str, parent: Option<&str>, expires_at: i64, now: i64) -> Result<()> {
-        self.db
-            .write()
-            .await?
-            .exec(
-                "INSERT INTO tokens (hash, kind, user_id, parent, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
-                &[P::S(hash), P::S(kind), P::S(user_id), P::OS(parent), P::I(expires_at), P::I(now)],
-            )
-            .await?;
-        Ok(())
+    pub async fn insert_token(&self, t: &NewToken<'_>) -> Result<()> {
+        insert_token(&mut self.db.write().await?, t).await
     }
 
     /// Resolve a token hash, with its owner (a disabled owner makes the token revoked).
@@ -702,7 +789,7 @@ impl Store {
             .read()
             .await?
             .opt(
-                "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
+                "SELECT t.kind, t.user_id, u.name, t.expires_at, t.revoked, t.credential_id, u.disabled FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
                 &[P::S(hash)],
             )
             .await?;
@@ -713,37 +800,228 @@ impl Store {
             user_name: r.str("name")?,
             expires_at: r.i64("expires_at")?,
             revoked: r.flag("revoked")? || r.flag("disabled")?,
+            credential_id: r.opt_str("credential_id")?,
         }))
     }
 
     /// Revoke a token; revoking a refresh token also revokes the access tokens issued from it
     /// (CSC §11.3, RFC 7009 §2.1). Only the user's own tokens are touched. Returns whether a
     /// token was found.
+    /// A credential-scope token takes its SAD along.
     pub async fn revoke_token(&self, hash: &str, user_id: &str) -> Result<bool> {
-        let n = self
-            .db
-            .write()
-            .await?
-            .exec(
-                "UPDATE tokens SET revoked = 1 WHERE user_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
+        transaction!(self.db, |c| {
+            let n = c
+                .exec(
+                    "UPDATE tokens SET revoked = 1 WHERE user_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
+                    &[P::S(hash), P::S(user_id)],
+                )
+                .await?;
+            c.exec(
+                "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM tokens t WHERE t.hash = $1 AND t.kind = 'credential')",
                 &[P::S(hash), P::S(user_id)],
             )
             .await?;
-        Ok(n > 0)
+            Ok((n > 0, true))
+        })
     }
 
-    /// Atomically revoke a live refresh token (rotation); returns its owner if it was live.
-    pub async fn consume_refresh_token(&self, hash: &str, now: i64) -> Result<Option<String>> {
+    /// Atomically revoke a live refresh token (rotation); returns its owner if it was live and
+    /// was issued to `client_id` (`None`: by `auth/login`), so a client cannot redeem another's.
+    pub async fn consume_refresh_token(&self, hash: &str, client_id: Option<&str>, now: i64) -> Result<Option<String>> {
         let row = self
             .db
             .write()
             .await?
             .opt(
-                "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 RETURNING user_id",
-                &[P::S(hash), P::I(now)],
+                "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 \
+                 AND COALESCE(client_id, '') = $3 RETURNING user_id",
+                &[P::S(hash), P::I(now), P::S(client_id.unwrap_or(""))],
             )
             .await?;
         row.map(|r| r.str("user_id")).transpose()
+    }
+
+    /// Revoke a token issued to an OAuth client (RFC 7009): a refresh token takes its access
+    /// tokens along, a credential token its SAD. Returns whether the client had such a token.
+    pub async fn revoke_client_token(&self, hash: &str, client_id: &str) -> Result<bool> {
+        transaction!(self.db, |c| {
+            let n = c
+                .exec(
+                    "UPDATE tokens SET revoked = 1 WHERE client_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS \
+                     (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
+                    &[P::S(hash), P::S(client_id)],
+                )
+                .await?;
+            c.exec(
+                "UPDATE sads SET revoked = 1 WHERE hash = $1 AND EXISTS (SELECT 1 FROM tokens t WHERE t.hash = $1 AND t.client_id = $2)",
+                &[P::S(hash), P::S(client_id)],
+            )
+            .await?;
+            Ok((n > 0, true))
+        })
+    }
+
+    // ---- OAuth 2.0 ----------------------------------------------------------------------------
+
+    /// Register a client.
+    pub async fn insert_client(&self, c: &ClientRow) -> Result<()> {
+        let uris = c.redirect_uris.join("\n");
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    P::S(&c.id),
+                    P::S(&c.name),
+                    P::OS(c.secret_hash.as_deref()),
+                    P::S(&uris),
+                    P::OS(c.user_id.as_deref()),
+                    P::I(c.created_at),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One client.
+    pub async fn client(&self, id: &str) -> Result<Option<ClientRow>> {
+        let sql = "SELECT id, name, secret_hash, redirect_uris, user_id, created_at FROM oauth_clients WHERE id = $1";
+        self.db.read().await?.opt(sql, &[P::S(id)]).await?.as_ref().map(client_row).transpose()
+    }
+
+    /// All clients, oldest first.
+    pub async fn clients(&self) -> Result<Vec<ClientRow>> {
+        let sql = "SELECT id, name, secret_hash, redirect_uris, user_id, created_at FROM oauth_clients ORDER BY created_at, id";
+        self.db.read().await?.all(sql, &[]).await?.iter().map(client_row).collect()
+    }
+
+    /// Delete a client, revoking every token issued to it; returns whether it existed.
+    pub async fn delete_client(&self, id: &str) -> Result<bool> {
+        transaction!(self.db, |c| {
+            c.exec("UPDATE sads SET revoked = 1 WHERE hash IN (SELECT hash FROM tokens WHERE client_id = $1)", &[P::S(id)]).await?;
+            c.exec("UPDATE tokens SET revoked = 1 WHERE client_id = $1", &[P::S(id)]).await?;
+            c.exec("DELETE FROM oauth_codes WHERE client_id = $1", &[P::S(id)]).await?;
+            c.exec("DELETE FROM oauth_requests WHERE client_id = $1", &[P::S(id)]).await?;
+            let n = c.exec("DELETE FROM oauth_clients WHERE id = $1", &[P::S(id)]).await?;
+            Ok((n == 1, true))
+        })
+    }
+
+    /// Store a pending authorization request (`kind` `par` or `flow`).
+    pub async fn put_oauth_request(&self, hash: &str, kind: &str, client_id: &str, request: &str, expires_at: i64) -> Result<()> {
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO oauth_requests (hash, kind, client_id, request, user_id, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)",
+                &[P::S(hash), P::S(kind), P::S(client_id), P::S(request), P::I(expires_at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A live pending request of `kind`.
+    pub async fn oauth_request(&self, hash: &str, kind: &str, now: i64) -> Result<Option<OAuthRequestRow>> {
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt(
+                "SELECT client_id, request, user_id, expires_at FROM oauth_requests WHERE hash = $1 AND kind = $2 AND expires_at > $3",
+                &[P::S(hash), P::S(kind), P::I(now)],
+            )
+            .await?;
+        row.as_ref().map(oauth_request_row).transpose()
+    }
+
+    /// Remove a live pending request and return it: each is used once.
+    pub async fn take_oauth_request(&self, hash: &str, kind: &str, now: i64) -> Result<Option<OAuthRequestRow>> {
+        let row = self
+            .db
+            .write()
+            .await?
+            .opt(
+                "DELETE FROM oauth_requests WHERE hash = $1 AND kind = $2 AND expires_at > $3 RETURNING client_id, request, user_id, expires_at",
+                &[P::S(hash), P::S(kind), P::I(now)],
+            )
+            .await?;
+        row.as_ref().map(oauth_request_row).transpose()
+    }
+
+    /// Record who logged in on an authorization in progress.
+    pub async fn set_oauth_request_user(&self, hash: &str, user_id: &str) -> Result<bool> {
+        let n = self.db.write().await?.exec("UPDATE oauth_requests SET user_id = $2 WHERE hash = $1", &[P::S(hash), P::S(user_id)]).await?;
+        Ok(n == 1)
+    }
+
+    /// Store an authorization code (by hash).
+    pub async fn insert_code(&self, hash: &str, client_id: &str, user_id: &str, grant_json: &str, expires_at: i64) -> Result<()> {
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO oauth_codes (hash, client_id, user_id, grant_json, expires_at, used) VALUES ($1, $2, $3, $4, $5, 0)",
+                &[P::S(hash), P::S(client_id), P::S(user_id), P::S(grant_json), P::I(expires_at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// An authorization code, used or not.
+    pub async fn code(&self, hash: &str) -> Result<Option<CodeRow>> {
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt("SELECT client_id, user_id, grant_json, expires_at, used FROM oauth_codes WHERE hash = $1", &[P::S(hash)])
+            .await?;
+        row.map(|r| {
+            Ok(CodeRow {
+                client_id: r.str("client_id")?,
+                user_id: r.str("user_id")?,
+                grant_json: r.str("grant_json")?,
+                expires_at: r.i64("expires_at")?,
+                used: r.flag("used")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Exchange a code: mark it used and store what it issues, in one transaction, so a code
+    /// is redeemed once even by racing requests on several nodes. A second exchange revokes
+    /// what the first one issued.
+    pub async fn redeem_code(&self, hash: &str, now: i64, issue: &CodeIssue<'_>) -> Result<Redeemed> {
+        transaction!(self.db, |c| {
+            let n = c
+                .exec(
+                    "UPDATE oauth_codes SET used = 1, issued_access = $3, issued_refresh = $4 WHERE hash = $1 AND used = 0 AND expires_at > $2",
+                    &[P::S(hash), P::I(now), P::S(issue.access.hash), P::OS(issue.refresh.as_ref().map(|r| r.hash))],
+                )
+                .await?;
+            if n == 1 {
+                if let Some(r) = &issue.refresh {
+                    insert_token(&mut c, r).await?;
+                }
+                insert_token(&mut c, &issue.access).await?;
+                if let Some(s) = &issue.sad {
+                    insert_sad(&mut c, s).await?;
+                }
+                return Ok((Redeemed::Issued, true));
+            }
+            let Some(row) = c.opt("SELECT used, issued_access, issued_refresh FROM oauth_codes WHERE hash = $1", &[P::S(hash)]).await?
+            else {
+                return Ok((Redeemed::Invalid, false));
+            };
+            if !row.flag("used")? {
+                return Ok((Redeemed::Invalid, false));
+            }
+            let access = row.opt_str("issued_access")?.unwrap_or_default();
+            let refresh = row.opt_str("issued_refresh")?.unwrap_or_default();
+            c.exec("UPDATE tokens SET revoked = 1 WHERE hash = $1 OR hash = $2 OR parent = $2", &[P::S(&access), P::S(&refresh)]).await?;
+            c.exec("UPDATE sads SET revoked = 1 WHERE hash = $1", &[P::S(&access)]).await?;
+            Ok((Redeemed::Reused, true))
+        })
     }
 
     // ---- SAD --------------------------------------------------------------------------------
@@ -897,6 +1175,9 @@ impl Store {
             n += c.exec("DELETE FROM sads WHERE expires_at < $1", &[P::I(now)]).await?;
             n += c.exec("DELETE FROM tokens WHERE expires_at < $1", &[P::I(now)]).await?;
             n += c.exec("DELETE FROM otp_challenges WHERE expires_at < $1", &[P::I(now)]).await?;
+            n += c.exec("DELETE FROM oauth_requests WHERE expires_at < $1", &[P::I(now)]).await?;
+            // Used codes are kept a day past expiry so that a replay still revokes what they issued.
+            n += c.exec("DELETE FROM oauth_codes WHERE expires_at < $1", &[P::I(now - 86_400)]).await?;
             Ok((n, true))
         })
     }
@@ -948,6 +1229,45 @@ async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn insert_token(c: &mut Conn<'_>, t: &NewToken<'_>) -> Result<()> {
+    c.exec(
+        "INSERT INTO tokens (hash, kind, user_id, parent, expires_at, revoked, created_at, client_id, credential_id) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)",
+        &[
+            P::S(t.hash),
+            P::S(t.kind),
+            P::S(t.user_id),
+            P::OS(t.parent),
+            P::I(t.expires_at),
+            P::I(t.now),
+            P::OS(t.client_id),
+            P::OS(t.credential_id),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+fn client_row(r: &Row) -> Result<ClientRow> {
+    Ok(ClientRow {
+        id: r.str("id")?,
+        name: r.str("name")?,
+        secret_hash: r.opt_str("secret_hash")?,
+        redirect_uris: r.str("redirect_uris")?.split('\n').filter(|u| !u.is_empty()).map(String::from).collect(),
+        user_id: r.opt_str("user_id")?,
+        created_at: r.i64("created_at")?,
+    })
+}
+
+fn oauth_request_row(r: &Row) -> Result<OAuthRequestRow> {
+    Ok(OAuthRequestRow {
+        client_id: r.str("client_id")?,
+        request: r.str("request")?,
+        user_id: r.opt_str("user_id")?,
+        expires_at: r.i64("expires_at")?,
+    })
 }
 
 async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<()> {

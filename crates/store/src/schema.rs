@@ -5,17 +5,29 @@ use crate::Result;
 use crate::db::{Db, P};
 
 /// Version 2: certificate status (revoked, suspended) on credentials.
-const SCHEMA_VERSION: &str = "2";
+/// Version 3: OAuth 2.0 (clients, pending authorization requests, codes; credential auth mode;
+/// the client and credential a token was issued for).
+const SCHEMA_VERSION: &str = "3";
 
 /// Migrations from each older version to the next, run in order.
-const MIGRATIONS: &[(&str, &[&str])] = &[(
-    "1",
-    &[
-        "ALTER TABLE credentials ADD COLUMN cert_status TEXT NOT NULL DEFAULT 'valid'",
-        "ALTER TABLE credentials ADD COLUMN revoked_at BIGINT",
-        "ALTER TABLE credentials ADD COLUMN revocation_reason BIGINT",
-    ],
-)];
+const MIGRATIONS: &[(&str, &[&str])] = &[
+    (
+        "1",
+        &[
+            "ALTER TABLE credentials ADD COLUMN cert_status TEXT NOT NULL DEFAULT 'valid'",
+            "ALTER TABLE credentials ADD COLUMN revoked_at BIGINT",
+            "ALTER TABLE credentials ADD COLUMN revocation_reason BIGINT",
+        ],
+    ),
+    (
+        "2",
+        &[
+            "ALTER TABLE credentials ADD COLUMN auth_mode TEXT NOT NULL DEFAULT 'explicit'",
+            "ALTER TABLE tokens ADD COLUMN client_id TEXT",
+            "ALTER TABLE tokens ADD COLUMN credential_id TEXT",
+        ],
+    ),
+];
 
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
@@ -28,10 +40,10 @@ const TABLES: &[&str] = &[
      not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, scal BIGINT NOT NULL, multisign BIGINT NOT NULL, pin_hash TEXT NOT NULL, \
      pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
      locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL, \
-     cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT)",
+     cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT, auth_mode TEXT NOT NULL DEFAULT 'explicit')",
     "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
-     expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+     expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, client_id TEXT, credential_id TEXT)",
     "CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent)",
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
     "CREATE TABLE IF NOT EXISTS sads (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, remaining BIGINT NOT NULL, \
@@ -40,6 +52,14 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
      PRIMARY KEY (sad, idx))",
     "CREATE TABLE IF NOT EXISTS otp_challenges (credential_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS oauth_clients (id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT, redirect_uris TEXT NOT NULL, \
+     user_id TEXT, created_at BIGINT NOT NULL)",
+    // Pushed authorization requests (kind `par`) and authorizations in progress in a browser
+    // (kind `flow`), by the hash of their handle.
+    "CREATE TABLE IF NOT EXISTS oauth_requests (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL, request TEXT NOT NULL, \
+     user_id TEXT, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS oauth_codes (hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, grant_json TEXT NOT NULL, \
+     expires_at BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0, issued_access TEXT, issued_refresh TEXT)",
 ];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
