@@ -12,6 +12,9 @@ command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
 command -v pdfsig >/dev/null || need_apt+=(poppler-utils)        # PDF signature validator (pyHanko interop test)
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)      # NSS trust store for pdfsig
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)                 # real browser on the consent pages
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -40,5 +43,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export CLOUDSIGN_PYTHON="$venv/bin/python"
+
+# playwright-core (pinned by package-lock.json) drives Debian's Chromium; it downloads no browser.
+browser=interop/browser
+if [ ! -d "$browser/node_modules/playwright-core" ] || [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+  echo "installing playwright-core in $browser"
+  (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 cargo test --workspace --locked "$@"

@@ -54,7 +54,7 @@ async fn signing_flow(db: &str) {
     let (s, info) = api.post("info", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(info["specs"], "2.0.0.2");
-    assert_eq!(info["authType"], json!(["basic"]));
+    assert_eq!(info["authType"], json!(["basic", "oauth2code", "oauth2client"]));
     for m in ["auth/login", "credentials/authorize", "signatures/signHash", "credentials/getChallenge"] {
         assert!(info["methods"].as_array().unwrap().contains(&json!(m)), "{m} in {info}");
     }

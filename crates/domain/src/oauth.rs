@@ -697,9 +697,12 @@ impl Service {
             }
             match self.verify_factors(&session, ctx, &row, pin, if needs_otp { otp } else { None }).await {
                 Ok(()) => {}
-                Err(Error::InvalidPin { attempts_left }) => return Err(FlowError::Retry(wrong("PIN", attempts_left))),
-                Err(Error::InvalidOtp { attempts_left }) => return Err(FlowError::Retry(wrong("one-time code", attempts_left))),
-                Err(Error::Locked) => {
+                Err(Error::InvalidPin { attempts_left }) if attempts_left > 0 => return Err(FlowError::Retry(wrong("PIN", attempts_left))),
+                Err(Error::InvalidOtp { attempts_left }) if attempts_left > 0 => {
+                    return Err(FlowError::Retry(wrong("one-time code", attempts_left)));
+                }
+                // The last attempt failed (the credential is now locked), or it was locked already.
+                Err(Error::Locked | Error::InvalidPin { .. } | Error::InvalidOtp { .. }) => {
                     self.take_flow(flow).await?;
                     self.audit(&user.name, "oauth2.consent", "refused", Some(&row.id), json!({"client": ctx.client, "reason": "locked"}))
                         .await?;
@@ -932,7 +935,6 @@ impl Service {
 
 fn wrong(what: &str, attempts_left: i64) -> String {
     match attempts_left {
-        0 => format!("Wrong {what}. The credential is now locked."),
         1 => format!("Wrong {what}: 1 attempt left before the credential locks."),
         n => format!("Wrong {what}: {n} attempts left before the credential locks."),
     }

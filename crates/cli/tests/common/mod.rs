@@ -351,3 +351,188 @@ pub fn totp(otpauth: &str, offset_steps: i64) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + offset_steps * 30;
     run(Command::new("oathtool").args(["--totp", "-b", "-N", &format!("@{now}"), secret])).trim().to_string()
 }
+
+// ---- OAuth 2.0 -------------------------------------------------------------------------------
+
+pub const REDIRECT_URI: &str = "http://127.0.0.1:9/cb";
+
+/// A registered client: (client_id, client_secret for confidential clients).
+pub fn add_client(env: &Env, name: &str, extra: &[&str]) -> (String, Option<String>) {
+    let mut args = vec!["client", "add", "--name", name, "--redirect-uri", REDIRECT_URI, "--json"];
+    args.extend_from_slice(extra);
+    let v: Value = serde_json::from_str(env.admin(&args, "").trim()).unwrap();
+    (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().map(String::from))
+}
+
+/// RFC 7636 PKCE pair (verifier, S256 challenge); the challenge is computed by openssl, not by
+/// our code.
+pub fn pkce(dir: &Path) -> (String, String) {
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(unique("verifier-").as_bytes().repeat(2));
+    let file = dir.join(unique("pkce"));
+    std::fs::write(&file, &verifier).unwrap();
+    let digest = Command::new("openssl").args(["dgst", "-sha256", "-binary"]).arg(&file).output().unwrap().stdout;
+    (verifier, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+}
+
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// The parameters of a redirect `Location`.
+pub fn location_params(location: &str) -> std::collections::HashMap<String, String> {
+    let q = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    serde_urlencoded_pairs(q).into_iter().collect()
+}
+
+fn serde_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A browser without JavaScript: follows nothing by itself, keeps the flow cookie.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: Option<String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    /// The hidden CSRF field of the form on this page.
+    pub fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+impl Browser {
+    pub fn new(server: &Server) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            base: server.url.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn page(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = match &self.cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        if let Some(c) = resp.headers().get("set-cookie") {
+            self.cookie = Some(c.to_str().unwrap().split(';').next().unwrap().to_string());
+        }
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        let headers = resp.headers().clone();
+        Page { status, location, headers, body: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, path_and_query: &str) -> Page {
+        let req = self.http.get(format!("{}{path_and_query}", self.base));
+        self.page(req).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-www-form-urlencoded").body(query(form));
+        self.page(req).await
+    }
+
+    /// `oauth2/authorize` up to the login page.
+    pub async fn authorize(&mut self, params: &[(&str, &str)]) -> Page {
+        let start = self.get(&format!("/oauth2/authorize?{}", query(params))).await;
+        if start.status != 303 {
+            return start;
+        }
+        assert_eq!(start.location.as_deref(), Some("/oauth2/flow"));
+        self.get("/oauth2/flow").await
+    }
+
+    /// Log in on the login page; returns the consent page.
+    pub async fn login(&mut self, login_page: &Page, user: &str) -> Page {
+        assert_eq!(login_page.status, 200, "{}", login_page.body);
+        let done = self.post("/oauth2/flow/login", &[("csrf", &login_page.csrf()), ("username", user), ("password", PASSWORD)]).await;
+        assert_eq!(done.status, 303, "login: {}", done.body);
+        self.get("/oauth2/flow").await
+    }
+
+    /// Approve on the consent page; returns the response (a redirect when it worked).
+    pub async fn approve(&mut self, consent: &Page, factors: &[(&str, &str)]) -> Page {
+        let csrf = consent.csrf();
+        let mut form = vec![("csrf", csrf.as_str()), ("decision", "approve")];
+        form.extend_from_slice(factors);
+        self.post("/oauth2/flow/consent", &form).await
+    }
+}
+
+/// The whole flow through a fresh browser: the redirect's parameters (code, state or error).
+pub async fn consent_code(
+    server: &Server,
+    params: &[(&str, &str)],
+    user: &str,
+    factors: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let mut b = Browser::new(server);
+    let login = b.authorize(params).await;
+    let consent = b.login(&login, user).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let done = b.approve(&consent, factors).await;
+    assert_eq!(done.status, 302, "approve: {}", done.body);
+    let location = done.location.unwrap();
+    assert!(location.starts_with(REDIRECT_URI), "{location}");
+    location_params(&location)
+}
+
+/// `POST oauth2/<endpoint>` with a form and optional HTTP Basic client authentication.
+pub async fn oauth_post(server: &Server, endpoint: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/oauth2/{endpoint}", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(query(form));
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("{endpoint}: {text}")) })
+}
