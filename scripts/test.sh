@@ -15,6 +15,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)                 # real browser on the consent pages
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)      # PKCS#11 token for the HSM backend tests
+command -v pkcs11-tool >/dev/null || need_apt+=(opensc)          # independent PKCS#11 client (object attributes)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

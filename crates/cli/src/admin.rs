@@ -4,7 +4,7 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use cloudsign_domain::{AuthMode, KeyAlgorithm, NewCredential, OtpKind, Service};
+use cloudsign_domain::{AuthMode, KeyAlgorithm, KeyStorage, NewCredential, OtpKind, Service};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -79,6 +79,14 @@ pub enum AuthModeArg {
     Oauth2code,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// The software keystore (sealed in the database under the key-encryption key).
+    Software,
+    /// The configured PKCS#11 token (pkcs11_module, pkcs11_token, pkcs11_pin).
+    Pkcs11,
+}
+
 #[derive(Subcommand)]
 pub enum ClientCommand {
     /// Register a client; prints its client_id (and, once, the secret of a confidential client).
@@ -137,6 +145,9 @@ pub struct AddCredential {
     /// (only on the service's consent page).
     #[arg(long, value_enum, default_value = "explicit")]
     auth_mode: AuthModeArg,
+    /// Where the key is generated and kept.
+    #[arg(long, value_enum, default_value = "software")]
+    backend: BackendArg,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -207,6 +218,7 @@ fn read_secret(from_stdin: bool, what: &str) -> anyhow::Result<Zeroizing<String>
 fn domain(e: cloudsign_domain::Error) -> anyhow::Error {
     match e {
         cloudsign_domain::Error::Internal(m) => anyhow::anyhow!("internal error: {m}"),
+        cloudsign_domain::Error::Unavailable(m) => anyhow::anyhow!("unavailable: {m}"),
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -257,6 +269,10 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                             AuthModeArg::Explicit => AuthMode::Explicit,
                             AuthModeArg::Oauth2code => AuthMode::OAuth2Code,
                         },
+                        backend: match a.backend {
+                            BackendArg::Software => KeyStorage::Software,
+                            BackendArg::Pkcs11 => KeyStorage::Pkcs11,
+                        },
                     })
                     .await
                     .map_err(domain)?;
@@ -286,7 +302,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     if json {
                         println!(
                             "{}",
-                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo, "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind, "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
+                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo, "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind, "backend": c.key_backend, "authMode": c.auth_mode, "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
                         );
                     } else {
                         println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo, c.scal, state);

@@ -192,6 +192,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let created = service
             .add_credential(cloudsign_domain::NewCredential {
                 auth_mode: cloudsign_domain::AuthMode::Explicit,
+                backend: cloudsign_domain::KeyStorage::Software,
                 user: "bench".into(),
                 pin: zeroize::Zeroizing::new("2468".into()),
                 key: *key,

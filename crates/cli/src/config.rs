@@ -43,6 +43,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub oauth_code_ttl: Option<u64>,
     pub oauth_flow_ttl: Option<u64>,
+    pub pkcs11_module: Option<PathBuf>,
+    pub pkcs11_token: Option<String>,
+    pub pkcs11_pin: Option<String>,
+    pub pkcs11_pin_file: Option<PathBuf>,
 }
 
 /// The keys, for the environment layer.
@@ -76,6 +80,10 @@ const KEYS: &[&str] = &[
     "public_url",
     "oauth_code_ttl",
     "oauth_flow_ttl",
+    "pkcs11_module",
+    "pkcs11_token",
+    "pkcs11_pin",
+    "pkcs11_pin_file",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -153,7 +161,11 @@ impl Settings {
             tsa_policy,
             public_url,
             oauth_code_ttl,
-            oauth_flow_ttl
+            oauth_flow_ttl,
+            pkcs11_module,
+            pkcs11_token,
+            pkcs11_pin,
+            pkcs11_pin_file
         )
     }
 
@@ -211,6 +223,8 @@ impl Settings {
             public_url: self.public_url.clone().or(d.public_url),
             oauth_code_ttl: self.oauth_code_ttl.unwrap_or(d.oauth_code_ttl),
             oauth_flow_ttl: self.oauth_flow_ttl.unwrap_or(d.oauth_flow_ttl),
+            // Filled by `pkcs11()`, which can fail (PIN file).
+            pkcs11: None,
         }
     }
 
@@ -232,6 +246,24 @@ impl Settings {
 
     /// The key-encryption key: `kek` (base64, from the file or `CLOUDSIGN_KEK`) when set, so that
     /// several nodes share it; otherwise the key file, created (mode 0600) on first use.
+    /// The PKCS#11 token, when `pkcs11_module` is set: `pkcs11_token` names it, and the user
+    /// PIN comes from `pkcs11_pin` or the first line of `pkcs11_pin_file`.
+    pub fn pkcs11(&self) -> anyhow::Result<Option<std::sync::Arc<cloudsign_domain::Pkcs11Config>>> {
+        let Some(module) = &self.pkcs11_module else { return Ok(None) };
+        let token = self.pkcs11_token.clone().context("pkcs11_module is set but pkcs11_token (the token label) is not")?;
+        let pin = match (&self.pkcs11_pin, &self.pkcs11_pin_file) {
+            (Some(p), _) => zeroize::Zeroizing::new(p.clone()),
+            (None, Some(path)) => {
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read pkcs11_pin_file {}", path.display()))?,
+                );
+                zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
+            }
+            (None, None) => bail!("pkcs11_module is set but neither pkcs11_pin nor pkcs11_pin_file is"),
+        };
+        Ok(Some(std::sync::Arc::new(cloudsign_domain::Pkcs11Config { module: module.clone(), token, pin })))
+    }
+
     pub fn key_encryption_key(&self) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
         if let Some(text) = &self.kek {
             let key = base64::engine::general_purpose::STANDARD.decode(text.trim()).context("kek is not valid base64")?;

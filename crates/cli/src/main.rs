@@ -103,7 +103,9 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
     let kek = settings.key_encryption_key()?;
     let url = settings.database_url();
     let store = Store::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
-    let service = Service::open(settings.domain(), store, &kek).await.map_err(|e| match e {
+    let mut cfg = settings.domain();
+    cfg.pkcs11 = settings.pkcs11()?;
+    let service = Service::open(cfg, store, &kek).await.map_err(|e| match e {
         cloudsign_domain::Error::Internal(m) => anyhow::anyhow!("{m}"),
         other => anyhow::anyhow!("{other}"),
     })?;
@@ -132,6 +134,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
         },
     };
+    match service.check_hsm().await {
+        Ok(true) => tracing::info!("PKCS#11 token ready"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "PKCS#11 token unavailable: HSM-backed credentials will answer temporarily_unavailable until it is")
+        }
+    }
     let bound = cloudsign_server::bind(&settings.listen(), &cfg).await?;
     let base_url = service.config().public_url.clone().unwrap_or_else(|| bound.url());
     let app = cloudsign_server::router(service.clone(), &cfg, &base_url);

@@ -4,7 +4,6 @@
 //! once without a restart.
 
 use cloudsign_csc::{KeyAlgorithm, b64};
-use cloudsign_keys::KeyBackend;
 use cloudsign_store::{CredentialRow, UserRow};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -41,6 +40,27 @@ pub struct NewCredential {
     pub description: Option<String>,
     /// How the credential is authorized.
     pub auth_mode: AuthMode,
+    /// Where the key is generated and kept.
+    pub backend: KeyStorage,
+}
+
+/// Where a credential's key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStorage {
+    /// The software keystore (sealed under the key-encryption key in the database).
+    Software,
+    /// The configured PKCS#11 token (generated inside, never extractable).
+    Pkcs11,
+}
+
+impl KeyStorage {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Software => "software",
+            Self::Pkcs11 => "pkcs11",
+        }
+    }
 }
 
 /// CSC `authMode` of a credential.
@@ -147,7 +167,7 @@ impl Service {
         }
         let pin_format = if req.pin.chars().all(|c| c.is_ascii_digit()) { "N" } else { "A" };
         let id = new_id()?;
-        let keystore = self.keystore.clone();
+        let keystore = self.backend_of(req.backend.as_str())?;
         let (algorithm, binding) = (req.key, credential_key_binding(&id));
         // RSA-4096 generation takes seconds: keep it off the async workers.
         let generated = tokio::task::spawn_blocking(move || keystore.generate(algorithm, &binding))
@@ -196,6 +216,7 @@ impl Service {
             revoked_at: None,
             revocation_reason: None,
             auth_mode: req.auth_mode.as_str().into(),
+            key_backend: req.backend.as_str().into(),
         };
         self.store.insert_credential(&row).await?;
         self.audit(
@@ -203,7 +224,7 @@ impl Service {
             "admin.credential.add",
             "ok",
             Some(&id),
-            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
         )
         .await?;
         Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })
@@ -264,6 +285,14 @@ impl Service {
 
     /// Delete a credential and its key.
     pub async fn delete_credential(&self, id: &str) -> Result<()> {
+        let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
+        // An HSM key is destroyed first: if the token cannot be reached, nothing is deleted.
+        if row.key_backend != "software" {
+            let backend = self.backend_of(&row.key_backend)?;
+            let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
+            let binding = credential_key_binding(id);
+            tokio::task::spawn_blocking(move || backend.destroy(&handle, &binding)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
         if !self.store.delete_credential(id).await? {
             return Err(Error::invalid(format!("no credential {id}")));
         }

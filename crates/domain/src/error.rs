@@ -58,7 +58,10 @@ impl From<cloudsign_store::StoreError> for Error {
 
 impl From<cloudsign_keys::KeyError> for Error {
     fn from(e: cloudsign_keys::KeyError) -> Self {
-        Error::Internal(e.to_string())
+        match e {
+            cloudsign_keys::KeyError::Unavailable(m) => Error::Unavailable(m),
+            other => Error::Internal(other.to_string()),
+        }
     }
 }
 

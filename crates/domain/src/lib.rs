@@ -17,8 +17,9 @@ mod service;
 mod signing;
 mod timestamp;
 
-pub use admin::{AuthMode, NewCredential, NewCredentialResult, OtpKind};
+pub use admin::{AuthMode, KeyStorage, NewCredential, NewCredentialResult, OtpKind};
 pub use auth::Tokens;
+pub use cloudsign_keys::pkcs11::Pkcs11Config;
 pub use cloudsign_pki::{generalized_time, pem_certificate};
 pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, FactorKind, Factors, HashesInput, Sad};
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloudsign_csc::{KeyAlgorithm, b64};
+use cloudsign_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use cloudsign_keys::software::SoftwareKeystore;
 use cloudsign_keys::{KeyBackend, SigningKey};
 use cloudsign_pki::tsa::Tsa;
@@ -61,6 +62,8 @@ pub struct Config {
     pub oauth_code_ttl: u64,
     /// How long a signer has to log in and consent on the authorization pages.
     pub oauth_flow_ttl: u64,
+    /// The HSM, when one is configured (`--backend pkcs11` credentials).
+    pub pkcs11: Option<Arc<Pkcs11Config>>,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             public_url: None,
             oauth_code_ttl: 60,
             oauth_flow_ttl: 600,
+            pkcs11: None,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Service {
     pub(crate) cfg: Config,
     pub(crate) otp_sender: Arc<dyn OtpSender>,
     pub(crate) tsa: Option<Tsa>,
+    /// The PKCS#11 token, loaded on first use.
+    pub(crate) hsm: Option<Arc<Pkcs11Backend>>,
     key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant)>>,
     dummy_password_hash: String,
 }
@@ -178,7 +184,11 @@ impl Service {
         let tsa = if cfg.tsa_enabled { Some(open_tsa(&store, keystore.as_ref(), &ca, &ca_names, &cfg.tsa_policy).await?) } else { None };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
-        Ok(Self { store, keystore, ca, names, cfg, otp_sender, tsa, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
+        let hsm = cfg
+            .pkcs11
+            .as_ref()
+            .map(|c| Arc::new(Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() })));
+        Ok(Self { store, keystore, ca, names, cfg, otp_sender, tsa, hsm, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
     }
 
     /// The current CRL (DER), listing every revoked or suspended certificate; valid one day,
@@ -255,9 +265,29 @@ impl Service {
         &self.dummy_password_hash
     }
 
-    /// The unwrapped key of a credential, from the cache or the keystore. The cache keeps aws-lc
-    /// key objects only (never the clear PKCS#8) and forgets them after `key_cache_seconds`.
-    pub(crate) fn signing_key(&self, cred: &CredentialRow) -> Result<Arc<dyn SigningKey>> {
+    /// Load the PKCS#11 module and log in now: a misconfigured HSM is reported at start (the
+    /// service still starts; HSM-backed credentials answer `temporarily_unavailable`).
+    pub async fn check_hsm(&self) -> Result<bool> {
+        let Some(hsm) = self.hsm.clone() else { return Ok(false) };
+        tokio::task::spawn_blocking(move || hsm.check()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(true)
+    }
+
+    /// The key backend a credential's key lives in.
+    pub(crate) fn backend_of(&self, key_backend: &str) -> Result<Arc<dyn KeyBackend>> {
+        match key_backend {
+            "pkcs11" => match &self.hsm {
+                Some(h) => Ok(h.clone()),
+                None => Err(Error::Unavailable("the key is in a PKCS#11 token, and none is configured".into())),
+            },
+            _ => Ok(self.keystore.clone()),
+        }
+    }
+
+    /// The unwrapped key of a credential, from the cache or its backend. The cache keeps aws-lc
+    /// key objects only (never the clear PKCS#8), or the HSM object's id, and forgets them after
+    /// `key_cache_seconds`. HSM calls block, so they run on the blocking pool.
+    pub(crate) async fn signing_key(&self, cred: &CredentialRow) -> Result<Arc<dyn SigningKey>> {
         let ttl = Duration::from_secs(self.cfg.key_cache_seconds);
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
@@ -271,7 +301,15 @@ impl Service {
         let algorithm =
             KeyAlgorithm::from_name(&cred.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", cred.key_algo)))?;
         let handle = b64::decode_lenient(&cred.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
-        let key = self.keystore.load(algorithm, &handle, &credential_key_binding(&cred.id))?;
+        let binding = credential_key_binding(&cred.id);
+        let key = if cred.key_backend == "pkcs11" {
+            let backend = self.backend_of(&cred.key_backend)?;
+            tokio::task::spawn_blocking(move || backend.load(algorithm, &handle, &binding))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        } else {
+            self.keystore.load(algorithm, &handle, &binding)?
+        };
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
             cache.retain(|_, (_, at)| at.elapsed() < ttl);

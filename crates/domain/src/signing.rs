@@ -67,7 +67,7 @@ impl Service {
             (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
         };
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
-        let key = self.signing_key(&row)?;
+        let key = self.signing_key(&row).await?;
 
         let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
         let digests_len = input.digests.len();
@@ -90,7 +90,9 @@ impl Service {
         // Small jobs run on the request's own task: a hand-off to the blocking pool costs more
         // than the signature. Long ones (RSA, batches) go to the blocking pool so they do not
         // stall other requests.
-        let signed = if estimated_micros(view_algo) * digests_len as u64 <= INLINE_BUDGET_MICROS {
+        // HSM calls always block: never inline.
+        let in_process = row.key_backend != "pkcs11";
+        let signed = if in_process && estimated_micros(view_algo) * digests_len as u64 <= INLINE_BUDGET_MICROS {
             sign_all()
         } else {
             tokio::task::spawn_blocking(sign_all).await.map_err(|e| Error::Internal(e.to_string()))?

@@ -1,9 +1,10 @@
 //! Key backends. The signing policy and the protocol hold a [`SigningKey`] and never ask which
-//! backend made it: today the software keystore ([`software::SoftwareKeystore`]), later a
-//! PKCS#11 HSM or a remote device behind the same two traits.
+//! backend made it: the software keystore ([`software::SoftwareKeystore`]) or a PKCS#11 HSM
+//! ([`pkcs11::Pkcs11Backend`]); later a remote device behind the same two traits.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod pkcs11;
 pub mod software;
 
 use std::sync::Arc;
@@ -25,6 +26,12 @@ pub enum KeyError {
     /// The crypto library refused.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
+    /// The key store (an HSM) cannot be reached, or refused the configured login.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The key is not in the store.
+    #[error("the key is not in the key store")]
+    NotFound,
 }
 
 /// A private key that signs pre-computed digests.
@@ -54,4 +61,9 @@ pub trait KeyBackend: Send + Sync {
     fn generate(&self, algorithm: KeyAlgorithm, binding: &str) -> Result<GeneratedKey, KeyError>;
     /// Open a stored handle.
     fn load(&self, algorithm: KeyAlgorithm, handle: &[u8], binding: &str) -> Result<Arc<dyn SigningKey>, KeyError>;
+    /// Destroy a key that lives outside the handle (in an HSM). For the software keystore the
+    /// handle is the key, gone with its record.
+    fn destroy(&self, _handle: &[u8], _binding: &str) -> Result<(), KeyError> {
+        Ok(())
+    }
 }

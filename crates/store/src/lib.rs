@@ -122,6 +122,9 @@ pub struct CredentialRow {
     pub revocation_reason: Option<i64>,
     /// CSC `authMode`: `explicit` (credentials/authorize with PIN/OTP) or `oauth2code`.
     pub auth_mode: String,
+    /// Where the key lives: `software` (sealed in `key_handle`) or `pkcs11` (`key_handle` is
+    /// the key's CKA_ID in the HSM).
+    pub key_backend: String,
 }
 
 /// A revoked or suspended certificate, for the CRL.
@@ -329,9 +332,9 @@ pub struct NewAudit<'a> {
 }
 
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
-const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode";
+const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode, key_backend";
 /// The insert columns plus the certificate status, for reads.
-const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode";
+const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode, key_backend";
 const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -377,6 +380,7 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
         revoked_at: r.opt_i64("revoked_at")?,
         revocation_reason: r.opt_i64("revocation_reason")?,
         auth_mode: r.str("auth_mode")?,
+        key_backend: r.str("key_backend")?,
     })
 }
 
@@ -557,7 +561,7 @@ impl Store {
     /// Store a new credential.
     pub async fn insert_credential(&self, c: &CredentialRow) -> Result<()> {
         let sql = format!(
-            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19)"
+            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19, $20)"
         );
         self.db
             .write()
@@ -584,6 +588,7 @@ impl Store {
                     P::OS(c.description.as_deref()),
                     P::I(c.created_at),
                     P::S(&c.auth_mode),
+                    P::S(&c.key_backend),
                 ],
             )
             .await?;

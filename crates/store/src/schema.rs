@@ -7,7 +7,8 @@ use crate::db::{Db, P};
 /// Version 2: certificate status (revoked, suspended) on credentials.
 /// Version 3: OAuth 2.0 (clients, pending authorization requests, codes; credential auth mode;
 /// the client and credential a token was issued for).
-const SCHEMA_VERSION: &str = "3";
+/// Version 4: where a credential's key lives (`software` or `pkcs11`).
+const SCHEMA_VERSION: &str = "4";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
             "ALTER TABLE tokens ADD COLUMN credential_id TEXT",
         ],
     ),
+    ("3", &["ALTER TABLE credentials ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'"]),
 ];
 
 const TABLES: &[&str] = &[
@@ -40,7 +42,8 @@ const TABLES: &[&str] = &[
      not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, scal BIGINT NOT NULL, multisign BIGINT NOT NULL, pin_hash TEXT NOT NULL, \
      pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
      locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL, \
-     cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT, auth_mode TEXT NOT NULL DEFAULT 'explicit')",
+     cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT, auth_mode TEXT NOT NULL DEFAULT 'explicit', \
+     key_backend TEXT NOT NULL DEFAULT 'software')",
     "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
      expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, client_id TEXT, credential_id TEXT)",

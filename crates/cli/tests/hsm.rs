@@ -1,0 +1,202 @@
+//! Credentials whose keys live in a PKCS#11 token (SoftHSM2, a throw-away token under its own
+//! SOFTHSM2_CONF): generated inside as sensitive and never extractable (as `pkcs11-tool` reports),
+//! used by signHash for ECDSA and RSA (PKCS#1 v1.5 and PSS) with every signature verified by
+//! openssl; and a token that is misconfigured or gone makes those credentials answer
+//! `temporarily_unavailable` while software credentials keep signing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "cloudsign-test";
+const HSM_PIN: &str = "hsm-user-pin-1234";
+
+/// A fresh SoftHSM2 token in `dir`; returns the SOFTHSM2_CONF path.
+fn softhsm_token(dir: &Path) -> PathBuf {
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display())).unwrap();
+    run(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &conf).args([
+        "--init-token",
+        "--free",
+        "--label",
+        TOKEN,
+        "--so-pin",
+        "so-pin-87654321",
+        "--pin",
+        HSM_PIN,
+    ]));
+    conf
+}
+
+fn hsm_env(db: &str) -> (Env, PathBuf) {
+    let env = Env::new(db);
+    let conf = softhsm_token(&env.dir);
+    let env = env
+        .with_env("SOFTHSM2_CONF", conf.to_str().unwrap())
+        .with_env("CLOUDSIGN_PKCS11_MODULE", MODULE)
+        .with_env("CLOUDSIGN_PKCS11_TOKEN", TOKEN);
+    // The PIN comes from a file here (the variable CLOUDSIGN_PKCS11_PIN works too).
+    let pin_file = env.file("hsm-pin");
+    std::fs::write(&pin_file, format!("{HSM_PIN}\n")).unwrap();
+    let env = env.with_env("CLOUDSIGN_PKCS11_PIN_FILE", pin_file.to_str().unwrap());
+    (env, conf)
+}
+
+async fn hsm_signing(db: &str) {
+    let (env, conf) = hsm_env(db);
+    env.add_user("alice");
+    let ec = env.add_credential("alice", &["--backend", "pkcs11", "--key", "ecdsa-p256", "--scal", "1"])["credentialID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p384 = env.add_credential("alice", &["--backend", "pkcs11", "--key", "ecdsa-p384", "--scal", "1"])["credentialID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rsa = env.add_credential("alice", &["--backend", "pkcs11", "--key", "rsa-2048", "--scal", "1"])["credentialID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let soft = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    let listed = env.admin(&["credential", "list", "--json"], "");
+    assert_eq!(listed.matches("\"backend\":\"pkcs11\"").count(), 3, "{listed}");
+
+    // The token holds three private keys, never extractable, labelled with their credential.
+    let objects = run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &conf).args([
+        "--module",
+        MODULE,
+        "--token-label",
+        TOKEN,
+        "--login",
+        "--pin",
+        HSM_PIN,
+        "--list-objects",
+        "--type",
+        "privkey",
+    ]));
+    assert_eq!(objects.matches("Private Key Object").count(), 3, "{objects}");
+    assert_eq!(objects.matches("never extractable").count(), 3, "{objects}");
+    assert_eq!(objects.matches("sensitive, always sensitive").count(), 3, "{objects}");
+    for id in [&ec, &p384, &rsa] {
+        assert!(objects.contains(&format!("credential:{id}")), "{objects}");
+    }
+    assert!(!objects.contains("decrypt") && !objects.contains("unwrap"), "sign-only keys: {objects}");
+
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let data = b"signed inside the HSM".to_vec();
+    let cases = [
+        (&ec, "1.2.840.10045.4.3.2", sha256(&data), SHA256, "sha256", "ecdsa"),
+        (&p384, "1.2.840.10045.4.3.3", sha384(&data), SHA384, "sha384", "ecdsa"),
+        (&rsa, "1.2.840.113549.1.1.11", sha256(&data), SHA256, "sha256", "pkcs1"),
+        (&rsa, "1.2.840.113549.1.1.13", sha512(&data), SHA512, "sha512", "pkcs1"),
+        (&rsa, "1.2.840.113549.1.1.10", sha384(&data), SHA384, "sha384", "pss"),
+    ];
+    for (id, sign_algo, digest, oid, dgst, mode) in cases {
+        let info = api.ok("credentials/info", json!({"credentialID": id, "certificates": "chain"})).await;
+        openssl_verify_chain(&env, info["cert"]["certificates"].as_array().unwrap());
+        let sad = api.sad(id, 1, None).await;
+        let mut body = json!({"credentialID": id, "SAD": sad, "hashes": [b64(&digest)], "hashAlgorithmOID": oid, "signAlgo": sign_algo});
+        if mode == "pss" {
+            // RSASSA-PSS-params for SHA-384, MGF1-SHA-384, salt 48 (DER, base64).
+            body["signAlgoParams"] = json!("MDSgDzANBglghkgBZQMEAgIFAKEcMBoGCSqGSIb3DQEBCDANBglghkgBZQMEAgIFAKIDAgEw");
+        }
+        let v = api.ok("signatures/signHash", body).await;
+        let signature = unb64(v["signatures"][0].as_str().unwrap());
+        openssl_verify_signature(&env.dir, info["cert"]["certificates"][0].as_str().unwrap(), &data, &signature, dgst, mode);
+    }
+    drop(server);
+
+    // The same store, started with a wrong HSM PIN: HSM credentials get 503
+    // temporarily_unavailable (promptly, no hang), software credentials keep signing.
+    let broken = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+        .with_env("CLOUDSIGN_PKCS11_PIN", "wrong-pin-0000")
+        .with_env("CLOUDSIGN_KEY_CACHE_SECONDS", "0");
+    let server = broken.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let sad = api.sad(&ec, 1, None).await;
+    let started = std::time::Instant::now();
+    let (s, v) = api.sign(&ec, &sad, &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
+    assert_error("signHash", s, &v, 503, "temporarily_unavailable", "temporarily unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let sad = api.sad(&soft, 1, None).await;
+    let (s, v) = api.sign(&soft, &sad, &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
+    assert_eq!(s, 200, "{v}");
+    drop(server);
+    let log = broken.server_log();
+    assert!(log.contains("refused the configured PIN"), "the operator learns why: {log}");
+    assert!(!log.contains(HSM_PIN) && !log.contains("wrong-pin-0000"), "the HSM PIN never reaches the log");
+    std::mem::forget(broken); // shares env's directory and database; env cleans up
+
+    // Deleting a credential destroys its key in the token.
+    env.admin(&["credential", "delete", &p384], "");
+    let objects = run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &conf).args([
+        "--module",
+        MODULE,
+        "--token-label",
+        TOKEN,
+        "--login",
+        "--pin",
+        HSM_PIN,
+        "--list-objects",
+        "--type",
+        "privkey",
+    ]));
+    assert_eq!(objects.matches("Private Key Object").count(), 2, "{objects}");
+    assert!(!objects.contains(&format!("credential:{p384}")));
+}
+
+#[tokio::test]
+async fn hsm_signing_sqlite() {
+    hsm_signing("sqlite").await;
+}
+
+#[tokio::test]
+async fn hsm_signing_postgres() {
+    hsm_signing("postgres").await;
+}
+
+#[tokio::test]
+async fn missing_or_unconfigured_hsm() {
+    let (env, _) = hsm_env("sqlite");
+    env.add_user("alice");
+    let id = env.add_credential("alice", &["--backend", "pkcs11", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+
+    // A module that is not there: the service starts, the HSM credential answers 503.
+    let gone = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+        .with_env("CLOUDSIGN_PKCS11_MODULE", "/nonexistent/libpkcs11.so");
+    let server = gone.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let sad = api.sad(&id, 1, None).await;
+    let (s, v) = api.sign(&id, &sad, &[sha256(b"x")], "1.2.840.10045.4.3.2", Some(SHA256)).await;
+    assert_error("signHash", s, &v, 503, "temporarily_unavailable", "");
+    drop(server);
+    assert!(gone.server_log().contains("cannot load the PKCS#11 module /nonexistent/libpkcs11.so"), "{}", gone.server_log());
+    std::mem::forget(gone);
+
+    // No HSM configured at all: creating an HSM credential fails with a clear message.
+    let plain = Env::new("sqlite");
+    plain.add_user("bob");
+    let (ok, _, err) =
+        plain.admin_result(&["credential", "add", "--user", "bob", "--pin-stdin", "--backend", "pkcs11"], &format!("{PIN}\n"));
+    assert!(!ok);
+    assert!(err.contains("PKCS#11") && err.contains("none is configured"), "{err}");
+    // A token label that does not exist.
+    let wrong_label = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+        .with_env("CLOUDSIGN_PKCS11_TOKEN", "no-such-token");
+    let (ok, _, err) =
+        wrong_label.admin_result(&["credential", "add", "--user", "alice", "--pin-stdin", "--backend", "pkcs11"], &format!("{PIN}\n"));
+    assert!(!ok);
+    assert!(err.contains("no PKCS#11 token labelled \"no-such-token\""), "{err}");
+    std::mem::forget(wrong_label);
+}
