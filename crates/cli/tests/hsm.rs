@@ -35,6 +35,22 @@ fn softhsm_token(dir: &Path) -> PathBuf {
     conf
 }
 
+/// `pkcs11-tool --list-objects` of the token's private keys: OpenSC reads the attributes, not us.
+fn private_keys(conf: &Path) -> String {
+    run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", conf).args([
+        "--module",
+        MODULE,
+        "--token-label",
+        TOKEN,
+        "--login",
+        "--pin",
+        HSM_PIN,
+        "--list-objects",
+        "--type",
+        "privkey",
+    ]))
+}
+
 fn hsm_env(db: &str) -> (Env, PathBuf) {
     let env = Env::new(db);
     let conf = softhsm_token(&env.dir);
