@@ -85,18 +85,7 @@ async fn hsm_signing(db: &str) {
     assert_eq!(listed.matches("\"backend\":\"pkcs11\"").count(), 3, "{listed}");
 
     // The token holds three private keys, never extractable, labelled with their credential.
-    let objects = run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &conf).args([
-        "--module",
-        MODULE,
-        "--token-label",
-        TOKEN,
-        "--login",
-        "--pin",
-        HSM_PIN,
-        "--list-objects",
-        "--type",
-        "privkey",
-    ]));
+    let objects = private_keys(&conf);
     assert_eq!(objects.matches("Private Key Object").count(), 3, "{objects}");
     assert_eq!(objects.matches("never extractable").count(), 3, "{objects}");
     assert_eq!(objects.matches("sensitive, always sensitive").count(), 3, "{objects}");
@@ -155,18 +144,7 @@ async fn hsm_signing(db: &str) {
 
     // Deleting a credential destroys its key in the token.
     env.admin(&["credential", "delete", &p384], "");
-    let objects = run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &conf).args([
-        "--module",
-        MODULE,
-        "--token-label",
-        TOKEN,
-        "--login",
-        "--pin",
-        HSM_PIN,
-        "--list-objects",
-        "--type",
-        "privkey",
-    ]));
+    let objects = private_keys(&conf);
     assert_eq!(objects.matches("Private Key Object").count(), 2, "{objects}");
     assert!(!objects.contains(&format!("credential:{p384}")));
 }
