@@ -148,6 +148,11 @@ pub struct AddCredential {
     /// Where the key is generated and kept.
     #[arg(long, value_enum, default_value = "software")]
     backend: BackendArg,
+    /// Sole control: also seal the key under a key derived from the PIN, so that nobody can
+    /// sign without it (not even with the database and the key-encryption key). The PIN then
+    /// cannot be reset, only changed with the current one.
+    #[arg(long)]
+    sole_control: bool,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -171,6 +176,13 @@ pub enum CredentialCommand {
     Enable { id: String },
     /// Unlock a credential locked by failed PIN/OTP attempts.
     Unlock { id: String },
+    /// Change a credential's PIN: the current PIN, then the new one (with --pin-stdin: two
+    /// lines on standard input). Sole-control keys are re-wrapped under the new PIN.
+    ChangePin {
+        id: String,
+        #[arg(long)]
+        pin_stdin: bool,
+    },
     /// Revoke a credential's certificate (final; listed on the CRL).
     Revoke {
         id: String,
@@ -269,6 +281,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                             AuthModeArg::Explicit => AuthMode::Explicit,
                             AuthModeArg::Oauth2code => AuthMode::OAuth2Code,
                         },
+                        sole_control: a.sole_control,
                         backend: match a.backend {
                             BackendArg::Software => KeyStorage::Software,
                             BackendArg::Pkcs11 => KeyStorage::Pkcs11,
@@ -312,6 +325,25 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             CredentialCommand::Disable { id } => service.set_credential_disabled(&id, true).await.map_err(domain)?,
             CredentialCommand::Enable { id } => service.set_credential_disabled(&id, false).await.map_err(domain)?,
             CredentialCommand::Unlock { id } => service.unlock_credential(&id).await.map_err(domain)?,
+            CredentialCommand::ChangePin { id, pin_stdin } => {
+                let (current, new) = if pin_stdin {
+                    let mut lines = std::io::stdin().lock().lines();
+                    let mut next = |what: &str| -> anyhow::Result<Zeroizing<String>> {
+                        let line = Zeroizing::new(lines.next().transpose()?.unwrap_or_default());
+                        let line = Zeroizing::new(line.trim_end_matches('\r').to_string());
+                        if line.is_empty() {
+                            bail!("no {what} on standard input (expected: current PIN, then new PIN, one per line)");
+                        }
+                        Ok(line)
+                    };
+                    (next("current PIN")?, next("new PIN")?)
+                } else {
+                    let current = Zeroizing::new(rpassword::prompt_password("Current PIN: ").context("cannot prompt (use --pin-stdin)")?);
+                    (current, read_secret(false, "New PIN")?)
+                };
+                service.change_pin(&id, current, new).await.map_err(domain)?;
+                eprintln!("PIN changed");
+            }
             CredentialCommand::Revoke { id, reason } => service.revoke_credential(&id, &reason).await.map_err(domain)?,
             CredentialCommand::Suspend { id } => service.suspend_credential(&id).await.map_err(domain)?,
             CredentialCommand::Resume { id } => service.resume_credential(&id).await.map_err(domain)?,

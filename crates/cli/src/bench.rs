@@ -193,6 +193,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .add_credential(cloudsign_domain::NewCredential {
                 auth_mode: cloudsign_domain::AuthMode::Explicit,
                 backend: cloudsign_domain::KeyStorage::Software,
+                sole_control: false,
                 user: "bench".into(),
                 pin: zeroize::Zeroizing::new("2468".into()),
                 key: *key,

@@ -12,6 +12,7 @@ use crate::credentials::otp_binding;
 use crate::secrets::{base32, hash_secret, new_id, random_bytes};
 use crate::service::{cert_row, credential_key_binding};
 use crate::{Error, Result, Service, now};
+use cloudsign_keys::software::SoftwareKeystore;
 
 /// Second factor of a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct NewCredential {
     pub auth_mode: AuthMode,
     /// Where the key is generated and kept.
     pub backend: KeyStorage,
+    /// Sole control: the software key is also sealed under a key derived from the PIN.
+    pub sole_control: bool,
 }
 
 /// Where a credential's key lives.
@@ -167,13 +170,26 @@ impl Service {
         }
         let pin_format = if req.pin.chars().all(|c| c.is_ascii_digit()) { "N" } else { "A" };
         let id = new_id()?;
+        if req.sole_control && req.backend != KeyStorage::Software {
+            return Err(Error::invalid("sole control applies to software keys (an HSM key is protected by the HSM)"));
+        }
         let keystore = self.backend_of(req.backend.as_str())?;
         let (algorithm, binding) = (req.key, credential_key_binding(&id));
         // RSA-4096 generation takes seconds: keep it off the async workers.
-        let generated = tokio::task::spawn_blocking(move || keystore.generate(algorithm, &binding))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        let cert = self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)?;
+        let (handle, key, pin_wrap_salt) = if req.sole_control {
+            let pkcs8 = tokio::task::spawn_blocking(move || SoftwareKeystore::generate_pkcs8(algorithm))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let salt = b64::encode(&random_bytes(16)?);
+            let pin_key = self.pin_key(&req.pin, &salt).await?;
+            (self.seal_sole(&pkcs8, &*pin_key, &id)?, SoftwareKeystore::key_from_pkcs8_der(algorithm, &pkcs8)?, Some(salt))
+        } else {
+            let generated = tokio::task::spawn_blocking(move || keystore.generate(algorithm, &binding))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            (generated.handle, generated.key, None)
+        };
+        let cert = self.ca.issue_signing_cert(&self.names, &user.name, key.as_ref(), self.cfg.cert_validity_days)?;
         let cost = self.cfg.argon2;
         let pin = req.pin;
         let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&pin, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
@@ -199,7 +215,7 @@ impl Service {
             id: id.clone(),
             user_id: user.id.clone(),
             key_algo: req.key.name().into(),
-            key_handle_b64: b64::encode(&generated.handle),
+            key_handle_b64: b64::encode(&handle),
             cert: cert_row(&cert),
             scal: i64::from(req.scal),
             multisign: i64::from(req.multisign),
@@ -217,6 +233,7 @@ impl Service {
             revocation_reason: None,
             auth_mode: req.auth_mode.as_str().into(),
             key_backend: req.backend.as_str().into(),
+            pin_wrap_salt,
         };
         self.store.insert_credential(&row).await?;
         self.audit(
@@ -224,7 +241,7 @@ impl Service {
             "admin.credential.add",
             "ok",
             Some(&id),
-            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "soleControl": req.sole_control, "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
         )
         .await?;
         Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })
@@ -298,6 +315,43 @@ impl Service {
         }
         self.forget_key(id);
         self.audit("admin", "admin.credential.delete", "ok", Some(id), json!({})).await
+    }
+
+    /// Change a credential's PIN: the current PIN is checked (and counted, like an
+    /// authorization), and under sole control the key is re-wrapped under the new PIN. SADs
+    /// issued before stop working. There is no reset without the current PIN for sole-control
+    /// credentials: nobody else can open their key.
+    pub async fn change_pin(&self, id: &str, current: Zeroizing<String>, new: Zeroizing<String>) -> Result<()> {
+        let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
+        if new.chars().count() < 4 {
+            return Err(Error::invalid("PINs need at least 4 characters"));
+        }
+        let session = crate::Session { user_id: row.user_id.clone(), user_name: "admin".into(), credential: None };
+        let ctx = crate::RequestContext { client: "admin change-pin".into(), client_data: None };
+        let current_for_key = current.clone();
+        match self.verify_factors(&session, &ctx, &row, current, None).await {
+            Ok(()) => {}
+            Err(Error::InvalidPin { attempts_left }) => {
+                return Err(Error::invalid(format!("wrong current PIN ({attempts_left} attempts left)")));
+            }
+            Err(e) => return Err(e),
+        }
+        let (handle_b64, salt) = match &row.pin_wrap_salt {
+            Some(old_salt) => {
+                let old_key = self.pin_key(&current_for_key, old_salt).await?;
+                let pkcs8 = self.open_sole(&row, &*old_key)?;
+                let salt = b64::encode(&random_bytes(16)?);
+                let new_key = self.pin_key(&new, &salt).await?;
+                (b64::encode(&self.seal_sole(&pkcs8, &*new_key, id)?), Some(salt))
+            }
+            None => (row.key_handle_b64.clone(), None),
+        };
+        let pin_format = if new.chars().all(|c| c.is_ascii_digit()) { "N" } else { "A" };
+        let cost = self.cfg.argon2;
+        let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&new, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        self.store.update_credential_pin(id, &pin_hash, pin_format, &handle_b64, salt.as_deref()).await?;
+        self.forget_key(id);
+        self.audit("admin", "admin.credential.change-pin", "ok", Some(id), json!({"soleControl": salt.is_some()})).await
     }
 
     /// Credentials with their owners' names, for `admin credential list`.

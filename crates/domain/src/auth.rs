@@ -106,7 +106,9 @@ impl Service {
         let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
         let credential = match (row.kind.as_str(), row.credential_id) {
             ("access", _) => None,
-            ("credential", Some(credential_id)) => Some(CredentialScope { credential_id, sad_hash: hash }),
+            ("credential", Some(credential_id)) => {
+                Some(CredentialScope { credential_id, sad_hash: hash, token: Zeroizing::new(bearer.to_string()) })
+            }
             _ => return Err(Error::InvalidToken("The access token is not valid".into())),
         };
         if row.revoked || row.expires_at <= now() {

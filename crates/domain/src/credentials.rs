@@ -314,14 +314,22 @@ impl Service {
         if !needs_otp && input.factors.otp.is_some() {
             return Err(Error::invalid("Invalid parameter authData: this credential has no OTP"));
         }
+        let pin_for_key = row.pin_wrap_salt.as_ref().map(|_| pin.clone());
         self.verify_factors(session, ctx, &row, pin, input.factors.otp).await?;
 
         let sad = new_token()?;
+        let sad_hash = token_hash(&sad);
+        // Sole control: the SAD carries the PIN key, sealed under itself.
+        let sole_key = match (&row.pin_wrap_salt, pin_for_key) {
+            (Some(salt), Some(pin)) => Some(crate::sole::wrap_for(&*self.pin_key(&pin, salt).await?, &sad, &sad_hash)?),
+            _ => None,
+        };
         let t = now();
         let digests_hex: Option<Vec<String>> = input.hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect());
         self.store
             .insert_sad(&NewSad {
-                hash: &token_hash(&sad),
+                sole_key: sole_key.as_deref(),
+                hash: &sad_hash,
                 user_id: &session.user_id,
                 credential_id: &row.id,
                 remaining: input.num_signatures as i64,
@@ -436,6 +444,17 @@ impl Service {
         }
         let fresh = new_token()?;
         let fresh_hash = token_hash(&fresh);
+        // Sole control: the PIN key moves from the old SAD to the new one.
+        let sole_key = match &row.pin_wrap_salt {
+            Some(_) => match self.store.sad(&token_hash(sad)).await?.and_then(|s| s.sole_key) {
+                Some(sealed) => {
+                    let pin_key = crate::sole::unwrap_from(&sealed, sad, &token_hash(sad))?;
+                    Some(crate::sole::wrap_for(&pin_key, &fresh, &fresh_hash)?)
+                }
+                None => None,
+            },
+            None => None,
+        };
         let t = now();
         let extra: Vec<String> = hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect()).unwrap_or_default();
         let new = NewSad {
@@ -447,6 +466,7 @@ impl Service {
             digests: None,
             expires_at: t + self.cfg.sad_ttl as i64,
             now: t,
+            sole_key: sole_key.as_deref(),
         };
         let (outcome, remaining) = self.store.extend_sad(&token_hash(sad), &session.user_id, &row.id, &new, &extra).await?;
         let result = sad_outcome(outcome);

@@ -15,6 +15,7 @@ pub mod otp;
 pub mod secrets;
 mod service;
 mod signing;
+mod sole;
 mod timestamp;
 
 pub use admin::{AuthMode, KeyStorage, NewCredential, NewCredentialResult, OtpKind};

@@ -158,6 +158,10 @@ pub struct CredentialGrant {
     /// Asked for with v1's `hash` parameter: the token response says `token_type` `SAD`
     /// (CSC v1 §8.3.3).
     pub v1: bool,
+    /// Sole control: the credential's PIN key, sealed under the authorization code (set at
+    /// consent, moved under the token at the exchange).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sole_key: Option<String>,
 }
 
 /// A validated authorization request.
@@ -667,6 +671,7 @@ impl Service {
         let user = self.store.user_by_id(&user_id).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
         let back = |code: &str, m: &str| error_redirect(&request.redirect_uri, request.state.as_deref(), code, m);
         let credential_id = request.credential.as_ref().map(|g| g.credential_id.clone());
+        let mut pin_for_key = None;
         if !approve {
             self.take_flow(flow).await?;
             self.audit(
@@ -695,6 +700,7 @@ impl Service {
             if needs_otp && otp.is_none() {
                 return Err(FlowError::Retry("Enter the one-time code".into()));
             }
+            pin_for_key = row.pin_wrap_salt.clone().map(|salt| (salt, pin.clone()));
             match self.verify_factors(&session, ctx, &row, pin, if needs_otp { otp } else { None }).await {
                 Ok(()) => {}
                 Err(Error::InvalidPin { attempts_left }) if attempts_left > 0 => return Err(FlowError::Retry(wrong("PIN", attempts_left))),
@@ -714,6 +720,11 @@ impl Service {
         // Taking the flow is what makes the approval count once, even if the form is sent twice.
         self.take_flow(flow).await?;
         let code = new_token()?;
+        let mut request = request;
+        if let (Some((salt, pin)), Some(g)) = (pin_for_key, request.credential.as_mut()) {
+            let pin_key = self.pin_key(&pin, &salt).await?;
+            g.sole_key = Some(crate::sole::wrap_for(&*pin_key, &code, &token_hash(&code))?);
+        }
         let grant = serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?;
         self.store
             .insert_code(&token_hash(&code), &client.id, &user.id, &grant, now() + self.cfg.oauth_code_ttl as i64)
@@ -867,7 +878,16 @@ impl Service {
             expires_at: t + self.cfg.refresh_token_ttl as i64,
             now: t,
         });
+        // Sole control: the PIN key moves from under the code to under the token.
+        let sole_key = match request.credential.as_ref().and_then(|g| g.sole_key.as_deref()) {
+            Some(sealed) => {
+                let pin_key = crate::sole::unwrap_from(sealed, code, &code_hash)?;
+                Some(crate::sole::wrap_for(&pin_key, &response.access_token, &access_hash)?)
+            }
+            None => None,
+        };
         let sad = request.credential.as_ref().map(|g| NewSad {
+            sole_key: sole_key.as_deref(),
             hash: &access_hash,
             user_id: &user.id,
             credential_id: &g.credential_id,
@@ -1068,6 +1088,7 @@ fn param_grant(p: &Params) -> std::result::Result<CredentialGrant, String> {
         description: p.get("description").map(String::from),
         rar: false,
         v1,
+        sole_key: None,
     };
     check_grant(&g)?;
     Ok(g)
@@ -1125,6 +1146,7 @@ fn rar_grant(details: &str) -> std::result::Result<CredentialGrant, String> {
         description: None,
         rar: true,
         v1: false,
+        sole_key: None,
     };
     check_grant(&g)?;
     Ok(g)

@@ -70,7 +70,7 @@ pub fn hash_secret(secret: &str, cost: Argon2Cost) -> Result<String> {
     ))
 }
 
-fn derive(secret: &[u8], salt: &[u8], cost: Argon2Cost) -> Result<Zeroizing<[u8; 32]>> {
+pub(crate) fn derive(secret: &[u8], salt: &[u8], cost: Argon2Cost) -> Result<Zeroizing<[u8; 32]>> {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, Some(32))
         .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
     let mut out = Zeroizing::new([0u8; 32]);

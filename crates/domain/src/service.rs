@@ -107,12 +107,20 @@ pub struct Session {
 }
 
 /// The reach of a credential-scope token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CredentialScope {
     /// The credential.
     pub credential_id: String,
     /// The hash under which the token is stored as a SAD.
     pub(crate) sad_hash: String,
+    /// The token itself: it is the SAD (a sole-control key is opened with it).
+    pub(crate) token: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for CredentialScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialScope").field("credential_id", &self.credential_id).finish_non_exhaustive()
+    }
 }
 
 /// Who is calling, for the audit trail.

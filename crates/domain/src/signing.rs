@@ -67,7 +67,21 @@ impl Service {
             (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
         };
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
-        let key = self.signing_key(&row).await?;
+        let key = match &row.pin_wrap_salt {
+            // Sole control: the PIN key travels with the SAD, sealed under the SAD itself.
+            Some(_) => {
+                let token = match (input.sad.as_deref(), &session.credential) {
+                    (Some(sad), _) => sad,
+                    (None, Some(scope)) => scope.token.as_str(),
+                    (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
+                };
+                let sealed =
+                    self.store.sad(&sad_hash).await?.and_then(|s| s.sole_key).ok_or_else(|| Error::invalid("Invalid parameter SAD"))?;
+                let pin_key = crate::sole::unwrap_from(&sealed, token, &sad_hash)?;
+                self.sole_signing_key(&row, &pin_key)?
+            }
+            None => self.signing_key(&row).await?,
+        };
 
         let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
         let digests_len = input.digests.len();

@@ -35,32 +35,63 @@ impl SoftwareKeystore {
     /// Seal `plaintext` with AES-256-GCM; `binding` is the additional authenticated data.
     /// Output: nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, plaintext: &[u8], binding: &str) -> Result<Vec<u8>, KeyError> {
+        seal_under(&self.kek, &self.rng, plaintext, binding)
+    }
+
+    /// Open what [`seal`](Self::seal) produced.
+    pub fn open(&self, sealed: &[u8], binding: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        open_under(&self.kek, sealed, binding)
+    }
+
+    /// The key in a PKCS#8 document, ready to sign.
+    pub fn key_from_pkcs8_der(algorithm: KeyAlgorithm, pkcs8: &[u8]) -> Result<Arc<dyn SigningKey>, KeyError> {
+        Ok(Arc::new(Self::key_from_pkcs8(algorithm, pkcs8)?))
+    }
+}
+
+/// Seal under a caller's 32-byte key (the same AES-256-GCM format as the keystore): the inner,
+/// PIN-derived layer of a sole-control key, and the SAD's copy of that PIN key.
+pub fn seal_with_key(key: &[u8], plaintext: &[u8], binding: &str) -> Result<Vec<u8>, KeyError> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| KeyError::Crypto("wrapping keys are 32 bytes"))?);
+    seal_under(&key, &SystemRandom::new(), plaintext, binding)
+}
+
+/// Open what [`seal_with_key`] produced.
+pub fn open_with_key(key: &[u8], sealed: &[u8], binding: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| KeyError::Crypto("wrapping keys are 32 bytes"))?);
+    open_under(&key, sealed, binding)
+}
+
+fn seal_under(kek: &LessSafeKey, rng: &SystemRandom, plaintext: &[u8], binding: &str) -> Result<Vec<u8>, KeyError> {
+    {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| KeyError::Crypto("random generator"))?;
+        rng.fill(&mut nonce).map_err(|_| KeyError::Crypto("random generator"))?;
         let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
         buf.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
-        let sealed = self.kek.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(binding.as_bytes()), &mut body);
+        let sealed = kek.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(binding.as_bytes()), &mut body);
         if sealed.is_err() {
             body.zeroize();
             return Err(KeyError::Crypto("seal"));
         }
         buf.extend_from_slice(&body);
+        body.zeroize();
         Ok(buf)
     }
+}
 
-    /// Open what [`seal`](Self::seal) produced.
-    pub fn open(&self, sealed: &[u8], binding: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        if sealed.len() < NONCE_LEN + 16 {
-            return Err(KeyError::Unwrap);
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| KeyError::Unwrap)?;
-        let mut buf = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
-        let len = self.kek.open_in_place(nonce, Aad::from(binding.as_bytes()), &mut buf).map_err(|_| KeyError::Unwrap)?.len();
-        buf.truncate(len);
-        Ok(buf)
+fn open_under(kek: &LessSafeKey, sealed: &[u8], binding: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return Err(KeyError::Unwrap);
     }
+    let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| KeyError::Unwrap)?;
+    let mut buf = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
+    let len = kek.open_in_place(nonce, Aad::from(binding.as_bytes()), &mut buf).map_err(|_| KeyError::Unwrap)?.len();
+    buf.truncate(len);
+    Ok(buf)
+}
 
+impl SoftwareKeystore {
     fn key_from_pkcs8(algorithm: KeyAlgorithm, pkcs8: &[u8]) -> Result<SoftwareKey, KeyError> {
         let inner = match algorithm {
             KeyAlgorithm::EcdsaP256 => Inner::Ec(vec![(HashAlgorithm::Sha256, ec(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)?)]),

@@ -125,6 +125,9 @@ pub struct CredentialRow {
     /// Where the key lives: `software` (sealed in `key_handle`) or `pkcs11` (`key_handle` is
     /// the key's CKA_ID in the HSM).
     pub key_backend: String,
+    /// Sole control: the salt (base64) of the PIN-derived key that wraps the sealed key once
+    /// more; `None` for credentials without sole control.
+    pub pin_wrap_salt: Option<String>,
 }
 
 /// A revoked or suspended certificate, for the CRL.
@@ -254,6 +257,8 @@ pub struct SadRow {
     pub expires_at: i64,
     /// Superseded by extendTransaction or revoked.
     pub revoked: bool,
+    /// Sole control: the credential's PIN-derived key, sealed under a key derived from the SAD.
+    pub sole_key: Option<String>,
 }
 
 /// A new SAD to store.
@@ -274,6 +279,8 @@ pub struct NewSad<'a> {
     pub expires_at: i64,
     /// Now.
     pub now: i64,
+    /// Sole control: the PIN-derived key sealed under the SAD.
+    pub sole_key: Option<&'a str>,
 }
 
 /// Why a SAD could not be consumed.
@@ -332,9 +339,9 @@ pub struct NewAudit<'a> {
 }
 
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
-const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode, key_backend";
+const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode, key_backend, pin_wrap_salt";
 /// The insert columns plus the certificate status, for reads.
-const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode, key_backend";
+const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode, key_backend, pin_wrap_salt";
 const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
 
 fn user_row(r: &Row) -> Result<UserRow> {
@@ -381,6 +388,7 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
         revocation_reason: r.opt_i64("revocation_reason")?,
         auth_mode: r.str("auth_mode")?,
         key_backend: r.str("key_backend")?,
+        pin_wrap_salt: r.opt_str("pin_wrap_salt")?,
     })
 }
 
@@ -561,7 +569,7 @@ impl Store {
     /// Store a new credential.
     pub async fn insert_credential(&self, c: &CredentialRow) -> Result<()> {
         let sql = format!(
-            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19, $20)"
+            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19, $20, $21)"
         );
         self.db
             .write()
@@ -589,6 +597,7 @@ impl Store {
                     P::I(c.created_at),
                     P::S(&c.auth_mode),
                     P::S(&c.key_backend),
+                    P::OS(c.pin_wrap_salt.as_deref()),
                 ],
             )
             .await?;
@@ -611,6 +620,28 @@ impl Store {
             None => c.all(&format!("SELECT {CRED_READ_COLS} FROM credentials ORDER BY created_at, id"), &[]).await?,
         };
         rows.iter().map(cred_row).collect()
+    }
+
+    /// Replace a credential's PIN hash (and, under sole control, its re-wrapped key and salt);
+    /// SADs issued under the old PIN stop working.
+    pub async fn update_credential_pin(
+        &self,
+        id: &str,
+        pin_hash: &str,
+        pin_format: &str,
+        key_handle: &str,
+        pin_wrap_salt: Option<&str>,
+    ) -> Result<bool> {
+        transaction!(self.db, |c| {
+            let n = c
+                .exec(
+                    "UPDATE credentials SET pin_hash = $2, pin_format = $3, key_handle = $4, pin_wrap_salt = $5 WHERE id = $1",
+                    &[P::S(id), P::S(pin_hash), P::S(pin_format), P::S(key_handle), P::OS(pin_wrap_salt)],
+                )
+                .await?;
+            c.exec("UPDATE sads SET revoked = 1 WHERE credential_id = $1", &[P::S(id)]).await?;
+            Ok((n == 1, true))
+        })
     }
 
     /// Enable or disable a credential; returns whether it exists.
@@ -1045,7 +1076,7 @@ impl Store {
             .db
             .read()
             .await?
-            .opt("SELECT user_id, credential_id, remaining, expires_at, revoked FROM sads WHERE hash = $1", &[P::S(hash)])
+            .opt("SELECT user_id, credential_id, remaining, expires_at, revoked, sole_key FROM sads WHERE hash = $1", &[P::S(hash)])
             .await?;
         row.map(|r| {
             Ok(SadRow {
@@ -1054,6 +1085,7 @@ impl Store {
                 remaining: r.i64("remaining")?,
                 expires_at: r.i64("expires_at")?,
                 revoked: r.flag("revoked")?,
+                sole_key: r.opt_str("sole_key")?,
             })
         })
         .transpose()
@@ -1223,8 +1255,8 @@ impl Store {
 
 async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
     c.exec(
-        "INSERT INTO sads (hash, user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
-        &[P::S(s.hash), P::S(s.user_id), P::S(s.credential_id), P::I(s.remaining), P::I(i64::from(s.digests.is_some())), P::OS(s.hash_algo), P::I(s.expires_at), P::I(s.now)],
+        "INSERT INTO sads (hash, user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked, created_at, sole_key) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+        &[P::S(s.hash), P::S(s.user_id), P::S(s.credential_id), P::I(s.remaining), P::I(i64::from(s.digests.is_some())), P::OS(s.hash_algo), P::I(s.expires_at), P::I(s.now), P::OS(s.sole_key)],
     )
     .await?;
     if let Some(digests) = s.digests {

@@ -7,7 +7,8 @@ use crate::db::{Db, P};
 /// Version 2: certificate status (revoked, suspended) on credentials.
 /// Version 3: OAuth 2.0 (clients, pending authorization requests, codes; credential auth mode;
 /// the client and credential a token was issued for).
-/// Version 4: where a credential's key lives (`software` or `pkcs11`).
+/// Version 4: where a credential's key lives (`software` or `pkcs11`); sole control (the salt
+/// of a credential's PIN-derived wrapping key, and a SAD's copy of that key).
 const SCHEMA_VERSION: &str = "4";
 
 /// Migrations from each older version to the next, run in order.
@@ -28,7 +29,14 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
             "ALTER TABLE tokens ADD COLUMN credential_id TEXT",
         ],
     ),
-    ("3", &["ALTER TABLE credentials ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'"]),
+    (
+        "3",
+        &[
+            "ALTER TABLE credentials ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'",
+            "ALTER TABLE credentials ADD COLUMN pin_wrap_salt TEXT",
+            "ALTER TABLE sads ADD COLUMN sole_key TEXT",
+        ],
+    ),
 ];
 
 const TABLES: &[&str] = &[
@@ -43,14 +51,15 @@ const TABLES: &[&str] = &[
      pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
      locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL, \
      cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT, auth_mode TEXT NOT NULL DEFAULT 'explicit', \
-     key_backend TEXT NOT NULL DEFAULT 'software')",
+     key_backend TEXT NOT NULL DEFAULT 'software', pin_wrap_salt TEXT)",
     "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
      expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, client_id TEXT, credential_id TEXT)",
     "CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent)",
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
     "CREATE TABLE IF NOT EXISTS sads (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, remaining BIGINT NOT NULL, \
-     bound BIGINT NOT NULL, hash_algo TEXT, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+     bound BIGINT NOT NULL, hash_algo TEXT, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, \
+     sole_key TEXT)",
     "CREATE INDEX IF NOT EXISTS sads_credential ON sads (credential_id)",
     "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
      PRIMARY KEY (sad, idx))",
