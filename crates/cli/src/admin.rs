@@ -191,6 +191,13 @@ pub enum CredentialCommand {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+    /// Renew a credential's certificate now (the service also does it before expiry).
+    Renew {
+        id: String,
+        /// A new key in the same backend instead of the same key.
+        #[arg(long)]
+        new_key: bool,
+    },
     /// Suspend a credential's certificate (certificateHold on the CRL).
     Suspend { id: String },
     /// Lift a suspension.
@@ -345,6 +352,10 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                 eprintln!("PIN changed");
             }
             CredentialCommand::Revoke { id, reason } => service.revoke_credential(&id, &reason).await.map_err(domain)?,
+            CredentialCommand::Renew { id, new_key } => {
+                let serial = service.renew_credential(&id, new_key, "admin").await.map_err(domain)?;
+                println!("{serial}");
+            }
             CredentialCommand::Suspend { id } => service.suspend_credential(&id).await.map_err(domain)?,
             CredentialCommand::Resume { id } => service.resume_credential(&id).await.map_err(domain)?,
             CredentialCommand::Delete { id } => service.delete_credential(&id).await.map_err(domain)?,

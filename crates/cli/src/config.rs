@@ -47,6 +47,8 @@ pub struct Settings {
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin: Option<String>,
     pub pkcs11_pin_file: Option<PathBuf>,
+    pub renew_before_days: Option<u32>,
+    pub renewal_key: Option<String>,
 }
 
 /// The keys, for the environment layer.
@@ -84,6 +86,8 @@ const KEYS: &[&str] = &[
     "pkcs11_token",
     "pkcs11_pin",
     "pkcs11_pin_file",
+    "renew_before_days",
+    "renewal_key",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -100,6 +104,7 @@ const NUMERIC: &[&str] = &[
     "argon2_iterations",
     "oauth_code_ttl",
     "oauth_flow_ttl",
+    "renew_before_days",
 ];
 
 impl Settings {
@@ -165,7 +170,9 @@ impl Settings {
             pkcs11_module,
             pkcs11_token,
             pkcs11_pin,
-            pkcs11_pin_file
+            pkcs11_pin_file,
+            renew_before_days,
+            renewal_key
         )
     }
 
@@ -225,6 +232,8 @@ impl Settings {
             oauth_flow_ttl: self.oauth_flow_ttl.unwrap_or(d.oauth_flow_ttl),
             // Filled by `pkcs11()`, which can fail (PIN file).
             pkcs11: None,
+            renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
+            renewal_new_key: self.renewal_key.as_deref() == Some("new"),
         }
     }
 

@@ -126,6 +126,9 @@ fn redact_url(url: &str) -> String {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let service = open_service(&settings).await?;
+    if let Some(k) = settings.renewal_key.as_deref() {
+        anyhow::ensure!(k == "same" || k == "new", "renewal_key is same or new, not {k:?}");
+    }
     let cfg = cloudsign_server::ServerConfig {
         body_limit: settings.body_limit.unwrap_or(1024 * 1024),
         tls: match (&settings.tls_cert, &settings.tls_key) {
@@ -152,6 +155,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             match janitor.purge_expired().await {
                 Ok(n) => tracing::debug!(rows = n, "purged expired tokens and SADs"),
                 Err(e) => tracing::warn!(error = %e, "purging expired tokens and SADs failed"),
+            }
+            // Certificates close to their end are renewed without the user noticing.
+            match janitor.renew_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(renewed = n, "renewed certificates"),
+                Err(e) => tracing::warn!(error = %e, "certificate renewal failed"),
             }
         }
     });

@@ -199,3 +199,110 @@ async fn revocation_suspension_and_crl() {
     }
     drop(server);
 }
+
+async fn current(api: &Api, id: &str) -> serde_json::Value {
+    api.ok("credentials/info", json!({"credentialID": id, "certificates": "chain", "certInfo": true})).await
+}
+
+fn pem(der_b64: &str) -> String {
+    let body = der_b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n");
+    format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+}
+
+/// The certificate's public key as openssl prints it, and its notAfter.
+fn public_key_and_end(env: &Env, cert_pem: &str) -> (String, String) {
+    let f = env.file("renewal-subject.pem");
+    std::fs::write(&f, cert_pem).unwrap();
+    let key = run(Command::new("openssl").args(["x509", "-noout", "-pubkey", "-in"]).arg(&f));
+    let end = run(Command::new("openssl").args(["x509", "-noout", "-enddate", "-in"]).arg(&f));
+    (key, end)
+}
+
+#[tokio::test]
+async fn renewal_before_expiry_same_key_then_new_key() {
+    // Certificates issued for one day; the server renews 30 days before the end, for 730 days.
+    let env = Env::new("sqlite").with_env("CLOUDSIGN_CERT_VALIDITY_DAYS", "1");
+    env.add_user("alice");
+    let created = env.add_credential("alice", &["--scal", "1"]);
+    let id = created["credentialID"].as_str().unwrap().to_string();
+    let first_pem = created["certificate"].as_str().unwrap().to_string();
+    let (first_key, first_end) = public_key_and_end(&env, &first_pem);
+
+    let server = env.start_env(&[("CLOUDSIGN_CERT_VALIDITY_DAYS", "730"), ("CLOUDSIGN_RENEW_BEFORE_DAYS", "30")]);
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    // The server renews at start, then every 10 minutes.
+    let mut info = current(&api, &id).await;
+    for _ in 0..50 {
+        if pem(info["cert"]["certificates"][0].as_str().unwrap()) != first_pem {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        info = current(&api, &id).await;
+    }
+    let second_pem = pem(info["cert"]["certificates"][0].as_str().unwrap());
+    assert_ne!(second_pem, first_pem, "the certificate was renewed before its end");
+    let (second_key, second_end) = public_key_and_end(&env, &second_pem);
+    assert_eq!(second_key, first_key, "renewal keeps the key by default");
+    assert_ne!(second_end, first_end);
+    let not_after: i64 = info["cert"]["validTo"].as_str().unwrap()[..4].parse().unwrap();
+    assert!(not_after >= 2028, "a fresh validity period: {}", info["cert"]["validTo"]);
+    openssl_verify_chain(&env, info["cert"]["certificates"].as_array().unwrap());
+    assert_eq!(info["cert"]["status"], "valid");
+    // The user signs on without noticing; openssl checks the signature with the new certificate.
+    let data = b"after the renewal".to_vec();
+    let sad = api.sad(&id, 1, None).await;
+    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], ECDSA_SHA256, None).await;
+    assert_eq!(s, 200, "{v}");
+    openssl_verify_signature(
+        &env.dir,
+        info["cert"]["certificates"][0].as_str().unwrap(),
+        &data,
+        &unb64(v["signatures"][0].as_str().unwrap()),
+        "sha256",
+        "ecdsa",
+    );
+    // The replaced certificate is still known to the OCSP responder.
+    assert!(ocsp(&env, &server, &first_pem).contains("subject.pem: good"));
+    assert!(ocsp(&env, &server, &second_pem).contains("subject.pem: good"));
+
+    // Renewal with a new key, by the administrator.
+    let serial = env.admin(&["credential", "renew", &id, "--new-key"], "").trim().to_string();
+    let info = current(&api, &id).await;
+    assert_eq!(
+        info["cert"]["serialNumber"].as_str().unwrap().to_ascii_lowercase().trim_start_matches('0'),
+        serial.to_ascii_lowercase().trim_start_matches('0')
+    );
+    let third_pem = pem(info["cert"]["certificates"][0].as_str().unwrap());
+    let (third_key, _) = public_key_and_end(&env, &third_pem);
+    assert_ne!(third_key, first_key, "--new-key changes the key");
+    let sad = api.sad(&id, 1, None).await;
+    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], ECDSA_SHA256, None).await;
+    assert_eq!(s, 200, "{v}");
+    openssl_verify_signature(
+        &env.dir,
+        info["cert"]["certificates"][0].as_str().unwrap(),
+        &data,
+        &unb64(v["signatures"][0].as_str().unwrap()),
+        "sha256",
+        "ecdsa",
+    );
+
+    // Revoking the credential revokes every certificate it had.
+    env.admin(&["credential", "revoke", &id, "--reason", "keyCompromise"], "");
+    let (crl, text) = fetch_crl(&server, &env, "crl-renewed").await;
+    assert_eq!(text.matches("Serial Number:").count(), 3, "{text}");
+    for p in [&first_pem, &second_pem, &third_pem] {
+        let (ok, out) = verify_with_crl(&env, p, &crl);
+        assert!(!ok && out.contains("certificate revoked"), "{out}");
+        assert!(ocsp(&env, &server, p).contains("subject.pem: revoked"));
+    }
+    let (ok, _, err) = env.admin_result(&["credential", "renew", &id], "");
+    assert!(!ok && err.contains("only valid certificates are renewed"), "{err}");
+
+    let audit = env.admin(&["audit", "--json"], "");
+    let renewals: Vec<&str> = audit.lines().filter(|l| l.contains("\"credential.renew\"")).collect();
+    assert_eq!(renewals.len(), 2, "{audit}");
+    assert!(renewals[0].contains("\"actor\":\"system\"") && renewals[1].contains("\"actor\":\"admin\""), "{renewals:?}");
+    assert!(renewals[1].contains("\"newKey\":true"));
+}

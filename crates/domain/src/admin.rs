@@ -354,6 +354,88 @@ impl Service {
         self.audit("admin", "admin.credential.change-pin", "ok", Some(id), json!({"soleControl": salt.is_some()})).await
     }
 
+    /// Renew a credential's certificate (same subject, a fresh validity period). With the same
+    /// key the public key is taken from the current certificate, so no private key is opened
+    /// (this works for sole-control and HSM keys alike); with `new_key` a fresh key is generated
+    /// in the same backend (not for sole-control credentials, whose key only the PIN opens).
+    /// The replaced certificate keeps its status through OCSP and the CRL. Returns the new serial.
+    pub async fn renew_credential(&self, id: &str, new_key: bool, actor: &str) -> Result<String> {
+        let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
+        if row.cert_status != "valid" {
+            return Err(Error::invalid(format!("the certificate is {}: only valid certificates are renewed", row.cert_status)));
+        }
+        if new_key && row.pin_wrap_salt.is_some() {
+            return Err(Error::invalid("a sole-control key is opened only with the PIN: renew it with the same key"));
+        }
+        let user = self.store.user_by_id(&row.user_id).await?.ok_or_else(|| Error::Internal("credential without owner".into()))?;
+        let algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+        let (cert, handle) = if new_key {
+            let backend = self.backend_of(&row.key_backend)?;
+            let binding = credential_key_binding(id);
+            let generated = tokio::task::spawn_blocking(move || backend.generate(algorithm, &binding))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let cert = self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)?;
+            (cert, Some(b64::encode(&generated.handle)))
+        } else {
+            let der = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
+            let raw = cloudsign_pki::subject_public_key(&der).ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
+            (self.ca.issue_signing_cert_for(&self.names, &user.name, algorithm, &raw, self.cfg.cert_validity_days)?, None)
+        };
+        if !self.store.renew_certificate(id, &row.cert.serial_hex, &cert_row(&cert), handle.as_deref(), now()).await? {
+            return Err(Error::invalid("the credential changed during the renewal; try again"));
+        }
+        if handle.is_some() && row.key_backend != "software" {
+            // The old HSM key signs no more; its signatures stay verifiable from the certificates.
+            let backend = self.backend_of(&row.key_backend)?;
+            let old = b64::decode_lenient(&row.key_handle_b64).unwrap_or_default();
+            let binding = credential_key_binding(id);
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || backend.destroy(&old, &binding)).await.map_err(|e| Error::Internal(e.to_string()))?
+            {
+                tracing::warn!(credential = id, error = %e, "the replaced HSM key could not be destroyed");
+            }
+        }
+        self.forget_key(id);
+        self.audit(
+            actor,
+            "credential.renew",
+            "ok",
+            Some(id),
+            json!({"oldSerial": row.cert.serial_hex, "serial": cert.serial_hex, "notAfter": cert.not_after, "newKey": new_key}),
+        )
+        .await?;
+        Ok(cert.serial_hex)
+    }
+
+    /// Renew every certificate that ends within `renew_before_days` (the server calls this
+    /// periodically). A renewal that would not extend the validity (the CA itself ends first)
+    /// is skipped. Returns how many were renewed; failures are logged and audited.
+    pub async fn renew_due(&self) -> Result<usize> {
+        if self.cfg.renew_before_days == 0 {
+            return Ok(0);
+        }
+        let t = now();
+        let horizon = t + i64::from(self.cfg.renew_before_days) * 86_400;
+        let ca_end = self.ca.not_after;
+        let mut renewed = 0;
+        for row in self.store.credentials_expiring(horizon).await? {
+            let new_end = (t + i64::from(self.cfg.cert_validity_days) * 86_400).min(ca_end);
+            if new_end <= row.cert.not_after + 86_400 {
+                continue;
+            }
+            let new_key = self.cfg.renewal_new_key && row.pin_wrap_salt.is_none();
+            match self.renew_credential(&row.id, new_key, "system").await {
+                Ok(_) => renewed += 1,
+                Err(e) => {
+                    tracing::warn!(credential = %row.id, error = %e, "certificate renewal failed");
+                    self.audit("system", "credential.renew", "failed", Some(&row.id), json!({"error": e.to_string()})).await?;
+                }
+            }
+        }
+        Ok(renewed)
+    }
+
     /// Credentials with their owners' names, for `admin credential list`.
     pub async fn admin_credentials(&self, user: Option<&str>) -> Result<Vec<(String, CredentialRow)>> {
         let users = self.store.users().await?;

@@ -64,6 +64,10 @@ pub struct Config {
     pub oauth_flow_ttl: u64,
     /// The HSM, when one is configured (`--backend pkcs11` credentials).
     pub pkcs11: Option<Arc<Pkcs11Config>>,
+    /// Renew certificates this many days before they end (0: no automatic renewal).
+    pub renew_before_days: u32,
+    /// Automatic renewal generates a new key (instead of certifying the same key again).
+    pub renewal_new_key: bool,
 }
 
 impl Default for Config {
@@ -90,6 +94,8 @@ impl Default for Config {
             oauth_code_ttl: 60,
             oauth_flow_ttl: 600,
             pkcs11: None,
+            renew_before_days: 30,
+            renewal_new_key: false,
         }
     }
 }
@@ -143,7 +149,9 @@ pub struct Service {
     pub(crate) tsa: Option<Tsa>,
     /// The PKCS#11 token, loaded on first use.
     pub(crate) hsm: Option<Arc<Pkcs11Backend>>,
-    key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant)>>,
+    /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
+    /// by another process (renewal with a new key) is not served from a stale entry.
+    key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant, String)>>,
     dummy_password_hash: String,
 }
 
@@ -299,8 +307,8 @@ impl Service {
         let ttl = Duration::from_secs(self.cfg.key_cache_seconds);
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
-            if let Some((key, at)) = cache.get(&cred.id) {
-                if at.elapsed() < ttl {
+            if let Some((key, at, handle)) = cache.get(&cred.id) {
+                if at.elapsed() < ttl && *handle == cred.key_handle_b64 {
                     return Ok(key.clone());
                 }
                 cache.remove(&cred.id);
@@ -320,8 +328,8 @@ impl Service {
         };
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
-            cache.retain(|_, (_, at)| at.elapsed() < ttl);
-            cache.insert(cred.id.clone(), (key.clone(), Instant::now()));
+            cache.retain(|_, (_, at, _)| at.elapsed() < ttl);
+            cache.insert(cred.id.clone(), (key.clone(), Instant::now(), cred.key_handle_b64.clone()));
         }
         Ok(key)
     }

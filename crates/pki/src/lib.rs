@@ -104,7 +104,8 @@ pub struct IssuingCa {
     params: CertificateParams,
     key: Arc<dyn SigningKey>,
     dn: String,
-    not_after: i64,
+    /// End of the issuing CA's validity (Unix seconds): no certificate outlives it.
+    pub not_after: i64,
     /// DER of the issuing CA certificate.
     pub issuing_der: Vec<u8>,
     /// DER of the root certificate.
@@ -242,8 +243,21 @@ impl IssuingCa {
         public_key: &dyn SigningKey,
         validity_days: u32,
     ) -> Result<IssuedCert, PkiError> {
+        self.issue_signing_cert_for(names, common_name, public_key.algorithm(), public_key.public_key_raw(), validity_days)
+    }
+
+    /// The same, for a public key known only from elsewhere (renewal with the same key reads it
+    /// from the certificate being replaced, so the private key need not be opened).
+    pub fn issue_signing_cert_for(
+        &self,
+        names: &CaNames,
+        common_name: &str,
+        algorithm: KeyAlgorithm,
+        raw_public_key: &[u8],
+        validity_days: u32,
+    ) -> Result<IssuedCert, PkiError> {
         let usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
-        self.issue(names, common_name, public_key, validity_days, usages, Vec::new())
+        self.issue(names, common_name, (algorithm, raw_public_key), validity_days, usages, Vec::new())
     }
 
     /// Issue the time-stamping authority's certificate: key usage digitalSignature and the
@@ -252,14 +266,15 @@ impl IssuingCa {
         let eku = der::seq(&[&der::oid(tsa::ID_KP_TIME_STAMPING)]);
         let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
         ext.set_criticality(true);
-        self.issue(names, TSA_CN, public_key, validity_days, vec![KeyUsagePurpose::DigitalSignature], vec![ext])
+        let key = (public_key.algorithm(), public_key.public_key_raw());
+        self.issue(names, TSA_CN, key, validity_days, vec![KeyUsagePurpose::DigitalSignature], vec![ext])
     }
 
     fn issue(
         &self,
         names: &CaNames,
         common_name: &str,
-        public_key: &dyn SigningKey,
+        (algorithm, raw_public_key): (KeyAlgorithm, &[u8]),
         validity_days: u32,
         key_usages: Vec<KeyUsagePurpose>,
         extensions: Vec<rcgen::CustomExtension>,
@@ -281,7 +296,7 @@ impl IssuingCa {
         let ca_end = OffsetDateTime::from_unix_timestamp(self.not_after).map_err(build)?;
         let end = (now + Duration::days(i64::from(validity_days))).min(ca_end);
         set_validity(&mut p, now, end)?;
-        let subject_key = EndEntityPublicKey { raw: public_key.public_key_raw().to_vec(), alg: rcgen_alg(public_key.algorithm()) };
+        let subject_key = EndEntityPublicKey { raw: raw_public_key.to_vec(), alg: rcgen_alg(algorithm) };
         let issuer = Issuer::from_params(&self.params, RcgenSigner::new(self.key.clone())?);
         let cert = p.signed_by(&subject_key, &issuer).map_err(build)?;
         Ok(IssuedCert {
@@ -402,6 +417,29 @@ pub fn rfc4514_escape(value: &str) -> String {
 pub fn generalized_time(unix: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
+/// The subject public key of a certificate as `public_key_raw` gives it (RFC 5280 §4.1.2.7:
+/// the BIT STRING of SubjectPublicKeyInfo): an EC point or a DER RSAPublicKey.
+pub fn subject_public_key(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use cloudsign_csc::der::Reader;
+    let certificate = Reader::new(cert_der).expect(0x30)?;
+    let tbs = Reader::new(certificate).expect(0x30)?;
+    let mut t = Reader::new(tbs);
+    if t.peek_tag() == Some(0xa0) {
+        t.next()?; // version
+    }
+    for _ in 0..5 {
+        t.next()?; // serialNumber, signature, issuer, validity, subject
+    }
+    let spki = t.expect(0x30)?;
+    let mut s = Reader::new(spki);
+    s.expect(0x30)?;
+    let bits = s.expect(0x03)?;
+    match bits.split_first() {
+        Some((0, key)) if !key.is_empty() => Some(key.to_vec()),
+        _ => None,
+    }
 }
 
 /// PEM armour for a certificate.

@@ -551,6 +551,7 @@ impl Store {
                 "DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE user_id = $1)",
                 "DELETE FROM sads WHERE user_id = $1",
                 "DELETE FROM otp_challenges WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = $1)",
+                "DELETE FROM cert_history WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = $1)",
                 "DELETE FROM credentials WHERE user_id = $1",
                 "DELETE FROM tokens WHERE user_id = $1",
                 "DELETE FROM oauth_codes WHERE user_id = $1",
@@ -644,6 +645,56 @@ impl Store {
         })
     }
 
+    /// Replace a credential's certificate (renewal), keeping the old one in `cert_history`;
+    /// `key_handle` is the new key's handle when the key changes too. Only a credential whose
+    /// certificate is still `expected_serial` and valid is renewed, so concurrent renewals (two
+    /// nodes) renew once. Returns whether it was renewed.
+    pub async fn renew_certificate(
+        &self,
+        id: &str,
+        expected_serial: &str,
+        cert: &CertRow,
+        key_handle: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        transaction!(self.db, |c| {
+            let moved = c
+                .exec(
+                    "INSERT INTO cert_history (serial_hex, credential_id, cert_der, not_after, replaced_at) \
+                     SELECT serial_hex, id, cert_der, not_after, $3 FROM credentials WHERE id = $1 AND serial_hex = $2 AND cert_status = 'valid'",
+                    &[P::S(id), P::S(expected_serial), P::I(now)],
+                )
+                .await?;
+            if moved != 1 {
+                return Ok((false, false));
+            }
+            c.exec(
+                "UPDATE credentials SET cert_der = $2, serial_hex = $3, subject_dn = $4, issuer_dn = $5, not_before = $6, not_after = $7, \
+                 key_handle = COALESCE($8, key_handle) WHERE id = $1",
+                &[
+                    P::S(id),
+                    P::S(&cert.der_b64),
+                    P::S(&cert.serial_hex),
+                    P::S(&cert.subject_dn),
+                    P::S(&cert.issuer_dn),
+                    P::I(cert.not_before),
+                    P::I(cert.not_after),
+                    P::OS(key_handle),
+                ],
+            )
+            .await?;
+            Ok((true, true))
+        })
+    }
+
+    /// Credentials in use whose certificate ends before `before` (renewal candidates).
+    pub async fn credentials_expiring(&self, before: i64) -> Result<Vec<CredentialRow>> {
+        let sql = format!(
+            "SELECT {CRED_READ_COLS} FROM credentials WHERE cert_status = 'valid' AND disabled = 0 AND not_after < $1 ORDER BY not_after"
+        );
+        self.db.read().await?.all(&sql, &[P::I(before)]).await?.iter().map(cred_row).collect()
+    }
+
     /// Enable or disable a credential; returns whether it exists.
     pub async fn set_credential_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
         let n = self
@@ -689,6 +740,17 @@ impl Store {
         {
             return Ok(Some((r.str("cert_status")?, r.opt_i64("revoked_at")?, r.opt_i64("revocation_reason")?)));
         }
+        // A certificate replaced by a renewal shares its credential's fate.
+        if let Some(r) = c
+            .opt(
+                "SELECT c.cert_status, c.revoked_at, c.revocation_reason FROM cert_history h JOIN credentials c ON c.id = h.credential_id \
+                 WHERE h.serial_hex = $1",
+                &[P::S(serial_hex)],
+            )
+            .await?
+        {
+            return Ok(Some((r.str("cert_status")?, r.opt_i64("revoked_at")?, r.opt_i64("revocation_reason")?)));
+        }
         let ca = c.opt("SELECT name FROM ca_certs WHERE serial_hex = $1 AND name = 'tsa'", &[P::S(serial_hex)]).await?;
         Ok(ca.map(|_| ("valid".to_string(), None, None)))
     }
@@ -699,7 +761,12 @@ impl Store {
             .db
             .read()
             .await?
-            .all("SELECT serial_hex, revoked_at, revocation_reason FROM credentials WHERE cert_status <> 'valid' ORDER BY revoked_at, serial_hex", &[])
+            .all(
+                "SELECT serial_hex, revoked_at, revocation_reason FROM credentials WHERE cert_status <> 'valid' \
+                 UNION ALL SELECT h.serial_hex, c.revoked_at, c.revocation_reason FROM cert_history h JOIN credentials c ON c.id = h.credential_id \
+                 WHERE c.cert_status <> 'valid' ORDER BY 2, 1",
+                &[],
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -724,6 +791,7 @@ impl Store {
             c.exec("DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE credential_id = $1)", &[P::S(id)]).await?;
             c.exec("DELETE FROM sads WHERE credential_id = $1", &[P::S(id)]).await?;
             c.exec("DELETE FROM otp_challenges WHERE credential_id = $1", &[P::S(id)]).await?;
+            c.exec("DELETE FROM cert_history WHERE credential_id = $1", &[P::S(id)]).await?;
             let n = c.exec("DELETE FROM credentials WHERE id = $1", &[P::S(id)]).await?;
             Ok((n == 1, true))
         })

@@ -8,7 +8,8 @@ use crate::db::{Db, P};
 /// Version 3: OAuth 2.0 (clients, pending authorization requests, codes; credential auth mode;
 /// the client and credential a token was issued for).
 /// Version 4: where a credential's key lives (`software` or `pkcs11`); sole control (the salt
-/// of a credential's PIN-derived wrapping key, and a SAD's copy of that key).
+/// of a credential's PIN-derived wrapping key, and a SAD's copy of that key); the certificates
+/// a renewal replaced.
 const SCHEMA_VERSION: &str = "4";
 
 /// Migrations from each older version to the next, run in order.
@@ -64,6 +65,10 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
      PRIMARY KEY (sad, idx))",
     "CREATE TABLE IF NOT EXISTS otp_challenges (credential_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    // Certificates replaced by a renewal: their status (OCSP, CRL) follows their credential's.
+    "CREATE TABLE IF NOT EXISTS cert_history (serial_hex TEXT PRIMARY KEY, credential_id TEXT NOT NULL, cert_der TEXT NOT NULL, \
+     not_after BIGINT NOT NULL, replaced_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS cert_history_credential ON cert_history (credential_id)",
     "CREATE TABLE IF NOT EXISTS oauth_clients (id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT, redirect_uris TEXT NOT NULL, \
      user_id TEXT, created_at BIGINT NOT NULL)",
     // Pushed authorization requests (kind `par`) and authorizations in progress in a browser

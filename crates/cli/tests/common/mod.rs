@@ -132,9 +132,26 @@ impl Env {
     }
 
     pub fn start_with(&self, args: &[&str]) -> Server {
+        self.spawn_server(args, &[])
+    }
+
+    /// A server of this environment with some variables changed (e.g. a wrong HSM PIN).
+    pub fn start_env(&self, vars: &[(&str, &str)]) -> Server {
+        self.spawn_server(&[], vars)
+    }
+
+    fn spawn_server(&self, args: &[&str], vars: &[(&str, &str)]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.file("server.log")).unwrap();
-        let mut child =
-            self.command().arg("serve").args(["--listen", "127.0.0.1:0"]).args(args).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        let mut child = self
+            .command()
+            .envs(vars.iter().copied())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
