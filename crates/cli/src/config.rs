@@ -49,6 +49,7 @@ pub struct Settings {
     pub pkcs11_pin_file: Option<PathBuf>,
     pub renew_before_days: Option<u32>,
     pub renewal_key: Option<String>,
+    pub ca_backend: Option<String>,
 }
 
 /// The keys, for the environment layer.
@@ -88,6 +89,7 @@ const KEYS: &[&str] = &[
     "pkcs11_pin_file",
     "renew_before_days",
     "renewal_key",
+    "ca_backend",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -172,7 +174,8 @@ impl Settings {
             pkcs11_pin,
             pkcs11_pin_file,
             renew_before_days,
-            renewal_key
+            renewal_key,
+            ca_backend
         )
     }
 
@@ -234,6 +237,10 @@ impl Settings {
             pkcs11: None,
             renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
             renewal_new_key: self.renewal_key.as_deref() == Some("new"),
+            ca_key_backend: match self.ca_backend.as_deref() {
+                Some("pkcs11") => cloudsign_domain::KeyStorage::Pkcs11,
+                _ => cloudsign_domain::KeyStorage::Software,
+            },
         }
     }
 

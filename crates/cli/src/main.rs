@@ -103,6 +103,9 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
     let kek = settings.key_encryption_key()?;
     let url = settings.database_url();
     let store = Store::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
+    if let Some(b) = settings.ca_backend.as_deref() {
+        anyhow::ensure!(b == "software" || b == "pkcs11", "ca_backend is software or pkcs11, not {b:?}");
+    }
     let mut cfg = settings.domain();
     cfg.pkcs11 = settings.pkcs11()?;
     let service = Service::open(cfg, store, &kek).await.map_err(|e| match e {

@@ -194,3 +194,72 @@ async fn missing_or_unconfigured_hsm() {
     assert!(err.contains("no PKCS#11 token labelled \"no-such-token\""), "{err}");
     std::mem::forget(wrong_label);
 }
+
+#[tokio::test]
+async fn ca_and_tsa_keys_in_the_hsm() {
+    let (env, conf) = hsm_env("sqlite");
+    let env = env.with_env("CLOUDSIGN_CA_BACKEND", "pkcs11");
+    env.add_user("alice");
+    let cred = env.add_credential("alice", &["--scal", "1"]);
+    let id = cred["credentialID"].as_str().unwrap().to_string();
+    // Root, issuing CA and TSA keys were generated in the token, never extractable.
+    let objects = private_keys(&conf);
+    for label in ["ca:root", "ca:issuing", "ca:tsa"] {
+        assert!(objects.contains(label), "{label} in {objects}");
+    }
+    assert_eq!(objects.matches("never extractable").count(), 3, "{objects}");
+
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    // Certificates issued by the HSM-held CA verify (openssl), and so do signatures.
+    let info = api.ok("credentials/info", json!({"credentialID": id, "certificates": "chain"})).await;
+    openssl_verify_chain(&env, info["cert"]["certificates"].as_array().unwrap());
+    let data = b"issued by an HSM-held CA".to_vec();
+    let sad = api.sad(&id, 1, None).await;
+    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
+    assert_eq!(s, 200, "{v}");
+    openssl_verify_signature(
+        &env.dir,
+        info["cert"]["certificates"][0].as_str().unwrap(),
+        &data,
+        &unb64(v["signatures"][0].as_str().unwrap()),
+        "sha256",
+        "ecdsa",
+    );
+    // The CRL, signed in the HSM, verifies against the issuing CA.
+    let (issuing, root) = write_ca(&env);
+    let crl = env.file("hsm.crl");
+    std::fs::write(&crl, reqwest::get(format!("{}/crl", server.url)).await.unwrap().bytes().await.unwrap()).unwrap();
+    let out =
+        Command::new("openssl").args(["crl", "-inform", "DER", "-noout", "-in"]).arg(&crl).arg("-CAfile").arg(&issuing).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("verify OK"), "{text}");
+    // A time-stamp token, signed in the HSM, verifies with openssl ts.
+    let doc = env.file("doc.txt");
+    std::fs::write(&doc, b"time-stamped by an HSM key").unwrap();
+    let query = env.file("q.tsq");
+    run(Command::new("openssl").args(["ts", "-query", "-sha256", "-cert", "-data"]).arg(&doc).arg("-out").arg(&query));
+    let reply = reqwest::Client::new()
+        .post(format!("{}/tsa", server.url))
+        .header("content-type", "application/timestamp-query")
+        .body(std::fs::read(&query).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reply_file = env.file("r.tsr");
+    std::fs::write(&reply_file, reply).unwrap();
+    let out = run(Command::new("openssl")
+        .args(["ts", "-verify", "-in"])
+        .arg(&reply_file)
+        .arg("-queryfile")
+        .arg(&query)
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&issuing));
+    assert!(out.contains("Verification: OK"), "{out}");
+}

@@ -189,7 +189,9 @@ impl Service {
                 .map_err(|e| Error::Internal(e.to_string()))??;
             (generated.handle, generated.key, None)
         };
-        let cert = self.ca.issue_signing_cert(&self.names, &user.name, key.as_ref(), self.cfg.cert_validity_days)?;
+        let cert = crate::service::blocking_if(self.ca_in_hsm, || {
+            self.ca.issue_signing_cert(&self.names, &user.name, key.as_ref(), self.cfg.cert_validity_days)
+        })?;
         let cost = self.cfg.argon2;
         let pin = req.pin;
         let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&pin, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
@@ -375,12 +377,17 @@ impl Service {
             let generated = tokio::task::spawn_blocking(move || backend.generate(algorithm, &binding))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            let cert = self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)?;
+            let cert = crate::service::blocking_if(self.ca_in_hsm, || {
+                self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)
+            })?;
             (cert, Some(b64::encode(&generated.handle)))
         } else {
             let der = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
             let raw = cloudsign_pki::subject_public_key(&der).ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
-            (self.ca.issue_signing_cert_for(&self.names, &user.name, algorithm, &raw, self.cfg.cert_validity_days)?, None)
+            let cert = crate::service::blocking_if(self.ca_in_hsm, || {
+                self.ca.issue_signing_cert_for(&self.names, &user.name, algorithm, &raw, self.cfg.cert_validity_days)
+            })?;
+            (cert, None)
         };
         if !self.store.renew_certificate(id, &row.cert.serial_hex, &cert_row(&cert), handle.as_deref(), now()).await? {
             return Err(Error::invalid("the credential changed during the renewal; try again"));

@@ -68,6 +68,9 @@ pub struct Config {
     pub renew_before_days: u32,
     /// Automatic renewal generates a new key (instead of certifying the same key again).
     pub renewal_new_key: bool,
+    /// Where the CA and TSA keys are generated when the store is new (later starts load them
+    /// from where they are).
+    pub ca_key_backend: crate::KeyStorage,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
             pkcs11: None,
             renew_before_days: 30,
             renewal_new_key: false,
+            ca_key_backend: crate::KeyStorage::Software,
         }
     }
 }
@@ -149,6 +153,10 @@ pub struct Service {
     pub(crate) tsa: Option<Tsa>,
     /// The PKCS#11 token, loaded on first use.
     pub(crate) hsm: Option<Arc<Pkcs11Backend>>,
+    /// The issuing CA's key is in the HSM: its signatures (CRL, OCSP) block.
+    pub(crate) ca_in_hsm: bool,
+    /// The TSA's key is in the HSM.
+    pub(crate) tsa_in_hsm: bool,
     /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
     /// by another process (renewal with a new key) is not served from a stale entry.
     key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant, String)>>,
@@ -171,19 +179,27 @@ impl Service {
                 "the key-encryption key does not match this database (configure the same key on every node)".into(),
             ));
         }
+        let hsm = cfg
+            .pkcs11
+            .as_ref()
+            .map(|c| Arc::new(Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() })));
+        let backends = Backends { software: keystore.clone(), hsm: hsm.clone() };
         let names = CaNames { organization: cfg.organization.clone(), country: cfg.country.clone() };
         if store.ca("issuing").await?.is_none() {
             store.meta_insert_if_absent("ca_organization", &names.organization).await?;
             store.meta_insert_if_absent("ca_country", names.country.as_deref().unwrap_or("")).await?;
-            let (root, issuing) = cloudsign_pki::create_hierarchy(keystore.as_ref(), &names)?;
-            let rows = [ca_row("root", root), ca_row("issuing", issuing)];
+            let backend_name = cfg.ca_key_backend.as_str();
+            let (root, issuing) = cloudsign_pki::create_hierarchy(backends.get(backend_name)?.as_ref(), &names)?;
+            let rows = [ca_row("root", root, backend_name), ca_row("issuing", issuing, backend_name)];
             // Another node may have won the race; then its hierarchy is the one we load.
             store.insert_ca_hierarchy(&rows).await?;
         }
         let issuing = store.ca("issuing").await?.ok_or_else(|| Error::Internal("CA hierarchy missing".into()))?;
         let root = store.ca("root").await?.ok_or_else(|| Error::Internal("CA root missing".into()))?;
         let handle = b64::decode_lenient(&issuing.key_handle_b64).ok_or_else(|| Error::Internal("damaged CA key record".into()))?;
-        let key = keystore.load(CA_KEY, &handle, &ca_key_binding("issuing"))?;
+        // At start, HSM calls may block: there is no request to hold up yet.
+        let key = backends.get(&issuing.key_backend)?.load(CA_KEY, &handle, &ca_key_binding("issuing"))?;
+        let ca_in_hsm = issuing.key_backend == "pkcs11";
         let issuing_cert = issued_cert(&issuing.cert)?;
         let root_der = b64::decode_lenient(&root.cert.der_b64).ok_or_else(|| Error::Internal("damaged CA record".into()))?;
         // The issuer name must stay the one in the stored CA certificate even if `organization` or
@@ -197,14 +213,28 @@ impl Service {
             },
         };
         let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, cfg.public_url.clone());
-        let tsa = if cfg.tsa_enabled { Some(open_tsa(&store, keystore.as_ref(), &ca, &ca_names, &cfg.tsa_policy).await?) } else { None };
+        let (tsa, tsa_in_hsm) = if cfg.tsa_enabled {
+            let (tsa, in_hsm) = open_tsa(&store, &backends, cfg.ca_key_backend.as_str(), &ca, &ca_names, &cfg.tsa_policy).await?;
+            (Some(tsa), in_hsm)
+        } else {
+            (None, false)
+        };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
-        let hsm = cfg
-            .pkcs11
-            .as_ref()
-            .map(|c| Arc::new(Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() })));
-        Ok(Self { store, keystore, ca, names, cfg, otp_sender, tsa, hsm, key_cache: Mutex::new(HashMap::new()), dummy_password_hash })
+        Ok(Self {
+            store,
+            keystore,
+            ca,
+            names,
+            cfg,
+            otp_sender,
+            tsa,
+            hsm,
+            ca_in_hsm,
+            tsa_in_hsm,
+            key_cache: Mutex::new(HashMap::new()),
+            dummy_password_hash,
+        })
     }
 
     /// The current CRL (DER), listing every revoked or suspended certificate; valid one day,
@@ -218,7 +248,7 @@ impl Service {
             .map(|r| cloudsign_pki::RevokedEntry { serial_hex: r.serial_hex, revoked_at: r.revoked_at, reason: r.reason })
             .collect();
         let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        Ok(self.ca.crl(&revoked, now(), 24 * 3600, millis)?)
+        Ok(blocking_if(self.ca_in_hsm, || self.ca.crl(&revoked, now(), 24 * 3600, millis))?)
     }
 
     /// Answer a DER OCSPRequest (RFC 6960) with a DER OCSPResponse: `good` for the service's
@@ -242,7 +272,7 @@ impl Service {
             };
             statuses.push(status);
         }
-        match self.ca.ocsp_response(&req, &statuses, now(), 3600) {
+        match blocking_if(self.ca_in_hsm, || self.ca.ocsp_response(&req, &statuses, now(), 3600)) {
             Ok(der) => Ok(der),
             Err(e) => {
                 tracing::error!(error = %e, "OCSP response failed");
@@ -356,21 +386,59 @@ impl Service {
     }
 }
 
-/// The TSA key and certificate, created on first start (P-256 key in the keystore, certificate
-/// from the issuing CA, five years but never past the CA).
-async fn open_tsa(store: &Store, keystore: &SoftwareKeystore, ca: &IssuingCa, names: &CaNames, policy: &str) -> Result<Tsa> {
+/// The key backends by stored name, at start.
+struct Backends {
+    software: Arc<SoftwareKeystore>,
+    hsm: Option<Arc<Pkcs11Backend>>,
+}
+
+impl Backends {
+    fn get(&self, name: &str) -> Result<Arc<dyn KeyBackend>> {
+        match (name, &self.hsm) {
+            ("pkcs11", Some(h)) => Ok(h.clone()),
+            ("pkcs11", None) => Err(Error::Internal("the CA keys are in a PKCS#11 token, and none is configured (pkcs11_module)".into())),
+            _ => Ok(self.software.clone()),
+        }
+    }
+}
+
+/// Run a signing step that may call the HSM: on the multi-threaded runtime, tell tokio this
+/// worker blocks, so other requests move to the other workers.
+pub(crate) fn blocking_if<T>(hsm: bool, f: impl FnOnce() -> T) -> T {
+    if hsm && tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// The TSA key and certificate, created on first start (P-256 key beside the CA keys,
+/// certificate from the issuing CA, five years but never past the CA). Returns whether the
+/// key is in the HSM.
+async fn open_tsa(
+    store: &Store,
+    backends: &Backends,
+    new_backend: &str,
+    ca: &IssuingCa,
+    names: &CaNames,
+    policy: &str,
+) -> Result<(Tsa, bool)> {
     if store.ca("tsa").await?.is_none() {
-        let generated = keystore.generate(KeyAlgorithm::EcdsaP256, &ca_key_binding("tsa"))?;
+        let generated = backends.get(new_backend)?.generate(KeyAlgorithm::EcdsaP256, &ca_key_binding("tsa"))?;
         let cert = ca.issue_tsa_cert(names, generated.key.as_ref(), 5 * 365)?;
-        store
-            .insert_ca_if_absent(&CaRow { name: "tsa".into(), cert: cert_row(&cert), key_handle_b64: b64::encode(&generated.handle) })
-            .await?;
+        let row = CaRow {
+            name: "tsa".into(),
+            cert: cert_row(&cert),
+            key_handle_b64: b64::encode(&generated.handle),
+            key_backend: new_backend.into(),
+        };
+        store.insert_ca_if_absent(&row).await?;
     }
     let row = store.ca("tsa").await?.ok_or_else(|| Error::Internal("TSA record missing".into()))?;
     let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged TSA key record".into()))?;
-    let key = keystore.load(KeyAlgorithm::EcdsaP256, &handle, &ca_key_binding("tsa"))?;
+    let key = backends.get(&row.key_backend)?.load(KeyAlgorithm::EcdsaP256, &handle, &ca_key_binding("tsa"))?;
     let cert = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged TSA record".into()))?;
-    Ok(Tsa::new(key, cert, ca.issuing_der.clone(), policy)?)
+    Ok((Tsa::new(key, cert, ca.issuing_der.clone(), policy)?, row.key_backend == "pkcs11"))
 }
 
 /// The binding under which a credential's key handle is sealed.
@@ -378,8 +446,8 @@ pub(crate) fn credential_key_binding(id: &str) -> String {
     format!("credential:{id}")
 }
 
-fn ca_row(name: &str, r: cloudsign_pki::CaRecord) -> CaRow {
-    CaRow { name: name.into(), cert: cert_row(&r.cert), key_handle_b64: b64::encode(&r.key_handle) }
+fn ca_row(name: &str, r: cloudsign_pki::CaRecord, backend: &str) -> CaRow {
+    CaRow { name: name.into(), cert: cert_row(&r.cert), key_handle_b64: b64::encode(&r.key_handle), key_backend: backend.into() }
 }
 
 pub(crate) fn cert_row(c: &IssuedCert) -> CertRow {

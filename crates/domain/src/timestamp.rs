@@ -36,7 +36,8 @@ impl Service {
             Some(text) => Some(nonce_integer(text).ok_or_else(|| Error::invalid("Invalid parameter nonce"))?),
         };
         let imprint = hex::encode(&digest);
-        let token = tsa.token(&Request { hash, digest, nonce, cert_req: true }, now_millis())?;
+        let token =
+            crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&Request { hash, digest, nonce, cert_req: true }, now_millis()))?;
         self.audit(
             &session.user_name,
             "signatures.timestamp",
@@ -54,7 +55,7 @@ impl Service {
         let Some(tsa) = self.tsa.as_ref() else {
             return Ok(cloudsign_pki::tsa::rejection(Failure::SystemFailure));
         };
-        let (response, parsed) = tsa.respond(request, now_millis());
+        let (response, parsed) = crate::service::blocking_if(self.tsa_in_hsm, || tsa.respond(request, now_millis()));
         let detail = match &parsed {
             Ok(r) => json!({"client": ctx.client, "hashAlgo": r.hash.oid(), "hash": hex::encode(&r.digest)}),
             Err(f) => json!({"client": ctx.client, "reason": f.text()}),

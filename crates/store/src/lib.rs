@@ -71,12 +71,14 @@ pub struct CertRow {
 /// A CA certificate with its key handle.
 #[derive(Debug, Clone)]
 pub struct CaRow {
-    /// `root` or `issuing`.
+    /// `root`, `issuing` or `tsa`.
     pub name: String,
     /// The certificate.
     pub cert: CertRow,
     /// Base64 key handle.
     pub key_handle_b64: String,
+    /// Where the key lives: `software` or `pkcs11`.
+    pub key_backend: String,
 }
 
 /// A signing credential.
@@ -342,7 +344,7 @@ const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
 const CRED_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, auth_mode, key_backend, pin_wrap_salt";
 /// The insert columns plus the certificate status, for reads.
 const CRED_READ_COLS: &str = "id, user_id, key_algo, key_handle, cert_der, serial_hex, subject_dn, issuer_dn, not_before, not_after, scal, multisign, pin_hash, pin_format, otp_kind, otp_secret, failed_attempts, locked, disabled, description, created_at, cert_status, revoked_at, revocation_reason, auth_mode, key_backend, pin_wrap_salt";
-const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after";
+const CA_COLS: &str = "name, cert_der, key_handle, serial_hex, subject_dn, issuer_dn, not_before, not_after, key_backend";
 
 fn user_row(r: &Row) -> Result<UserRow> {
     Ok(UserRow {
@@ -392,7 +394,7 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
     })
 }
 
-fn ca_params(ca: &CaRow) -> [P<'_>; 8] {
+fn ca_params(ca: &CaRow) -> [P<'_>; 9] {
     [
         P::S(&ca.name),
         P::S(&ca.cert.der_b64),
@@ -402,6 +404,7 @@ fn ca_params(ca: &CaRow) -> [P<'_>; 8] {
         P::S(&ca.cert.issuer_dn),
         P::I(ca.cert.not_before),
         P::I(ca.cert.not_after),
+        P::S(&ca.key_backend),
     ]
 }
 
@@ -464,7 +467,7 @@ impl Store {
     /// Store a whole CA hierarchy in one transaction, unless a hierarchy exists already.
     /// Returns false when another process got there first.
     pub async fn insert_ca_hierarchy(&self, cas: &[CaRow]) -> Result<bool> {
-        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
         let r: Result<bool> = transaction!(self.db, |c| {
             if c.opt("SELECT name FROM ca_certs", &[]).await?.is_some() {
                 return Ok((false, false));
@@ -483,7 +486,7 @@ impl Store {
     /// Store one CA-side certificate (e.g. the TSA's) unless one of that name exists (the first
     /// node to start wins; the others then load its record).
     pub async fn insert_ca_if_absent(&self, ca: &CaRow) -> Result<()> {
-        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING");
+        let sql = format!("INSERT INTO ca_certs ({CA_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING");
         self.db.write().await?.exec(&sql, &ca_params(ca)).await?;
         Ok(())
     }
@@ -492,7 +495,15 @@ impl Store {
     pub async fn ca(&self, name: &str) -> Result<Option<CaRow>> {
         let sql = format!("SELECT {CA_COLS} FROM ca_certs WHERE name = $1");
         let row = self.db.read().await?.opt(&sql, &[P::S(name)]).await?;
-        row.map(|r| Ok(CaRow { name: r.str("name")?, key_handle_b64: r.str("key_handle")?, cert: cert_row(&r)? })).transpose()
+        row.map(|r| {
+            Ok(CaRow {
+                name: r.str("name")?,
+                key_handle_b64: r.str("key_handle")?,
+                cert: cert_row(&r)?,
+                key_backend: r.str("key_backend")?,
+            })
+        })
+        .transpose()
     }
 
     // ---- users ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
             "ALTER TABLE credentials ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'",
             "ALTER TABLE credentials ADD COLUMN pin_wrap_salt TEXT",
             "ALTER TABLE sads ADD COLUMN sole_key TEXT",
+            "ALTER TABLE ca_certs ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'",
         ],
     ),
 ];
@@ -43,7 +44,8 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ca_certs (name TEXT PRIMARY KEY, cert_der TEXT NOT NULL, key_handle TEXT NOT NULL, serial_hex TEXT NOT NULL, \
-     subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, not_before BIGINT NOT NULL, not_after BIGINT NOT NULL)",
+     subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, \
+     key_backend TEXT NOT NULL DEFAULT 'software')",
     "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, \
      disabled BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS credentials (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), key_algo TEXT NOT NULL, \
