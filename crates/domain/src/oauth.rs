@@ -194,7 +194,7 @@ pub enum FlowView {
         credential: bool,
     },
     /// The signer approves or denies.
-    Consent(ConsentView),
+    Consent(Box<ConsentView>),
 }
 
 /// The consent page.
@@ -458,10 +458,10 @@ impl Service {
         if public && method != Some("S256") {
             return Err(fail("invalid_request", "PKCE with code_challenge_method=S256 is required for public clients"));
         }
-        if let Some(c) = &challenge {
-            if !pkce_text_ok(c) {
-                return Err(fail("invalid_request", "Invalid code_challenge"));
-            }
+        if let Some(c) = &challenge
+            && !pkce_text_ok(c)
+        {
+            return Err(fail("invalid_request", "Invalid code_challenge"));
         }
         let credential = match (p.get("scope"), p.get("authorization_details")) {
             (None | Some("credential"), Some(details)) => Some(rar_grant(details).map_err(|m| fail("invalid_request", &m))?),
@@ -589,7 +589,7 @@ impl Service {
                 })
             }
         };
-        Ok(FlowView::Consent(ConsentView { client_name: client.name, user_name: user.name, credential }))
+        Ok(FlowView::Consent(Box::new(ConsentView { client_name: client.name, user_name: user.name, credential })))
     }
 
     /// The login form: check the password, then check that the credential asked for is this
@@ -938,10 +938,11 @@ impl Service {
     pub async fn oauth_revoke(&self, ctx: &RequestContext, auth: &ClientAuth, p: &Params) -> OResult<()> {
         let client = self.authenticate_client(auth).await?;
         let token = p.get("token").ok_or_else(|| OAuthError::request("Missing parameter token"))?;
-        if let Some(hint) = p.get("token_type_hint") {
-            if hint != "access_token" && hint != "refresh_token" {
-                return Err(OAuthError::new(400, "unsupported_token_type", "token_type_hint is access_token or refresh_token"));
-            }
+        if let Some(hint) = p.get("token_type_hint")
+            && hint != "access_token"
+            && hint != "refresh_token"
+        {
+            return Err(OAuthError::new(400, "unsupported_token_type", "token_type_hint is access_token or refresh_token"));
         }
         let found = self.store.revoke_client_token(&token_hash(token), &client.id).await.map_err(Error::from)?;
         self.audit("-", "oauth2.revoke", if found { "ok" } else { "refused" }, None, json!({"client": ctx.client, "client_id": client.id}))
@@ -987,12 +988,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -159,9 +159,12 @@ pub struct Service {
     pub(crate) tsa_in_hsm: bool,
     /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
     /// by another process (renewal with a new key) is not served from a stale entry.
-    key_cache: Mutex<HashMap<String, (Arc<dyn SigningKey>, Instant, String)>>,
+    key_cache: Mutex<HashMap<String, CachedKey>>,
     dummy_password_hash: String,
 }
+
+/// An unwrapped key, when it was unwrapped, and the stored handle it came from.
+type CachedKey = (Arc<dyn SigningKey>, Instant, String);
 
 const KEK_CHECK: &str = "cloudsign key-encryption key check";
 

@@ -405,7 +405,7 @@ fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
 
 /// PKCS#11 §2.3.1: CKM_ECDSA gives r ‖ s; X.509 and CMS want `ECDSA-Sig-Value` (RFC 5480).
 fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, KeyError> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(KeyError::Crypto("malformed ECDSA signature from the token"));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
