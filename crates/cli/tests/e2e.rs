@@ -591,3 +591,65 @@ async fn postgres_over_tls() {
     assert_eq!(encrypted, total, "every connection of the server uses TLS");
     drop(server);
 }
+
+/// signHash remembers the caller's session and credential between requests, but the consuming
+/// write re-checks them: every change made while the server runs (disable, suspend, revoke,
+/// lock, user disabled) applies to the very next signature.
+#[tokio::test]
+async fn remembered_rows_never_outvote_the_database() {
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let id = env.add_credential("alice", &["--scal", "1", "--multisign", "100"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let sad = api.sad(&id, 100, None).await;
+    let digest = sha256(b"cached or not");
+    let sign = |api: &Api| {
+        let (id, sad, digest) = (id.clone(), sad.clone(), digest.clone());
+        let api = Api { http: api.http.clone(), base: api.base.clone(), token: api.token.clone() };
+        async move { api.sign(&id, &sad, &[digest], ECDSA_SHA256, None).await }
+    };
+    let mut ok = 0;
+    for _ in 0..3 {
+        assert_eq!(sign(&api).await.0, 200);
+        ok += 1;
+    }
+    env.admin(&["credential", "disable", &id], "");
+    let (s, v) = sign(&api).await;
+    assert_error("signHash (disabled)", s, &v, 400, "invalid_request", "disabled");
+    env.admin(&["credential", "enable", &id], "");
+    assert_eq!(sign(&api).await.0, 200);
+    ok += 1;
+    env.admin(&["credential", "suspend", &id], "");
+    let (s, v) = sign(&api).await;
+    assert_error("signHash (suspended)", s, &v, 400, "invalid_request", "suspended");
+    env.admin(&["credential", "resume", &id], "");
+    assert_eq!(sign(&api).await.0, 200);
+    ok += 1;
+    // The bearer token revoked: 401 at once; a new login signs on with the same SAD.
+    let token = api.token.clone().unwrap();
+    assert_eq!(api.post("auth/revoke", json!({"token": token})).await.0, 204);
+    let (s, v) = sign(&api).await;
+    assert_error("signHash (revoked token)", s, &v, 401, "expired_token", "");
+    api.login("alice").await;
+    assert_eq!(sign(&api).await.0, 200);
+    ok += 1;
+    // A key replaced by another process (renewal with a new key) is not used from memory.
+    env.admin(&["credential", "renew", &id, "--new-key"], "");
+    let (s, v) = sign(&api).await;
+    assert_eq!(s, 200, "{v}");
+    ok += 1;
+    let cert = api.ok("credentials/info", json!({"credentialID": id})).await["cert"]["certificates"][0].as_str().unwrap().to_string();
+    openssl_verify_signature(&env.dir, &cert, b"cached or not", &unb64(v["signatures"][0].as_str().unwrap()), "sha256", "ecdsa");
+    // The user disabled.
+    env.admin(&["user", "disable", "alice"], "");
+    let (s, v) = sign(&api).await;
+    assert_error("signHash (user disabled)", s, &v, 401, "expired_token", "");
+    // Exactly the successful requests consumed signatures and were audited.
+    let audit = env.admin(&["audit", "--json", "--limit", "1000"], "");
+    let signed = audit.lines().filter(|l| l.contains("\"signatures.signHash\"") && l.contains("\"outcome\":\"ok\"")).count();
+    assert_eq!(signed, ok);
+    let refused = audit.lines().filter(|l| l.contains("\"signatures.signHash\"") && l.contains("\"outcome\":\"refused\"")).count();
+    assert_eq!(refused, 2, "disabled and suspended are audited refusals: {audit}");
+}

@@ -107,14 +107,26 @@ impl Service {
         let credential = match (row.kind.as_str(), row.credential_id) {
             ("access", _) => None,
             ("credential", Some(credential_id)) => {
-                Some(CredentialScope { credential_id, sad_hash: hash, token: Zeroizing::new(bearer.to_string()) })
+                Some(CredentialScope { credential_id, sad_hash: hash.clone(), token: Zeroizing::new(bearer.to_string()) })
             }
             _ => return Err(Error::InvalidToken("The access token is not valid".into())),
         };
         if row.revoked || row.expires_at <= now() {
             return Err(Error::ExpiredToken);
         }
-        Ok(Session { user_id: row.user_id, user_name: row.user_name, credential })
+        let session = Session { user_id: row.user_id, user_name: row.user_name, credential };
+        Self::remember(&self.hot_sessions, &hash, &session);
+        Ok(session)
+    }
+
+    /// The session for a signHash call: a remembered one (for the fast path, whose write
+    /// re-checks the token) or a fresh [`authenticate`](Self::authenticate). Returns whether it
+    /// was remembered.
+    pub async fn session_for_signing(&self, bearer: &str) -> Result<(Session, bool)> {
+        match Self::recall(&self.hot_sessions, &token_hash(bearer)) {
+            Some(s) => Ok((s, true)),
+            None => Ok((self.authenticate(bearer).await?, false)),
+        }
     }
 
     /// Revoke one of the caller's tokens (CSC v2 §11.3). Revoking a refresh token also revokes

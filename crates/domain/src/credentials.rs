@@ -178,7 +178,10 @@ impl Service {
             return Err(Error::invalid("Invalid parameter credentialID"));
         }
         match self.store.credential(id).await? {
-            Some(c) if c.user_id == session.user_id => Ok(c),
+            Some(c) if c.user_id == session.user_id => {
+                Self::remember(&self.hot_credentials, id, &c);
+                Ok(c)
+            }
             _ => Err(Error::invalid("Invalid parameter credentialID")),
         }
     }

@@ -160,8 +160,18 @@ pub struct Service {
     /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
     /// by another process (renewal with a new key) is not served from a stale entry.
     key_cache: Mutex<HashMap<String, CachedKey>>,
+    /// Sessions by token hash and credential rows by id, as last read: only signHash's fast path
+    /// uses them, and its consuming write re-checks everything they say (`SadGuard`).
+    pub(crate) hot_sessions: Mutex<HashMap<String, (Session, Instant)>>,
+    pub(crate) hot_credentials: Mutex<HashMap<String, (CredentialRow, Instant)>>,
     dummy_password_hash: String,
 }
+
+/// How long signHash's fast path trusts a remembered row before reading it again (it never
+/// trusts it alone: the consuming write re-checks).
+const HOT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Bound on remembered rows per map.
+const HOT_CACHE_ENTRIES: usize = 10_000;
 
 /// An unwrapped key, when it was unwrapped, and the stored handle it came from.
 type CachedKey = (Arc<dyn SigningKey>, Instant, String);
@@ -236,6 +246,8 @@ impl Service {
             ca_in_hsm,
             tsa_in_hsm,
             key_cache: Mutex::new(HashMap::new()),
+            hot_sessions: Mutex::new(HashMap::new()),
+            hot_credentials: Mutex::new(HashMap::new()),
             dummy_password_hash,
         })
     }
@@ -365,6 +377,32 @@ impl Service {
             cache.insert(cred.id.clone(), (key.clone(), Instant::now(), cred.key_handle_b64.clone()));
         }
         Ok(key)
+    }
+
+    /// Remember a row for signHash's fast path.
+    pub(crate) fn remember<T: Clone>(map: &Mutex<HashMap<String, (T, Instant)>>, key: &str, value: &T) {
+        if let Ok(mut m) = map.lock() {
+            if m.len() >= HOT_CACHE_ENTRIES {
+                m.clear();
+            }
+            m.insert(key.to_string(), (value.clone(), Instant::now()));
+        }
+    }
+
+    /// A remembered row, if recent.
+    pub(crate) fn recall<T: Clone>(map: &Mutex<HashMap<String, (T, Instant)>>, key: &str) -> Option<T> {
+        let m = map.lock().ok()?;
+        m.get(key).filter(|(_, at)| at.elapsed() < HOT_CACHE_TTL).map(|(v, _)| v.clone())
+    }
+
+    /// Forget remembered rows after the write refused them.
+    pub(crate) fn forget_hot(&self, token_hash: &str, credential_id: &str) {
+        if let Ok(mut m) = self.hot_sessions.lock() {
+            m.remove(token_hash);
+        }
+        if let Ok(mut m) = self.hot_credentials.lock() {
+            m.remove(credential_id);
+        }
     }
 
     /// Drop a credential's key from the cache (disable, delete).

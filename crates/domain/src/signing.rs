@@ -2,8 +2,11 @@
 //! SAD is touched; the SAD is consumed (with its audit record) in one transaction before any
 //! signature is made, so a refused request signs nothing and a count is never exceeded.
 
-use cloudsign_csc::SignAlgorithm;
-use cloudsign_store::NewAudit;
+use std::sync::Arc;
+
+use cloudsign_csc::{KeyAlgorithm, SignAlgorithm};
+use cloudsign_keys::SigningKey;
+use cloudsign_store::{ConsumeOutcome, CredentialRow, NewAudit, SadGuard};
 use serde_json::json;
 
 use crate::credentials::sad_outcome;
@@ -26,46 +29,72 @@ impl Service {
     /// Sign digests; signatures come back in request order. Every refusal is audited.
     pub async fn sign_hash(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
         let credential_id = input.credential_id.clone();
-        let result = self.sign_hash_checked(session, ctx, input).await;
-        if let Err(e) = &result {
-            if !matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
-                self.audit(
-                    &session.user_name,
-                    "signatures.signHash",
-                    "refused",
-                    Some(&credential_id),
-                    json!({"client": ctx.client, "reason": e.to_string()}),
-                )
-                .await?;
-            }
+        let result = self.sign_hash_checked(session, ctx, &input).await;
+        if let Err(e) = &result
+            && !matches!(e, Error::Internal(_) | Error::Unavailable(_))
+        {
+            self.audit(
+                &session.user_name,
+                "signatures.signHash",
+                "refused",
+                Some(&credential_id),
+                json!({"client": ctx.client, "reason": e.to_string()}),
+            )
+            .await?;
         }
         result
     }
 
-    async fn sign_hash_checked(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
+    /// signHash for a bearer token, trying the fast path first: with the session and the
+    /// credential as last read (remembered, not re-read), the consuming write re-checks the
+    /// token, the user and the credential (`SadGuard`) in the same transaction, so nothing they
+    /// say is trusted without the database agreeing. Anything else — a stale row, a refusal —
+    /// goes through [`sign_hash`](Self::sign_hash) on fresh reads, which decides and audits.
+    pub async fn sign_hash_bearer(
+        &self,
+        bearer: &str,
+        session: Session,
+        remembered: bool,
+        ctx: &RequestContext,
+        input: SignHashInput,
+    ) -> Result<Vec<Vec<u8>>> {
+        let bearer_hash = token_hash(bearer);
+        if let Some(signatures) = self.sign_hash_fast(&session, ctx, &input, &bearer_hash).await? {
+            return Ok(signatures);
+        }
+        self.forget_hot(&bearer_hash, &input.credential_id);
+        let session = if remembered { self.authenticate(bearer).await? } else { session };
+        self.sign_hash(&session, ctx, input).await
+    }
+
+    /// `Ok(None)`: nothing was consumed, decide on fresh reads.
+    async fn sign_hash_fast(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        input: &SignHashInput,
+        bearer_hash: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        let Some(row) = Self::recall(&self.hot_credentials, &input.credential_id) else { return Ok(None) };
+        let scoped_elsewhere = session.credential.as_ref().is_some_and(|c| c.credential_id != row.id);
+        if row.user_id != session.user_id || scoped_elsewhere || row.pin_wrap_salt.is_some() || self.check_usable(&row).is_err() {
+            return Ok(None);
+        }
+        let (Ok(key_algorithm), Ok(sad_hash)) = (check_request(&row, input), sad_hash_of(session, input)) else { return Ok(None) };
+        let Ok(key) = self.signing_key(&row).await else { return Ok(None) };
+        let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle_b64 };
+        match self.consume(session, ctx, &row, input, &sad_hash, Some(&guard)).await {
+            Ok(ConsumeOutcome::Consumed) => {}
+            _ => return Ok(None),
+        }
+        self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await.map(Some)
+    }
+
+    async fn sign_hash_checked(&self, session: &Session, ctx: &RequestContext, input: &SignHashInput) -> Result<Vec<Vec<u8>>> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
-        let view_algo = cloudsign_csc::KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
-        if !view_algo.schemes().contains(&input.scheme) {
-            return Err(Error::invalid(format!(
-                "Invalid parameter signAlgo: {} is not usable with this {} key",
-                input.scheme.name(),
-                view_algo.name()
-            )));
-        }
-        if input.digests.is_empty() {
-            return Err(Error::invalid("Empty hash array"));
-        }
-        let hash = input.scheme.hash();
-        if input.digests.iter().any(|d| d.len() != hash.len()) {
-            return Err(Error::invalid("Invalid digest value length"));
-        }
-        // The SAD, or a credential-scope token sent as the bearer, which is its own SAD.
-        let sad_hash = match (input.sad.as_deref(), &session.credential) {
-            (Some(sad), _) => token_hash(sad),
-            (None, Some(scope)) => scope.sad_hash.clone(),
-            (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
-        };
+        let key_algorithm = check_request(&row, input)?;
+        let sad_hash = sad_hash_of(session, input)?;
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
         let key = match &row.pin_wrap_salt {
             // Sole control: the PIN key travels with the SAD, sealed under the SAD itself.
@@ -82,9 +111,22 @@ impl Service {
             }
             None => self.signing_key(&row).await?,
         };
+        sad_outcome(self.consume(session, ctx, &row, input, &sad_hash, None).await?)?;
+        self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await
+    }
 
+    /// Consume the SAD with the signature's audit record (one transaction).
+    async fn consume(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        row: &CredentialRow,
+        input: &SignHashInput,
+        sad_hash: &str,
+        guard: Option<&SadGuard<'_>>,
+    ) -> Result<ConsumeOutcome> {
+        let hash = input.scheme.hash();
         let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
-        let digests_len = input.digests.len();
         let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": input.scheme.oid(), "algorithm": input.scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
         let t = now();
         let audit = NewAudit {
@@ -95,21 +137,35 @@ impl Service {
             credential_id: Some(&row.id),
             detail: &detail,
         };
-        let outcome = self.store.consume_sad(&sad_hash, &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit).await?;
-        sad_outcome(outcome)?;
+        Ok(self.store.consume_sad(sad_hash, &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit, guard).await?)
+    }
 
+    /// Sign what a consumed SAD paid for. A failure now is final (and audited): the signatures
+    /// are spent.
+    async fn sign_consumed(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        row: &CredentialRow,
+        key_algorithm: KeyAlgorithm,
+        key: Arc<dyn SigningKey>,
+        input: &SignHashInput,
+    ) -> Result<Vec<Vec<u8>>> {
         let scheme = input.scheme;
-        let digests = input.digests;
-        let sign_all = move || digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>();
+        let digests_len = input.digests.len();
         // Small jobs run on the request's own task: a hand-off to the blocking pool costs more
         // than the signature. Long ones (RSA, batches) go to the blocking pool so they do not
-        // stall other requests.
-        // HSM calls always block: never inline.
+        // stall other requests. HSM calls always block: never inline.
         let in_process = row.key_backend != "pkcs11";
-        let signed = if in_process && estimated_micros(view_algo) * digests_len as u64 <= INLINE_BUDGET_MICROS {
-            sign_all()
+        let signed = if in_process && estimated_micros(key_algorithm) * digests_len as u64 <= INLINE_BUDGET_MICROS {
+            input.digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
         } else {
-            tokio::task::spawn_blocking(sign_all).await.map_err(|e| Error::Internal(e.to_string()))?
+            let digests = input.digests.clone();
+            tokio::task::spawn_blocking(move || {
+                digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
         };
         match signed {
             Ok(signatures) => Ok(signatures),
@@ -122,9 +178,38 @@ impl Service {
                     json!({"client": ctx.client, "error": e.to_string()}),
                 )
                 .await?;
-                Err(Error::Internal(e.to_string()))
+                Err(Error::from(e))
             }
         }
+    }
+}
+
+/// The request's own rules: the scheme fits the key, and the digests fit the scheme.
+fn check_request(row: &CredentialRow, input: &SignHashInput) -> Result<KeyAlgorithm> {
+    let key_algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+    if !key_algorithm.schemes().contains(&input.scheme) {
+        return Err(Error::invalid(format!(
+            "Invalid parameter signAlgo: {} is not usable with this {} key",
+            input.scheme.name(),
+            key_algorithm.name()
+        )));
+    }
+    if input.digests.is_empty() {
+        return Err(Error::invalid("Empty hash array"));
+    }
+    let hash = input.scheme.hash();
+    if input.digests.iter().any(|d| d.len() != hash.len()) {
+        return Err(Error::invalid("Invalid digest value length"));
+    }
+    Ok(key_algorithm)
+}
+
+/// The SAD, or a credential-scope token sent as the bearer, which is its own SAD.
+fn sad_hash_of(session: &Session, input: &SignHashInput) -> Result<String> {
+    match (input.sad.as_deref(), &session.credential) {
+        (Some(sad), _) => Ok(token_hash(sad)),
+        (None, Some(scope)) => Ok(scope.sad_hash.clone()),
+        (None, None) => Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
     }
 }
 
@@ -133,8 +218,8 @@ impl Service {
 const INLINE_BUDGET_MICROS: u64 = 200;
 
 /// Rough cost of one signature on a current x86 core (aws-lc), for the inline/blocking choice.
-fn estimated_micros(key: cloudsign_csc::KeyAlgorithm) -> u64 {
-    use cloudsign_csc::KeyAlgorithm::*;
+fn estimated_micros(key: KeyAlgorithm) -> u64 {
+    use KeyAlgorithm::*;
     match key {
         EcdsaP256 => 15,
         EcdsaP384 => 60,

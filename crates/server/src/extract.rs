@@ -46,22 +46,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CscJson<T> {
 /// The authenticated caller (`Authorization: Bearer ...`).
 pub(crate) struct Bearer(pub Session);
 
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidRequest, "Malformed authorization header: a Bearer token is required")
+    })
+}
+
 impl FromRequestParts<AppState> for Bearer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()).unwrap_or_default();
-        let token =
-            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty()).ok_or_else(
-                || {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        ErrorCode::InvalidRequest,
-                        "Malformed authorization header: a Bearer token is required",
-                    )
-                },
-            )?;
-        state.service.authenticate(token).await.map(Bearer).map_err(v2)
+        state.service.authenticate(bearer_token(parts)?).await.map(Bearer).map_err(v2)
+    }
+}
+
+/// The caller of signHash: the session as last read when it is remembered (the consuming write
+/// re-checks the token), else freshly authenticated; unknown tokens are refused here as usual.
+pub(crate) struct SigningBearer {
+    pub token: zeroize::Zeroizing<String>,
+    pub session: Session,
+    pub remembered: bool,
+}
+
+impl FromRequestParts<AppState> for SigningBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)?;
+        let (session, remembered) = state.service.session_for_signing(token).await.map_err(v2)?;
+        Ok(SigningBearer { token: zeroize::Zeroizing::new(token.to_string()), session, remembered })
     }
 }
 

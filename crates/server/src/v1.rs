@@ -12,7 +12,7 @@ use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, Hash
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, v1};
-use crate::extract::{Bearer, Caller, CscJson, with_client_data};
+use crate::extract::{Bearer, Caller, CscJson, SigningBearer, with_client_data};
 use crate::{AppState, shared};
 
 const METHODS: &[&str] = &[
@@ -205,7 +205,7 @@ async fn extend_transaction(
 /// §11.9.
 async fn sign_hash(
     State(state): State<AppState>,
-    Bearer(session): Bearer,
+    bearer: SigningBearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<SignHashRequest>,
 ) -> ApiResult<SignHashResponse> {
@@ -218,7 +218,7 @@ async fn sign_hash(
         req.hash_algo.as_deref(),
         req.sign_algo_params.as_deref(),
     )?;
-    let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v1)?;
+    let signatures = state.service.sign_hash_bearer(&bearer.token, bearer.session, bearer.remembered, &ctx, input).await.map_err(v1)?;
     Ok(Json(shared::signatures(&signatures)))
 }
 

@@ -11,7 +11,7 @@ use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, Hash
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, v2};
-use crate::extract::{Bearer, Caller, CscJson, with_client_data};
+use crate::extract::{Bearer, Caller, CscJson, SigningBearer, with_client_data};
 use crate::{AppState, shared};
 
 /// The methods this adapter implements, as `info` lists them.
@@ -231,7 +231,7 @@ async fn get_challenge(
 /// §11.10.
 async fn sign_hash(
     State(state): State<AppState>,
-    Bearer(session): Bearer,
+    bearer: SigningBearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<SignHashRequest>,
 ) -> ApiResult<SignHashResponse> {
@@ -249,7 +249,7 @@ async fn sign_hash(
         req.hash_algorithm_oid.as_deref(),
         req.sign_algo_params.as_deref(),
     )?;
-    let signatures = state.service.sign_hash(&session, &ctx, input).await.map_err(v2)?;
+    let signatures = state.service.sign_hash_bearer(&bearer.token, bearer.session, bearer.remembered, &ctx, input).await.map_err(v2)?;
     Ok(Json(shared::signatures(&signatures)))
 }
 

@@ -285,6 +285,16 @@ pub struct NewSad<'a> {
     pub sole_key: Option<&'a str>,
 }
 
+/// Conditions re-checked inside the consuming transaction when the caller's token and
+/// credential rows came from a cache: the write, not the cache, decides.
+pub struct SadGuard<'a> {
+    /// The bearer token (hash): live, not revoked, its user enabled.
+    pub token_hash: &'a str,
+    /// The credential's stored key handle: unchanged, and the credential enabled, unlocked,
+    /// valid and within its certificate's validity.
+    pub key_handle: &'a str,
+}
+
 /// Why a SAD could not be consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumeOutcome {
@@ -1184,17 +1194,34 @@ impl Store {
         digests_hex: &[String],
         now: i64,
         audit: &NewAudit<'_>,
+        guard: Option<&SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
         let n = digests_hex.len() as i64;
         let outcome = transaction!(self.db, |c| {
-            let row = c
-                .opt(
-                    "UPDATE sads SET remaining = remaining - $4 \
-                     WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-                     RETURNING bound, hash_algo",
-                    &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
-                )
-                .await?;
+            let row = match guard {
+                None => {
+                    c.opt(
+                        "UPDATE sads SET remaining = remaining - $4 \
+                         WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                         RETURNING bound, hash_algo",
+                        &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
+                    )
+                    .await?
+                }
+                Some(g) => {
+                    c.opt(
+                        "UPDATE sads SET remaining = remaining - $4 \
+                         WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                         AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
+                           AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
+                         AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
+                           AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5) \
+                         RETURNING bound, hash_algo",
+                        &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(g.token_hash), P::S(g.key_handle)],
+                    )
+                    .await?
+                }
+            };
             let Some(row) = row else { return Ok((None, false)) };
             if row.flag("bound")? {
                 if row.opt_str("hash_algo")?.as_deref() != Some(hash_algo) {
@@ -1217,6 +1244,8 @@ impl Store {
         })?;
         match outcome {
             Some(o) => Ok(o),
+            // A guarded caller falls back to fresh reads, which explain the refusal.
+            None if guard.is_some() => Ok(ConsumeOutcome::Unknown),
             None => self.explain_refusal(hash, user_id, credential_id, n, now).await,
         }
     }
