@@ -11,7 +11,7 @@ use cloudsign_domain::Config;
 use serde::Deserialize;
 
 /// Every setting; `None` means "not set at this layer".
-#[derive(Debug, Default, Deserialize, Clone)]
+#[derive(Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub data_dir: Option<PathBuf>,

@@ -235,6 +235,15 @@ async fn credential_scope(db: &str) {
     assert!(token.get("refresh_token").is_none());
     let credential_token = token["access_token"].as_str().unwrap().to_string();
 
+    // A consent cannot be widened afterwards: extendTransaction refuses new hashes.
+    let (s, v) = api
+        .post(
+            "credentials/extendTransaction",
+            json!({"credentialID": id, "SAD": credential_token, "hashes": [b64(&sha384(b"not shown"))], "hashAlgorithmOID": SHA384}),
+        )
+        .await;
+    assert_error("extendTransaction", s, &v, 400, "invalid_request", "consent page");
+
     let cert = info["cert"]["certificates"][0].as_str().unwrap().to_string();
     let sign = |bearer: String, body: Value| {
         let server = &server;

@@ -12,6 +12,9 @@ use std::process::Command;
 use common::*;
 use serde_json::json;
 
+const SOLE_PIN: &str = "sole-pin-24680";
+const NEW_PIN: &str = "new-sole-pin-13579";
+
 /// What an attacker with the SQLite file and the KEK file recovers from a credential's stored
 /// key: `PKCS8 <curve>` when the KEK alone opens it, `OPAQUE` otherwise.
 fn attacker_view(env: &Env, credential: &str) -> String {
@@ -39,7 +42,14 @@ except Exception:
 async fn sole_control_needs_the_pin() {
     let env = Env::new("sqlite");
     env.add_user("alice");
-    let sole = env.add_credential("alice", &["--sole-control", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    // Sole control wants a PIN that resists offline guessing: short ones are refused.
+    let (ok, _, err) = env.admin_result(&["credential", "add", "--user", "alice", "--pin-stdin", "--sole-control"], &format!("{PIN}\n"));
+    assert!(!ok && err.contains("at least 8 characters"), "{err}");
+    let created = env.admin(
+        &["credential", "add", "--user", "alice", "--pin-stdin", "--sole-control", "--scal", "1", "--json"],
+        &format!("{SOLE_PIN}\n"),
+    );
+    let sole = serde_json::from_str::<serde_json::Value>(created.trim()).unwrap()["credentialID"].as_str().unwrap().to_string();
     let plain = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let (ok, _, err) = env.admin_result(
         &["credential", "add", "--user", "alice", "--pin-stdin", "--sole-control", "--backend", "pkcs11"],
@@ -57,7 +67,9 @@ async fn sole_control_needs_the_pin() {
     let info = api.ok("credentials/info", json!({"credentialID": sole})).await;
     let cert = info["cert"]["certificates"][0].as_str().unwrap().to_string();
     let data = b"only with the signer's PIN".to_vec();
-    let sad = api.sad(&sole, 2, None).await;
+    let (s, v) = api.authorize(&sole, 2, None, json!([{"id": "PIN", "value": SOLE_PIN}])).await;
+    assert_eq!(s, 200, "{v}");
+    let sad = v["SAD"].as_str().unwrap().to_string();
     let v = api.ok(
         "signatures/signHash",
         json!({"credentialID": sole, "SAD": sad, "hashes": [b64(&sha256(&data))], "hashAlgorithmOID": SHA256, "signAlgo": "1.2.840.10045.4.3.2"}),
@@ -75,13 +87,15 @@ async fn sole_control_needs_the_pin() {
     assert_eq!(s, 400);
 
     // A PIN change needs the current PIN and re-wraps the key.
-    let (ok, _, err) = env.admin_result(&["credential", "change-pin", &sole, "--pin-stdin"], "999999\n13579\n");
+    let (ok, _, err) = env.admin_result(&["credential", "change-pin", &sole, "--pin-stdin"], "99999999\nanother-pin-97531\n");
     assert!(!ok && err.contains("wrong current PIN"), "{err}");
-    env.admin(&["credential", "change-pin", &sole, "--pin-stdin"], &format!("{PIN}\n13579\n"));
+    let (ok, _, err) = env.admin_result(&["credential", "change-pin", &sole, "--pin-stdin"], &format!("{SOLE_PIN}\n1357\n"));
+    assert!(!ok && err.contains("at least 8 characters"), "{err}");
+    env.admin(&["credential", "change-pin", &sole, "--pin-stdin"], &format!("{SOLE_PIN}\n{NEW_PIN}\n"));
     assert!(attacker_view(&env, &sole).starts_with("OPAQUE"));
-    let (s, v) = api.authorize(&sole, 1, None, json!([{"id": "PIN", "value": PIN}])).await;
+    let (s, v) = api.authorize(&sole, 1, None, json!([{"id": "PIN", "value": SOLE_PIN}])).await;
     assert_error("authorize", s, &v, 400, "invalid_authentication_data", "PIN");
-    let (s, v) = api.authorize(&sole, 1, None, json!([{"id": "PIN", "value": "13579"}])).await;
+    let (s, v) = api.authorize(&sole, 1, None, json!([{"id": "PIN", "value": NEW_PIN}])).await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = api.sign(&sole, v["SAD"].as_str().unwrap(), &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
     assert_eq!(s, 200, "{v}");
@@ -99,7 +113,7 @@ async fn sole_control_needs_the_pin() {
         ("hashes", hashes.as_str()),
         ("hashAlgorithmOID", SHA256),
     ];
-    let p = consent_code(&server, &q, "alice", &[("pin", "13579")]).await;
+    let p = consent_code(&server, &q, "alice", &[("pin", NEW_PIN)]).await;
     let (s, token) = oauth_post(
         &server,
         "token",
@@ -116,5 +130,5 @@ async fn sole_control_needs_the_pin() {
         )
         .await;
     openssl_verify_signature(&env.dir, &cert, &data, &unb64(v["signatures"][0].as_str().unwrap()), "sha256", "ecdsa");
-    assert!(!env.server_log().contains("13579"));
+    assert!(!env.server_log().contains(NEW_PIN) && !env.server_log().contains(SOLE_PIN));
 }

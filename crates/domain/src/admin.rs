@@ -14,6 +14,13 @@ use crate::service::{cert_row, credential_key_binding};
 use crate::{Error, Result, Service, now};
 use cloudsign_keys::software::SoftwareKeystore;
 
+/// Sole control holds against a copy of the database and the KEK only as long as guessing the
+/// PIN offline (one argon2id run per guess, no attempt counter) takes long: short PINs are
+/// refused.
+const SOLE_CONTROL_MIN_PIN: usize = 8;
+const SOLE_CONTROL_PIN_RULE: &str =
+    "sole-control PINs need at least 8 characters: with a copy of the database and the key-encryption key, a PIN can be guessed offline";
+
 /// Second factor of a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtpKind {
@@ -173,6 +180,9 @@ impl Service {
         if req.sole_control && req.backend != KeyStorage::Software {
             return Err(Error::invalid("sole control applies to software keys (an HSM key is protected by the HSM)"));
         }
+        if req.sole_control && req.pin.chars().count() < SOLE_CONTROL_MIN_PIN {
+            return Err(Error::invalid(SOLE_CONTROL_PIN_RULE));
+        }
         let keystore = self.backend_of(req.backend.as_str())?;
         let (algorithm, binding) = (req.key, credential_key_binding(&id));
         // RSA-4096 generation takes seconds: keep it off the async workers.
@@ -306,12 +316,7 @@ impl Service {
     pub async fn delete_credential(&self, id: &str) -> Result<()> {
         let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
         // An HSM key is destroyed first: if the token cannot be reached, nothing is deleted.
-        if row.key_backend != "software" {
-            let backend = self.backend_of(&row.key_backend)?;
-            let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
-            let binding = credential_key_binding(id);
-            tokio::task::spawn_blocking(move || backend.destroy(&handle, &binding)).await.map_err(|e| Error::Internal(e.to_string()))??;
-        }
+        self.destroy_key(&row.key_backend, &row.key_handle_b64, id).await?;
         if !self.store.delete_credential(id).await? {
             return Err(Error::invalid(format!("no credential {id}")));
         }
@@ -327,6 +332,9 @@ impl Service {
         let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
         if new.chars().count() < 4 {
             return Err(Error::invalid("PINs need at least 4 characters"));
+        }
+        if row.pin_wrap_salt.is_some() && new.chars().count() < SOLE_CONTROL_MIN_PIN {
+            return Err(Error::invalid(SOLE_CONTROL_PIN_RULE));
         }
         let session = crate::Session { user_id: row.user_id.clone(), user_name: "admin".into(), credential: None };
         let ctx = crate::RequestContext { client: "admin change-pin".into(), client_data: None };
@@ -377,10 +385,17 @@ impl Service {
             let generated = tokio::task::spawn_blocking(move || backend.generate(algorithm, &binding))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
+            let handle = b64::encode(&generated.handle);
             let cert = crate::service::blocking_if(self.ca_in_hsm, || {
                 self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)
-            })?;
-            (cert, Some(b64::encode(&generated.handle)))
+            });
+            match cert {
+                Ok(cert) => (cert, Some(handle)),
+                Err(e) => {
+                    self.destroy_key(&row.key_backend, &handle, id).await?;
+                    return Err(e.into());
+                }
+            }
         } else {
             let der = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
             let raw = cloudsign_pki::subject_public_key(&der).ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
@@ -390,18 +405,17 @@ impl Service {
             (cert, None)
         };
         if !self.store.renew_certificate(id, &row.cert.serial_hex, &cert_row(&cert), handle.as_deref(), now()).await? {
+            // Another node renewed first: the key made here is not used.
+            if let Some(h) = &handle {
+                self.destroy_key(&row.key_backend, h, id).await?;
+            }
             return Err(Error::invalid("the credential changed during the renewal; try again"));
         }
-        if handle.is_some() && row.key_backend != "software" {
-            // The old HSM key signs no more; its signatures stay verifiable from the certificates.
-            let backend = self.backend_of(&row.key_backend)?;
-            let old = b64::decode_lenient(&row.key_handle_b64).unwrap_or_default();
-            let binding = credential_key_binding(id);
-            if let Err(e) =
-                tokio::task::spawn_blocking(move || backend.destroy(&old, &binding)).await.map_err(|e| Error::Internal(e.to_string()))?
-            {
-                tracing::warn!(credential = id, error = %e, "the replaced HSM key could not be destroyed");
-            }
+        // The old key signs no more; its signatures stay verifiable from the certificates.
+        if handle.is_some()
+            && let Err(e) = self.destroy_key(&row.key_backend, &row.key_handle_b64, id).await
+        {
+            tracing::warn!(credential = id, error = %e, "the replaced HSM key could not be destroyed");
         }
         self.forget_key(id);
         self.audit(
@@ -441,6 +455,19 @@ impl Service {
             }
         }
         Ok(renewed)
+    }
+
+    /// Destroy a credential's key where it lives outside its record (an HSM); a no-op for the
+    /// software keystore, whose handle is the key.
+    async fn destroy_key(&self, backend: &str, handle_b64: &str, credential_id: &str) -> Result<()> {
+        if backend == "software" {
+            return Ok(());
+        }
+        let backend = self.backend_of(backend)?;
+        let handle = b64::decode_lenient(handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
+        let binding = credential_key_binding(credential_id);
+        tokio::task::spawn_blocking(move || backend.destroy(&handle, &binding)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(())
     }
 
     /// Credentials with their owners' names, for `admin credential list`.

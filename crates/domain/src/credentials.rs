@@ -444,16 +444,27 @@ impl Service {
         self.check_usable(&row)?;
         if let Some(h) = &hashes {
             check_digests(h)?;
+            // A consent covers exactly the documents the signer saw: an OAuth authorization
+            // (and any oauth2code credential's) cannot be widened here.
+            let from_oauth = self.store.token(&token_hash(sad)).await?.is_some_and(|t| t.kind == "credential");
+            if from_oauth || row.auth_mode == crate::AuthMode::OAuth2Code.as_str() {
+                return Err(Error::invalid(
+                    "Invalid parameter hashes: an authorization given on the consent page covers only the documents approved there",
+                ));
+            }
         }
         let fresh = new_token()?;
         let fresh_hash = token_hash(&fresh);
         // Sole control: the PIN key moves from the old SAD to the new one.
         let sole_key = match &row.pin_wrap_salt {
-            Some(_) => match self.store.sad(&token_hash(sad)).await?.and_then(|s| s.sole_key) {
-                Some(sealed) => {
-                    let pin_key = crate::sole::unwrap_from(&sealed, sad, &token_hash(sad))?;
-                    Some(crate::sole::wrap_for(&pin_key, &fresh, &fresh_hash)?)
-                }
+            Some(_) => match self
+                .store
+                .sad(&token_hash(sad))
+                .await?
+                .filter(|s| s.user_id == session.user_id && s.credential_id == row.id && !s.revoked)
+                .and_then(|s| s.sole_key)
+            {
+                Some(sealed) => Some(crate::sole::rewrap(&sealed, (sad, &token_hash(sad)), (&fresh, &fresh_hash))?),
                 None => None,
             },
             None => None,

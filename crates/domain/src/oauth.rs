@@ -232,7 +232,7 @@ pub struct CredentialConsent {
 }
 
 /// A token endpoint answer.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct TokenResponse {
     /// The access token (service) or credential token.
     pub access_token: String,
@@ -284,7 +284,8 @@ fn pkce_text_ok(s: &str) -> bool {
 /// (RFC 8252 §7.3); private-use schemes (`com.example.app:/cb`, RFC 8252 §7.1) for apps.
 fn valid_redirect_uri(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else { return false };
-    if uri.contains('#') || uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII only (RFC 3986): the URI goes into a Location header as registered.
+    if uri.contains('#') || uri.len() > 2000 || !uri.bytes().all(|b| b.is_ascii_graphic()) {
         return false;
     }
     match scheme {
@@ -880,10 +881,7 @@ impl Service {
         });
         // Sole control: the PIN key moves from under the code to under the token.
         let sole_key = match request.credential.as_ref().and_then(|g| g.sole_key.as_deref()) {
-            Some(sealed) => {
-                let pin_key = crate::sole::unwrap_from(sealed, code, &code_hash)?;
-                Some(crate::sole::wrap_for(&pin_key, &response.access_token, &access_hash)?)
-            }
+            Some(sealed) => Some(crate::sole::rewrap(sealed, (code, &code_hash), (&response.access_token, &access_hash))?),
             None => None,
         };
         let sad = request.credential.as_ref().map(|g| NewSad {
@@ -897,7 +895,13 @@ impl Service {
             expires_at: t + self.cfg.sad_ttl as i64,
             now: t,
         });
-        match self.store.redeem_code(&code_hash, t, &CodeIssue { access, refresh, sad }).await.map_err(Error::from)? {
+        // The sealed PIN key of a sole-control grant is not kept with the used code.
+        let mut spent = request.clone();
+        if let Some(g) = spent.credential.as_mut() {
+            g.sole_key = None;
+        }
+        let spent = serde_json::to_string(&spent).map_err(|e| Error::Internal(e.to_string()))?;
+        match self.store.redeem_code(&code_hash, t, &CodeIssue { access, refresh, sad }, &spent).await.map_err(Error::from)? {
             Redeemed::Issued => Ok((response, user.name, request.credential.map(|g| g.credential_id))),
             Redeemed::Reused => Err(OAuthError::grant("The code was already used; the tokens issued with it are revoked")),
             Redeemed::Invalid => Err(OAuthError::grant("The code has expired")),
@@ -990,7 +994,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;

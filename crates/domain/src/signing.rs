@@ -83,9 +83,10 @@ impl Service {
         let (Ok(key_algorithm), Ok(sad_hash)) = (check_request(&row, input), sad_hash_of(session, input)) else { return Ok(None) };
         let Ok(key) = self.signing_key(&row).await else { return Ok(None) };
         let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle_b64 };
-        match self.consume(session, ctx, &row, input, &sad_hash, Some(&guard)).await {
-            Ok(ConsumeOutcome::Consumed) => {}
-            _ => return Ok(None),
+        // A refusal falls back to fresh reads; a database error is final (a retry could spend
+        // signatures twice if the first commit did land).
+        if self.consume(session, ctx, &row, input, &sad_hash, Some(&guard)).await? != ConsumeOutcome::Consumed {
+            return Ok(None);
         }
         self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await.map(Some)
     }
@@ -104,8 +105,14 @@ impl Service {
                     (None, Some(scope)) => scope.token.as_str(),
                     (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
                 };
-                let sealed =
-                    self.store.sad(&sad_hash).await?.and_then(|s| s.sole_key).ok_or_else(|| Error::invalid("Invalid parameter SAD"))?;
+                // Only this user's live SAD for this credential carries a key worth opening.
+                let sealed = self
+                    .store
+                    .sad(&sad_hash)
+                    .await?
+                    .filter(|s| s.user_id == session.user_id && s.credential_id == row.id && !s.revoked && s.expires_at > now())
+                    .and_then(|s| s.sole_key)
+                    .ok_or_else(|| Error::invalid("Invalid parameter SAD"))?;
                 let pin_key = crate::sole::unwrap_from(&sealed, token, &sad_hash)?;
                 self.sole_signing_key(&row, &pin_key)?
             }

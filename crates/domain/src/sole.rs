@@ -42,6 +42,12 @@ pub(crate) fn unwrap_from(sealed_b64: &str, token: &str, label: &str) -> Result<
     open_with_key(&transport_key(token), &sealed, &format!("sole:{label}")).map_err(|_| Error::invalid("Invalid parameter SAD"))
 }
 
+/// Move the PIN key from under one token (an old SAD, a code) to under another.
+pub(crate) fn rewrap(sealed_b64: &str, from: (&str, &str), to: (&str, &str)) -> Result<String> {
+    let pin_key = unwrap_from(sealed_b64, from.0, from.1)?;
+    wrap_for(&pin_key, to.0, to.1)
+}
+
 impl Service {
     /// The PIN-derived key of a sole-control credential (argon2id, on the blocking pool).
     pub(crate) async fn pin_key(&self, pin: &str, salt_b64: &str) -> Result<Zeroizing<[u8; 32]>> {

@@ -50,6 +50,9 @@ pub struct Pkcs11Backend {
 struct Shared {
     cfg: Pkcs11Config,
     conn: Mutex<Option<Arc<Connection>>>,
+    /// The token refused the configured PIN: retrying would only count towards locking the
+    /// token's user PIN, so no login is tried again until the configuration changes (restart).
+    pin_refused: std::sync::atomic::AtomicBool,
 }
 
 struct Connection {
@@ -67,7 +70,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> KeyError {
 impl Pkcs11Backend {
     /// A backend for this token; nothing is loaded until the first use.
     pub fn new(cfg: Pkcs11Config) -> Self {
-        Self { shared: Arc::new(Shared { cfg, conn: Mutex::new(None) }) }
+        Self { shared: Arc::new(Shared { cfg, conn: Mutex::new(None), pin_refused: std::sync::atomic::AtomicBool::new(false) }) }
     }
 
     /// Load the module and log in now (to report a misconfiguration at start).
@@ -81,6 +84,9 @@ impl Shared {
         let mut guard = self.conn.lock().map_err(|_| KeyError::Crypto("PKCS#11 state poisoned"))?;
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
+        }
+        if self.pin_refused.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(self.pin_refusal());
         }
         let c = Arc::new(self.connect()?);
         *guard = Some(c.clone());
@@ -117,11 +123,19 @@ impl Shared {
         match login.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(P11Error::Pkcs11(RvError::PinIncorrect | RvError::PinLocked | RvError::PinLenRange, _)) => {
-                return Err(KeyError::Unavailable(format!("the PKCS#11 token {:?} refused the configured PIN", self.cfg.token)));
+                self.pin_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(self.pin_refusal());
             }
             Err(e) => return Err(unavailable("PKCS#11 login failed", e)),
         }
         Ok(Connection { ctx, slot, _login: Mutex::new(login), pool: Mutex::new(Vec::new()) })
+    }
+
+    fn pin_refusal(&self) -> KeyError {
+        KeyError::Unavailable(format!(
+            "the PKCS#11 token {:?} refused the configured PIN (not retried until restart, so as not to lock it)",
+            self.cfg.token
+        ))
     }
 
     /// Run `f` on a pooled, logged-in session.

@@ -422,24 +422,7 @@ pub fn generalized_time(unix: i64) -> String {
 /// The subject public key of a certificate as `public_key_raw` gives it (RFC 5280 §4.1.2.7:
 /// the BIT STRING of SubjectPublicKeyInfo): an EC point or a DER RSAPublicKey.
 pub fn subject_public_key(cert_der: &[u8]) -> Option<Vec<u8>> {
-    use cloudsign_csc::der::Reader;
-    let certificate = Reader::new(cert_der).expect(0x30)?;
-    let tbs = Reader::new(certificate).expect(0x30)?;
-    let mut t = Reader::new(tbs);
-    if t.peek_tag() == Some(0xa0) {
-        t.next()?; // version
-    }
-    for _ in 0..5 {
-        t.next()?; // serialNumber, signature, issuer, validity, subject
-    }
-    let spki = t.expect(0x30)?;
-    let mut s = Reader::new(spki);
-    s.expect(0x30)?;
-    let bits = s.expect(0x03)?;
-    match bits.split_first() {
-        Some((0, key)) if !key.is_empty() => Some(key.to_vec()),
-        _ => None,
-    }
+    der::subject_and_key(cert_der).map(|(_, key)| key).filter(|k| !k.is_empty())
 }
 
 /// PEM armour for a certificate.

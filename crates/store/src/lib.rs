@@ -1116,12 +1116,14 @@ impl Store {
     /// Exchange a code: mark it used and store what it issues, in one transaction, so a code
     /// is redeemed once even by racing requests on several nodes. A second exchange revokes
     /// what the first one issued.
-    pub async fn redeem_code(&self, hash: &str, now: i64, issue: &CodeIssue<'_>) -> Result<Redeemed> {
+    /// `spent_grant` replaces the stored grant once used (it drops what only the exchange needed).
+    pub async fn redeem_code(&self, hash: &str, now: i64, issue: &CodeIssue<'_>, spent_grant: &str) -> Result<Redeemed> {
         transaction!(self.db, |c| {
             let n = c
                 .exec(
-                    "UPDATE oauth_codes SET used = 1, issued_access = $3, issued_refresh = $4 WHERE hash = $1 AND used = 0 AND expires_at > $2",
-                    &[P::S(hash), P::I(now), P::S(issue.access.hash), P::OS(issue.refresh.as_ref().map(|r| r.hash))],
+                    "UPDATE oauth_codes SET used = 1, issued_access = $3, issued_refresh = $4, grant_json = $5 \
+                     WHERE hash = $1 AND used = 0 AND expires_at > $2",
+                    &[P::S(hash), P::I(now), P::S(issue.access.hash), P::OS(issue.refresh.as_ref().map(|r| r.hash)), P::S(spent_grant)],
                 )
                 .await?;
             if n == 1 {
