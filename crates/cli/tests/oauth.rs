@@ -84,14 +84,22 @@ async fn service_scope_code_flow_refresh_revoke_and_discovery() {
     let (s, list) = bearer_post(&server, &access, "credentials/list", json!({})).await;
     assert_eq!(s, 200, "a service token works on the CSC API: {list}");
 
-    // A reused code is refused and revokes what it issued (RFC 6749 §4.1.2).
+    // The client rotates its refresh token once; then the code is replayed: refused, and what it
+    // led to is revoked, the rotated tokens included (RFC 6749 §4.1.2).
+    let (s, rotated) =
+        oauth_post(&server, "token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh)], Some((client, secret))).await;
+    assert_eq!(s, 200, "{rotated}");
+    let rotated_refresh = rotated["refresh_token"].as_str().unwrap().to_string();
+    let rotated_access = rotated["access_token"].as_str().unwrap().to_string();
     let (s, v) = oauth_post(&server, "token", &form, Some((client, secret))).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")), "{v}");
     let (s, _) = bearer_post(&server, &access, "credentials/list", json!({})).await;
     assert_eq!(s, 401, "the token of a replayed code is revoked");
+    let (s, _) = bearer_post(&server, &rotated_access, "credentials/list", json!({})).await;
+    assert_eq!(s, 401, "and so is the one its refresh token was rotated into");
     let (s, _) =
-        oauth_post(&server, "token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh)], Some((client, secret))).await;
-    assert_eq!(s, 400, "and so is its refresh token");
+        oauth_post(&server, "token", &[("grant_type", "refresh_token"), ("refresh_token", &rotated_refresh)], Some((client, secret))).await;
+    assert_eq!(s, 400, "and the rotated refresh token");
 
     // A second flow; the secret in the form body this time (client_secret_post).
     let params = consent_code(&server, &[("response_type", "code"), ("client_id", client)], "alice", &[]).await;

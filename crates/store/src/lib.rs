@@ -1136,7 +1136,9 @@ impl Store {
                 }
                 return Ok((Redeemed::Issued, true));
             }
-            let Some(row) = c.opt("SELECT used, issued_access, issued_refresh FROM oauth_codes WHERE hash = $1", &[P::S(hash)]).await?
+            let Some(row) = c
+                .opt("SELECT used, issued_access, issued_refresh, client_id, user_id FROM oauth_codes WHERE hash = $1", &[P::S(hash)])
+                .await?
             else {
                 return Ok((Redeemed::Invalid, false));
             };
@@ -1145,8 +1147,16 @@ impl Store {
             }
             let access = row.opt_str("issued_access")?.unwrap_or_default();
             let refresh = row.opt_str("issued_refresh")?.unwrap_or_default();
+            // What the code issued may have been rotated (refresh) since: revoke everything this
+            // client holds for this user, and the SADs behind its credential tokens.
+            let (client, user) = (row.str("client_id")?, row.str("user_id")?);
             c.exec("UPDATE tokens SET revoked = 1 WHERE hash = $1 OR hash = $2 OR parent = $2", &[P::S(&access), P::S(&refresh)]).await?;
-            c.exec("UPDATE sads SET revoked = 1 WHERE hash = $1", &[P::S(&access)]).await?;
+            c.exec("UPDATE tokens SET revoked = 1 WHERE client_id = $1 AND user_id = $2", &[P::S(&client), P::S(&user)]).await?;
+            c.exec(
+                "UPDATE sads SET revoked = 1 WHERE hash = $1 OR hash IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3)",
+                &[P::S(&access), P::S(&client), P::S(&user)],
+            )
+            .await?;
             Ok((Redeemed::Reused, true))
         })
     }
