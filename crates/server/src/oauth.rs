@@ -317,15 +317,18 @@ fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, Response> {
     pairs(body).map_err(|m| bad(&m))
 }
 
+/// The form of a client-authenticated endpoint (token, revoke, PAR) and its client authentication.
+fn client_request(headers: &HeaderMap, body: &[u8]) -> Result<(Params, ClientAuth), Response> {
+    let p = form_params(headers, body)?;
+    let auth = client_auth(headers, &p).map_err(oauth_error)?;
+    Ok((p, auth))
+}
+
 /// `POST oauth2/token`.
 async fn token(State(state): State<AppState>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match form_params(&headers, &body) {
-        Ok(p) => p,
+    let (p, auth) = match client_request(&headers, &body) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let auth = match client_auth(&headers, &p) {
-        Ok(a) => a,
-        Err(e) => return oauth_error(e),
     };
     match state.service.token(&ctx, &auth, &p).await {
         Ok(t) => {
@@ -339,13 +342,9 @@ async fn token(State(state): State<AppState>, Caller(ctx): Caller, headers: Head
 
 /// `POST oauth2/revoke` (204, as CSC says; RFC 7009 allows 200).
 async fn revoke(State(state): State<AppState>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match form_params(&headers, &body) {
-        Ok(p) => p,
+    let (p, auth) = match client_request(&headers, &body) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let auth = match client_auth(&headers, &p) {
-        Ok(a) => a,
-        Err(e) => return oauth_error(e),
     };
     match state.service.oauth_revoke(&ctx, &auth, &p).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -355,13 +354,9 @@ async fn revoke(State(state): State<AppState>, Caller(ctx): Caller, headers: Hea
 
 /// `POST oauth2/pushed_authorize` (RFC 9126 §2): 201 with the `request_uri`.
 async fn pushed_authorize(State(state): State<AppState>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match form_params(&headers, &body) {
-        Ok(p) => p,
+    let (p, auth) = match client_request(&headers, &body) {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let auth = match client_auth(&headers, &p) {
-        Ok(a) => a,
-        Err(e) => return oauth_error(e),
     };
     match state.service.pushed_authorize(&ctx, &auth, &p).await {
         Ok((request_uri, expires_in)) => {
