@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod config;
+mod sign;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Measure raw signing rate against signHash throughput over HTTP.
     Bench(bench::BenchArgs),
+    /// Sign a local file through a CSC service (the file stays here; only a digest is sent).
+    Sign(sign::SignArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Sign(args) => sign::run(args).await,
     }
 }
 

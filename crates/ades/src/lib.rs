@@ -1,0 +1,35 @@
+//! AdES signature formats (ETSI EN 319 122 CAdES so far) built in two steps, so that the
+//! signature value can come from anywhere — a local key, an HSM, or a remote CSC `signHash` —
+//! with no network or key code in here:
+//!
+//! 1. [`cades::prepare`] computes the signed attributes over the document's digest and returns
+//!    the digest the signer must sign (`to_be_signed`);
+//! 2. [`cades::Prepared::finish`] assembles the CMS with the signature value (and, for B-T, the
+//!    time-stamp token over that value, whose imprint [`cades::Prepared::timestamp_imprint`]
+//!    gives).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cades;
+
+/// A signature that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AdesError {
+    /// The certificate cannot be read.
+    #[error("the signing certificate cannot be read")]
+    Certificate,
+    /// The digest does not fit the algorithm.
+    #[error("the digest has the wrong length for {0}")]
+    DigestLength(&'static str),
+}
+
+/// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.
+pub fn digest(algorithm: cloudsign_csc::HashAlgorithm, data: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::digest as d;
+    let alg = match algorithm {
+        cloudsign_csc::HashAlgorithm::Sha256 => &d::SHA256,
+        cloudsign_csc::HashAlgorithm::Sha384 => &d::SHA384,
+        cloudsign_csc::HashAlgorithm::Sha512 => &d::SHA512,
+    };
+    d::digest(alg, data).as_ref().to_vec()
+}

@@ -1,0 +1,215 @@
+//! `cloudsign sign`: sign a local file through any CSC v2 service. The file never leaves this
+//! machine: it is hashed here (streamed, so size does not matter), the signed attributes are
+//! built here, and only their digest goes to `credentials/authorize` + `signatures/signHash`.
+//! The password and PIN come from a hidden prompt, or from CLOUDSIGN_PASSWORD / CLOUDSIGN_PIN
+//! (and CLOUDSIGN_OTP) for automation; never from arguments.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use clap::{Args, ValueEnum};
+use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// CMS (ETSI EN 319 122), any file.
+    Cades,
+    /// PDF (not yet).
+    Pades,
+    /// XML (not yet).
+    Xades,
+    /// JSON (not yet).
+    Jades,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Level {
+    #[value(name = "B-B")]
+    BB,
+    #[value(name = "B-T")]
+    BT,
+    #[value(name = "B-LT")]
+    BLt,
+    #[value(name = "B-LTA")]
+    BLta,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// The file to sign.
+    file: PathBuf,
+    /// The CSC service's base URL (e.g. https://sign.example.com); `/csc/v2` is added.
+    #[arg(long)]
+    service: String,
+    /// Your user name at the service.
+    #[arg(long)]
+    user: String,
+    /// The credential to sign with.
+    #[arg(long)]
+    credential: String,
+    /// Signature format.
+    #[arg(long, value_enum, default_value = "cades")]
+    format: Format,
+    /// AdES level: B-B, or B-T with a time-stamp from the service.
+    #[arg(long, value_enum, default_value = "B-T")]
+    level: Level,
+    /// Where to write the signature (default: FILE.p7s next to the file).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn secret(var: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(Zeroizing::new(v));
+    }
+    Ok(Zeroizing::new(rpassword::prompt_password(prompt).with_context(|| format!("cannot prompt for it; set {var}"))?))
+}
+
+struct Csc {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Csc {
+    async fn call(&self, method: &str, body: Value) -> anyhow::Result<Value> {
+        let mut req = self.http.post(format!("{}/{method}", self.base)).json(&body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach the service for {method}"))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = value["error"].as_str().unwrap_or("error");
+            let description = value["error_description"].as_str().unwrap_or("");
+            bail!("{method} refused ({status}): {error}: {description}");
+        }
+        Ok(value)
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
+    let text = v.as_str().with_context(|| format!("the service sent no {what}"))?;
+    base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the service sent a malformed {what}"))
+}
+
+/// The file's digest, read in chunks.
+fn file_digest(path: &PathBuf, hash: HashAlgorithm) -> anyhow::Result<Vec<u8>> {
+    use aws_lc_rs::digest as d;
+    let alg = match hash {
+        HashAlgorithm::Sha256 => &d::SHA256,
+        HashAlgorithm::Sha384 => &d::SHA384,
+        HashAlgorithm::Sha512 => &d::SHA512,
+    };
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut ctx = d::Context::new(alg);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx.finish().as_ref().to_vec())
+}
+
+pub async fn run(a: SignArgs) -> anyhow::Result<()> {
+    if a.format != Format::Cades {
+        bail!("only --format cades is available in this version (PAdES, XAdES and JAdES are on the roadmap)");
+    }
+    if matches!(a.level, Level::BLt | Level::BLta) {
+        bail!("only --level B-B and B-T are available in this version");
+    }
+    if !a.file.is_file() {
+        bail!("{} is not a readable file", a.file.display());
+    }
+    let mut csc = Csc { http: reqwest::Client::new(), base: format!("{}/csc/v2", a.service.trim_end_matches('/')), token: None };
+
+    let password = secret("CLOUDSIGN_PASSWORD", "Password: ")?;
+    let resp = csc
+        .http
+        .post(format!("{}/auth/login", csc.base))
+        .basic_auth(&a.user, Some(password.as_str()))
+        .json(&json!({}))
+        .send()
+        .await
+        .context("cannot reach the service for auth/login")?;
+    let status = resp.status();
+    let login: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("auth/login refused ({status}): {}", login["error_description"].as_str().unwrap_or("wrong user name or password"));
+    }
+    csc.token = Some(login["access_token"].as_str().context("the service sent no access_token")?.to_string());
+
+    let info = csc.call("credentials/info", json!({"credentialID": a.credential, "certificates": "chain", "authInfo": true})).await?;
+    let certs = info["cert"]["certificates"].as_array().context("the service sent no certificates")?;
+    let certs: Vec<Vec<u8>> = certs.iter().map(|c| unb64(c, "certificate")).collect::<anyhow::Result<_>>()?;
+    let (certificate, chain) = certs.split_first().context("the service sent no certificate")?;
+    // The first algorithm the key offers (`key.algo`); a bare rsaEncryption is used with SHA-256.
+    let algos: Vec<&str> = info["key"]["algo"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let scheme = algos
+        .iter()
+        .find_map(|algo| {
+            SignAlgorithm::resolve(algo, None, None).or_else(|_| SignAlgorithm::resolve(algo, Some(HashAlgorithm::Sha256.oid()), None)).ok()
+        })
+        .with_context(|| format!("the credential offers no signature algorithm this client knows ({algos:?})"))?;
+    let hash = scheme.hash();
+
+    let content_digest = file_digest(&a.file, hash)?;
+    let signing_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let chain: Vec<Vec<u8>> = chain.iter().filter(|c| *c != certificate).cloned().collect();
+    let prepared = cloudsign_ades::cades::prepare(
+        &content_digest,
+        &cloudsign_ades::cades::Params { scheme, certificate, chain: &chain, signing_time },
+    )?;
+
+    let pin = secret("CLOUDSIGN_PIN", "PIN: ")?;
+    let mut auth_data = vec![json!({"id": "PIN", "value": pin.as_str()})];
+    let needs_otp = info["auth"]["objects"].as_array().is_some_and(|o| o.iter().any(|x| x["id"] == "OTP"));
+    if needs_otp {
+        let otp = secret("CLOUDSIGN_OTP", "One-time code: ")?;
+        auth_data.push(json!({"id": "OTP", "value": otp.as_str()}));
+    }
+    let tbs = b64(&prepared.to_be_signed);
+    let authorized = csc
+        .call(
+            "credentials/authorize",
+            json!({"credentialID": a.credential, "numSignatures": 1, "hashes": [tbs], "hashAlgorithmOID": hash.oid(), "authData": auth_data}),
+        )
+        .await?;
+    let sad = authorized["SAD"].as_str().context("the service sent no SAD")?;
+    let signed = csc
+        .call(
+            "signatures/signHash",
+            json!({"credentialID": a.credential, "SAD": sad, "hashes": [tbs], "hashAlgorithmOID": hash.oid(), "signAlgo": scheme.oid()}),
+        )
+        .await?;
+    let signature = unb64(&signed["signatures"][0], "signature")?;
+
+    let token = if a.level == Level::BT {
+        let (h, imprint) = prepared.timestamp_imprint(&signature);
+        let ts = csc.call("signatures/timestamp", json!({"hash": b64(&imprint), "hashAlgo": h.oid()})).await?;
+        Some(unb64(&ts["timestamp"], "time-stamp token")?)
+    } else {
+        None
+    };
+    let cms = prepared.finish(&signature, token.as_deref());
+    let out = a.out.unwrap_or_else(|| {
+        let mut name = a.file.clone().into_os_string();
+        name.push(".p7s");
+        PathBuf::from(name)
+    });
+    std::fs::write(&out, &cms).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("signed: {} ({} bytes, CAdES {})", out.display(), cms.len(), if token.is_some() { "B-T" } else { "B-B" });
+    Ok(())
+}

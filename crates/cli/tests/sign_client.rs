@@ -1,0 +1,119 @@
+//! `cloudsign sign`: a local file signed as CAdES through the CSC v2 API of a running service.
+//! `openssl cms -verify` checks every signature (and refuses it once the file changes); the B-T
+//! time-stamp token is taken out of the CMS with Python's asn1crypto and checked by
+//! `openssl ts -verify` against the signature value.
+//!
+//! Needs the pinned virtualenv of `scripts/test.sh` (`CLOUDSIGN_PYTHON`).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn sign(env: &Env, server: &Server, file: &std::path::Path, credential: &str, extra: &[&str], pin: &str) -> (bool, String) {
+    let out = env
+        .command()
+        .arg("sign")
+        .arg(file)
+        .args(["--service", &server.url, "--user", "alice", "--credential", credential])
+        .args(extra)
+        .env("CLOUDSIGN_PASSWORD", PASSWORD)
+        .env("CLOUDSIGN_PIN", pin)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn cms_verify(env: &Env, p7s: &std::path::Path, content: &std::path::Path) -> (bool, String) {
+    let (_, root) = write_ca(env);
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-out", "/dev/null", "-in"])
+        .arg(p7s)
+        .arg("-content")
+        .arg(content)
+        .arg("-CAfile")
+        .arg(&root)
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The signature time-stamp of a CAdES signature, checked by openssl ts against the hash of the
+/// signature value.
+fn verify_signature_timestamp(env: &Env, p7s: &std::path::Path, digest: &str) {
+    let python = std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh");
+    let script = r#"
+import hashlib, sys
+from asn1crypto import cms
+info = cms.ContentInfo.load(open(sys.argv[1], "rb").read())
+signer = info["content"]["signer_infos"][0]
+token = [a for a in signer["unsigned_attrs"] if a["type"].dotted == "1.2.840.113549.1.9.16.2.14"][0]["values"][0]
+open(sys.argv[2], "wb").write(token.dump())
+print(hashlib.new(sys.argv[3], signer["signature"].native).hexdigest())
+"#;
+    let token = env.file("signature-timestamp.tst");
+    let imprint = run(Command::new(python).arg("-c").arg(script).arg(p7s).arg(&token).arg(digest)).trim().to_string();
+    let (issuing, root) = write_ca(env);
+    let out = run(Command::new("openssl")
+        .args(["ts", "-verify", "-token_in", "-in"])
+        .arg(&token)
+        .args(["-digest", &imprint, "-CAfile"])
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&issuing));
+    assert!(out.contains("Verification: OK"), "{out}");
+}
+
+#[tokio::test]
+async fn cades_through_the_csc_api() {
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let ec = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
+    let rsa = env.add_credential("alice", &["--key", "rsa-2048"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+
+    // A file larger than the read buffer, signed by both credentials, at B-T (default) and B-B.
+    let doc = env.file("contract.bin");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&doc, &body).unwrap();
+    let (ok, err) = sign(&env, &server, &doc, &ec, &[], PIN);
+    assert!(ok, "{err}");
+    assert!(err.contains("CAdES B-T"), "{err}");
+    let p7s = env.file("contract.bin.p7s");
+    let (ok, out) = cms_verify(&env, &p7s, &doc);
+    assert!(ok && out.contains("Verification successful"), "{out}");
+    verify_signature_timestamp(&env, &p7s, "sha256");
+    let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&p7s));
+    for attr in ["contentType", "signingTime", "messageDigest", "id-smime-aa-signingCertificateV2", "id-smime-aa-timeStampToken"] {
+        assert!(printed.contains(attr), "{attr} missing: {printed}");
+    }
+
+    let rsa_out = env.file("contract.rsa.p7s");
+    let (ok, err) = sign(&env, &server, &doc, &rsa, &["--level", "B-B", "--out", rsa_out.to_str().unwrap()], PIN);
+    assert!(ok && err.contains("CAdES B-B"), "{err}");
+    let (ok, out) = cms_verify(&env, &rsa_out, &doc);
+    assert!(ok, "{out}");
+    let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&rsa_out));
+    assert!(!printed.contains("id-smime-aa-timeStampToken"), "B-B has no time-stamp");
+
+    // The file changed after signing: openssl refuses.
+    let mut changed = body.clone();
+    changed[1000] ^= 1;
+    let other = env.file("contract-changed.bin");
+    std::fs::write(&other, &changed).unwrap();
+    let (ok, out) = cms_verify(&env, &p7s, &other);
+    assert!(!ok, "a changed file must not verify: {out}");
+
+    // Refusals are readable and exit non-zero: wrong PIN, unknown credential, a format to come.
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--out", env.file("x.p7s").to_str().unwrap()], "000000");
+    assert!(!ok && err.contains("credentials/authorize refused") && err.contains("PIN"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("000000"), "{err}");
+    let (ok, err) = sign(&env, &server, &doc, "no-such-credential", &[], PIN);
+    assert!(!ok && err.contains("credentials/info refused"), "{err}");
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "pades"], PIN);
+    assert!(!ok && err.contains("only --format cades"), "{err}");
+    let (ok, err) = sign(&env, &server, &env.file("missing.bin"), &ec, &[], PIN);
+    assert!(!ok && err.contains("not a readable file"), "{err}");
+    assert!(!env.file("x.p7s").exists(), "nothing written on failure");
+}
