@@ -4,17 +4,12 @@
 //! (id-aa-signatureTimeStampToken, RFC 3161 token over the signature value).
 
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
+use cloudsign_pki::cms::{
+    ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNATURE_TIME_STAMP, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME,
+};
 use cloudsign_pki::der;
 
 use crate::{AdesError, digest};
-
-const ID_DATA: &str = "1.2.840.113549.1.7.1";
-const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
-const ID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
-const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
-const ID_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
-const ID_SIGNING_CERTIFICATE_V2: &str = "1.2.840.113549.1.9.16.2.47";
-const ID_SIGNATURE_TIME_STAMP: &str = "1.2.840.113549.1.9.16.2.14";
 
 /// What the signature is made with.
 pub struct Params<'a> {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cms;
 pub mod der;
 pub mod ocsp;
 pub mod tsa;

@@ -17,11 +17,9 @@ pub const ID_KP_TIME_STAMPING: &str = "1.3.6.1.5.5.7.3.8";
 /// The default TSA policy: a UUID-derived OID (ITU-T X.667 `2.25`), so it needs no registration.
 pub const DEFAULT_POLICY: &str = "2.25.270497441424498136419815473036385318735";
 
-const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
+use crate::cms::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2};
+
 const ID_CT_TST_INFO: &str = "1.2.840.113549.1.9.16.1.4";
-const ID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
-const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
-const ID_SIGNING_CERTIFICATE_V2: &str = "1.2.840.113549.1.9.16.2.47";
 const SHA256: &str = "2.16.840.1.101.3.4.2.1";
 
 /// Why a request is refused: RFC 3161 §2.4.2 PKIFailureInfo.
