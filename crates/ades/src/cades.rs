@@ -90,8 +90,8 @@ impl Prepared {
         (hash, digest(hash, signature))
     }
 
-    /// The DER ContentInfo of the detached signature.
-    pub fn finish(self, signature: &[u8], timestamp_token: Option<&[u8]>) -> Vec<u8> {
+    /// The DER ContentInfo: detached, or with `content` encapsulated (attached).
+    pub fn finish(self, signature: &[u8], timestamp_token: Option<&[u8]>, content: Option<&[u8]>) -> Vec<u8> {
         let unsigned = match timestamp_token {
             Some(token) => der::tlv(0xA1, &der::seq(&[&der::oid(ID_SIGNATURE_TIME_STAMP), &der::set_of(&[token])])),
             None => Vec::new(),
@@ -108,7 +108,10 @@ impl Prepared {
         let signed_data = der::seq(&[
             &der::small_uint(1),
             &der::set_of(&[&der::algorithm(self.scheme.hash().oid())]),
-            &der::seq(&[&der::oid(ID_DATA)]),
+            &match content {
+                Some(c) => der::seq(&[&der::oid(ID_DATA), &der::explicit(0, &der::octets(c))]),
+                None => der::seq(&[&der::oid(ID_DATA)]),
+            },
             &self.certificates,
             &der::set_of(&[&signer_info]),
         ]);

@@ -117,3 +117,76 @@ async fn cades_through_the_csc_api() {
     assert!(!ok && err.contains("not a readable file"), "{err}");
     assert!(!env.file("x.p7s").exists(), "nothing written on failure");
 }
+
+#[tokio::test]
+async fn sign_doc_cades_detached_and_attached() {
+    use serde_json::json;
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let id = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let info = api.ok("info", json!({})).await;
+    assert_eq!(info["signature_formats"]["formats"], json!(["C"]));
+    assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T"]));
+    assert!(info["methods"].as_array().unwrap().contains(&json!("signatures/signDoc")));
+
+    let (a, b) = (b"first document".to_vec(), b"second document, attached".to_vec());
+    let (da, db) = (sha256(&a), sha256(&b));
+    // SCAL 2: the SAD binds both documents' digests.
+    let sad = api.sad(&id, 2, Some((&[da.clone(), db.clone()], SHA256))).await;
+    let body = json!({
+        "credentialID": id, "SAD": sad, "returnValidationInformation": true,
+        "documentDigests": [{"hashes": [b64(&da)], "hashAlgorithmOID": SHA256, "signature_format": "C", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"}],
+        "documents": [{"document": b64(&b), "signature_format": "C", "conformance_level": "ades-b-b", "signAlgo": "1.2.840.10045.4.3.2"}],
+    });
+    let v = api.ok("signatures/signDoc", body.clone()).await;
+    assert!(v["validationInfo"]["crl"][0].is_string(), "{v}");
+    // Detached CAdES B-T over the first document's digest.
+    let p7s = env.file("a.p7s");
+    std::fs::write(&p7s, unb64(v["SignatureObject"][0].as_str().unwrap())).unwrap();
+    let doc_a = env.file("a.txt");
+    std::fs::write(&doc_a, &a).unwrap();
+    let (ok, out) = cms_verify(&env, &p7s, &doc_a);
+    assert!(ok, "{out}");
+    verify_signature_timestamp(&env, &p7s, "sha256");
+    // Attached CAdES B-B: openssl verifies it and gives the document back.
+    let attached = env.file("b.p7m");
+    std::fs::write(&attached, unb64(v["DocumentWithSignature"][0].as_str().unwrap())).unwrap();
+    let (_, root) = write_ca(&env);
+    let content = env.file("b.out");
+    run(Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in"])
+        .arg(&attached)
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-out")
+        .arg(&content));
+    assert_eq!(std::fs::read(&content).unwrap(), b);
+
+    // The SAD is spent (one signature per document); a digest it does not bind is refused.
+    let (s, v) = api.post("signatures/signDoc", body).await;
+    assert_error("signDoc (spent)", s, &v, 400, "invalid_request", "");
+    let sad = api.sad(&id, 1, Some((&[da.clone()], SHA256))).await;
+    let unbound = json!({"credentialID": id, "SAD": sad,
+        "documentDigests": [{"hashes": [b64(&db)], "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"}]});
+    let (s, v) = api.post("signatures/signDoc", unbound).await;
+    assert_error("signDoc (unbound)", s, &v, 400, "invalid_request", "not authorized");
+    for (field, value, text) in [
+        ("signature_format", "P", "signature_format"),
+        ("conformance_level", "Ades-B-LT", "conformance_level"),
+        ("signed_envelope_property", "Attached", "Detached"),
+    ] {
+        let mut element = json!({"hashes": [b64(&da)], "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"});
+        element[field] = json!(value);
+        let (s, v) = api.post("signatures/signDoc", json!({"credentialID": id, "SAD": sad, "documentDigests": [element]})).await;
+        assert_error("signDoc (options)", s, &v, 400, "invalid_request", text);
+    }
+    let (s, v) = api.post("signatures/signDoc", json!({"credentialID": id, "SAD": sad})).await;
+    assert_error("signDoc (nothing)", s, &v, 400, "invalid_request", "documentDigests or documents");
+    // The SAD survived those refusals: it still signs its document.
+    let ok_body = json!({"credentialID": id, "SAD": sad,
+        "documentDigests": [{"hashes": b64(&da), "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"}]});
+    assert!(api.ok("signatures/signDoc", ok_body).await["SignatureObject"][0].is_string());
+}

@@ -225,7 +225,9 @@ pub struct SignHashRequest {
     pub client_data: Option<String>,
 }
 
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+/// A string or an array of strings (samples of both specs write a bare string where the tables
+/// say array).
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {

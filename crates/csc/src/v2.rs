@@ -418,3 +418,88 @@ pub struct TimestampResponse {
     /// Base64 DER TimeStampToken.
     pub timestamp: String,
 }
+
+/// §11.11 `signatures/signDoc` request.
+#[derive(Debug, Deserialize)]
+pub struct SignDocRequest {
+    /// The credential.
+    #[serde(rename = "credentialID")]
+    pub credential_id: Option<String>,
+    /// Alternative to `credentialID` (not supported by cloudsign).
+    #[serde(rename = "signatureQualifier")]
+    pub signature_qualifier: Option<String>,
+    /// Signature activation data.
+    #[serde(rename = "SAD")]
+    pub sad: Option<String>,
+    /// Digests of signature data representations.
+    #[serde(rename = "documentDigests")]
+    pub document_digests: Option<Vec<DocumentDigests>>,
+    /// Whole documents.
+    pub documents: Option<Vec<Document>>,
+    /// `S` (default) or `A`.
+    #[serde(rename = "operationMode")]
+    pub operation_mode: Option<String>,
+    /// Opaque client data.
+    #[serde(rename = "clientData")]
+    pub client_data: Option<String>,
+    /// Ask for `validationInfo`.
+    #[serde(rename = "returnValidationInfo", alias = "returnValidationInformation")]
+    pub return_validation_info: Option<bool>,
+}
+
+/// A `documentDigests` element.
+#[derive(Debug, Deserialize)]
+pub struct DocumentDigests {
+    /// Base64 digests (a bare string is accepted).
+    #[serde(default, deserialize_with = "crate::v1::one_or_many")]
+    pub hashes: Option<Vec<String>>,
+    /// Their algorithm.
+    #[serde(rename = "hashAlgorithmOID")]
+    pub hash_algorithm_oid: Option<String>,
+    /// Common signing options.
+    #[serde(flatten)]
+    pub options: SignatureOptions,
+}
+
+/// A `documents` element.
+#[derive(Debug, Deserialize)]
+pub struct Document {
+    /// Base64 document.
+    pub document: String,
+    /// Common signing options.
+    #[serde(flatten)]
+    pub options: SignatureOptions,
+}
+
+/// What `documentDigests` and `documents` elements share.
+#[derive(Debug, Deserialize)]
+pub struct SignatureOptions {
+    /// `C`, `X`, `P` or `J`.
+    pub signature_format: String,
+    /// `Ades-B-B` (default), `Ades-B-T`, ...
+    pub conformance_level: Option<String>,
+    /// Signature algorithm OID.
+    #[serde(rename = "signAlgo")]
+    pub sign_algo: String,
+    /// Base64 DER parameters.
+    #[serde(rename = "signAlgoParams")]
+    pub sign_algo_params: Option<String>,
+    /// Extra signed attributes.
+    pub signed_props: Option<serde_json::Value>,
+    /// `Detached`, `Attached`, ...
+    pub signed_envelope_property: Option<String>,
+}
+
+/// §11.11 `signatures/signDoc` response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignDocResponse {
+    /// Documents with their signature inside (attached CAdES).
+    #[serde(rename = "DocumentWithSignature", skip_serializing_if = "Option::is_none")]
+    pub document_with_signature: Option<Vec<String>>,
+    /// Detached signatures.
+    #[serde(rename = "SignatureObject", skip_serializing_if = "Option::is_none")]
+    pub signature_object: Option<Vec<String>>,
+    /// Validation material not inside the signatures.
+    #[serde(rename = "validationInfo", skip_serializing_if = "Option::is_none")]
+    pub validation_info: Option<serde_json::Value>,
+}

@@ -14,18 +14,21 @@ pub mod oauth;
 pub mod otp;
 pub mod secrets;
 mod service;
+mod signdoc;
 mod signing;
 mod sole;
 mod timestamp;
 
 pub use admin::{AuthMode, KeyStorage, NewCredential, NewCredentialResult, OtpKind};
 pub use auth::Tokens;
+pub use cloudsign_ades::digest as digest_of;
 pub use cloudsign_keys::pkcs11::Pkcs11Config;
 pub use cloudsign_pki::{generalized_time, pem_certificate};
 pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, FactorKind, Factors, HashesInput, Sad};
 pub use error::{Error, Result};
 pub use otp::{OtpSender, OutboxSender};
 pub use service::{Config, CredentialScope, RequestContext, Service, Session};
+pub use signdoc::{DocItem, Level, SignDocInput};
 pub use signing::SignHashInput;
 
 pub use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};

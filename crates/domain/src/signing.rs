@@ -85,7 +85,9 @@ impl Service {
         let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle_b64 };
         // A refusal falls back to fresh reads; a database error is final (a retry could spend
         // signatures twice if the first commit did land).
-        if self.consume(session, ctx, &row, input, &sad_hash, Some(&guard)).await? != ConsumeOutcome::Consumed {
+        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
+        let consumed = self.consume(session, ctx, &row, "signatures.signHash", input.scheme, &digests_hex, &sad_hash, Some(&guard)).await?;
+        if consumed != ConsumeOutcome::Consumed {
             return Ok(None);
         }
         self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await.map(Some)
@@ -97,10 +99,26 @@ impl Service {
         let key_algorithm = check_request(&row, input)?;
         let sad_hash = sad_hash_of(session, input)?;
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
-        let key = match &row.pin_wrap_salt {
+        let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
+        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, &digests_hex, &sad_hash, None).await?)?;
+        self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await
+    }
+
+    /// The key that signs for this SAD: from the cache or its backend, or for sole control
+    /// opened with the PIN key the SAD carries. Opened before consuming, so that a key that
+    /// cannot be opened costs no signatures.
+    pub(crate) async fn key_for_sad(
+        &self,
+        session: &Session,
+        row: &CredentialRow,
+        sad: Option<&str>,
+        sad_hash: &str,
+    ) -> Result<Arc<dyn SigningKey>> {
+        Ok(match &row.pin_wrap_salt {
             // Sole control: the PIN key travels with the SAD, sealed under the SAD itself.
             Some(_) => {
-                let token = match (input.sad.as_deref(), &session.credential) {
+                let token = match (sad, &session.credential) {
                     (Some(sad), _) => sad,
                     (None, Some(scope)) => scope.token.as_str(),
                     (None, None) => return Err(Error::invalid("Missing (or invalid type) string parameter SAD")),
@@ -108,43 +126,37 @@ impl Service {
                 // Only this user's live SAD for this credential carries a key worth opening.
                 let sealed = self
                     .store
-                    .sad(&sad_hash)
+                    .sad(sad_hash)
                     .await?
                     .filter(|s| s.user_id == session.user_id && s.credential_id == row.id && !s.revoked && s.expires_at > now())
                     .and_then(|s| s.sole_key)
                     .ok_or_else(|| Error::invalid("Invalid parameter SAD"))?;
-                let pin_key = crate::sole::unwrap_from(&sealed, token, &sad_hash)?;
-                self.sole_signing_key(&row, &pin_key)?
+                let pin_key = crate::sole::unwrap_from(&sealed, token, sad_hash)?;
+                self.sole_signing_key(row, &pin_key)?
             }
-            None => self.signing_key(&row).await?,
-        };
-        sad_outcome(self.consume(session, ctx, &row, input, &sad_hash, None).await?)?;
-        self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await
+            None => self.signing_key(row).await?,
+        })
     }
 
-    /// Consume the SAD with the signature's audit record (one transaction).
-    async fn consume(
+    /// Consume the SAD (one signature per digest, each bound digest once) with the audit record
+    /// of `event`, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn consume(
         &self,
         session: &Session,
         ctx: &RequestContext,
         row: &CredentialRow,
-        input: &SignHashInput,
+        event: &str,
+        scheme: SignAlgorithm,
+        digests_hex: &[String],
         sad_hash: &str,
         guard: Option<&SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
-        let hash = input.scheme.hash();
-        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
-        let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": input.scheme.oid(), "algorithm": input.scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
+        let hash = scheme.hash();
+        let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": scheme.oid(), "algorithm": scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
         let t = now();
-        let audit = NewAudit {
-            at: t,
-            actor: &session.user_name,
-            event: "signatures.signHash",
-            outcome: "ok",
-            credential_id: Some(&row.id),
-            detail: &detail,
-        };
-        Ok(self.store.consume_sad(sad_hash, &session.user_id, &row.id, hash.oid(), &digests_hex, t, &audit, guard).await?)
+        let audit = NewAudit { at: t, actor: &session.user_name, event, outcome: "ok", credential_id: Some(&row.id), detail: &detail };
+        Ok(self.store.consume_sad(sad_hash, &session.user_id, &row.id, hash.oid(), digests_hex, t, &audit, guard).await?)
     }
 
     /// Sign what a consumed SAD paid for. A failure now is final (and audited): the signatures
@@ -193,19 +205,22 @@ impl Service {
 
 /// The request's own rules: the scheme fits the key, and the digests fit the scheme.
 fn check_request(row: &CredentialRow, input: &SignHashInput) -> Result<KeyAlgorithm> {
+    check_scheme(row, input.scheme, &input.digests)
+}
+
+pub(crate) fn check_scheme(row: &CredentialRow, scheme: SignAlgorithm, digests: &[Vec<u8>]) -> Result<KeyAlgorithm> {
     let key_algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
-    if !key_algorithm.schemes().contains(&input.scheme) {
+    if !key_algorithm.schemes().contains(&scheme) {
         return Err(Error::invalid(format!(
             "Invalid parameter signAlgo: {} is not usable with this {} key",
-            input.scheme.name(),
+            scheme.name(),
             key_algorithm.name()
         )));
     }
-    if input.digests.is_empty() {
+    if digests.is_empty() {
         return Err(Error::invalid("Empty hash array"));
     }
-    let hash = input.scheme.hash();
-    if input.digests.iter().any(|d| d.len() != hash.len()) {
+    if digests.iter().any(|d| d.len() != scheme.hash().len()) {
         return Err(Error::invalid("Invalid digest value length"));
     }
     Ok(key_algorithm)
@@ -213,7 +228,11 @@ fn check_request(row: &CredentialRow, input: &SignHashInput) -> Result<KeyAlgori
 
 /// The SAD, or a credential-scope token sent as the bearer, which is its own SAD.
 fn sad_hash_of(session: &Session, input: &SignHashInput) -> Result<String> {
-    match (input.sad.as_deref(), &session.credential) {
+    sad_hash_for(session, input.sad.as_deref())
+}
+
+pub(crate) fn sad_hash_for(session: &Session, sad: Option<&str>) -> Result<String> {
+    match (sad, &session.credential) {
         (Some(sad), _) => Ok(token_hash(sad)),
         (None, Some(scope)) => Ok(scope.sad_hash.clone()),
         (None, None) => Err(Error::invalid("Missing (or invalid type) string parameter SAD")),

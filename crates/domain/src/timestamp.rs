@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::{Error, RequestContext, Result, Service, Session};
 
-fn now_millis() -> i128 {
+pub(crate) fn now_millis() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i128).unwrap_or(0)
 }
 

@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use cloudsign_csc::v2::*;
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm};
-use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput};
+use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm, b64};
+use cloudsign_domain::{AuthorizeInput, CredentialView, DocItem, FactorKind, Factors, HashesInput, Level, SignDocInput};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, v2};
@@ -24,6 +24,7 @@ const METHODS: &[&str] = &[
     "credentials/extendTransaction",
     "credentials/getChallenge",
     "signatures/signHash",
+    "signatures/signDoc",
 ];
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/credentials/extendTransaction", post(extend_transaction))
         .route("/credentials/getChallenge", post(get_challenge))
         .route("/signatures/signHash", post(sign_hash))
+        .route("/signatures/signDoc", post(sign_doc))
         .route("/signatures/timestamp", post(timestamp))
 }
 
@@ -64,10 +66,13 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
         oauth2_issuer: Some(state.base_url.to_string()),
         asynchronous_operation_mode: false,
         methods: shared::methods(METHODS, state.service.tsa_enabled()),
-        validation_info: false,
+        validation_info: true,
         sign_algorithms: SignAlgorithms { algos, algo_params: Vec::new() },
-        signature_formats: SignatureFormats::default(),
-        conformance_levels: Vec::new(),
+        signature_formats: SignatureFormats {
+            formats: vec!["C".into()],
+            envelope_properties: vec![vec!["Detached".into(), "Attached".into()]],
+        },
+        conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into()],
     }))
 }
 
@@ -261,4 +266,100 @@ async fn timestamp(
     CscJson(req): CscJson<TimestampRequest>,
 ) -> ApiResult<TimestampResponse> {
     shared::timestamp(&state, &session, ctx, req, v2).await
+}
+
+/// The signing options of one `documentDigests`/`documents` element (§11.11): CAdES at B-B or
+/// B-T; `attached_default` is the envelope when none is named.
+fn doc_options(o: &SignatureOptions, hash_oid: Option<&str>, attached_default: bool) -> Result<(SignAlgorithm, Level, bool), ApiError> {
+    if !o.signature_format.eq_ignore_ascii_case("C") {
+        return Err(ApiError::invalid(format!(
+            "Invalid parameter signature_format: {} is not supported (only C, CAdES)",
+            o.signature_format
+        )));
+    }
+    let level = match o.conformance_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("ades-b-b") | Some("ades-b") => Level::BB,
+        Some("ades-b-t") | Some("ades-t") => Level::BT,
+        Some(_) => return Err(ApiError::invalid("Invalid parameter conformance_level: Ades-B-B and Ades-B-T are supported")),
+    };
+    if o.signed_props.is_some() {
+        return Err(ApiError::invalid("Invalid parameter signed_props: additional signed attributes are not supported"));
+    }
+    let attached = match o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => attached_default,
+        Some("detached") => false,
+        Some("attached") => true,
+        Some(_) => return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached or Attached for CAdES")),
+    };
+    let params = match o.sign_algo_params.as_deref() {
+        Some(p) => Some(b64::decode_lenient(p).ok_or_else(|| ApiError::invalid("Invalid parameter signAlgoParams"))?),
+        None => None,
+    };
+    let scheme = SignAlgorithm::resolve(&o.sign_algo, hash_oid, params.as_deref()).map_err(ApiError::invalid)?;
+    Ok((scheme, level, attached))
+}
+
+/// §11.11: signatures come back in request order, detached ones in `SignatureObject`, attached
+/// ones in `DocumentWithSignature`.
+async fn sign_doc(
+    State(state): State<AppState>,
+    Bearer(session): Bearer,
+    Caller(ctx): Caller,
+    CscJson(req): CscJson<SignDocRequest>,
+) -> ApiResult<SignDocResponse> {
+    let ctx = with_client_data(ctx, req.client_data.as_deref());
+    match req.operation_mode.as_deref() {
+        None | Some("S") => {}
+        Some("A") => return Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
+        Some(_) => return Err(ApiError::invalid("Invalid parameter operationMode")),
+    }
+    let credential_id = match (req.credential_id, req.signature_qualifier) {
+        (Some(id), _) => id,
+        (None, Some(_)) => return Err(ApiError::invalid("Invalid parameter signatureQualifier: give credentialID")),
+        (None, None) => return Err(ApiError::invalid("Missing (or invalid type) string parameter credentialID")),
+    };
+    if req.document_digests.is_none() && req.documents.is_none() {
+        return Err(ApiError::invalid("Missing documentDigests or documents"));
+    }
+    let mut items = Vec::new();
+    for d in req.document_digests.iter().flatten() {
+        let (scheme, level, attached) = doc_options(&d.options, d.hash_algorithm_oid.as_deref(), false)?;
+        if attached {
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: a digest can only be signed Detached"));
+        }
+        let hashes = d
+            .hashes
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ApiError::invalid("Invalid parameter documentDigests: empty hashes"))?;
+        for digest in shared::decode_hashes(hashes)? {
+            items.push(DocItem { digest, attached: None, scheme, level });
+        }
+    }
+    for d in req.documents.iter().flatten() {
+        let (scheme, level, attached) = doc_options(&d.options, None, true)?;
+        let document =
+            b64::decode_lenient(&d.document).ok_or_else(|| ApiError::invalid("Invalid parameter documents: invalid Base64 document"))?;
+        let digest = cloudsign_domain::digest_of(scheme.hash(), &document);
+        items.push(DocItem { digest, attached: attached.then_some(document), scheme, level });
+    }
+    let attached: Vec<bool> = items.iter().map(|i| i.attached.is_some()).collect();
+    let input = SignDocInput { credential_id, sad: req.sad, items };
+    let signed = state.service.sign_doc(&session, &ctx, input).await.map_err(v2)?;
+    let (mut objects, mut documents) = (Vec::new(), Vec::new());
+    for (cms, attached) in signed.iter().zip(attached) {
+        if attached { documents.push(b64::encode(cms)) } else { objects.push(b64::encode(cms)) }
+    }
+    let validation_info = if req.return_validation_info.unwrap_or(false) {
+        // What a verifier needs that is not in the signatures: the root, and the current CRL.
+        let crl = state.service.crl().await.map_err(v2)?;
+        Some(serde_json::json!({"certificates": [b64::encode(state.service.ca_chain()[1])], "crl": [b64::encode(&crl)]}))
+    } else {
+        None
+    };
+    Ok(Json(SignDocResponse {
+        document_with_signature: (!documents.is_empty()).then_some(documents),
+        signature_object: (!objects.is_empty()).then_some(objects),
+        validation_info,
+    }))
 }

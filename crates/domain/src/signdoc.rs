@@ -1,0 +1,111 @@
+//! `signatures/signDoc` (CSC v2 §11.11): complete AdES signatures made in the service, from
+//! document digests or whole documents. CAdES (ETSI EN 319 122-1) at B-B and B-T so far. The SAD
+//! pays one signature per document and, when bound, must list each document's digest; it is
+//! consumed with the audit record before anything is signed, as for signHash.
+
+use cloudsign_ades::cades;
+use cloudsign_csc::SignAlgorithm;
+use cloudsign_pki::tsa::Request;
+use serde_json::json;
+
+use crate::credentials::sad_outcome;
+use crate::signing::{check_scheme, sad_hash_for};
+use crate::timestamp::now_millis;
+use crate::{Error, RequestContext, Result, Service, Session, now};
+
+/// AdES conformance level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Basic signature.
+    BB,
+    /// With a signature time-stamp.
+    BT,
+}
+
+/// One document to sign.
+pub struct DocItem {
+    /// The document's digest (with the scheme's hash).
+    pub digest: Vec<u8>,
+    /// The document itself, to encapsulate (attached); `None` for a detached signature.
+    pub attached: Option<Vec<u8>>,
+    /// The scheme.
+    pub scheme: SignAlgorithm,
+    /// The level.
+    pub level: Level,
+}
+
+/// A `signDoc` call, decoded.
+pub struct SignDocInput {
+    /// The credential.
+    pub credential_id: String,
+    /// The SAD.
+    pub sad: Option<String>,
+    /// The documents, in request order.
+    pub items: Vec<DocItem>,
+}
+
+impl Service {
+    /// Sign documents as CAdES; the DER CMS of each, in request order. Refusals are audited.
+    pub async fn sign_doc(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
+        let credential_id = input.credential_id.clone();
+        let result = self.sign_doc_checked(session, ctx, input).await;
+        if let Err(e) = &result
+            && !matches!(e, Error::Internal(_) | Error::Unavailable(_))
+        {
+            self.audit(
+                &session.user_name,
+                "signatures.signDoc",
+                "refused",
+                Some(&credential_id),
+                json!({"client": ctx.client, "reason": e.to_string()}),
+            )
+            .await?;
+        }
+        result
+    }
+
+    async fn sign_doc_checked(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
+        let row = self.own_credential(session, &input.credential_id).await?;
+        self.check_usable(&row)?;
+        let Some(first) = input.items.first() else { return Err(Error::invalid("Missing documentDigests or documents")) };
+        let scheme = first.scheme;
+        // One SAD, one digest algorithm: it is what a bound SAD is checked against.
+        if input.items.iter().any(|i| i.scheme.hash() != scheme.hash()) {
+            return Err(Error::invalid("All documents of one signDoc call use the same digest algorithm"));
+        }
+        for item in &input.items {
+            check_scheme(&row, item.scheme, std::slice::from_ref(&item.digest))?;
+        }
+        if input.items.iter().any(|i| i.level == Level::BT) && self.tsa.is_none() {
+            return Err(Error::invalid("Invalid parameter conformance_level: the time-stamping authority is not enabled"));
+        }
+        let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
+        let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
+        let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
+
+        let certificate =
+            cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
+        let chain = vec![self.ca.issuing_der.clone()];
+        let signing_time = now();
+        let mut out = Vec::with_capacity(input.items.len());
+        for item in input.items {
+            let params = cades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
+            let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
+            let key = key.clone();
+            let (tbs, scheme) = (prepared.to_be_signed.clone(), item.scheme);
+            let signature =
+                tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs)).await.map_err(|e| Error::Internal(e.to_string()))??;
+            let token = match (item.level, &self.tsa) {
+                (Level::BT, Some(tsa)) => {
+                    let (hash, digest) = prepared.timestamp_imprint(&signature);
+                    let req = Request { hash, digest, nonce: None, cert_req: true };
+                    Some(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?)
+                }
+                _ => None,
+            };
+            out.push(prepared.finish(&signature, token.as_deref(), item.attached.as_deref()));
+        }
+        Ok(out)
+    }
+}
