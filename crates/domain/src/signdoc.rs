@@ -6,7 +6,6 @@
 use cloudsign_ades::cades;
 use cloudsign_csc::SignAlgorithm;
 use cloudsign_pki::tsa::Request;
-use serde_json::json;
 
 use crate::credentials::sad_outcome;
 use crate::signing::{check_scheme, sad_hash_for};
@@ -49,19 +48,7 @@ impl Service {
     pub async fn sign_doc(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
         let credential_id = input.credential_id.clone();
         let result = self.sign_doc_checked(session, ctx, input).await;
-        if let Err(e) = &result
-            && !matches!(e, Error::Internal(_) | Error::Unavailable(_))
-        {
-            self.audit(
-                &session.user_name,
-                "signatures.signDoc",
-                "refused",
-                Some(&credential_id),
-                json!({"client": ctx.client, "reason": e.to_string()}),
-            )
-            .await?;
-        }
-        result
+        self.audit_refusal(session, ctx, "signatures.signDoc", &credential_id, result).await
     }
 
     async fn sign_doc_checked(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {

@@ -28,19 +28,25 @@ pub struct SignHashInput {
 impl Service {
     /// Sign digests; signatures come back in request order. Every refusal is audited.
     pub async fn sign_hash(&self, session: &Session, ctx: &RequestContext, input: SignHashInput) -> Result<Vec<Vec<u8>>> {
-        let credential_id = input.credential_id.clone();
         let result = self.sign_hash_checked(session, ctx, &input).await;
+        self.audit_refusal(session, ctx, "signatures.signHash", &input.credential_id, result).await
+    }
+
+    /// Audit a refusal (not an internal failure, which is logged) under `event`, and pass the
+    /// result on.
+    pub(crate) async fn audit_refusal<T>(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        event: &str,
+        credential_id: &str,
+        result: Result<T>,
+    ) -> Result<T> {
         if let Err(e) = &result
             && !matches!(e, Error::Internal(_) | Error::Unavailable(_))
         {
-            self.audit(
-                &session.user_name,
-                "signatures.signHash",
-                "refused",
-                Some(&credential_id),
-                json!({"client": ctx.client, "reason": e.to_string()}),
-            )
-            .await?;
+            self.audit(&session.user_name, event, "refused", Some(credential_id), json!({"client": ctx.client, "reason": e.to_string()}))
+                .await?;
         }
         result
     }
