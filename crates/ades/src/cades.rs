@@ -5,8 +5,22 @@
 
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
 use cloudsign_pki::cms::{
-    ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNATURE_TIME_STAMP, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME,
+    ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_RI_OCSP_RESPONSE, ID_SIGNATURE_TIME_STAMP, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2,
+    ID_SIGNING_TIME,
 };
+
+/// Validation material for B-LT (ETSI EN 319 122-1 §5.5): the certificates up to the trust
+/// anchor and the revocation data, carried in SignedData's `certificates` and `crls` fields
+/// (CRLs as such, OCSP responses as `id-ri-ocsp-response`, RFC 5940).
+#[derive(Default)]
+pub struct ValidationData {
+    /// Certificates not already in the chain (e.g. the root, the TSA's).
+    pub certificates: Vec<Vec<u8>>,
+    /// DER CertificateLists.
+    pub crls: Vec<Vec<u8>>,
+    /// DER OCSPResponses.
+    pub ocsp: Vec<Vec<u8>>,
+}
 use cloudsign_pki::der;
 
 use crate::{AdesError, digest};
@@ -90,8 +104,15 @@ impl Prepared {
         (hash, digest(hash, signature))
     }
 
-    /// The DER ContentInfo: detached, or with `content` encapsulated (attached).
-    pub fn finish(self, signature: &[u8], timestamp_token: Option<&[u8]>, content: Option<&[u8]>) -> Vec<u8> {
+    /// The DER ContentInfo: detached, or with `content` encapsulated (attached); with
+    /// `validation` data for B-LT.
+    pub fn finish(
+        self,
+        signature: &[u8],
+        timestamp_token: Option<&[u8]>,
+        content: Option<&[u8]>,
+        validation: Option<&ValidationData>,
+    ) -> Vec<u8> {
         let unsigned = match timestamp_token {
             Some(token) => der::tlv(0xA1, &der::seq(&[&der::oid(ID_SIGNATURE_TIME_STAMP), &der::set_of(&[token])])),
             None => Vec::new(),
@@ -105,14 +126,35 @@ impl Prepared {
             &der::octets(signature),
             &unsigned,
         ]);
+        let mut certificates = self.certificates;
+        let mut revocation = Vec::new();
+        if let Some(v) = validation {
+            // The [0] IMPLICIT SET of certificates grows by the extra ones.
+            let mut body = der::Reader::new(&certificates).expect(0xA0).unwrap_or_default().to_vec();
+            for c in &v.certificates {
+                body.extend_from_slice(c);
+            }
+            certificates = der::tlv(0xA0, &body);
+            let mut items: Vec<u8> = v.crls.concat();
+            for o in &v.ocsp {
+                // RevocationInfoChoice `other [1] IMPLICIT OtherRevocationInfoFormat`.
+                items.extend_from_slice(&der::tlv(0xA1, &[der::oid(ID_RI_OCSP_RESPONSE), o.clone()].concat()));
+            }
+            if !items.is_empty() {
+                revocation = der::tlv(0xA1, &items);
+            }
+        }
+        // RFC 5652 §5.1: version 5 when an `other` revocation format is present.
+        let version = if validation.is_some_and(|v| !v.ocsp.is_empty()) { 5 } else { 1 };
         let signed_data = der::seq(&[
-            &der::small_uint(1),
+            &der::small_uint(version),
             &der::set_of(&[&der::algorithm(self.scheme.hash().oid())]),
             &match content {
                 Some(c) => der::seq(&[&der::oid(ID_DATA), &der::explicit(0, &der::octets(c))]),
                 None => der::seq(&[&der::oid(ID_DATA)]),
             },
-            &self.certificates,
+            &certificates,
+            &revocation,
             &der::set_of(&[&signer_info]),
         ]);
         der::seq(&[&der::oid(ID_SIGNED_DATA), &der::explicit(0, &signed_data)])

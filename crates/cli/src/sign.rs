@@ -203,7 +203,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let cms = prepared.finish(&signature, token.as_deref(), None);
+    let cms = prepared.finish(&signature, token.as_deref(), None, None);
     let out = a.out.unwrap_or_else(|| {
         let mut name = a.file.clone().into_os_string();
         name.push(".p7s");

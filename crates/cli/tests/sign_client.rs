@@ -129,7 +129,7 @@ async fn sign_doc_cades_detached_and_attached() {
     api.login("alice").await;
     let info = api.ok("info", json!({})).await;
     assert_eq!(info["signature_formats"]["formats"], json!(["C"]));
-    assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T"]));
+    assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T", "Ades-B-LT"]));
     assert!(info["methods"].as_array().unwrap().contains(&json!("signatures/signDoc")));
 
     let (a, b) = (b"first document".to_vec(), b"second document, attached".to_vec());
@@ -165,6 +165,49 @@ async fn sign_doc_cades_detached_and_attached() {
         .arg(&content));
     assert_eq!(std::fs::read(&content).unwrap(), b);
 
+    // B-LT: the root, the TSA certificate, the CRL and the signer's OCSP response travel inside;
+    // openssl checks revocation from the embedded CRL alone.
+    let sad = api.sad(&id, 1, Some((&[da.clone()], SHA256))).await;
+    let lt = api
+        .ok(
+            "signatures/signDoc",
+            json!({"credentialID": id, "SAD": sad,
+                "documentDigests": [{"hashes": [b64(&da)], "signature_format": "C", "conformance_level": "Ades-B-LT", "signAlgo": "1.2.840.10045.4.3.2"}]}),
+        )
+        .await;
+    let lt_file = env.file("a-lt.p7s");
+    std::fs::write(&lt_file, unb64(lt["SignatureObject"][0].as_str().unwrap())).unwrap();
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-crl_check", "-out", "/dev/null", "-in"])
+        .arg(&lt_file)
+        .arg("-content")
+        .arg(&doc_a)
+        .arg("-CAfile")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("Verification successful"), "{text}");
+    let (ok, text) = {
+        let out = Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-crl_check", "-out", "/dev/null", "-in"])
+            .arg(&p7s)
+            .arg("-content")
+            .arg(&doc_a)
+            .arg("-CAfile")
+            .arg(&root)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(!ok && text.contains("unable to get certificate CRL"), "without B-LT there is no CRL to check against: {text}");
+    let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&lt_file));
+    assert!(
+        printed.contains("otherRevInfoFormat") && printed.contains("1.3.6.1.5.5.7.16.2") && printed.contains("Basic OCSP Response"),
+        "the OCSP response is embedded (RFC 5940): {printed}"
+    );
+    verify_signature_timestamp(&env, &lt_file, "sha256");
+
     // The SAD is spent (one signature per document); a digest it does not bind is refused.
     let (s, v) = api.post("signatures/signDoc", body).await;
     assert_error("signDoc (spent)", s, &v, 400, "invalid_request", "");
@@ -175,7 +218,7 @@ async fn sign_doc_cades_detached_and_attached() {
     assert_error("signDoc (unbound)", s, &v, 400, "invalid_request", "not authorized");
     for (field, value, text) in [
         ("signature_format", "P", "signature_format"),
-        ("conformance_level", "Ades-B-LT", "conformance_level"),
+        ("conformance_level", "Ades-B-LTA", "conformance_level"),
         ("signed_envelope_property", "Attached", "Detached"),
     ] {
         let mut element = json!({"hashes": [b64(&da)], "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"});

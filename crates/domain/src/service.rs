@@ -270,8 +270,21 @@ impl Service {
     /// valid certificates, `revoked` (suspensions with reason certificateHold) for the others,
     /// `unknown` for serials or issuers it does not know; malformedRequest for garbage.
     pub async fn ocsp(&self, request: &[u8]) -> Result<Vec<u8>> {
-        use cloudsign_pki::ocsp::{CertStatus, Request, error_response};
+        use cloudsign_pki::ocsp::{Request, error_response};
         let Some(req) = Request::parse(request, &self.ca) else { return Ok(error_response(1)) };
+        self.ocsp_answer(&req).await
+    }
+
+    /// The OCSP response (DER) for one of the CA's certificates, as a relying party would get
+    /// it: validation material for long-term signatures.
+    pub(crate) async fn ocsp_for(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
+        let req = cloudsign_pki::ocsp::Request::for_certificate(cert_der, &self.ca)
+            .ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
+        self.ocsp_answer(&req).await
+    }
+
+    async fn ocsp_answer(&self, req: &cloudsign_pki::ocsp::Request) -> Result<Vec<u8>> {
+        use cloudsign_pki::ocsp::{CertStatus, error_response};
         let mut statuses = Vec::with_capacity(req.queries.len());
         for q in &req.queries {
             let status = if !q.ours {
@@ -287,7 +300,7 @@ impl Service {
             };
             statuses.push(status);
         }
-        match blocking_if(self.ca_in_hsm, || self.ca.ocsp_response(&req, &statuses, now(), 3600)) {
+        match blocking_if(self.ca_in_hsm, || self.ca.ocsp_response(req, &statuses, now(), 3600)) {
             Ok(der) => Ok(der),
             Err(e) => {
                 tracing::error!(error = %e, "OCSP response failed");

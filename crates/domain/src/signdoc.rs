@@ -19,6 +19,9 @@ pub enum Level {
     BB,
     /// With a signature time-stamp.
     BT,
+    /// B-T with the validation material (certificates up to the root, the CRL, an OCSP
+    /// response for the signer's certificate) inside.
+    BLT,
 }
 
 /// One document to sign.
@@ -63,7 +66,7 @@ impl Service {
         for item in &input.items {
             check_scheme(&row, item.scheme, std::slice::from_ref(&item.digest))?;
         }
-        if input.items.iter().any(|i| i.level == Level::BT) && self.tsa.is_none() {
+        if input.items.iter().any(|i| i.level != Level::BB) && self.tsa.is_none() {
             return Err(Error::invalid("Invalid parameter conformance_level: the time-stamping authority is not enabled"));
         }
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
@@ -75,6 +78,17 @@ impl Service {
             cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
         let chain = vec![self.ca.issuing_der.clone()];
         let signing_time = now();
+        // B-LT: what a verifier needs, gathered once for the call (root, TSA certificate, CRL,
+        // the signer certificate's OCSP response).
+        let validation = if input.items.iter().any(|i| i.level == Level::BLT) {
+            let mut certificates = vec![self.ca.root_der.clone()];
+            if let Some(tsa) = &self.tsa {
+                certificates.push(tsa.certificate().to_vec());
+            }
+            Some(cades::ValidationData { certificates, crls: vec![self.crl().await?], ocsp: vec![self.ocsp_for(&certificate).await?] })
+        } else {
+            None
+        };
         let mut out = Vec::with_capacity(input.items.len());
         for item in input.items {
             let params = cades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
@@ -84,14 +98,15 @@ impl Service {
             let signature =
                 tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs)).await.map_err(|e| Error::Internal(e.to_string()))??;
             let token = match (item.level, &self.tsa) {
-                (Level::BT, Some(tsa)) => {
+                (Level::BT | Level::BLT, Some(tsa)) => {
                     let (hash, digest) = prepared.timestamp_imprint(&signature);
                     let req = Request { hash, digest, nonce: None, cert_req: true };
                     Some(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?)
                 }
                 _ => None,
             };
-            out.push(prepared.finish(&signature, token.as_deref(), item.attached.as_deref()));
+            let validation = validation.as_ref().filter(|_| item.level == Level::BLT);
+            out.push(prepared.finish(&signature, token.as_deref(), item.attached.as_deref(), validation));
         }
         Ok(out)
     }

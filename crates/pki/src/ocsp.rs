@@ -61,6 +61,20 @@ fn hash(alg: &str, data: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Request {
+    /// The request a relying party would send about one of the CA's certificates (SHA-256
+    /// CertID, no nonce): how the service asks itself for the OCSP response it embeds in a
+    /// long-term (B-LT) signature.
+    pub fn for_certificate(cert_der: &[u8], ca: &IssuingCa) -> Option<Request> {
+        let (ca_name, ca_key) = der::subject_and_key(&ca.issuing_der)?;
+        let (_, serial) = der::issuer_and_serial(cert_der)?;
+        let serial_body = Reader::new(&serial).expect(0x02)?;
+        let sha256 = HashAlgorithm::Sha256.oid();
+        let cert_id =
+            der::seq(&[&der::algorithm(sha256), &der::octets(&hash(sha256, &ca_name)?), &der::octets(&hash(sha256, &ca_key)?), &serial]);
+        let skip = serial_body.iter().take_while(|b| **b == 0).count().min(serial_body.len().saturating_sub(1));
+        Some(Request { queries: vec![Query { cert_id, ours: true, serial_hex: hex::encode_upper(&serial_body[skip..]) }], nonce: None })
+    }
+
     /// Parse a DER OCSPRequest against the CA's name and key. `None`: malformed.
     pub fn parse(der_bytes: &[u8], ca: &IssuingCa) -> Option<Request> {
         let (ca_name, ca_key) = der::subject_and_key(&ca.issuing_der)?;

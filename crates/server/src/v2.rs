@@ -72,7 +72,7 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
             formats: vec!["C".into()],
             envelope_properties: vec![vec!["Detached".into(), "Attached".into()]],
         },
-        conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into()],
+        conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into()],
     }))
 }
 
@@ -280,7 +280,8 @@ fn doc_options(o: &SignatureOptions, hash_oid: Option<&str>, attached_default: b
     let level = match o.conformance_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("ades-b-b") | Some("ades-b") => Level::BB,
         Some("ades-b-t") | Some("ades-t") => Level::BT,
-        Some(_) => return Err(ApiError::invalid("Invalid parameter conformance_level: Ades-B-B and Ades-B-T are supported")),
+        Some("ades-b-lt") | Some("ades-lt") => Level::BLT,
+        Some(_) => return Err(ApiError::invalid("Invalid parameter conformance_level: Ades-B-B, Ades-B-T and Ades-B-LT are supported")),
     };
     if o.signed_props.is_some() {
         return Err(ApiError::invalid("Invalid parameter signed_props: additional signed attributes are not supported"));
