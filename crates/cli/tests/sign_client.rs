@@ -26,9 +26,16 @@ fn sign(env: &Env, server: &Server, file: &std::path::Path, credential: &str, ex
 }
 
 fn cms_verify(env: &Env, p7s: &std::path::Path, content: &std::path::Path) -> (bool, String) {
+    cms_verify_with(env, p7s, content, &[])
+}
+
+/// `openssl cms -verify` of a detached signature, with extra options (e.g. `-crl_check`).
+fn cms_verify_with(env: &Env, p7s: &std::path::Path, content: &std::path::Path, options: &[&str]) -> (bool, String) {
     let (_, root) = write_ca(env);
     let out = Command::new("openssl")
-        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-out", "/dev/null", "-in"])
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any"])
+        .args(options)
+        .args(["-out", "/dev/null", "-in"])
         .arg(p7s)
         .arg("-content")
         .arg(content)
@@ -177,29 +184,9 @@ async fn sign_doc_cades_detached_and_attached() {
         .await;
     let lt_file = env.file("a-lt.p7s");
     std::fs::write(&lt_file, unb64(lt["SignatureObject"][0].as_str().unwrap())).unwrap();
-    let out = Command::new("openssl")
-        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-crl_check", "-out", "/dev/null", "-in"])
-        .arg(&lt_file)
-        .arg("-content")
-        .arg(&doc_a)
-        .arg("-CAfile")
-        .arg(&root)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("Verification successful"), "{text}");
-    let (ok, text) = {
-        let out = Command::new("openssl")
-            .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-crl_check", "-out", "/dev/null", "-in"])
-            .arg(&p7s)
-            .arg("-content")
-            .arg(&doc_a)
-            .arg("-CAfile")
-            .arg(&root)
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let (ok, text) = cms_verify_with(&env, &lt_file, &doc_a, &["-crl_check"]);
+    assert!(ok && text.contains("Verification successful"), "{text}");
+    let (ok, text) = cms_verify_with(&env, &p7s, &doc_a, &["-crl_check"]);
     assert!(!ok && text.contains("unable to get certificate CRL"), "without B-LT there is no CRL to check against: {text}");
     let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&lt_file));
     assert!(
