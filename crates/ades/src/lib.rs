@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cades;
+pub mod jades;
 
 /// A signature that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum AdesError {
     /// The digest does not fit the algorithm.
     #[error("the digest has the wrong length for {0}")]
     DigestLength(&'static str),
+    /// The signature value is malformed.
+    #[error("the signature value is malformed")]
+    Signature,
 }
 
 /// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.

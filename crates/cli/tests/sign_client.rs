@@ -135,7 +135,7 @@ async fn sign_doc_cades_detached_and_attached() {
     let mut api = Api::new(&server);
     api.login("alice").await;
     let info = api.ok("info", json!({})).await;
-    assert_eq!(info["signature_formats"]["formats"], json!(["C"]));
+    assert_eq!(info["signature_formats"]["formats"], json!(["C", "J"]));
     assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T", "Ades-B-LT"]));
     assert!(info["methods"].as_array().unwrap().contains(&json!("signatures/signDoc")));
 
@@ -219,4 +219,85 @@ async fn sign_doc_cades_detached_and_attached() {
     let ok_body = json!({"credentialID": id, "SAD": sad,
         "documentDigests": [{"hashes": b64(&da), "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"}]});
     assert!(api.ok("signatures/signDoc", ok_body).await["SignatureObject"][0].is_string());
+}
+
+/// A JAdES compact JWS with a detached, unencoded payload, verified by jwcrypto with the key of
+/// the certificate in its `x5c`; `x5t#S256` checked against that certificate.
+fn jwcrypto_verify(env: &Env, jws: &str, payload: &[u8]) -> String {
+    let python = std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh");
+    let script = r#"
+import base64, hashlib, json, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWSEHeaderParameter
+token = open(sys.argv[1]).read()
+payload = open(sys.argv[2], "rb").read()
+header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+der = base64.b64decode(header["x5c"][0])
+assert header["x5t#S256"] == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode(), "x5t#S256"
+assert header["b64"] is False and set(header["crit"]) == {"b64", "sigT"}, header
+cert = x509.load_der_x509_certificate(der)
+key = jwk.JWK.from_pem(cert.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+registry = {"sigT": JWSEHeaderParameter("Claimed signing time (JAdES)", True, True, None)}
+s = jws.JWS(header_registry=registry)
+s.deserialize(token)
+try:
+    s.verify(key, detached_payload=payload)
+    print("VALID", header["alg"], header["sigT"])
+except Exception as e:
+    print("INVALID", type(e).__name__)
+"#;
+    let (token_file, payload_file) = (env.file("jades.jws"), env.file("jades.payload"));
+    std::fs::write(&token_file, jws).unwrap();
+    std::fs::write(&payload_file, payload).unwrap();
+    run(Command::new(python).arg("-c").arg(script).arg(&token_file).arg(&payload_file)).trim().to_string()
+}
+
+#[tokio::test]
+async fn sign_doc_jades_verified_by_jwcrypto() {
+    use serde_json::json;
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let p256 = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    let p521 = env.add_credential("alice", &["--scal", "1", "--key", "ecdsa-p521"])["credentialID"].as_str().unwrap().to_string();
+    let rsa = env.add_credential("alice", &["--scal", "1", "--key", "rsa-2048"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let payload = br#"{"order": 4711, "amount": "42.00 EUR"}"#.to_vec();
+    for (id, sign_algo, alg) in
+        [(&p256, "1.2.840.10045.4.3.2", "ES256"), (&p521, "1.2.840.10045.4.3.4", "ES512"), (&rsa, "1.2.840.113549.1.1.11", "RS256")]
+    {
+        let sad = api.sad(id, 1, None).await;
+        let v = api
+            .ok(
+                "signatures/signDoc",
+                json!({"credentialID": id, "SAD": sad, "documents": [{"document": b64(&payload), "signature_format": "J", "signAlgo": sign_algo}]}),
+            )
+            .await;
+        let token = String::from_utf8(unb64(v["SignatureObject"][0].as_str().unwrap())).unwrap();
+        assert_eq!(token.split('.').nth(1), Some(""), "detached: the payload is left out of the compact form: {token}");
+        let verdict = jwcrypto_verify(&env, &token, &payload);
+        assert!(verdict.starts_with(&format!("VALID {alg}")), "{verdict}");
+        let mut changed = payload.clone();
+        changed[10] ^= 1;
+        assert!(jwcrypto_verify(&env, &token, &changed).starts_with("INVALID"), "a changed payload must not verify");
+    }
+    // Refusals: P-521 with SHA-256 has no JWS name; JAdES is signed from documents at B-B.
+    let sad = api.sad(&p521, 1, None).await;
+    let (s, v) = api
+        .post(
+            "signatures/signDoc",
+            json!({"credentialID": p521, "SAD": sad, "documents": [{"document": b64(&payload), "signature_format": "J", "signAlgo": "1.2.840.10045.4.3.2"}]}),
+        )
+        .await;
+    assert_error("signDoc (JWS curve)", s, &v, 400, "invalid_request", "P-521 with SHA-512");
+    let (s, v) = api
+        .post(
+            "signatures/signDoc",
+            json!({"credentialID": p256, "SAD": sad, "documents": [{"document": b64(&payload), "signature_format": "J", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"}]}),
+        )
+        .await;
+    assert_error("signDoc (JAdES level)", s, &v, 400, "invalid_request", "Ades-B-B");
 }

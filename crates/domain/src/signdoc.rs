@@ -3,7 +3,7 @@
 //! pays one signature per document and, when bound, must list each document's digest; it is
 //! consumed with the audit record before anything is signed, as for signHash.
 
-use cloudsign_ades::cades;
+use cloudsign_ades::{cades, jades};
 use cloudsign_csc::SignAlgorithm;
 use cloudsign_pki::tsa::Request;
 
@@ -24,12 +24,25 @@ pub enum Level {
     BLT,
 }
 
+/// The AdES format of a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CAdES (CMS).
+    Cades,
+    /// JAdES (JWS compact, detached unencoded payload).
+    Jades,
+}
+
 /// One document to sign.
 pub struct DocItem {
+    /// The format.
+    pub format: Format,
     /// The document's digest (with the scheme's hash).
     pub digest: Vec<u8>,
-    /// The document itself, to encapsulate (attached); `None` for a detached signature.
-    pub attached: Option<Vec<u8>>,
+    /// The document itself: the JAdES payload, or the content a CAdES signature encapsulates.
+    pub document: Option<Vec<u8>>,
+    /// CAdES: encapsulate the document (attached).
+    pub attach: bool,
     /// The scheme.
     pub scheme: SignAlgorithm,
     /// The level.
@@ -47,7 +60,8 @@ pub struct SignDocInput {
 }
 
 impl Service {
-    /// Sign documents as CAdES; the DER CMS of each, in request order. Refusals are audited.
+    /// Sign documents; each signature (DER CMS, or the compact JWS text), in request order.
+    /// Refusals are audited.
     pub async fn sign_doc(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
         let credential_id = input.credential_id.clone();
         let result = self.sign_doc_checked(session, ctx, input).await;
@@ -64,7 +78,24 @@ impl Service {
             return Err(Error::invalid("All documents of one signDoc call use the same digest algorithm"));
         }
         for item in &input.items {
-            check_scheme(&row, item.scheme, std::slice::from_ref(&item.digest))?;
+            let key = check_scheme(&row, item.scheme, std::slice::from_ref(&item.digest))?;
+            if item.format == Format::Jades {
+                // RFC 7518 §3.4: ES256/384/512 fix the curve as well as the hash.
+                let fits = match (key, item.scheme) {
+                    (cloudsign_csc::KeyAlgorithm::EcdsaP256, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha256,
+                    (cloudsign_csc::KeyAlgorithm::EcdsaP384, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha384,
+                    (cloudsign_csc::KeyAlgorithm::EcdsaP521, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha512,
+                    _ => true,
+                };
+                if !fits {
+                    return Err(Error::invalid(
+                        "Invalid parameter signAlgo: JAdES (JWS) pairs P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512",
+                    ));
+                }
+                if item.document.is_none() || item.level != Level::BB {
+                    return Err(Error::invalid("JAdES is signed from documents, at Ades-B-B"));
+                }
+            }
         }
         if input.items.iter().any(|i| i.level != Level::BB) && self.tsa.is_none() {
             return Err(Error::invalid("Invalid parameter conformance_level: the time-stamping authority is not enabled"));
@@ -91,6 +122,17 @@ impl Service {
         };
         let mut out = Vec::with_capacity(input.items.len());
         for item in input.items {
+            if item.format == Format::Jades {
+                let payload = item.document.as_deref().unwrap_or_default();
+                let params = jades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
+                let prepared = jades::prepare_detached(payload, &params).map_err(|e| Error::Internal(e.to_string()))?;
+                let (key, tbs, scheme) = (key.clone(), prepared.to_be_signed.clone(), item.scheme);
+                let signature = tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                out.push(prepared.finish(&signature).map_err(|e| Error::Internal(e.to_string()))?.into_bytes());
+                continue;
+            }
             let params = cades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
             let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
             let key = key.clone();
@@ -106,7 +148,8 @@ impl Service {
                 _ => None,
             };
             let validation = validation.as_ref().filter(|_| item.level == Level::BLT);
-            out.push(prepared.finish(&signature, token.as_deref(), item.attached.as_deref(), validation));
+            let content = if item.attach { item.document.as_deref() } else { None };
+            out.push(prepared.finish(&signature, token.as_deref(), content, validation));
         }
         Ok(out)
     }

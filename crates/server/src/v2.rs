@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cloudsign_csc::v2::*;
 use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm, b64};
-use cloudsign_domain::{AuthorizeInput, CredentialView, DocItem, FactorKind, Factors, HashesInput, Level, SignDocInput};
+use cloudsign_domain::{AuthorizeInput, CredentialView, DocItem, FactorKind, Factors, Format, HashesInput, Level, SignDocInput};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, v2};
@@ -69,8 +69,8 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
         validation_info: true,
         sign_algorithms: SignAlgorithms { algos, algo_params: Vec::new() },
         signature_formats: SignatureFormats {
-            formats: vec!["C".into()],
-            envelope_properties: vec![vec!["Detached".into(), "Attached".into()]],
+            formats: vec!["C".into(), "J".into()],
+            envelope_properties: vec![vec!["Detached".into(), "Attached".into()], vec!["Detached".into()]],
         },
         conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into()],
     }))
@@ -268,15 +268,18 @@ async fn timestamp(
     shared::timestamp(&state, &session, ctx, req, v2).await
 }
 
-/// The signing options of one `documentDigests`/`documents` element (§11.11): CAdES at B-B or
-/// B-T; `attached_default` is the envelope when none is named.
-fn doc_options(o: &SignatureOptions, hash_oid: Option<&str>, attached_default: bool) -> Result<(SignAlgorithm, Level, bool), ApiError> {
-    if !o.signature_format.eq_ignore_ascii_case("C") {
-        return Err(ApiError::invalid(format!(
-            "Invalid parameter signature_format: {} is not supported (only C, CAdES)",
-            o.signature_format
-        )));
-    }
+/// The signing options of one `documentDigests`/`documents` element (§11.11): CAdES (B-B, B-T,
+/// B-LT) or JAdES (B-B); `attached_default` is the CAdES envelope when none is named.
+fn doc_options(
+    o: &SignatureOptions,
+    hash_oid: Option<&str>,
+    attached_default: bool,
+) -> Result<(Format, SignAlgorithm, Level, bool), ApiError> {
+    let format = match o.signature_format.to_ascii_uppercase().as_str() {
+        "C" => Format::Cades,
+        "J" => Format::Jades,
+        other => return Err(ApiError::invalid(format!("Invalid parameter signature_format: {other} is not supported (C, J)"))),
+    };
     let level = match o.conformance_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("ades-b-b") | Some("ades-b") => Level::BB,
         Some("ades-b-t") | Some("ades-t") => Level::BT,
@@ -286,18 +289,22 @@ fn doc_options(o: &SignatureOptions, hash_oid: Option<&str>, attached_default: b
     if o.signed_props.is_some() {
         return Err(ApiError::invalid("Invalid parameter signed_props: additional signed attributes are not supported"));
     }
-    let attached = match o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => attached_default,
-        Some("detached") => false,
-        Some("attached") => true,
-        Some(_) => return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached or Attached for CAdES")),
+    let attached = match (format, o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase).as_deref()) {
+        (Format::Jades, None | Some("detached")) => false,
+        (Format::Jades, Some(_)) => return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached for JAdES")),
+        (Format::Cades, None) => attached_default,
+        (Format::Cades, Some("detached")) => false,
+        (Format::Cades, Some("attached")) => true,
+        (Format::Cades, Some(_)) => {
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached or Attached for CAdES"));
+        }
     };
     let params = match o.sign_algo_params.as_deref() {
         Some(p) => Some(b64::decode_lenient(p).ok_or_else(|| ApiError::invalid("Invalid parameter signAlgoParams"))?),
         None => None,
     };
     let scheme = SignAlgorithm::resolve(&o.sign_algo, hash_oid, params.as_deref()).map_err(ApiError::invalid)?;
-    Ok((scheme, level, attached))
+    Ok((format, scheme, level, attached))
 }
 
 /// §11.11: signatures come back in request order, detached ones in `SignatureObject`, attached
@@ -324,7 +331,10 @@ async fn sign_doc(
     }
     let mut items = Vec::new();
     for d in req.document_digests.iter().flatten() {
-        let (scheme, level, attached) = doc_options(&d.options, d.hash_algorithm_oid.as_deref(), false)?;
+        let (format, scheme, level, attached) = doc_options(&d.options, d.hash_algorithm_oid.as_deref(), false)?;
+        if format == Format::Jades {
+            return Err(ApiError::invalid("Invalid parameter documentDigests: JAdES is signed from documents"));
+        }
         if attached {
             return Err(ApiError::invalid("Invalid parameter signed_envelope_property: a digest can only be signed Detached"));
         }
@@ -334,17 +344,17 @@ async fn sign_doc(
             .filter(|h| !h.is_empty())
             .ok_or_else(|| ApiError::invalid("Invalid parameter documentDigests: empty hashes"))?;
         for digest in shared::decode_hashes(hashes)? {
-            items.push(DocItem { digest, attached: None, scheme, level });
+            items.push(DocItem { format, digest, document: None, attach: false, scheme, level });
         }
     }
     for d in req.documents.iter().flatten() {
-        let (scheme, level, attached) = doc_options(&d.options, None, true)?;
+        let (format, scheme, level, attached) = doc_options(&d.options, None, true)?;
         let document =
             b64::decode_lenient(&d.document).ok_or_else(|| ApiError::invalid("Invalid parameter documents: invalid Base64 document"))?;
         let digest = cloudsign_domain::digest_of(scheme.hash(), &document);
-        items.push(DocItem { digest, attached: attached.then_some(document), scheme, level });
+        items.push(DocItem { format, digest, document: Some(document), attach: attached, scheme, level });
     }
-    let attached: Vec<bool> = items.iter().map(|i| i.attached.is_some()).collect();
+    let attached: Vec<bool> = items.iter().map(|i| i.attach).collect();
     let input = SignDocInput { credential_id, sad: req.sad, items };
     let signed = state.service.sign_doc(&session, &ctx, input).await.map_err(v2)?;
     let (mut objects, mut documents) = (Vec::new(), Vec::new());

@@ -1,0 +1,119 @@
+//! JAdES (ETSI TS 119 182-1) baseline B-B, compact serialization with a detached payload
+//! (RFC 7515 Appendix F, unencoded payload `b64: false`, RFC 7797): any JOSE library verifies
+//! it given the file. The protected header carries `x5t#S256` and `x5c` (the signer's
+//! certificate and chain) and `sigT`, the claimed signing time, listed in `crit` with `b64`.
+
+use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
+use cloudsign_pki::der::Reader;
+
+use crate::{AdesError, digest};
+
+/// What the signature is made with.
+pub struct Params<'a> {
+    /// The signature scheme.
+    pub scheme: SignAlgorithm,
+    /// The signer's certificate (DER).
+    pub certificate: &'a [u8],
+    /// The rest of the chain (DER).
+    pub chain: &'a [Vec<u8>],
+    /// The claimed signing time (Unix seconds).
+    pub signing_time: i64,
+}
+
+/// The signing input, waiting for its signature.
+pub struct Prepared {
+    scheme: SignAlgorithm,
+    header_b64: String,
+    /// The digest the signer signs: the hash of `BASE64URL(header) "." payload`.
+    pub to_be_signed: Vec<u8>,
+}
+
+/// The JWS `alg` of a scheme (RFC 7518 §3.1). ES256/384/512 name the curve too (P-256 with
+/// SHA-256, P-384 with SHA-384, P-521 with SHA-512): callers check the key fits.
+fn jws_alg(scheme: SignAlgorithm) -> &'static str {
+    use HashAlgorithm::*;
+    match scheme {
+        SignAlgorithm::Ecdsa(Sha256) => "ES256",
+        SignAlgorithm::Ecdsa(Sha384) => "ES384",
+        SignAlgorithm::Ecdsa(Sha512) => "ES512",
+        SignAlgorithm::RsaPkcs1(Sha256) => "RS256",
+        SignAlgorithm::RsaPkcs1(Sha384) => "RS384",
+        SignAlgorithm::RsaPkcs1(Sha512) => "RS512",
+        SignAlgorithm::RsaPss(Sha256) => "PS256",
+        SignAlgorithm::RsaPss(Sha384) => "PS384",
+        SignAlgorithm::RsaPss(Sha512) => "PS512",
+    }
+}
+
+/// Build the protected header and the digest to sign for `payload` (kept by the caller: it is
+/// detached).
+pub fn prepare_detached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    let alg = jws_alg(p.scheme);
+    let t = cloudsign_pki::generalized_time(p.signing_time);
+    let sig_t = format!("{}-{}-{}T{}:{}:{}Z", &t[0..4], &t[4..6], &t[6..8], &t[8..10], &t[10..12], &t[12..14]);
+    let x5c: Vec<String> = std::iter::once(p.certificate).chain(p.chain.iter().map(Vec::as_slice)).map(b64::encode).collect();
+    let header = serde_json::json!({
+        "alg": alg,
+        "b64": false,
+        "crit": ["b64", "sigT"],
+        "sigT": sig_t,
+        "x5t#S256": b64::encode_url(&digest(HashAlgorithm::Sha256, p.certificate)),
+        "x5c": x5c,
+    });
+    let header_b64 = b64::encode_url(header.to_string().as_bytes());
+    let mut input = Vec::with_capacity(header_b64.len() + 1 + payload.len());
+    input.extend_from_slice(header_b64.as_bytes());
+    input.push(b'.');
+    input.extend_from_slice(payload);
+    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), &input), header_b64 })
+}
+
+/// Coordinate width of an ECDSA scheme's curve, for the JWS r ‖ s form (RFC 7518 §3.4).
+fn ecdsa_width(scheme: SignAlgorithm) -> Option<usize> {
+    match scheme {
+        SignAlgorithm::Ecdsa(HashAlgorithm::Sha256) => Some(32),
+        SignAlgorithm::Ecdsa(HashAlgorithm::Sha384) => Some(48),
+        SignAlgorithm::Ecdsa(HashAlgorithm::Sha512) => Some(66),
+        _ => None,
+    }
+}
+
+impl Prepared {
+    /// The compact JWS with the payload left out: `header..signature`. ECDSA signatures come
+    /// in as DER `ECDSA-Sig-Value` and go out as fixed-width r ‖ s.
+    pub fn finish(self, signature: &[u8]) -> Result<String, AdesError> {
+        let value = match ecdsa_width(self.scheme) {
+            Some(width) => ecdsa_der_to_raw(signature, width).ok_or(AdesError::Signature)?,
+            None => signature.to_vec(),
+        };
+        Ok(format!("{}..{}", self.header_b64, b64::encode_url(&value)))
+    }
+}
+
+fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
+    let mut seq = Reader::new(Reader::new(der).expect(0x30)?);
+    let mut out = Vec::with_capacity(2 * width);
+    for _ in 0..2 {
+        let int = seq.expect(0x02)?;
+        let skip = int.iter().take_while(|b| **b == 0).count();
+        let int = &int[skip..];
+        if int.len() > width {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(0u8, width - int.len()));
+        out.extend_from_slice(int);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ecdsa_der_becomes_fixed_width() {
+        let der = [0x30, 0x08, 0x02, 0x02, 0x00, 0x80, 0x02, 0x02, 0x01, 0x02];
+        let raw = super::ecdsa_der_to_raw(&der, 32).unwrap();
+        assert_eq!(raw.len(), 64);
+        assert_eq!(raw[31], 0x80);
+        assert_eq!(&raw[62..], &[0x01, 0x02]);
+    }
+}
