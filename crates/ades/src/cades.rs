@@ -23,19 +23,8 @@ pub struct ValidationData {
 }
 use cloudsign_pki::der;
 
+pub use crate::Params;
 use crate::{AdesError, digest};
-
-/// What the signature is made with.
-pub struct Params<'a> {
-    /// The signature scheme (its hash is the digest algorithm throughout).
-    pub scheme: SignAlgorithm,
-    /// The signer's certificate (DER).
-    pub certificate: &'a [u8],
-    /// The rest of the chain to embed (issuing CA, ...), DER.
-    pub chain: &'a [Vec<u8>],
-    /// The claimed signing time (Unix seconds).
-    pub signing_time: i64,
-}
 
 /// The signed attributes, waiting for their signature value.
 pub struct Prepared {

@@ -6,19 +6,8 @@
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
 use cloudsign_pki::der::Reader;
 
+pub use crate::Params;
 use crate::{AdesError, digest};
-
-/// What the signature is made with.
-pub struct Params<'a> {
-    /// The signature scheme.
-    pub scheme: SignAlgorithm,
-    /// The signer's certificate (DER).
-    pub certificate: &'a [u8],
-    /// The rest of the chain (DER).
-    pub chain: &'a [Vec<u8>],
-    /// The claimed signing time (Unix seconds).
-    pub signing_time: i64,
-}
 
 /// The signing input, waiting for its signature.
 pub struct Prepared {

@@ -27,6 +27,18 @@ pub enum AdesError {
     Signature,
 }
 
+/// What the signature is made with.
+pub struct Params<'a> {
+    /// The signature scheme (its hash is the digest algorithm throughout).
+    pub scheme: cloudsign_csc::SignAlgorithm,
+    /// The signer's certificate (DER).
+    pub certificate: &'a [u8],
+    /// The rest of the chain to embed (issuing CA, ...), DER.
+    pub chain: &'a [Vec<u8>],
+    /// The claimed signing time (Unix seconds).
+    pub signing_time: i64,
+}
+
 /// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.
 pub fn digest(algorithm: cloudsign_csc::HashAlgorithm, data: &[u8]) -> Vec<u8> {
     use aws_lc_rs::digest as d;
