@@ -37,6 +37,40 @@ fn jws_alg(scheme: SignAlgorithm) -> &'static str {
 /// Build the protected header and the digest to sign for `payload` (kept by the caller: it is
 /// detached).
 pub fn prepare_detached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    let header_b64 = protected_header(p);
+    let mut input = Vec::with_capacity(header_b64.len() + 1 + payload.len());
+    input.extend_from_slice(header_b64.as_bytes());
+    input.push(b'.');
+    input.extend_from_slice(payload);
+    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), &input), header_b64 })
+}
+
+/// The same for a payload too large to hold: the caller hashes `signing_input_prefix()`
+/// followed by the payload with the scheme's hash, and hands the digest over.
+pub fn prepare_streamed(p: &Params<'_>) -> StreamedPrepared {
+    StreamedPrepared { scheme: p.scheme, header_b64: protected_header(p) }
+}
+
+/// A JAdES signature whose signing input the caller hashes itself.
+pub struct StreamedPrepared {
+    scheme: SignAlgorithm,
+    header_b64: String,
+}
+
+impl StreamedPrepared {
+    /// What precedes the payload in the JWS signing input: `BASE64URL(header) "."`.
+    pub fn signing_input_prefix(&self) -> Vec<u8> {
+        format!("{}.", self.header_b64).into_bytes()
+    }
+
+    /// With the digest of the whole signing input.
+    pub fn with_digest(self, to_be_signed: Vec<u8>) -> Prepared {
+        Prepared { scheme: self.scheme, header_b64: self.header_b64, to_be_signed }
+    }
+}
+
+/// `BASE64URL(UTF8(JWS Protected Header))`.
+fn protected_header(p: &Params<'_>) -> String {
     let alg = jws_alg(p.scheme);
     let t = cloudsign_pki::generalized_time(p.signing_time);
     let sig_t = format!("{}-{}-{}T{}:{}:{}Z", &t[0..4], &t[4..6], &t[6..8], &t[8..10], &t[10..12], &t[12..14]);
@@ -49,12 +83,7 @@ pub fn prepare_detached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, Ades
         "x5t#S256": b64::encode_url(&digest(HashAlgorithm::Sha256, p.certificate)),
         "x5c": x5c,
     });
-    let header_b64 = b64::encode_url(header.to_string().as_bytes());
-    let mut input = Vec::with_capacity(header_b64.len() + 1 + payload.len());
-    input.extend_from_slice(header_b64.as_bytes());
-    input.push(b'.');
-    input.extend_from_slice(payload);
-    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), &input), header_b64 })
+    b64::encode_url(header.to_string().as_bytes())
 }
 
 /// Coordinate width of an ECDSA scheme's curve, for the JWS r ‖ s form (RFC 7518 §3.4).

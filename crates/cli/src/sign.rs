@@ -22,7 +22,7 @@ pub enum Format {
     Pades,
     /// XML (not yet).
     Xades,
-    /// JSON (not yet).
+    /// JWS (ETSI TS 119 182-1), any file as the detached payload.
     Jades,
 }
 
@@ -57,7 +57,7 @@ pub struct SignArgs {
     /// AdES level: B-B, or B-T with a time-stamp from the service.
     #[arg(long, value_enum, default_value = "B-T")]
     level: Level,
-    /// Where to write the signature (default: FILE.p7s next to the file).
+    /// Where to write the signature (default: FILE.p7s, or FILE.jws for JAdES, next to the file).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -102,8 +102,8 @@ fn unb64(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the service sent a malformed {what}"))
 }
 
-/// The file's digest, read in chunks.
-fn file_digest(path: &PathBuf, hash: HashAlgorithm) -> anyhow::Result<Vec<u8>> {
+/// The file's digest, read in chunks (after `prefix`, for a JWS signing input).
+fn file_digest(path: &PathBuf, hash: HashAlgorithm, prefix: &[u8]) -> anyhow::Result<Vec<u8>> {
     use aws_lc_rs::digest as d;
     let alg = match hash {
         HashAlgorithm::Sha256 => &d::SHA256,
@@ -112,6 +112,7 @@ fn file_digest(path: &PathBuf, hash: HashAlgorithm) -> anyhow::Result<Vec<u8>> {
     };
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut ctx = d::Context::new(alg);
+    ctx.update(prefix);
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
@@ -124,11 +125,13 @@ fn file_digest(path: &PathBuf, hash: HashAlgorithm) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(a: SignArgs) -> anyhow::Result<()> {
-    if a.format != Format::Cades {
-        bail!("only --format cades is available in this version (PAdES, XAdES and JAdES are on the roadmap)");
-    }
-    if matches!(a.level, Level::BLt | Level::BLta) {
-        bail!("only --level B-B and B-T are available in this version");
+    match (a.format, a.level) {
+        (Format::Pades | Format::Xades, _) => {
+            bail!("only --format cades and jades are available in this version (PAdES and XAdES are on the roadmap)")
+        }
+        (Format::Jades, Level::BB) | (Format::Cades, Level::BB | Level::BT) => {}
+        (Format::Jades, _) => bail!("JAdES is available at --level B-B in this version"),
+        (Format::Cades, _) => bail!("CAdES is available at --level B-B and B-T in this version"),
     }
     if !a.file.is_file() {
         bail!("{} is not a readable file", a.file.display());
@@ -165,13 +168,21 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         .with_context(|| format!("the credential offers no signature algorithm this client knows ({algos:?})"))?;
     let hash = scheme.hash();
 
-    let content_digest = file_digest(&a.file, hash)?;
     let signing_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let chain: Vec<Vec<u8>> = chain.iter().filter(|c| *c != certificate).cloned().collect();
-    let prepared = cloudsign_ades::cades::prepare(
-        &content_digest,
-        &cloudsign_ades::cades::Params { scheme, certificate, chain: &chain, signing_time },
-    )?;
+    let params = cloudsign_ades::Params { scheme, certificate, chain: &chain, signing_time };
+    let prepared = match a.format {
+        Format::Jades => {
+            let streamed = cloudsign_ades::jades::prepare_streamed(&params);
+            let tbs = file_digest(&a.file, hash, &streamed.signing_input_prefix())?;
+            Prepared::Jades(streamed.with_digest(tbs))
+        }
+        _ => Prepared::Cades(cloudsign_ades::cades::prepare(&file_digest(&a.file, hash, &[])?, &params)?),
+    };
+    let to_be_signed = match &prepared {
+        Prepared::Cades(p) => p.to_be_signed.clone(),
+        Prepared::Jades(p) => p.to_be_signed.clone(),
+    };
 
     let pin = secret("CLOUDSIGN_PIN", "PIN: ")?;
     let mut auth_data = vec![json!({"id": "PIN", "value": pin.as_str()})];
@@ -180,7 +191,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         let otp = secret("CLOUDSIGN_OTP", "One-time code: ")?;
         auth_data.push(json!({"id": "OTP", "value": otp.as_str()}));
     }
-    let tbs = b64(&prepared.to_be_signed);
+    let tbs = b64(&to_be_signed);
     let authorized = csc
         .call(
             "credentials/authorize",
@@ -196,20 +207,32 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         .await?;
     let signature = unb64(&signed["signatures"][0], "signature")?;
 
-    let token = if a.level == Level::BT {
-        let (h, imprint) = prepared.timestamp_imprint(&signature);
-        let ts = csc.call("signatures/timestamp", json!({"hash": b64(&imprint), "hashAlgo": h.oid()})).await?;
-        Some(unb64(&ts["timestamp"], "time-stamp token")?)
-    } else {
-        None
+    let (bytes, extension, what) = match prepared {
+        Prepared::Jades(p) => (p.finish(&signature)?.into_bytes(), ".jws", "JAdES B-B"),
+        Prepared::Cades(p) => {
+            let token = if a.level == Level::BT {
+                let (h, imprint) = p.timestamp_imprint(&signature);
+                let ts = csc.call("signatures/timestamp", json!({"hash": b64(&imprint), "hashAlgo": h.oid()})).await?;
+                Some(unb64(&ts["timestamp"], "time-stamp token")?)
+            } else {
+                None
+            };
+            let what = if token.is_some() { "CAdES B-T" } else { "CAdES B-B" };
+            (p.finish(&signature, token.as_deref(), None, None), ".p7s", what)
+        }
     };
-    let cms = prepared.finish(&signature, token.as_deref(), None, None);
     let out = a.out.unwrap_or_else(|| {
         let mut name = a.file.clone().into_os_string();
-        name.push(".p7s");
+        name.push(extension);
         PathBuf::from(name)
     });
-    std::fs::write(&out, &cms).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("signed: {} ({} bytes, CAdES {})", out.display(), cms.len(), if token.is_some() { "B-T" } else { "B-B" });
+    std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("signed: {} ({} bytes, {what})", out.display(), bytes.len());
     Ok(())
+}
+
+/// A signature waiting for its value, in either format.
+enum Prepared {
+    Cades(cloudsign_ades::cades::Prepared),
+    Jades(cloudsign_ades::jades::Prepared),
 }

@@ -123,6 +123,16 @@ async fn cades_through_the_csc_api() {
     let (ok, err) = sign(&env, &server, &env.file("missing.bin"), &ec, &[], PIN);
     assert!(!ok && err.contains("not a readable file"), "{err}");
     assert!(!env.file("x.p7s").exists(), "nothing written on failure");
+
+    // JAdES: the file is the detached payload of a compact JWS, hashed as it streams.
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-B"], PIN);
+    assert!(ok && err.contains("JAdES B-B"), "{err}");
+    let token = std::fs::read_to_string(env.file("contract.bin.jws")).unwrap();
+    let verdict = jwcrypto_verify(&env, &token, &body);
+    assert!(verdict.starts_with("VALID ES256"), "{verdict}");
+    assert!(jwcrypto_verify(&env, &token, &changed).starts_with("INVALID"));
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades"], PIN);
+    assert!(!ok && err.contains("JAdES is available at --level B-B"), "{err}");
 }
 
 #[tokio::test]
