@@ -54,9 +54,10 @@ pub struct SignArgs {
     /// Signature format.
     #[arg(long, value_enum, default_value = "cades")]
     format: Format,
-    /// AdES level: B-B, or B-T with a time-stamp from the service.
-    #[arg(long, value_enum, default_value = "B-T")]
-    level: Level,
+    /// AdES level: B-B, or B-T with a time-stamp from the service (default: B-T for CAdES,
+    /// B-B for JAdES).
+    #[arg(long, value_enum)]
+    level: Option<Level>,
     /// Where to write the signature (default: FILE.p7s, or FILE.jws for JAdES, next to the file).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -124,8 +125,24 @@ fn file_digest(path: &PathBuf, hash: HashAlgorithm, prefix: &[u8]) -> anyhow::Re
     Ok(ctx.finish().as_ref().to_vec())
 }
 
-pub async fn run(a: SignArgs) -> anyhow::Result<()> {
-    match (a.format, a.level) {
+/// The password and PIN travel to the service: https, or plain http on this machine only.
+fn check_service_url(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let host = url.strip_prefix("http://").unwrap_or_default().split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Ok(());
+    }
+    bail!("--service must be an https:// URL (plain http only on this machine): the password and PIN travel to it")
+}
+
+pub async fn run(mut a: SignArgs) -> anyhow::Result<()> {
+    check_service_url(&a.service)?;
+    let level = a.level.unwrap_or(if a.format == Format::Jades { Level::BB } else { Level::BT });
+    a.level = Some(level);
+    match (a.format, level) {
         (Format::Pades | Format::Xades, _) => {
             bail!("only --format cades and jades are available in this version (PAdES and XAdES are on the roadmap)")
         }
@@ -160,12 +177,21 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
     let (certificate, chain) = certs.split_first().context("the service sent no certificate")?;
     // The first algorithm the key offers (`key.algo`); a bare rsaEncryption is used with SHA-256.
     let algos: Vec<&str> = info["key"]["algo"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    // JWS pairs each curve with one hash (RFC 7518 §3.4): ES256 P-256, ES384 P-384, ES512 P-521.
+    let key_bits = info["key"]["len"].as_u64().unwrap_or(0);
+    let jws_fits = |s: &SignAlgorithm| match s {
+        SignAlgorithm::Ecdsa(h) => {
+            matches!((key_bits, h), (256, HashAlgorithm::Sha256) | (384, HashAlgorithm::Sha384) | (521, HashAlgorithm::Sha512))
+        }
+        _ => true,
+    };
     let scheme = algos
         .iter()
-        .find_map(|algo| {
+        .filter_map(|algo| {
             SignAlgorithm::resolve(algo, None, None).or_else(|_| SignAlgorithm::resolve(algo, Some(HashAlgorithm::Sha256.oid()), None)).ok()
         })
-        .with_context(|| format!("the credential offers no signature algorithm this client knows ({algos:?})"))?;
+        .find(|s| a.format != Format::Jades || jws_fits(s))
+        .with_context(|| format!("the credential offers no signature algorithm this client can use for this format ({algos:?})"))?;
     let hash = scheme.hash();
 
     let signing_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -210,7 +236,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
     let (bytes, extension, what) = match prepared {
         Prepared::Jades(p) => (p.finish(&signature)?.into_bytes(), ".jws", "JAdES B-B"),
         Prepared::Cades(p) => {
-            let token = if a.level == Level::BT {
+            let token = if level == Level::BT {
                 let (h, imprint) = p.timestamp_imprint(&signature);
                 let ts = csc.call("signatures/timestamp", json!({"hash": b64(&imprint), "hashAlgo": h.oid()})).await?;
                 Some(unb64(&ts["timestamp"], "time-stamp token")?)

@@ -131,8 +131,27 @@ async fn cades_through_the_csc_api() {
     let verdict = jwcrypto_verify(&env, &token, &body);
     assert!(verdict.starts_with("VALID ES256"), "{verdict}");
     assert!(jwcrypto_verify(&env, &token, &changed).starts_with("INVALID"));
-    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades"], PIN);
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-T"], PIN);
     assert!(!ok && err.contains("JAdES is available at --level B-B"), "{err}");
+    // A P-521 key signs JAdES as ES512 (the only JWS name for P-521), by default at B-B.
+    let p521 = env.add_credential("alice", &["--key", "ecdsa-p521"])["credentialID"].as_str().unwrap().to_string();
+    let out = env.file("contract.es512.jws");
+    let (ok, err) = sign(&env, &server, &doc, &p521, &["--format", "jades", "--out", out.to_str().unwrap()], PIN);
+    assert!(ok, "{err}");
+    let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&out).unwrap(), &body);
+    assert!(verdict.starts_with("VALID ES512"), "{verdict}");
+    // The password and PIN never go to a plain-http service elsewhere.
+    let remote = env
+        .command()
+        .arg("sign")
+        .arg(&doc)
+        .args(["--service", "http://sign.example.com", "--user", "alice", "--credential", &ec])
+        .env("CLOUDSIGN_PASSWORD", PASSWORD)
+        .env("CLOUDSIGN_PIN", PIN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&remote.stderr);
+    assert!(!remote.status.success() && err.contains("https://"), "{err}");
 }
 
 #[tokio::test]

@@ -279,8 +279,15 @@ impl Service {
     /// it: validation material for long-term signatures.
     pub(crate) async fn ocsp_for(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
         let req = cloudsign_pki::ocsp::Request::for_certificate(cert_der, &self.ca)
-            .ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
-        self.ocsp_answer(&req).await
+            .ok_or_else(|| Error::Internal("certificate not issued by the current issuing CA".into()))?;
+        let response = self.ocsp_answer(&req).await?;
+        // OCSPResponse.responseStatus must be successful (0): an error response is no evidence.
+        let mut outer = cloudsign_pki::der::Reader::new(&response);
+        let status = outer.expect(0x30).and_then(|body| cloudsign_pki::der::Reader::new(body).expect(0x0A));
+        if status != Some(&[0u8][..]) {
+            return Err(Error::Internal("the OCSP responder could not answer for the signer's certificate".into()));
+        }
+        Ok(response)
     }
 
     async fn ocsp_answer(&self, req: &cloudsign_pki::ocsp::Request) -> Result<Vec<u8>> {

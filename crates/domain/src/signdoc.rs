@@ -102,15 +102,10 @@ impl Service {
         }
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
         let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
-        let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
-
         let certificate =
             cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
-        let chain = vec![self.ca.issuing_der.clone()];
-        let signing_time = now();
-        // B-LT: what a verifier needs, gathered once for the call (root, TSA certificate, CRL,
-        // the signer certificate's OCSP response).
+        // B-LT: what a verifier needs (root, TSA certificate, CRL, the signer certificate's OCSP
+        // response), gathered before the SAD is spent, so that a failure here costs nothing.
         let validation = if input.items.iter().any(|i| i.level == Level::BLT) {
             let mut certificates = vec![self.ca.root_der.clone()];
             if let Some(tsa) = &self.tsa {
@@ -120,11 +115,37 @@ impl Service {
         } else {
             None
         };
-        let mut out = Vec::with_capacity(input.items.len());
-        for item in input.items {
+        let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
+        // From here the signatures are paid for: a failure is final, and audited as such.
+        let result = self.sign_docs(&key, &certificate, input.items, validation.as_ref()).await;
+        if let Err(e) = &result {
+            self.audit(
+                &session.user_name,
+                "signatures.signDoc",
+                "failed",
+                Some(&row.id),
+                serde_json::json!({"client": ctx.client, "error": e.to_string()}),
+            )
+            .await?;
+        }
+        result
+    }
+
+    async fn sign_docs(
+        &self,
+        key: &std::sync::Arc<dyn cloudsign_keys::SigningKey>,
+        certificate: &[u8],
+        items: Vec<DocItem>,
+        validation: Option<&cades::ValidationData>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let chain = vec![self.ca.issuing_der.clone()];
+        let signing_time = now();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
             if item.format == Format::Jades {
                 let payload = item.document.as_deref().unwrap_or_default();
-                let params = jades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
+                let params = jades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
                 let prepared = jades::prepare_detached(payload, &params).map_err(|e| Error::Internal(e.to_string()))?;
                 let (key, tbs, scheme) = (key.clone(), prepared.to_be_signed.clone(), item.scheme);
                 let signature = tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs))
@@ -133,7 +154,7 @@ impl Service {
                 out.push(prepared.finish(&signature).map_err(|e| Error::Internal(e.to_string()))?.into_bytes());
                 continue;
             }
-            let params = cades::Params { scheme: item.scheme, certificate: &certificate, chain: &chain, signing_time };
+            let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
             let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
             let key = key.clone();
             let (tbs, scheme) = (prepared.to_be_signed.clone(), item.scheme);
@@ -147,7 +168,7 @@ impl Service {
                 }
                 _ => None,
             };
-            let validation = validation.as_ref().filter(|_| item.level == Level::BLT);
+            let validation = validation.filter(|_| item.level == Level::BLT);
             let content = if item.attach { item.document.as_deref() } else { None };
             out.push(prepared.finish(&signature, token.as_deref(), content, validation));
         }

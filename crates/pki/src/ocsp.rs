@@ -66,7 +66,10 @@ impl Request {
     /// long-term (B-LT) signature.
     pub fn for_certificate(cert_der: &[u8], ca: &IssuingCa) -> Option<Request> {
         let (ca_name, ca_key) = der::subject_and_key(&ca.issuing_der)?;
-        let (_, serial) = der::issuer_and_serial(cert_der)?;
+        let (issuer, serial) = der::issuer_and_serial(cert_der)?;
+        if issuer != ca_name {
+            return None;
+        }
         let serial_body = Reader::new(&serial).expect(0x02)?;
         let sha256 = HashAlgorithm::Sha256.oid();
         let cert_id =

@@ -303,7 +303,13 @@ fn doc_options(
         Some(p) => Some(b64::decode_lenient(p).ok_or_else(|| ApiError::invalid("Invalid parameter signAlgoParams"))?),
         None => None,
     };
-    let scheme = SignAlgorithm::resolve(&o.sign_algo, hash_oid, params.as_deref()).map_err(ApiError::invalid)?;
+    // A `documents` element names no digest algorithm: rsaEncryption alone then means SHA-256.
+    let scheme = SignAlgorithm::resolve(&o.sign_algo, hash_oid, params.as_deref())
+        .or_else(|e| match hash_oid {
+            None => SignAlgorithm::resolve(&o.sign_algo, Some(HashAlgorithm::Sha256.oid()), params.as_deref()).map_err(|_| e),
+            Some(_) => Err(e),
+        })
+        .map_err(ApiError::invalid)?;
     Ok((format, scheme, level, attached))
 }
 
