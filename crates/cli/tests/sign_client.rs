@@ -215,6 +215,9 @@ async fn sign_doc_cades_detached_and_attached() {
     std::fs::write(&lt_file, unb64(lt["SignatureObject"][0].as_str().unwrap())).unwrap();
     let (ok, text) = cms_verify_with(&env, &lt_file, &doc_a, &["-crl_check"]);
     assert!(ok && text.contains("Verification successful"), "{text}");
+    // With the root's CRL inside too, revocation is checked for every certificate of the chain.
+    let (ok, text) = cms_verify_with(&env, &lt_file, &doc_a, &["-crl_check_all"]);
+    assert!(ok && text.contains("Verification successful"), "{text}");
     let (ok, text) = cms_verify_with(&env, &p7s, &doc_a, &["-crl_check"]);
     assert!(!ok && text.contains("unable to get certificate CRL"), "without B-LT there is no CRL to check against: {text}");
     let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&lt_file));

@@ -155,6 +155,9 @@ pub struct Service {
     pub(crate) hsm: Option<Arc<Pkcs11Backend>>,
     /// The issuing CA's key is in the HSM: its signatures (CRL, OCSP) block.
     pub(crate) ca_in_hsm: bool,
+    /// The root's key and names, for its CRL (ARL), which long-term signatures embed.
+    root_key: Arc<dyn SigningKey>,
+    ca_names: CaNames,
     /// The TSA's key is in the HSM.
     pub(crate) tsa_in_hsm: bool,
     /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
@@ -225,6 +228,8 @@ impl Service {
                 None => names.country.clone(),
             },
         };
+        let root_handle = b64::decode_lenient(&root.key_handle_b64).ok_or_else(|| Error::Internal("damaged CA key record".into()))?;
+        let root_key = backends.get(&root.key_backend)?.load(CA_KEY, &root_handle, &ca_key_binding("root"))?;
         let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, cfg.public_url.clone());
         let (tsa, tsa_in_hsm) = if cfg.tsa_enabled {
             let (tsa, in_hsm) = open_tsa(&store, &backends, cfg.ca_key_backend.as_str(), &ca, &ca_names, &cfg.tsa_policy).await?;
@@ -245,6 +250,8 @@ impl Service {
             hsm,
             ca_in_hsm,
             tsa_in_hsm,
+            root_key,
+            ca_names,
             key_cache: Mutex::new(HashMap::new()),
             hot_sessions: Mutex::new(HashMap::new()),
             hot_credentials: Mutex::new(HashMap::new()),
@@ -273,6 +280,12 @@ impl Service {
         use cloudsign_pki::ocsp::{Request, error_response};
         let Some(req) = Request::parse(request, &self.ca) else { return Ok(error_response(1)) };
         self.ocsp_answer(&req).await
+    }
+
+    /// The root's CRL (ARL, DER): the issuing CA is not revoked. Valid one day.
+    pub(crate) fn arl(&self) -> Result<Vec<u8>> {
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Ok(blocking_if(self.ca_in_hsm, || cloudsign_pki::root_crl(&self.ca_names, self.root_key.clone(), now(), 24 * 3600, millis))?)
     }
 
     /// The OCSP response (DER) for one of the CA's certificates, as a relying party would get

@@ -111,7 +111,10 @@ impl Service {
             if let Some(tsa) = &self.tsa {
                 certificates.push(tsa.certificate().to_vec());
             }
-            Some(cades::ValidationData { certificates, crls: vec![self.crl().await?], ocsp: vec![self.ocsp_for(&certificate).await?] })
+            // The issuing CA's CRL for the signer and TSA certificates, the root's for the
+            // issuing CA, and the signer certificate's OCSP response.
+            let crls = vec![self.crl().await?, self.arl()?];
+            Some(cades::ValidationData { certificates, crls, ocsp: vec![self.ocsp_for(&certificate).await?] })
         } else {
             None
         };

@@ -210,28 +210,7 @@ impl IssuingCa {
     /// `validity_secs`. `crl_number` must grow from one CRL to the next (§5.2.3); the service
     /// uses the issue time in milliseconds.
     pub fn crl(&self, revoked: &[RevokedEntry], now: i64, validity_secs: i64, crl_number: u64) -> Result<Vec<u8>, PkiError> {
-        let at = |t: i64| OffsetDateTime::from_unix_timestamp(t).map_err(build);
-        let revoked_certs = revoked
-            .iter()
-            .map(|r| {
-                Ok(rcgen::RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&hex::decode(&r.serial_hex).map_err(build)?),
-                    revocation_time: at(r.revoked_at)?,
-                    reason_code: Some(reason(r.reason)),
-                    invalidity_date: None,
-                })
-            })
-            .collect::<Result<Vec<_>, PkiError>>()?;
-        let params = rcgen::CertificateRevocationListParams {
-            this_update: at(now)?,
-            next_update: at(now + validity_secs)?,
-            crl_number: SerialNumber::from(crl_number),
-            issuing_distribution_point: None,
-            revoked_certs,
-            key_identifier_method: self.params.key_identifier_method.clone(),
-        };
-        let issuer = Issuer::from_params(&self.params, RcgenSigner::new(self.key.clone())?);
-        Ok(params.signed_by(&issuer).map_err(build)?.der().to_vec())
+        sign_crl(&self.params, self.key.clone(), revoked, now, validity_secs, crl_number)
     }
 
     /// Issue a signing certificate for `public_key` (key usage digitalSignature +
@@ -436,6 +415,52 @@ pub fn pem_certificate(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+/// A CRL signed by the CA described by `ca_params` with `key`.
+fn sign_crl(
+    ca_params: &CertificateParams,
+    key: Arc<dyn SigningKey>,
+    revoked: &[RevokedEntry],
+    now: i64,
+    validity_secs: i64,
+    crl_number: u64,
+) -> Result<Vec<u8>, PkiError> {
+    let at = |t: i64| OffsetDateTime::from_unix_timestamp(t).map_err(build);
+
+    let revoked_certs = revoked
+        .iter()
+        .map(|r| {
+            Ok(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&hex::decode(&r.serial_hex).map_err(build)?),
+                revocation_time: at(r.revoked_at)?,
+                reason_code: Some(reason(r.reason)),
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, PkiError>>()?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: at(now)?,
+        next_update: at(now + validity_secs)?,
+        crl_number: SerialNumber::from(crl_number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: ca_params.key_identifier_method.clone(),
+    };
+    let issuer = Issuer::from_params(ca_params, RcgenSigner::new(key)?);
+    Ok(params.signed_by(&issuer).map_err(build)?.der().to_vec())
+}
+
+/// The root's CRL (an authority revocation list, RFC 5280 §5): no revoked CA certificates.
+/// Long-term signatures embed it as the revocation evidence for the issuing CA.
+pub fn root_crl(
+    names: &CaNames,
+    root_key: Arc<dyn SigningKey>,
+    now: i64,
+    validity_secs: i64,
+    crl_number: u64,
+) -> Result<Vec<u8>, PkiError> {
+    sign_crl(&root_params(names).0, root_key, &[], now, validity_secs, crl_number)
 }
 
 #[cfg(test)]
