@@ -216,19 +216,9 @@ async fn ca_and_tsa_keys_in_the_hsm() {
     let info = api.ok("credentials/info", json!({"credentialID": id, "certificates": "chain"})).await;
     openssl_verify_chain(&env, info["cert"]["certificates"].as_array().unwrap());
     let data = b"issued by an HSM-held CA".to_vec();
-    let sad = api.sad(&id, 1, None).await;
-    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
-    assert_eq!(s, 200, "{v}");
-    openssl_verify_signature(
-        &env.dir,
-        info["cert"]["certificates"][0].as_str().unwrap(),
-        &data,
-        &unb64(v["signatures"][0].as_str().unwrap()),
-        "sha256",
-        "ecdsa",
-    );
+    sign_p256_and_verify(&env, &api, &id, info["cert"]["certificates"][0].as_str().unwrap(), &data).await;
     // The CRL, signed in the HSM, verifies against the issuing CA.
-    let (issuing, root) = write_ca(&env);
+    let (issuing, _) = write_ca(&env);
     let crl = env.file("hsm.crl");
     std::fs::write(&crl, reqwest::get(format!("{}/crl", server.url)).await.unwrap().bytes().await.unwrap()).unwrap();
     let out =
@@ -252,14 +242,5 @@ async fn ca_and_tsa_keys_in_the_hsm() {
         .unwrap();
     let reply_file = env.file("r.tsr");
     std::fs::write(&reply_file, reply).unwrap();
-    let out = run(Command::new("openssl")
-        .args(["ts", "-verify", "-in"])
-        .arg(&reply_file)
-        .arg("-queryfile")
-        .arg(&query)
-        .arg("-CAfile")
-        .arg(&root)
-        .arg("-untrusted")
-        .arg(&issuing));
-    assert!(out.contains("Verification: OK"), "{out}");
+    openssl_ts_verify(&env, &reply_file, &query);
 }

@@ -251,17 +251,7 @@ async fn renewal_before_expiry_same_key_then_new_key() {
     assert_eq!(info["cert"]["status"], "valid");
     // The user signs on without noticing; openssl checks the signature with the new certificate.
     let data = b"after the renewal".to_vec();
-    let sad = api.sad(&id, 1, None).await;
-    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], ECDSA_SHA256, None).await;
-    assert_eq!(s, 200, "{v}");
-    openssl_verify_signature(
-        &env.dir,
-        info["cert"]["certificates"][0].as_str().unwrap(),
-        &data,
-        &unb64(v["signatures"][0].as_str().unwrap()),
-        "sha256",
-        "ecdsa",
-    );
+    sign_p256_and_verify(&env, &api, &id, info["cert"]["certificates"][0].as_str().unwrap(), &data).await;
     // The replaced certificate is still known to the OCSP responder.
     assert!(ocsp(&env, &server, &first_pem).contains("subject.pem: good"));
     assert!(ocsp(&env, &server, &second_pem).contains("subject.pem: good"));
@@ -276,17 +266,7 @@ async fn renewal_before_expiry_same_key_then_new_key() {
     let third_pem = pem(info["cert"]["certificates"][0].as_str().unwrap());
     let (third_key, _) = public_key_and_end(&env, &third_pem);
     assert_ne!(third_key, first_key, "--new-key changes the key");
-    let sad = api.sad(&id, 1, None).await;
-    let (s, v) = api.sign(&id, &sad, &[sha256(&data)], ECDSA_SHA256, None).await;
-    assert_eq!(s, 200, "{v}");
-    openssl_verify_signature(
-        &env.dir,
-        info["cert"]["certificates"][0].as_str().unwrap(),
-        &data,
-        &unb64(v["signatures"][0].as_str().unwrap()),
-        "sha256",
-        "ecdsa",
-    );
+    sign_p256_and_verify(&env, &api, &id, info["cert"]["certificates"][0].as_str().unwrap(), &data).await;
 
     // Revoking the credential revokes every certificate it had.
     env.admin(&["credential", "revoke", &id, "--reason", "keyCompromise"], "");

@@ -233,6 +233,15 @@ async fn get_challenge(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `operationMode` (§11.10, §11.11): only `S`, synchronous, is offered.
+fn synchronous_only(mode: Option<&str>) -> Result<(), ApiError> {
+    match mode {
+        None | Some("S") => Ok(()),
+        Some("A") => Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
+        Some(_) => Err(ApiError::invalid("Invalid parameter operationMode")),
+    }
+}
+
 /// §11.10.
 async fn sign_hash(
     State(state): State<AppState>,
@@ -241,11 +250,7 @@ async fn sign_hash(
     CscJson(req): CscJson<SignHashRequest>,
 ) -> ApiResult<SignHashResponse> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
-    match req.operation_mode.as_deref() {
-        None | Some("S") => {}
-        Some("A") => return Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
-        Some(_) => return Err(ApiError::invalid("Invalid parameter operationMode")),
-    }
+    synchronous_only(req.operation_mode.as_deref())?;
     let input = shared::sign_hash_input(
         req.credential_id,
         req.sad,
@@ -322,11 +327,7 @@ async fn sign_doc(
     CscJson(req): CscJson<SignDocRequest>,
 ) -> ApiResult<SignDocResponse> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
-    match req.operation_mode.as_deref() {
-        None | Some("S") => {}
-        Some("A") => return Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
-        Some(_) => return Err(ApiError::invalid("Invalid parameter operationMode")),
-    }
+    synchronous_only(req.operation_mode.as_deref())?;
     let credential_id = match (req.credential_id, req.signature_qualifier) {
         (Some(id), _) => id,
         (None, Some(_)) => return Err(ApiError::invalid("Invalid parameter signatureQualifier: give credentialID")),

@@ -553,3 +553,27 @@ pub async fn oauth_post(server: &Server, endpoint: &str, form: &[(&str, &str)], 
     let text = resp.text().await.unwrap();
     (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("{endpoint}: {text}")) })
 }
+
+/// Authorize one ECDSA P-256/SHA-256 signature (unbound SAD: SCAL 1), sign `data`'s digest, and
+/// verify the signature with openssl against `cert_b64`.
+pub async fn sign_p256_and_verify(env: &Env, api: &Api, credential: &str, cert_b64: &str, data: &[u8]) {
+    let sad = api.sad(credential, 1, None).await;
+    let (s, v) = api.sign(credential, &sad, &[sha256(data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
+    assert_eq!(s, 200, "{v}");
+    openssl_verify_signature(&env.dir, cert_b64, data, &unb64(v["signatures"][0].as_str().unwrap()), "sha256", "ecdsa");
+}
+
+/// `openssl ts -verify` of a TimeStampResp against its query, trusting the service's root.
+pub fn openssl_ts_verify(env: &Env, reply: &Path, query: &Path) {
+    let (issuing, root) = write_ca(env);
+    let out = run(Command::new("openssl")
+        .args(["ts", "-verify", "-in"])
+        .arg(reply)
+        .arg("-queryfile")
+        .arg(query)
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&issuing));
+    assert!(out.contains("Verification: OK"), "{out}");
+}
