@@ -41,6 +41,16 @@ pub struct Prepared {
 /// Build the signed attributes over `content_digest` (the document's digest with the scheme's
 /// hash algorithm) and the digest to sign.
 pub fn prepare(content_digest: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    prepare_with(content_digest, p, true)
+}
+
+/// The CMS of a PAdES signature: as [`prepare`] but without the signing-time attribute, which
+/// ETSI EN 319 142-1 §6.3 excludes (the time is the `/M` entry of the signature dictionary).
+pub fn prepare_pades(content_digest: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    prepare_with(content_digest, p, false)
+}
+
+fn prepare_with(content_digest: &[u8], p: &Params<'_>, signing_time_attribute: bool) -> Result<Prepared, AdesError> {
     let hash = p.scheme.hash();
     if content_digest.len() != hash.len() {
         return Err(AdesError::DigestLength(hash.name()));
@@ -56,12 +66,14 @@ pub fn prepare(content_digest: &[u8], p: &Params<'_>) -> Result<Prepared, AdesEr
         der::seq(&[&der::algorithm(hash.oid()), &der::octets(&cert_hash), &issuer_serial])
     };
     let signing_certificate_v2 = der::seq(&[&der::seq(&[&ess_cert_id])]);
-    let attrs = [
+    let mut attrs = vec![
         der::seq(&[&der::oid(ID_CONTENT_TYPE), &der::set_of(&[&der::oid(ID_DATA)])]),
-        der::seq(&[&der::oid(ID_SIGNING_TIME), &der::set_of(&[&signing_time(p.signing_time)])]),
         der::seq(&[&der::oid(ID_MESSAGE_DIGEST), &der::set_of(&[&der::octets(content_digest)])]),
         der::seq(&[&der::oid(ID_SIGNING_CERTIFICATE_V2), &der::set_of(&[&signing_certificate_v2])]),
     ];
+    if signing_time_attribute {
+        attrs.insert(1, der::seq(&[&der::oid(ID_SIGNING_TIME), &der::set_of(&[&signing_time(p.signing_time)])]));
+    }
     let refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
     let set = der::set_of(&refs);
     let to_be_signed = digest(hash, &set);

@@ -4,7 +4,6 @@
 //! certificate and chain) and `sigT`, the claimed signing time, listed in `crit` with `b64`.
 
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
-use cloudsign_pki::der::Reader;
 
 pub use crate::Params;
 use crate::{AdesError, digest};
@@ -101,27 +100,11 @@ impl Prepared {
     /// in as DER `ECDSA-Sig-Value` and go out as fixed-width r ‖ s.
     pub fn finish(self, signature: &[u8]) -> Result<String, AdesError> {
         let value = match ecdsa_width(self.scheme) {
-            Some(width) => ecdsa_der_to_raw(signature, width).ok_or(AdesError::Signature)?,
+            Some(width) => crate::ecdsa_der_to_raw(signature, width).ok_or(AdesError::Signature)?,
             None => signature.to_vec(),
         };
         Ok(format!("{}..{}", self.header_b64, b64::encode_url(&value)))
     }
-}
-
-fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
-    let mut seq = Reader::new(Reader::new(der).expect(0x30)?);
-    let mut out = Vec::with_capacity(2 * width);
-    for _ in 0..2 {
-        let int = seq.expect(0x02)?;
-        let skip = int.iter().take_while(|b| **b == 0).count();
-        let int = &int[skip..];
-        if int.len() > width {
-            return None;
-        }
-        out.extend(std::iter::repeat_n(0u8, width - int.len()));
-        out.extend_from_slice(int);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -129,7 +112,7 @@ mod tests {
     #[test]
     fn ecdsa_der_becomes_fixed_width() {
         let der = [0x30, 0x08, 0x02, 0x02, 0x00, 0x80, 0x02, 0x02, 0x01, 0x02];
-        let raw = super::ecdsa_der_to_raw(&der, 32).unwrap();
+        let raw = crate::ecdsa_der_to_raw(&der, 32).unwrap();
         assert_eq!(raw.len(), 64);
         assert_eq!(raw[31], 0x80);
         assert_eq!(&raw[62..], &[0x01, 0x02]);

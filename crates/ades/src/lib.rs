@@ -12,6 +12,9 @@
 
 pub mod cades;
 pub mod jades;
+pub mod pades;
+pub mod pdf;
+pub mod xades;
 
 /// A signature that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,9 @@ pub enum AdesError {
     /// The signature value is malformed.
     #[error("the signature value is malformed")]
     Signature,
+    /// The PDF cannot be read or signed.
+    #[error("PDF: {0}")]
+    Pdf(String),
 }
 
 /// What the signature is made with.
@@ -37,6 +43,25 @@ pub struct Params<'a> {
     pub chain: &'a [Vec<u8>],
     /// The claimed signing time (Unix seconds).
     pub signing_time: i64,
+}
+
+/// DER `ECDSA-Sig-Value` (what CSC signHash returns) to the fixed-width r ‖ s that JWS
+/// (RFC 7518 §3.4) and XMLDSig (RFC 4050) carry; `None` when malformed or too wide.
+pub(crate) fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
+    let mut outer = cloudsign_pki::der::Reader::new(der);
+    let mut seq = cloudsign_pki::der::Reader::new(outer.expect(0x30)?);
+    let mut out = Vec::with_capacity(2 * width);
+    for _ in 0..2 {
+        let int = seq.expect(0x02)?;
+        let skip = int.iter().take_while(|b| **b == 0).count();
+        let int = &int[skip..];
+        if int.len() > width {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(0u8, width - int.len()));
+        out.extend_from_slice(int);
+    }
+    (seq.is_empty() && outer.is_empty()).then_some(out)
 }
 
 /// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.

@@ -17,31 +17,6 @@ use serde_json::Value;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyhanko_csc.py");
 
-/// A one-page PDF with a classic cross-reference table.
-fn pdf(text: &str) -> Vec<u8> {
-    let stream = format!("BT /F1 24 Tf 72 720 Td ({text}) Tj ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-    ];
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for o in offsets {
-        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
-    out
-}
-
 fn python() -> PathBuf {
     PathBuf::from(
         std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh"),
@@ -80,18 +55,14 @@ async fn pyhanko_csc_signer() {
         .collect();
     let server = env.start();
     let (_, root) = write_ca(&env);
-    let nss = env.file("nss");
-    std::fs::create_dir_all(&nss).unwrap();
-    let db = format!("sql:{}", nss.display());
-    run(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]));
-    run(Command::new("certutil").args(["-A", "-d", &db, "-n", "cloudsign-root", "-t", "CT,C,C", "-i"]).arg(&root));
+    nss_trust(&env, &root);
     let data = env.file("data.txt");
     std::fs::write(&data, b"any file, signed as detached CMS\n").unwrap();
 
     for (name, cred) in &credentials {
         let id = cred["credentialID"].as_str().unwrap();
         let input = env.file(&format!("{name}.pdf"));
-        std::fs::write(&input, pdf(&format!("Signed by {name}"))).unwrap();
+        std::fs::write(&input, one_page_pdf(&format!("Signed by {name}"))).unwrap();
 
         let bb = env.file(&format!("{name}-b-b.pdf"));
         sign(&server.url, id, "pades-b-b", &[&bb, &input]);
@@ -102,7 +73,7 @@ async fn pyhanko_csc_signer() {
         validate_pdf(&env, &bt, &root, true);
 
         let second = env.file(&format!("{name}-2.pdf"));
-        std::fs::write(&second, pdf(&format!("Second document for {name}"))).unwrap();
+        std::fs::write(&second, one_page_pdf(&format!("Second document for {name}"))).unwrap();
         let (out1, out2) = (env.file(&format!("{name}-batch1.pdf")), env.file(&format!("{name}-batch2.pdf")));
         sign(&server.url, id, "batch", &[&out1, &input, &second, &out2]);
         validate_pdf(&env, &out1, &root, false);

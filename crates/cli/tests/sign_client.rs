@@ -119,7 +119,7 @@ async fn cades_through_the_csc_api() {
     let (ok, err) = sign(&env, &server, &doc, "no-such-credential", &[], PIN);
     assert!(!ok && err.contains("credentials/info refused"), "{err}");
     let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "pades"], PIN);
-    assert!(!ok && err.contains("only --format cades"), "{err}");
+    assert!(!ok && err.contains("not a PDF"), "{err}");
     let (ok, err) = sign(&env, &server, &env.file("missing.bin"), &ec, &[], PIN);
     assert!(!ok && err.contains("not a readable file"), "{err}");
     assert!(!env.file("x.p7s").exists(), "nothing written on failure");
@@ -164,7 +164,7 @@ async fn sign_doc_cades_detached_and_attached() {
     let mut api = Api::new(&server);
     api.login("alice").await;
     let info = api.ok("info", json!({})).await;
-    assert_eq!(info["signature_formats"]["formats"], json!(["C", "J"]));
+    assert_eq!(info["signature_formats"]["formats"], json!(["C", "X", "P", "J"]));
     assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T", "Ades-B-LT"]));
     assert!(info["methods"].as_array().unwrap().contains(&json!("signatures/signDoc")));
 

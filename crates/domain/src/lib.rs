@@ -28,7 +28,7 @@ pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, Fa
 pub use error::{Error, Result};
 pub use otp::{OtpSender, OutboxSender};
 pub use service::{Config, CredentialScope, RequestContext, Service, Session};
-pub use signdoc::{DocItem, Format, Level, SignDocInput};
+pub use signdoc::{DocItem, Format, Level, Packaging, SignDocInput};
 pub use signing::SignHashInput;
 
 pub use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};

@@ -205,7 +205,8 @@ impl Service {
             store.meta_insert_if_absent("ca_organization", &names.organization).await?;
             store.meta_insert_if_absent("ca_country", names.country.as_deref().unwrap_or("")).await?;
             let backend_name = cfg.ca_key_backend.as_str();
-            let (root, issuing) = cloudsign_pki::create_hierarchy(backends.get(backend_name)?.as_ref(), &names)?;
+            let (root, issuing) =
+                cloudsign_pki::create_hierarchy_at(backends.get(backend_name)?.as_ref(), &names, cfg.public_url.as_deref())?;
             let rows = [ca_row("root", root, backend_name), ca_row("issuing", issuing, backend_name)];
             // Another node may have won the race; then its hierarchy is the one we load.
             store.insert_ca_hierarchy(&rows).await?;
@@ -282,8 +283,9 @@ impl Service {
         self.ocsp_answer(&req).await
     }
 
-    /// The root's CRL (ARL, DER): the issuing CA is not revoked. Valid one day.
-    pub(crate) fn arl(&self) -> Result<Vec<u8>> {
+    /// The root's CRL (ARL, DER): the issuing CA is not revoked. Valid one day. Published at
+    /// `/arl`, which the issuing CA's certificate names when the service has a public URL.
+    pub fn arl(&self) -> Result<Vec<u8>> {
         let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Ok(blocking_if(self.ca_in_hsm, || cloudsign_pki::root_crl(&self.ca_names, self.root_key.clone(), now(), 24 * 3600, millis))?)
     }

@@ -1,11 +1,16 @@
 //! `signatures/signDoc` (CSC v2 §11.11): complete AdES signatures made in the service, from
-//! document digests or whole documents. CAdES (ETSI EN 319 122-1) at B-B and B-T so far. The SAD
+//! document digests (CAdES) or whole documents (CAdES, XAdES, PAdES, JAdES), at B-B, B-T and
+//! B-LT. The SAD
 //! pays one signature per document and, when bound, must list each document's digest; it is
 //! consumed with the audit record before anything is signed, as for signHash.
 
-use cloudsign_ades::{cades, jades};
+use cloudsign_ades::{cades, jades, pades, xades};
 use cloudsign_csc::SignAlgorithm;
 use cloudsign_pki::tsa::Request;
+
+use std::sync::Arc;
+
+use cloudsign_keys::SigningKey;
 
 use crate::credentials::sad_outcome;
 use crate::signing::{check_scheme, sad_hash_for};
@@ -31,6 +36,23 @@ pub enum Format {
     Cades,
     /// JAdES (JWS compact, detached unencoded payload).
     Jades,
+    /// XAdES (XML signature).
+    Xades,
+    /// PAdES (the signature inside the PDF).
+    Pades,
+}
+
+/// Where the signature and the document are (`signed_envelope_property`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// The signature alone.
+    Detached,
+    /// CAdES: the document inside the CMS.
+    Attached,
+    /// XAdES: the signature inside the XML; PAdES: inside the PDF (a new revision).
+    Enveloped,
+    /// XAdES: the document inside the signature.
+    Enveloping,
 }
 
 /// One document to sign.
@@ -41,8 +63,8 @@ pub struct DocItem {
     pub digest: Vec<u8>,
     /// The document itself: the JAdES payload, or the content a CAdES signature encapsulates.
     pub document: Option<Vec<u8>>,
-    /// CAdES: encapsulate the document (attached).
-    pub attach: bool,
+    /// Where signature and document go.
+    pub packaging: Packaging,
     /// The scheme.
     pub scheme: SignAlgorithm,
     /// The level.
@@ -96,6 +118,9 @@ impl Service {
                     return Err(Error::invalid("JAdES is signed from documents, at Ades-B-B"));
                 }
             }
+            if matches!(item.format, Format::Xades | Format::Pades) && item.document.is_none() {
+                return Err(Error::invalid("XAdES and PAdES are signed from documents"));
+            }
         }
         if input.items.iter().any(|i| i.level != Level::BB) && self.tsa.is_none() {
             return Err(Error::invalid("Invalid parameter conformance_level: the time-stamping authority is not enabled"));
@@ -118,6 +143,10 @@ impl Service {
         } else {
             None
         };
+        // Documents that cannot be signed are refused before the SAD is spent.
+        for item in &input.items {
+            preflight(item, &certificate, &self.ca.issuing_der)?;
+        }
         let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
         sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
         // From here the signatures are paid for: a failure is final, and audited as such.
@@ -150,31 +179,156 @@ impl Service {
                 let payload = item.document.as_deref().unwrap_or_default();
                 let params = jades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
                 let prepared = jades::prepare_detached(payload, &params).map_err(|e| Error::Internal(e.to_string()))?;
-                let (key, tbs, scheme) = (key.clone(), prepared.to_be_signed.clone(), item.scheme);
-                let signature = tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??;
+                let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
                 out.push(prepared.finish(&signature).map_err(|e| Error::Internal(e.to_string()))?.into_bytes());
                 continue;
             }
             let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
-            let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
-            let key = key.clone();
-            let (tbs, scheme) = (prepared.to_be_signed.clone(), item.scheme);
-            let signature =
-                tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs)).await.map_err(|e| Error::Internal(e.to_string()))??;
-            let token = match (item.level, &self.tsa) {
-                (Level::BT | Level::BLT, Some(tsa)) => {
-                    let (hash, digest) = prepared.timestamp_imprint(&signature);
-                    let req = Request { hash, digest, nonce: None, cert_req: true };
-                    Some(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?)
-                }
-                _ => None,
-            };
             let validation = validation.filter(|_| item.level == Level::BLT);
-            let content = if item.attach { item.document.as_deref() } else { None };
+            match item.format {
+                Format::Xades => {
+                    out.push(self.sign_xml(key, &item, &params, validation).await?);
+                    continue;
+                }
+                Format::Pades => {
+                    out.push(self.sign_pdf(key, &item, &params, validation).await?);
+                    continue;
+                }
+                _ => {}
+            }
+            let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
+            let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+            let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
+            let content = if item.packaging == Packaging::Attached { item.document.as_deref() } else { None };
             out.push(prepared.finish(&signature, token.as_deref(), content, validation));
         }
         Ok(out)
+    }
+
+    /// One signature value over `tbs`, on the blocking pool.
+    async fn sign_one(&self, key: &Arc<dyn SigningKey>, scheme: SignAlgorithm, tbs: Vec<u8>) -> Result<Vec<u8>> {
+        let key = key.clone();
+        Ok(tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs)).await.map_err(|e| Error::Internal(e.to_string()))??)
+    }
+
+    /// The signature time-stamp token over `imprint`, when the level asks for one.
+    fn signature_timestamp(&self, level: Level, imprint: (cloudsign_csc::HashAlgorithm, Vec<u8>)) -> Result<Option<Vec<u8>>> {
+        match (level, &self.tsa) {
+            (Level::BT | Level::BLT, Some(tsa)) => {
+                let req = Request { hash: imprint.0, digest: imprint.1, nonce: None, cert_req: true };
+                Ok(Some(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// XAdES enveloped in the XML document, or enveloping it (ETSI EN 319 132-1).
+    async fn sign_xml(
+        &self,
+        key: &Arc<dyn SigningKey>,
+        item: &DocItem,
+        params: &cades::Params<'_>,
+        validation: Option<&cades::ValidationData>,
+    ) -> Result<Vec<u8>> {
+        let document = item.document.as_deref().unwrap_or_default();
+        let prepared = xades::prepare(xml_input(item.packaging, document), params)
+            .map_err(|e| Error::invalid(format!("Invalid parameter documents: {e}")))?;
+        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let token = match item.level {
+            Level::BB => None,
+            _ => {
+                self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(|e| Error::Internal(e.to_string()))?)?
+            }
+        };
+        prepared.finish(&signature, token.as_deref(), validation).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// PAdES: the PDF with a new revision holding the signature (and, for B-LT, a further one
+    /// with the Document Security Store), ETSI EN 319 142-1.
+    async fn sign_pdf(
+        &self,
+        key: &Arc<dyn SigningKey>,
+        item: &DocItem,
+        params: &cades::Params<'_>,
+        validation: Option<&cades::ValidationData>,
+    ) -> Result<Vec<u8>> {
+        use aws_lc_rs::digest;
+        let document = item.document.as_deref().unwrap_or_default();
+        let bad = |e: cloudsign_ades::AdesError| Error::invalid(format!("Invalid parameter documents: {e}"));
+        let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(bad)?;
+        let hash = item.scheme.hash();
+        // The placeholder is sized from the real signature: the CMS with a maximum-size value,
+        // and the time-stamp token (our TSA's certificates plus its fixed-size content).
+        let probe = cades::prepare_pades(&vec![0; hash.len()], params).map_err(bad)?;
+        let max_signature = vec![0xff; max_signature_len(item.scheme, params.certificate)];
+        let token_allowance = match (&self.tsa, item.level) {
+            (Some(tsa), Level::BT | Level::BLT) => tsa.certificate().len() + self.ca.issuing_der.len() + 1024,
+            _ => 0,
+        };
+        let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
+        let placeholder =
+            pades::add_signature(&mut pdf, pades::Kind::Signature { signing_time: params.signing_time }, reserve).map_err(bad)?;
+        let algorithm = match hash {
+            cloudsign_csc::HashAlgorithm::Sha256 => &digest::SHA256,
+            cloudsign_csc::HashAlgorithm::Sha384 => &digest::SHA384,
+            cloudsign_csc::HashAlgorithm::Sha512 => &digest::SHA512,
+        };
+        let mut ctx = digest::Context::new(algorithm);
+        let (before, after) = placeholder.signed_parts();
+        ctx.update(document);
+        ctx.update(before);
+        ctx.update(after);
+        let prepared = cades::prepare_pades(ctx.finish().as_ref(), params).map_err(bad)?;
+        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
+        let cms = prepared.finish(&signature, token.as_deref(), None, None);
+        let mut out = document.to_vec();
+        out.extend_from_slice(&placeholder.fill(&cms).map_err(|e| Error::Internal(e.to_string()))?);
+        if let Some(v) = validation {
+            let mut certificates = vec![params.certificate.to_vec()];
+            certificates.extend(params.chain.iter().cloned());
+            certificates.extend(v.certificates.iter().cloned());
+            out.extend_from_slice(&pades::add_dss(&mut pdf, &certificates, &v.ocsp, &v.crls).map_err(|e| Error::Internal(e.to_string()))?);
+        }
+        Ok(out)
+    }
+}
+
+/// XAdES: the signature inside the XML, or the document inside the signature.
+fn xml_input(packaging: Packaging, document: &[u8]) -> xades::Input<'_> {
+    match packaging {
+        Packaging::Enveloping => xades::Input::Enveloping { data: document, mime_type: None },
+        _ => xades::Input::Enveloped(document),
+    }
+}
+
+/// Parse what will be signed (a PDF's structure, an XML document) so that a document the
+/// service cannot sign is refused as `invalid_request` before anything is consumed.
+fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
+    let Some(document) = item.document.as_deref() else { return Ok(()) };
+    let bad = |e: String| Error::invalid(format!("Invalid parameter documents: {e}"));
+    match item.format {
+        Format::Pades => {
+            let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(|e| bad(e.to_string()))?;
+            pades::add_signature(&mut pdf, pades::Kind::Signature { signing_time: 0 }, 1).map_err(|e| bad(e.to_string()))?;
+        }
+        Format::Xades => {
+            let chain = [issuing.to_vec()];
+            let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time: 0 };
+            xades::prepare(xml_input(item.packaging, document), &params).map_err(|e| bad(e.to_string()))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The largest DER signature value a key of this certificate can give: reserves room in a PDF.
+fn max_signature_len(scheme: SignAlgorithm, certificate: &[u8]) -> usize {
+    let key_bytes = cloudsign_pki::der::subject_and_key(certificate).map(|(_, k)| k.len()).unwrap_or(512);
+    match scheme {
+        // ECDSA-Sig-Value: two INTEGERs of at most the point's coordinate size plus a 0x00 each.
+        SignAlgorithm::Ecdsa(_) => key_bytes + 16,
+        // RSA: the modulus length (the key's DER is a little longer: an upper bound).
+        _ => key_bytes,
     }
 }

@@ -178,12 +178,30 @@ impl Service {
     ) -> Result<Vec<Vec<u8>>> {
         let scheme = input.scheme;
         let digests_len = input.digests.len();
-        // Small jobs run on the request's own task: a hand-off to the blocking pool costs more
-        // than the signature. Long ones (RSA, batches) go to the blocking pool so they do not
-        // stall other requests. HSM calls always block: never inline.
+        // Software signatures that are cheap one by one (ECDSA) run on the request's own task,
+        // in slices that fit the inline budget with a yield between them, so a batch of 100
+        // never holds a worker long and never pays hand-offs to the blocking pool (on a small
+        // VM each cross-thread wake-up costs more than a P-256 signature). Expensive ones (RSA)
+        // and HSM calls, which block, go to the blocking pool.
         let in_process = row.key_backend != "pkcs11";
-        let signed = if in_process && estimated_micros(key_algorithm) * digests_len as u64 <= INLINE_BUDGET_MICROS {
-            input.digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
+        let per_signature = estimated_micros(key_algorithm);
+        let signed = if in_process && per_signature <= INLINE_BUDGET_MICROS {
+            let slice = (INLINE_BUDGET_MICROS / per_signature) as usize;
+            let mut signatures = Vec::with_capacity(digests_len);
+            let mut failed = None;
+            for (i, chunk) in input.digests.chunks(slice).enumerate() {
+                if i > 0 {
+                    tokio::task::yield_now().await;
+                }
+                match chunk.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>() {
+                    Ok(more) => signatures.extend(more),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            failed.map_or(Ok(signatures), Err)
         } else {
             let digests = input.digests.clone();
             tokio::task::spawn_blocking(move || {

@@ -8,6 +8,7 @@ pub mod cms;
 pub mod der;
 pub mod ocsp;
 pub mod tsa;
+pub mod x509;
 
 use std::sync::Arc;
 
@@ -134,6 +135,13 @@ fn root_params(names: &CaNames) -> (CertificateParams, String) {
 
 /// Create a new root and issuing CA. Returns (root, issuing).
 pub fn create_hierarchy(backend: &dyn KeyBackend, names: &CaNames) -> Result<(CaRecord, CaRecord), PkiError> {
+    create_hierarchy_at(backend, names, None)
+}
+
+/// [`create_hierarchy`] for a service reachable at `public_url`: the issuing CA's certificate
+/// names `<public_url>/arl`, the root's CRL, so that any relying party can fetch its status
+/// (long-term validation data for the whole chain, ETSI EN 319 102-1 §5.2.5).
+pub fn create_hierarchy_at(backend: &dyn KeyBackend, names: &CaNames, public_url: Option<&str>) -> Result<(CaRecord, CaRecord), PkiError> {
     let now = OffsetDateTime::now_utc();
     let root_key = backend.generate(CA_KEY, &ca_key_binding("root"))?;
     let (mut rp, root_dn) = root_params(names);
@@ -144,6 +152,9 @@ pub fn create_hierarchy(backend: &dyn KeyBackend, names: &CaNames) -> Result<(Ca
 
     let issuing_key = backend.generate(CA_KEY, &ca_key_binding("issuing"))?;
     let (mut ip, issuing_dn) = issuing_params(names);
+    if let Some(base) = public_url {
+        ip.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![format!("{}/arl", base.trim_end_matches('/'))] }];
+    }
     set_validity(&mut ip, now, now + Duration::days(365 * 10))?;
     let issuing_public = RcgenSigner::new(issuing_key.key.clone())?;
     let issuing_cert = ip.signed_by(&issuing_public, &root_issuer).map_err(build)?;

@@ -56,6 +56,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .merge(oauth::routes())
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
+        .route("/arl", axum::routing::get(arl))
         .route("/ocsp", axum::routing::post(ocsp_post))
         .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())
@@ -85,6 +86,15 @@ async fn tsa(
 async fn crl(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     use axum::response::IntoResponse as _;
     match state.service.crl().await {
+        Ok(der) => ([(axum::http::header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
+        Err(e) => error::v2(e).into_response(),
+    }
+}
+
+/// The root's CRL (ARL), as named by the issuing CA's certificate.
+async fn arl(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse as _;
+    match state.service.arl() {
         Ok(der) => ([(axum::http::header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
         Err(e) => error::v2(e).into_response(),
     }

@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cloudsign_csc::v2::*;
 use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm, b64};
-use cloudsign_domain::{AuthorizeInput, CredentialView, DocItem, FactorKind, Factors, Format, HashesInput, Level, SignDocInput};
+use cloudsign_domain::{AuthorizeInput, CredentialView, DocItem, FactorKind, Factors, Format, HashesInput, Level, Packaging, SignDocInput};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, v2};
@@ -69,8 +69,13 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
         validation_info: true,
         sign_algorithms: SignAlgorithms { algos, algo_params: Vec::new() },
         signature_formats: SignatureFormats {
-            formats: vec!["C".into(), "J".into()],
-            envelope_properties: vec![vec!["Detached".into(), "Attached".into()], vec!["Detached".into()]],
+            formats: vec!["C".into(), "X".into(), "P".into(), "J".into()],
+            envelope_properties: vec![
+                vec!["Detached".into(), "Attached".into()],
+                vec!["Enveloped".into(), "Enveloping".into()],
+                vec!["Revision".into()],
+                vec!["Detached".into()],
+            ],
         },
         conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into()],
     }))
@@ -278,12 +283,14 @@ async fn timestamp(
 fn doc_options(
     o: &SignatureOptions,
     hash_oid: Option<&str>,
-    attached_default: bool,
-) -> Result<(Format, SignAlgorithm, Level, bool), ApiError> {
+    from_document: bool,
+) -> Result<(Format, SignAlgorithm, Level, Packaging), ApiError> {
     let format = match o.signature_format.to_ascii_uppercase().as_str() {
         "C" => Format::Cades,
+        "X" => Format::Xades,
+        "P" => Format::Pades,
         "J" => Format::Jades,
-        other => return Err(ApiError::invalid(format!("Invalid parameter signature_format: {other} is not supported (C, J)"))),
+        other => return Err(ApiError::invalid(format!("Invalid parameter signature_format: {other} is not supported (C, X, P, J)"))),
     };
     let level = match o.conformance_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("ades-b-b") | Some("ades-b") => Level::BB,
@@ -294,14 +301,25 @@ fn doc_options(
     if o.signed_props.is_some() {
         return Err(ApiError::invalid("Invalid parameter signed_props: additional signed attributes are not supported"));
     }
-    let attached = match (format, o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase).as_deref()) {
-        (Format::Jades, None | Some("detached")) => false,
+    // §11.11 signed_envelope_property, by format; the default when absent.
+    let envelope = o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase);
+    let packaging = match (format, envelope.as_deref()) {
+        (Format::Jades, None | Some("detached")) => Packaging::Detached,
         (Format::Jades, Some(_)) => return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached for JAdES")),
-        (Format::Cades, None) => attached_default,
-        (Format::Cades, Some("detached")) => false,
-        (Format::Cades, Some("attached")) => true,
+        (Format::Cades, None) if from_document => Packaging::Attached,
+        (Format::Cades, None | Some("detached")) => Packaging::Detached,
+        (Format::Cades, Some("attached")) => Packaging::Attached,
         (Format::Cades, Some(_)) => {
             return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached or Attached for CAdES"));
+        }
+        (Format::Xades, None | Some("enveloped")) => Packaging::Enveloped,
+        (Format::Xades, Some("enveloping")) => Packaging::Enveloping,
+        (Format::Xades, Some(_)) => {
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Enveloped or Enveloping for XAdES"));
+        }
+        (Format::Pades, None | Some("revision")) => Packaging::Enveloped,
+        (Format::Pades, Some(_)) => {
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Revision for PAdES (certification is not offered)"));
         }
     };
     let params = match o.sign_algo_params.as_deref() {
@@ -315,7 +333,7 @@ fn doc_options(
             Some(_) => Err(e),
         })
         .map_err(ApiError::invalid)?;
-    Ok((format, scheme, level, attached))
+    Ok((format, scheme, level, packaging))
 }
 
 /// §11.11: signatures come back in request order, detached ones in `SignatureObject`, attached
@@ -338,11 +356,11 @@ async fn sign_doc(
     }
     let mut items = Vec::new();
     for d in req.document_digests.iter().flatten() {
-        let (format, scheme, level, attached) = doc_options(&d.options, d.hash_algorithm_oid.as_deref(), false)?;
-        if format == Format::Jades {
-            return Err(ApiError::invalid("Invalid parameter documentDigests: JAdES is signed from documents"));
+        let (format, scheme, level, packaging) = doc_options(&d.options, d.hash_algorithm_oid.as_deref(), false)?;
+        if matches!(format, Format::Jades | Format::Xades | Format::Pades) {
+            return Err(ApiError::invalid("Invalid parameter documentDigests: JAdES, XAdES and PAdES are signed from documents"));
         }
-        if attached {
+        if packaging != Packaging::Detached {
             return Err(ApiError::invalid("Invalid parameter signed_envelope_property: a digest can only be signed Detached"));
         }
         let hashes = d
@@ -351,17 +369,18 @@ async fn sign_doc(
             .filter(|h| !h.is_empty())
             .ok_or_else(|| ApiError::invalid("Invalid parameter documentDigests: empty hashes"))?;
         for digest in shared::decode_hashes(hashes)? {
-            items.push(DocItem { format, digest, document: None, attach: false, scheme, level });
+            items.push(DocItem { format, digest, document: None, packaging, scheme, level });
         }
     }
     for d in req.documents.iter().flatten() {
-        let (format, scheme, level, attached) = doc_options(&d.options, None, true)?;
+        let (format, scheme, level, packaging) = doc_options(&d.options, None, true)?;
         let document =
             b64::decode_lenient(&d.document).ok_or_else(|| ApiError::invalid("Invalid parameter documents: invalid Base64 document"))?;
         let digest = cloudsign_domain::digest_of(scheme.hash(), &document);
-        items.push(DocItem { format, digest, document: Some(document), attach: attached, scheme, level });
+        items.push(DocItem { format, digest, document: Some(document), packaging, scheme, level });
     }
-    let attached: Vec<bool> = items.iter().map(|i| i.attach).collect();
+    // Signatures that contain their document come back in DocumentWithSignature.
+    let attached: Vec<bool> = items.iter().map(|i| i.packaging != Packaging::Detached).collect();
     let input = SignDocInput { credential_id, sad: req.sad, items };
     let signed = state.service.sign_doc(&session, &ctx, input).await.map_err(v2)?;
     let (mut objects, mut documents) = (Vec::new(), Vec::new());
