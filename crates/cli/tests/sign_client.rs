@@ -236,7 +236,8 @@ async fn sign_doc_cades_detached_and_attached() {
     let (s, v) = api.post("signatures/signDoc", unbound).await;
     assert_error("signDoc (unbound)", s, &v, 400, "invalid_request", "not authorized");
     for (field, value, text) in [
-        ("signature_format", "P", "signature_format"),
+        ("signature_format", "Z", "signature_format"),
+        ("signature_format", "P", "signed from documents"),
         ("conformance_level", "Ades-B-LTA", "conformance_level"),
         ("signed_envelope_property", "Attached", "Detached"),
     ] {
