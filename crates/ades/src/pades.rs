@@ -105,17 +105,18 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
         },
         None => Vec::new(),
     };
-    // A field name not taken yet (§12.7.3.2: fully qualified names are unique).
-    let mut taken = Vec::new();
-    for f in &fields {
-        if let Obj::Dict(d) = pdf.resolve(f)?
+    // A field name not taken yet (§12.7.3.2: fully qualified names are unique). Only the
+    // top-level fields are looked at, and at most a few thousand of them.
+    let mut taken = std::collections::HashSet::new();
+    for f in fields.iter().take(4096) {
+        if let Ok(Obj::Dict(d)) = pdf.resolve(f)
             && let Some(Obj::Str(t)) = d.get("T")
         {
-            taken.push(t.clone());
+            taken.insert(t.clone());
         }
     }
     let stem = if kind == Kind::DocumentTimestamp { "Timestamp" } else { "Signature" };
-    let name = (1..).map(|k| format!("{stem}{k}")).find(|n| !taken.contains(&n.as_bytes().to_vec())).unwrap_or_default();
+    let name = (1..).map(|k| format!("{stem}{k}")).find(|n| !taken.contains(n.as_bytes())).unwrap_or_default();
 
     let sig_num = pdf.allocate();
     let widget_num = pdf.allocate();
@@ -157,7 +158,8 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
         (b"P".to_vec(), Obj::Ref(page_num, pdf.generation(page_num))),
     ]));
     update.object(widget_num, &widget);
-    let mut changed = Vec::new();
+    // The widget is readable by later updates (a further field must not take its name).
+    let mut changed = vec![(widget_num, widget)];
 
     // The page's annotations gain the widget.
     match page.get("Annots").cloned() {

@@ -244,8 +244,10 @@ impl<'a> Lexer<'a> {
                 loop {
                     self.skip_ws()?;
                     if self.peek()? == b'>' {
-                        if self.b.get(self.pos + 1) != Some(&b'>') {
-                            return bad("malformed dictionary end");
+                        match self.b.get(self.pos + 1) {
+                            Some(b'>') => {}
+                            Some(_) => return bad("malformed dictionary end"),
+                            None => return Err(ParseError::Truncated(Truncated)),
                         }
                         self.pos += 2;
                         return Ok(Obj::Dict(d));
@@ -398,6 +400,8 @@ pub struct Pdf<R> {
     changed: HashMap<u32, Obj>,
     object_streams: HashMap<u32, ObjectStream>,
     ends_with_eol: bool,
+    /// Bytes inflated so far (against [`MAX_INFLATED`]).
+    inflated: usize,
 }
 
 /// A decoded object stream (§7.5.7): its data and (object number, offset) of each object.
@@ -410,6 +414,15 @@ struct StreamAt {
 }
 
 const MAX_OBJECT_WINDOW: usize = 64 << 20;
+/// ISO 32000-1 Annex C: at most 8,388,607 indirect objects.
+const MAX_OBJECTS: i64 = 8_388_607;
+/// Cross-reference sections followed (`/Prev`, `/XRefStm`).
+const MAX_SECTIONS: usize = 4096;
+/// Bytes inflated from cross-reference and object streams in all, per open PDF: a
+/// decompression bomb stops here.
+const MAX_INFLATED: usize = 256 << 20;
+/// Decoded object streams kept at once.
+const MAX_CACHED_STREAMS: usize = 16;
 
 impl<R: Read + Seek> Pdf<R> {
     /// Open a PDF: read its trailer and every cross-reference section (following `/Prev` and
@@ -442,12 +455,13 @@ impl<R: Read + Seek> Pdf<R> {
             changed: HashMap::new(),
             object_streams: HashMap::new(),
             ends_with_eol,
+            inflated: 0,
         };
         let mut next = Some(startxref);
         let mut seen = HashSet::new();
         let mut first = true;
         while let Some(offset) = next {
-            if !seen.insert(offset) || offset >= file_len {
+            if !seen.insert(offset) || offset >= file_len || seen.len() > MAX_SECTIONS {
                 return Err(err("malformed cross-reference chain"));
             }
             let (trailer, is_stream) = pdf.read_xref_section(offset)?;
@@ -464,8 +478,11 @@ impl<R: Read + Seek> Pdf<R> {
                 _ => None,
             };
         }
+        // New objects are numbered from /Size, and never over an object in use.
+        let highest = pdf.xref.keys().max().map_or(0, |n| i64::from(*n) + 1);
         pdf.size = match pdf.trailer.get("Size") {
-            Some(Obj::Int(n)) if *n > 0 => *n as u32,
+            Some(Obj::Int(n)) if (1..=MAX_OBJECTS).contains(n) => (*n).max(highest) as u32,
+            Some(Obj::Int(_)) => return Err(err("the trailer's /Size is out of range")),
             _ => return Err(err("the trailer has no /Size")),
         };
         if pdf.trailer.get("Encrypt").is_some() {
@@ -485,11 +502,13 @@ impl<R: Read + Seek> Pdf<R> {
                 match parse_xref_table(&buf) {
                     Ok((entries, trailer)) => {
                         for (num, entry) in entries {
-                            self.xref.entry(num).or_insert(entry);
+                            if i64::from(num) < MAX_OBJECTS {
+                                self.xref.entry(num).or_insert(entry);
+                            }
                         }
                         return Ok((trailer, false));
                     }
-                    Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => window *= 4,
+                    Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => window = (window * 4).min(MAX_OBJECT_WINDOW),
                     Err(ParseError::Truncated(_)) => return Err(err("truncated cross-reference table")),
                     Err(ParseError::Bad(m)) => return Err(err(format!("malformed cross-reference table: {m}"))),
                 }
@@ -509,8 +528,8 @@ impl<R: Read + Seek> Pdf<R> {
             return Err(err("malformed cross-reference stream /W"));
         }
         let size = match dict.get("Size") {
-            Some(Obj::Int(n)) => *n,
-            _ => return Err(err("cross-reference stream without /Size")),
+            Some(Obj::Int(n)) if (0..=MAX_OBJECTS).contains(n) => *n,
+            _ => return Err(err("cross-reference stream without a usable /Size")),
         };
         let index: Vec<i64> = match dict.get("Index") {
             Some(Obj::Array(a)) => a.iter().map(|x| if let Obj::Int(n) = x { *n } else { 0 }).collect(),
@@ -524,6 +543,9 @@ impl<R: Read + Seek> Pdf<R> {
         let mut rows = data.chunks_exact(row.max(1));
         for pair in index.chunks(2) {
             let [start, count] = pair else { break };
+            if *start < 0 || *count < 0 || start.saturating_add(*count) > size {
+                return Err(err("cross-reference stream /Index beyond /Size"));
+            }
             for k in 0..*count {
                 let Some(r) = rows.next() else { return Err(err("short cross-reference stream")) };
                 let kind = if widths[0] == 0 { 1 } else { field(r, 0) };
@@ -575,7 +597,7 @@ impl<R: Read + Seek> Pdf<R> {
                     };
                     return Ok((num, generation, obj, stream));
                 }
-                Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => window *= 8,
+                Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => window = (window * 8).min(MAX_OBJECT_WINDOW),
                 Err(ParseError::Truncated(_)) => return Err(err(format!("truncated object at offset {offset}"))),
                 Err(ParseError::Bad(m)) => return Err(err(format!("malformed object at offset {offset}: {m}"))),
             }
@@ -587,10 +609,14 @@ impl<R: Read + Seek> Pdf<R> {
     fn stream_data(&mut self, s: &StreamAt) -> Result<Vec<u8>, AdesError> {
         let length = match s.dict.get("Length") {
             Some(Obj::Int(n)) if *n >= 0 => *n as usize,
-            Some(Obj::Ref(n, _)) => match self.object(*n)? {
-                Obj::Int(l) if l >= 0 => l as usize,
-                _ => return Err(err("malformed stream /Length")),
-            },
+            // Only an object stored plainly in the file: one inside an object stream could lead
+            // back here (a /Length inside the very stream being decoded).
+            Some(Obj::Ref(n, _)) if matches!(self.xref.get(n), Some(Entry::InFile { .. })) && !self.changed.contains_key(n) => {
+                match self.object(*n)? {
+                    Obj::Int(l) if l >= 0 => l as usize,
+                    _ => return Err(err("malformed stream /Length")),
+                }
+            }
             _ => return Err(err("stream without /Length")),
         };
         if length > MAX_OBJECT_WINDOW {
@@ -608,8 +634,10 @@ impl<R: Read + Seek> Pdf<R> {
             if f != b"FlateDecode" {
                 return Err(err(format!("unsupported filter /{} on a cross-reference or object stream", String::from_utf8_lossy(f))));
             }
-            data = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data, MAX_OBJECT_WINDOW)
-                .map_err(|_| err("corrupt compressed stream"))?;
+            let budget = MAX_INFLATED.saturating_sub(self.inflated).min(MAX_OBJECT_WINDOW);
+            data = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data, budget)
+                .map_err(|_| err("corrupt or oversized compressed stream"))?;
+            self.inflated += data.len();
         }
         let parms = match s.dict.get("DecodeParms") {
             Some(Obj::Dict(d)) => Some(d.clone()),
@@ -621,8 +649,9 @@ impl<R: Read + Seek> Pdf<R> {
             && *predictor >= 10
         {
             let columns = match p.get("Columns") {
-                Some(Obj::Int(c)) if *c > 0 => *c as usize,
-                _ => 1,
+                None => 1,
+                Some(Obj::Int(c)) if *c > 0 && (*c as u64) < data.len() as u64 => *c as usize,
+                _ => return Err(err("malformed predictor /Columns")),
             };
             data = png_unpredict(&data, columns)?;
         }
@@ -655,17 +684,26 @@ impl<R: Read + Seek> Pdf<R> {
                         _ => return Err(err("object stream without /First")),
                     };
                     let count = match at.dict.get("N") {
-                        Some(Obj::Int(n)) if *n >= 0 => *n as usize,
-                        _ => return Err(err("object stream without /N")),
+                        Some(Obj::Int(n)) if (0..=MAX_OBJECTS).contains(n) => *n as usize,
+                        _ => return Err(err("object stream without a usable /N")),
                     };
                     let data = self.stream_data(&at)?;
+                    // Each header pair takes at least four bytes ("1 0 ").
+                    if count > data.len() / 4 + 1 {
+                        return Err(err("malformed object stream header"));
+                    }
                     let mut lx = Lexer { b: &data, pos: 0 };
                     let mut table = Vec::with_capacity(count);
                     for _ in 0..count {
                         match (lx.uint(), lx.uint()) {
-                            (Ok(Some(n)), Ok(Some(o))) => table.push((n as u32, first + o as usize)),
+                            (Ok(Some(n)), Ok(Some(o))) if n < MAX_OBJECTS as u64 && o < data.len() as u64 => {
+                                table.push((n as u32, first.saturating_add(o as usize)))
+                            }
                             _ => return Err(err("malformed object stream header")),
                         }
+                    }
+                    if self.object_streams.len() >= MAX_CACHED_STREAMS {
+                        self.object_streams.clear();
                     }
                     self.object_streams.insert(stream, (data, table));
                 }
@@ -674,8 +712,10 @@ impl<R: Read + Seek> Pdf<R> {
                 if n != num {
                     return Err(err("the cross-reference disagrees with an object stream"));
                 }
-                // A trailing space lets the lexer see the end of a final token.
-                let mut tail = data.get(start..).ok_or_else(|| err("object stream offset out of range"))?.to_vec();
+                // Up to the next object (offsets ascend, §7.5.7), and a trailing space lets the
+                // lexer see the end of a final token.
+                let end = table.get(index as usize + 1).map_or(data.len(), |&(_, next)| next).clamp(start, data.len());
+                let mut tail = data.get(start..end).ok_or_else(|| err("object stream offset out of range"))?.to_vec();
                 tail.push(b' ');
                 let mut lx = Lexer { b: &tail, pos: 0 };
                 lx.object(0).map_err(|_| err(format!("malformed object {num} in an object stream")))
@@ -739,6 +779,7 @@ impl<R: Read + Seek> Pdf<R> {
 
     /// A new object number.
     pub fn allocate(&mut self) -> u32 {
+        // /Size is at most MAX_OBJECTS (checked at open): far from u32::MAX.
         self.size += 1;
         self.size - 1
     }
@@ -746,7 +787,7 @@ impl<R: Read + Seek> Pdf<R> {
     /// The generation number of object `num` (0 for new objects).
     pub fn generation(&self, num: u32) -> u16 {
         match self.xref.get(&num) {
-            Some(Entry::InFile { generation, .. }) if !self.changed.contains_key(&num) => *generation,
+            Some(Entry::InFile { generation, .. }) => *generation,
             _ => 0,
         }
     }
@@ -952,7 +993,7 @@ fn parse_xref_table(buf: &[u8]) -> Parse<(Vec<(u32, Entry)>, Dict)> {
             lx.skip_ws()?;
             let kind = lx.peek()?;
             lx.pos += 1;
-            if kind == b'n' {
+            if kind == b'n' && start.saturating_add(k) < MAX_OBJECTS as u64 {
                 entries.push(((start + k) as u32, Entry::InFile { offset, generation: generation as u16 }));
             } else if kind != b'f' {
                 return bad("malformed entry type");
@@ -1001,6 +1042,29 @@ mod tests {
         let mut out = Vec::new();
         Obj::Name(b"A B#".to_vec()).write(&mut out);
         assert_eq!(out, b"/A#20B#23");
+    }
+
+    /// A file whose only cross-reference section is the stream `dict` (empty data).
+    fn xref_stream_only(dict: &str) -> Vec<u8> {
+        let mut out = b"%PDF-1.7\n".to_vec();
+        let at = out.len();
+        out.extend_from_slice(format!("1 0 obj\n{dict}\nstream\n\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n").as_bytes());
+        out
+    }
+
+    #[test]
+    fn hostile_cross_reference_streams_are_refused_not_obeyed() {
+        // A predictor row width that would size a terabyte allocation.
+        let columns = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 0/DecodeParms<</Predictor 12/Columns 1099511627776>>>>");
+        assert!(Pdf::open(std::io::Cursor::new(columns)).is_err());
+        // Object numbers beyond the format's limit.
+        let size = xref_stream_only("<</Type/XRef/Size 4294967295/W[1 1 1]/Length 0/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(size)).is_err());
+        let index = xref_stream_only("<</Type/XRef/Size 2/Index[0 67108864]/W[0 0 0]/Length 0/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(index)).is_err());
+        // A /Length that is not a plain object of the file.
+        let length = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 7 0 R/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(length)).is_err());
     }
 
     #[test]

@@ -205,15 +205,12 @@ fn stream_file(path: &Path, ctx: &mut digest::Context, mut copy: Option<&mut Fil
 
 /// The password and PIN travel to the service: https, or plain http on this machine only.
 fn check_service_url(url: &str) -> anyhow::Result<()> {
-    if url.starts_with("https://") {
-        return Ok(());
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--service {url:?} is not a URL"))?;
+    match (parsed.scheme(), parsed.host_str()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some("127.0.0.1" | "localhost" | "[::1]")) => Ok(()),
+        _ => bail!("--service must be an https:// URL (plain http only on this machine): the password and PIN travel to it"),
     }
-    let host = url.strip_prefix("http://").unwrap_or_default().split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-        return Ok(());
-    }
-    bail!("--service must be an https:// URL (plain http only on this machine): the password and PIN travel to it")
 }
 
 /// What the credential signs with.
@@ -230,9 +227,11 @@ impl Credential {
         cloudsign_ades::Params { scheme: self.scheme, certificate: &self.certificate, chain: &self.chain, signing_time }
     }
 
-    /// The largest DER signature value the key can produce: reserves room in a PDF.
+    /// The largest DER signature value the key can produce: reserves room in a PDF. The key
+    /// size comes from the certificate (a service may leave `key.len` out).
     fn max_signature_len(&self) -> usize {
-        let bytes = self.key_bits.div_ceil(8) as usize;
+        let from_cert = cloudsign_pki::der::subject_and_key(&self.certificate).map_or(0, |(_, k)| k.len() as u64 * 8);
+        let bytes = self.key_bits.max(from_cert).div_ceil(8) as usize;
         match self.scheme {
             // ECDSA-Sig-Value: SEQUENCE { INTEGER r, INTEGER s }, each with a possible 0x00.
             SignAlgorithm::Ecdsa(_) => 2 * (bytes + 1 + 3) + 4,

@@ -261,9 +261,10 @@ impl Service {
         // and the time-stamp token (our TSA's certificates plus its fixed-size content).
         let probe = cades::prepare_pades(&vec![0; hash.len()], params).map_err(bad)?;
         let max_signature = vec![0xff; max_signature_len(item.scheme, params.certificate)];
-        let token_allowance = match (&self.tsa, item.level) {
-            (Some(tsa), Level::BT | Level::BLT) => tsa.certificate().len() + self.ca.issuing_der.len() + 1024,
-            _ => 0,
+        let token_allowance = match item.level {
+            // A probe token from our TSA (its size does not depend on the imprint) + margin.
+            Level::BT | Level::BLT => self.signature_timestamp(item.level, (hash, vec![0; hash.len()]))?.map_or(0, |t| t.len() + 256),
+            Level::BB => 0,
         };
         let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
         let placeholder =
@@ -311,6 +312,10 @@ fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
         Format::Pades => {
             let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(|e| bad(e.to_string()))?;
             pades::add_signature(&mut pdf, pades::Kind::Signature { signing_time: 0 }, 1).map_err(|e| bad(e.to_string()))?;
+            if item.level == Level::BLT {
+                // The DSS update reads an existing DSS: a broken one is refused now too.
+                pades::add_dss(&mut pdf, &[], &[], &[]).map_err(|e| bad(e.to_string()))?;
+            }
         }
         Format::Xades => {
             let chain = [issuing.to_vec()];
