@@ -508,7 +508,9 @@ impl<R: Read + Seek> Pdf<R> {
                         }
                         return Ok((trailer, false));
                     }
-                    Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => window = (window * 4).min(MAX_OBJECT_WINDOW),
+                    Err(ParseError::Truncated(_)) if !complete && window < MAX_OBJECT_WINDOW => {
+                        window = (window * 4).min(MAX_OBJECT_WINDOW)
+                    }
                     Err(ParseError::Truncated(_)) => return Err(err("truncated cross-reference table")),
                     Err(ParseError::Bad(m)) => return Err(err(format!("malformed cross-reference table: {m}"))),
                 }
