@@ -1,7 +1,13 @@
-//! JAdES (ETSI TS 119 182-1) baseline B-B, compact serialization with a detached payload
-//! (RFC 7515 Appendix F, unencoded payload `b64: false`, RFC 7797): any JOSE library verifies
-//! it given the file. The protected header carries `x5t#S256` and `x5c` (the signer's
-//! certificate and chain) and `sigT`, the claimed signing time, listed in `crit` with `b64`.
+//! JAdES (ETSI TS 119 182-1) with a detached payload (RFC 7515 Appendix F, unencoded payload
+//! `b64: false`, RFC 7797): any JOSE library verifies it given the file. The protected header
+//! carries `x5t#S256` and `x5c` (the signer's certificate and chain) and `sigT`, the claimed
+//! signing time, listed in `crit` with `b64`.
+//!
+//! B-B is the compact serialization. B-T and B-LT need the unprotected header `etsiU`
+//! (TS 119 182-1 §5.3), which only the JSON serialization has: the flattened JWS JSON object
+//! (RFC 7515 §7.2.2) without `payload`, with `etsiU` holding `sigTst` (the signature
+//! time-stamp, §5.3.4) and for B-LT `xVals` and `rVals` (certificate and revocation values,
+//! §5.3.5), each element base64url-encoded JSON.
 
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
 
@@ -96,14 +102,65 @@ fn ecdsa_width(scheme: SignAlgorithm) -> Option<usize> {
 }
 
 impl Prepared {
-    /// The compact JWS with the payload left out: `header..signature`. ECDSA signatures come
-    /// in as DER `ECDSA-Sig-Value` and go out as fixed-width r ‖ s.
+    /// The JWS signature value: ECDSA signatures come in as DER `ECDSA-Sig-Value` and go out as
+    /// fixed-width r ‖ s (RFC 7518 §3.4).
+    fn value(&self, signature: &[u8]) -> Result<Vec<u8>, AdesError> {
+        match ecdsa_width(self.scheme) {
+            Some(width) => crate::ecdsa_der_to_raw(signature, width).ok_or(AdesError::Signature),
+            None => Ok(signature.to_vec()),
+        }
+    }
+
+    /// The compact JWS with the payload left out: `header..signature` (B-B).
     pub fn finish(self, signature: &[u8]) -> Result<String, AdesError> {
-        let value = match ecdsa_width(self.scheme) {
-            Some(width) => crate::ecdsa_der_to_raw(signature, width).ok_or(AdesError::Signature)?,
-            None => signature.to_vec(),
-        };
-        Ok(format!("{}..{}", self.header_b64, b64::encode_url(&value)))
+        Ok(format!("{}..{}", self.header_b64, b64::encode_url(&self.value(signature)?)))
+    }
+
+    /// The message imprint of the B-T signature time-stamp: the hash of the base64url-encoded
+    /// JWS signature value (TS 119 182-1 §5.3.4.1).
+    pub fn timestamp_imprint(&self, signature: &[u8]) -> Result<(HashAlgorithm, Vec<u8>), AdesError> {
+        let hash = self.scheme.hash();
+        Ok((hash, digest(hash, b64::encode_url(&self.value(signature)?).as_bytes())))
+    }
+
+    /// The flattened JWS JSON serialization without `payload` (B-T with `timestamp_token`,
+    /// B-LT with `validation` too): `{"protected", "header": {"etsiU": [...]}, "signature"}`.
+    pub fn finish_json(
+        self,
+        signature: &[u8],
+        timestamp_token: Option<&[u8]>,
+        validation: Option<&crate::cades::ValidationData>,
+    ) -> Result<String, AdesError> {
+        let value = b64::encode_url(&self.value(signature)?);
+        let mut etsi_u = Vec::new();
+        // Each unsigned property is one JSON object, base64url-encoded (§5.3.1).
+        let mut push = |v: serde_json::Value| etsi_u.push(serde_json::Value::String(b64::encode_url(v.to_string().as_bytes())));
+        if let Some(token) = timestamp_token {
+            push(serde_json::json!({"sigTst": {"tstTokens": [{"val": b64::encode(token)}]}}));
+        }
+        if let Some(v) = validation {
+            if !v.certificates.is_empty() {
+                let certs: Vec<_> = v.certificates.iter().map(|c| serde_json::json!({"x509Cert": {"val": b64::encode(c)}})).collect();
+                push(serde_json::json!({"xVals": certs}));
+            }
+            let crls: Vec<_> = v.crls.iter().map(|c| serde_json::json!({"val": b64::encode(c)})).collect();
+            let ocsps: Vec<_> = v.ocsp.iter().map(|o| serde_json::json!({"val": b64::encode(o)})).collect();
+            let mut r = serde_json::Map::new();
+            if !crls.is_empty() {
+                r.insert("crlVals".into(), crls.into());
+            }
+            if !ocsps.is_empty() {
+                r.insert("ocspVals".into(), ocsps.into());
+            }
+            if !r.is_empty() {
+                push(serde_json::json!({"rVals": r}));
+            }
+        }
+        let mut jws = serde_json::json!({"protected": self.header_b64, "signature": value});
+        if !etsi_u.is_empty() {
+            jws["header"] = serde_json::json!({"etsiU": etsi_u});
+        }
+        Ok(jws.to_string())
     }
 }
 

@@ -285,7 +285,7 @@ impl Job {
     }
 }
 
-fn default_out(path: &Path, format: Format, packaging: Packaging) -> PathBuf {
+fn default_out(path: &Path, format: Format, packaging: Packaging, level: Level) -> PathBuf {
     match (format, packaging) {
         (Format::Pades, _) | (Format::Xades, Packaging::Enveloped) => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -295,7 +295,9 @@ fn default_out(path: &Path, format: Format, packaging: Packaging) -> PathBuf {
         _ => {
             let mut name = path.to_path_buf().into_os_string();
             name.push(match format {
-                Format::Jades => ".jws",
+                // B-T and above are JWS JSON (the unprotected header needs it).
+                Format::Jades if level == Level::BB => ".jws",
+                Format::Jades => ".jws.json",
                 Format::Xades => ".xades.xml",
                 _ => ".p7s",
             });
@@ -326,8 +328,9 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         (Format::Cades, Level::BB | Level::BT | Level::BLt, Packaging::Detached | Packaging::Attached) => {}
         (Format::Cades, Level::BLta, _) => bail!("CAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
         (Format::Cades, ..) => bail!("CAdES packaging is detached or attached"),
-        (Format::Jades, Level::BB, Packaging::Detached) => {}
-        (Format::Jades, ..) => bail!("JAdES is available at --level B-B, detached, in this version"),
+        (Format::Jades, Level::BLta, _) => bail!("JAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
+        (Format::Jades, _, Packaging::Detached) => {}
+        (Format::Jades, ..) => bail!("JAdES signatures are detached (RFC 7515 Appendix F): --packaging detached"),
     }
     if a.out.is_some() && a.files.len() > 1 {
         bail!("--out names one output: give one file, or leave --out out to write next to each file");
@@ -363,7 +366,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
     let signing_time = now();
     let mut jobs = Vec::new();
     for path in &a.files {
-        let out = a.out.clone().unwrap_or_else(|| default_out(path, format, packaging));
+        let out = a.out.clone().unwrap_or_else(|| default_out(path, format, packaging, level));
         let params = cred.params(signing_time);
         let job = match format {
             Format::Jades => {
@@ -391,8 +394,20 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
     for (job, signature) in jobs.into_iter().zip(signatures) {
         let (out, what) = match job {
             Job::Jades { out, prepared } => {
-                write_new(&out, prepared.finish(&signature)?.as_bytes())?;
-                (out, "JAdES B-B".to_string())
+                let jws = match level {
+                    Level::BB => prepared.finish(&signature)?,
+                    _ => {
+                        let (h, imprint) = prepared.timestamp_imprint(&signature)?;
+                        let token = csc.timestamp(h, &imprint).await?;
+                        let validation = match level {
+                            Level::BLt => Some(gather_validation(&csc.http, &csc.service, &certificates_with(&cred, &token)).await?),
+                            _ => None,
+                        };
+                        prepared.finish_json(&signature, Some(&token), validation.as_ref())?
+                    }
+                };
+                write_new(&out, jws.as_bytes())?;
+                (out, format!("JAdES {}", level_name(level)))
             }
             Job::Xades { out, prepared } => {
                 let token = match level {
@@ -443,8 +458,18 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+/// Write `out` whole or not at all: a temporary file next to it, renamed when complete.
 fn write_new(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))
+    let mut tmp = Partial { path: partial_path(out), done: false };
+    std::fs::write(&tmp.path, bytes).with_context(|| format!("cannot write {}", tmp.path.display()))?;
+    std::fs::rename(&tmp.path, out).with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.done = true;
+    Ok(())
+}
+
+/// `.NAME.partial` next to `out`.
+fn partial_path(out: &Path) -> PathBuf {
+    out.with_file_name(format!(".{}.partial", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
 }
 
 async fn login(csc: &mut Csc, user: &str) -> anyhow::Result<()> {
@@ -575,7 +600,7 @@ fn prepare_pdf(
     let reserve = probe.finish(&vec![0xff; cred.max_signature_len()], None, None, None).len() + token_allowance + 32;
     let placeholder = pades::add_signature(&mut pdf, Kind::Signature { signing_time: params.signing_time }, reserve)
         .with_context(|| format!("cannot sign {}", path.display()))?;
-    let tmp = out.with_file_name(format!(".{}.partial", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = partial_path(&out);
     let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     let tmp = Partial { path: tmp, done: false };
     let mut written = digest::Context::new(algorithm(hash));
@@ -611,10 +636,7 @@ async fn finish_pdf(
         let cms = prepared.finish(signature, token.as_deref(), None, None);
         output.append(&placeholder.fill(&cms)?)?;
         if level >= Level::BLt {
-            let mut certs = vec![cred.certificate.clone()];
-            certs.extend(cred.chain.iter().cloned());
-            certs.extend(token.as_deref().map(cloudsign_pki::x509::cms_certificates).unwrap_or_default());
-            let v = gather_validation(&csc.http, &csc.service, &certs).await?;
+            let v = gather_validation(&csc.http, &csc.service, &certificates_with(cred, token.as_deref().unwrap_or_default())).await?;
             output.append(&pades::add_dss(&mut pdf, &v.certificates, &v.ocsp, &v.crls)?)?;
         }
         if level == Level::BLta {
@@ -653,12 +675,18 @@ impl Output {
 /// B-LT validation data to embed in a CMS or XAdES signature, whose certificates field or
 /// KeyInfo already carries the signer's chain: the rest (root, TSA) and the revocation data.
 async fn embedded_validation(csc: &Csc, cred: &Credential, token: Option<&[u8]>) -> anyhow::Result<ValidationData> {
-    let mut certs = vec![cred.certificate.clone()];
-    certs.extend(cred.chain.iter().cloned());
-    certs.extend(token.map(cloudsign_pki::x509::cms_certificates).unwrap_or_default());
+    let certs = certificates_with(cred, token.unwrap_or_default());
     let mut v = gather_validation(&csc.http, &csc.service, &certs).await?;
     v.certificates.retain(|c| *c != cred.certificate && !cred.chain.contains(c));
     Ok(v)
+}
+
+/// The signer's chain and the certificates in a time-stamp token (the TSA's).
+fn certificates_with(cred: &Credential, token: &[u8]) -> Vec<Vec<u8>> {
+    let mut certs = vec![cred.certificate.clone()];
+    certs.extend(cred.chain.iter().cloned());
+    certs.extend(cloudsign_pki::x509::cms_certificates(token));
+    certs
 }
 
 /// Long-term validation data for `certs` (the signer's chain and the TSA's): every
@@ -706,11 +734,13 @@ async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[Vec<u
             }
         }
         let url = crl_url.with_context(|| format!("{name} names no OCSP responder or CRL"))?;
-        let resp = http.get(&url).send().await.with_context(|| format!("cannot fetch the CRL for {name} from {url}"))?;
-        if !resp.status().is_success() {
-            bail!("cannot fetch the CRL for {name} from {url} (HTTP {})", resp.status());
+        let crl = fetch(http, &url, None, &format!("the CRL for {name}")).await?;
+        // A CertificateList: SEQUENCE { tbsCertList SEQUENCE, ... }.
+        let is_crl =
+            cloudsign_pki::der::Reader::new(&crl).expect(0x30).and_then(|b| cloudsign_pki::der::Reader::new(b).expect(0x30)).is_some();
+        if !is_crl {
+            bail!("{url} did not return a CRL for {name}");
         }
-        let crl = resp.bytes().await.with_context(|| format!("cannot fetch the CRL for {name} from {url}"))?.to_vec();
         if !v.crls.contains(&crl) {
             v.crls.push(crl);
         }
@@ -719,26 +749,50 @@ async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[Vec<u
     Ok(v)
 }
 
-async fn fetch_ocsp(http: &reqwest::Client, url: &str, cert: &[u8], issuer: &[u8], name: &str) -> anyhow::Result<Vec<u8>> {
-    let request = cloudsign_pki::x509::ocsp_request(cert, issuer).context("cannot build an OCSP request")?;
-    let resp = http
-        .post(url)
-        .header("Content-Type", "application/ocsp-request")
-        .body(request)
-        .send()
-        .await
-        .with_context(|| format!("cannot fetch the OCSP status of {name} from {url}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await.with_context(|| format!("cannot fetch the OCSP status of {name} from {url}"))?;
-    // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), ... }
-    let successful = cloudsign_pki::der::Reader::new(&body)
-        .expect(0x30)
-        .and_then(|r| cloudsign_pki::der::Reader::new(r).expect(0x0a).map(|s| s == [0]))
-        .unwrap_or(false);
-    if !status.is_success() || !successful {
-        bail!("the OCSP responder {url} gave no usable status for {name} (HTTP {status})");
+/// Revocation data and CRLs are small; anything bigger is not what was asked for.
+const MAX_FETCH: usize = 16 << 20;
+
+/// GET or POST `url` (http or https only: the URL comes from a certificate), bounded in size.
+async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u8>>, what: &str) -> anyhow::Result<Vec<u8>> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{what}: {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("{what}: only http(s) URLs are fetched, not {url}");
     }
-    Ok(body.to_vec())
+    let request = match ocsp_request {
+        Some(body) => http.post(parsed).header("Content-Type", "application/ocsp-request").body(body),
+        None => http.get(parsed),
+    };
+    let mut resp = request.send().await.with_context(|| format!("cannot fetch {what} from {url}"))?;
+    if !resp.status().is_success() {
+        bail!("cannot fetch {what} from {url} (HTTP {})", resp.status());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.with_context(|| format!("cannot fetch {what} from {url}"))? {
+        if body.len() + chunk.len() > MAX_FETCH {
+            bail!("{what} from {url} is larger than {MAX_FETCH} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An OCSP response that says `good` about `cert`: SHA-256 CertID first, then SHA-1 (RFC 5019
+/// responders know only SHA-1). A revoked certificate is an error: nothing is signed with it.
+async fn fetch_ocsp(http: &reqwest::Client, url: &str, cert: &[u8], issuer: &[u8], name: &str) -> anyhow::Result<Vec<u8>> {
+    use cloudsign_pki::x509::{CertIdHash, OcspStatus, ocsp_request, ocsp_status};
+    let what = format!("the OCSP status of {name}");
+    let mut last = None;
+    for hash in [CertIdHash::Sha256, CertIdHash::Sha1] {
+        let request = ocsp_request(cert, issuer, hash).context("cannot build an OCSP request")?;
+        let body = fetch(http, url, Some(request), &what).await?;
+        match ocsp_status(&body, cert) {
+            Some(OcspStatus::Good) => return Ok(body),
+            Some(OcspStatus::Revoked) => bail!("{name} is revoked (OCSP responder {url})"),
+            Some(OcspStatus::Unknown) => last = Some("unknown"),
+            None => last = Some("no usable response"),
+        }
+    }
+    bail!("the OCSP responder {url} gave {} for {name}", last.unwrap_or("no usable response"))
 }
 
 /// A readable certificate name for messages (the subject's DER, hex, when not printable).

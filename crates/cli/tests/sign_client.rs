@@ -61,11 +61,16 @@ print(hashlib.new(sys.argv[3], signer["signature"].native).hexdigest())
 "#;
     let token = env.file("signature-timestamp.tst");
     let imprint = run(Command::new(python).arg("-c").arg(script).arg(p7s).arg(&token).arg(digest)).trim().to_string();
+    ts_verify_digest(env, &token, &imprint);
+}
+
+/// `openssl ts -verify` of a time-stamp token against the message imprint it must carry.
+fn ts_verify_digest(env: &Env, token: &std::path::Path, imprint: &str) {
     let (issuing, root) = write_ca(env);
     let out = run(Command::new("openssl")
         .args(["ts", "-verify", "-token_in", "-in"])
-        .arg(&token)
-        .args(["-digest", &imprint, "-CAfile"])
+        .arg(token)
+        .args(["-digest", imprint, "-CAfile"])
         .arg(&root)
         .arg("-untrusted")
         .arg(&issuing));
@@ -95,6 +100,28 @@ async fn cades_through_the_csc_api() {
     for attr in ["contentType", "signingTime", "messageDigest", "id-smime-aa-signingCertificateV2", "id-smime-aa-timeStampToken"] {
         assert!(printed.contains(attr), "{attr} missing: {printed}");
     }
+
+    // pyHanko judges the detached CMS too (INTACT:TRUSTED, its time-stamp as well), and the
+    // B-LT one carries the CRLs and OCSP responses that make it verifiable later.
+    let lt = env.file("contract.lt.p7s");
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--level", "B-LT", "--out", lt.to_str().unwrap()], PIN);
+    assert!(ok && err.contains("CAdES B-LT"), "{err}");
+    let (_, root) = write_ca(&env);
+    let pyhanko = std::path::PathBuf::from(std::env::var("CLOUDSIGN_PYTHON").unwrap()).with_file_name("pyhanko");
+    for p7s in [&p7s, &lt] {
+        let out = run(Command::new(&pyhanko)
+            .args(["sign", "validate", "--detached"])
+            .arg(p7s)
+            .arg("--trust")
+            .arg(&root)
+            .arg("--trust-replace")
+            .arg(&doc));
+        assert!(out.contains("INTACT:TRUSTED,TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "pyhanko --detached: {out}");
+    }
+    let (ok, out) = cms_verify_with(&env, &lt, &doc, &["-crl_check_all"]);
+    assert!(ok, "the embedded CRLs cover the whole chain: {out}");
+    let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&lt));
+    assert!(printed.contains("1.3.6.1.5.5.7.16.2") || printed.contains("id-ri-ocsp-response"), "the OCSP response is embedded: {printed}");
 
     let rsa_out = env.file("contract.rsa.p7s");
     let (ok, err) = sign(&env, &server, &doc, &rsa, &["--level", "B-B", "--out", rsa_out.to_str().unwrap()], PIN);
@@ -131,8 +158,19 @@ async fn cades_through_the_csc_api() {
     let verdict = jwcrypto_verify(&env, &token, &body);
     assert!(verdict.starts_with("VALID ES256"), "{verdict}");
     assert!(jwcrypto_verify(&env, &token, &changed).starts_with("INVALID"));
-    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-T"], PIN);
-    assert!(!ok && err.contains("JAdES is available at --level B-B"), "{err}");
+    // B-T and B-LT: JWS JSON with the signature time-stamp (and validation values) in etsiU.
+    for level in ["B-T", "B-LT"] {
+        let out = env.file(&format!("contract.{level}.jws.json"));
+        let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", level, "--out", out.to_str().unwrap()], PIN);
+        assert!(ok && err.contains(&format!("JAdES {level}")), "{err}");
+        let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&out).unwrap(), &body);
+        assert!(verdict.starts_with("VALID ES256"), "{verdict}");
+        let imprint = verdict.split(" TST ").nth(1).and_then(|t| t.split(' ').next()).unwrap_or_else(|| panic!("no sigTst: {verdict}"));
+        ts_verify_digest(&env, &env.file("jades.tst"), imprint);
+        assert_eq!(verdict.contains("xVals") && verdict.contains("rVals"), level == "B-LT", "{verdict}");
+    }
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-LTA"], PIN);
+    assert!(!ok && err.contains("JAdES is available up to --level B-LT"), "{err}");
     // A P-521 key signs JAdES as ES512 (the only JWS name for P-521), by default at B-B.
     let p521 = env.add_credential("alice", &["--key", "ecdsa-p521"])["credentialID"].as_str().unwrap().to_string();
     let out = env.file("contract.es512.jws");
@@ -266,7 +304,23 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWSEHeaderParameter
 token = open(sys.argv[1]).read()
 payload = open(sys.argv[2], "rb").read()
-header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+b64u = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+tst = ""
+if token.startswith("{"):
+    # Flattened JWS JSON (RFC 7515 7.2.2) without payload; etsiU in the unprotected header.
+    obj = json.loads(token)
+    header = json.loads(b64u(obj["protected"]))
+    for item in obj.get("header", {}).get("etsiU", []):
+        prop = json.loads(b64u(item))
+        if "sigTst" in prop:
+            open(sys.argv[3], "wb").write(base64.b64decode(prop["sigTst"]["tstTokens"][0]["val"]))
+            # TS 119 182-1 5.3.4.1: the imprint is over the base64url JWS signature value.
+            tst = " TST " + hashlib.new(sys.argv[4], obj["signature"].encode()).hexdigest()
+        for key in ("xVals", "rVals"):
+            if key in prop:
+                tst += " " + key
+else:
+    header = json.loads(b64u(token.split(".")[0]))
 der = base64.b64decode(header["x5c"][0])
 assert header["x5t#S256"] == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode(), "x5t#S256"
 assert header["b64"] is False and set(header["crit"]) == {"b64", "sigT"}, header
@@ -277,14 +331,16 @@ s = jws.JWS(header_registry=registry)
 s.deserialize(token)
 try:
     s.verify(key, detached_payload=payload)
-    print("VALID", header["alg"], header["sigT"])
+    print("VALID", header["alg"], header["sigT"] + tst)
 except Exception as e:
     print("INVALID", type(e).__name__)
 "#;
     let (token_file, payload_file) = (env.file("jades.jws"), env.file("jades.payload"));
     std::fs::write(&token_file, jws).unwrap();
     std::fs::write(&payload_file, payload).unwrap();
-    run(Command::new(python).arg("-c").arg(script).arg(&token_file).arg(&payload_file)).trim().to_string()
+    run(Command::new(python).arg("-c").arg(script).arg(&token_file).arg(&payload_file).arg(env.file("jades.tst")).arg("sha256"))
+        .trim()
+        .to_string()
 }
 
 #[tokio::test]
@@ -317,7 +373,7 @@ async fn sign_doc_jades_verified_by_jwcrypto() {
         changed[10] ^= 1;
         assert!(jwcrypto_verify(&env, &token, &changed).starts_with("INVALID"), "a changed payload must not verify");
     }
-    // Refusals: P-521 with SHA-256 has no JWS name; JAdES is signed from documents at B-B.
+    // Refusal: P-521 with SHA-256 has no JWS name.
     let sad = api.sad(&p521, 1, None).await;
     let (s, v) = api
         .post(
@@ -326,11 +382,17 @@ async fn sign_doc_jades_verified_by_jwcrypto() {
         )
         .await;
     assert_error("signDoc (JWS curve)", s, &v, 400, "invalid_request", "P-521 with SHA-512");
-    let (s, v) = api
-        .post(
+    // B-T: the JSON serialization with the signature time-stamp in etsiU.
+    let sad = api.sad(&p256, 1, None).await;
+    let v = api
+        .ok(
             "signatures/signDoc",
             json!({"credentialID": p256, "SAD": sad, "documents": [{"document": b64(&payload), "signature_format": "J", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"}]}),
         )
         .await;
-    assert_error("signDoc (JAdES level)", s, &v, 400, "invalid_request", "Ades-B-B");
+    let jws = String::from_utf8(unb64(v["SignatureObject"][0].as_str().unwrap())).unwrap();
+    let verdict = jwcrypto_verify(&env, &jws, &payload);
+    assert!(verdict.starts_with("VALID ES256") && verdict.contains(" TST "), "{verdict}");
+    let imprint = verdict.split(" TST ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    ts_verify_digest(&env, &env.file("jades.tst"), &imprint);
 }

@@ -114,8 +114,8 @@ impl Service {
                         "Invalid parameter signAlgo: JAdES (JWS) pairs P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512",
                     ));
                 }
-                if item.document.is_none() || item.level != Level::BB {
-                    return Err(Error::invalid("JAdES is signed from documents, at Ades-B-B"));
+                if item.document.is_none() {
+                    return Err(Error::invalid("JAdES is signed from documents"));
                 }
             }
             if matches!(item.format, Format::Xades | Format::Pades) && item.document.is_none() {
@@ -180,7 +180,17 @@ impl Service {
                 let params = jades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
                 let prepared = jades::prepare_detached(payload, &params).map_err(|e| Error::Internal(e.to_string()))?;
                 let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
-                out.push(prepared.finish(&signature).map_err(|e| Error::Internal(e.to_string()))?.into_bytes());
+                let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
+                // B-B compact; B-T and B-LT the JSON serialization with `etsiU` (TS 119 182-1 §5.3).
+                let jws = match item.level {
+                    Level::BB => prepared.finish(&signature).map_err(internal)?,
+                    _ => {
+                        let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(internal)?)?;
+                        let validation = validation.filter(|_| item.level == Level::BLT);
+                        prepared.finish_json(&signature, token.as_deref(), validation).map_err(internal)?
+                    }
+                };
+                out.push(jws.into_bytes());
                 continue;
             }
             let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };

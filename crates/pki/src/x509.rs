@@ -112,19 +112,27 @@ pub fn crl_urls(cert: &[u8]) -> Vec<String> {
     out
 }
 
-/// A DER OCSPRequest about `cert` (issued by `issuer`), SHA-256 CertID, no nonce, so that a
-/// responder may answer from a cache.
-pub fn ocsp_request(cert: &[u8], issuer: &[u8]) -> Option<Vec<u8>> {
+/// The hash of an OCSP CertID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertIdHash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-1: what RFC 5019 ("lightweight") responders require.
+    Sha1,
+}
+
+/// A DER OCSPRequest about `cert` (issued by `issuer`), no nonce, so that a responder may
+/// answer from a cache.
+pub fn ocsp_request(cert: &[u8], issuer: &[u8], hash: CertIdHash) -> Option<Vec<u8>> {
     use aws_lc_rs::digest;
     let (issuer_name, issuer_key) = der::subject_and_key(issuer)?;
     let (_, serial) = der::issuer_and_serial(cert)?;
-    let h = |d: &[u8]| digest::digest(&digest::SHA256, d).as_ref().to_vec();
-    let cert_id = der::seq(&[
-        &der::algorithm(cloudsign_csc::HashAlgorithm::Sha256.oid()),
-        &der::octets(&h(&issuer_name)),
-        &der::octets(&h(&issuer_key)),
-        &serial,
-    ]);
+    let (alg, oid) = match hash {
+        CertIdHash::Sha256 => (&digest::SHA256, cloudsign_csc::HashAlgorithm::Sha256.oid()),
+        CertIdHash::Sha1 => (&digest::SHA1_FOR_LEGACY_USE_ONLY, "1.3.14.3.2.26"),
+    };
+    let h = |d: &[u8]| digest::digest(alg, d).as_ref().to_vec();
+    let cert_id = der::seq(&[&der::algorithm(oid), &der::octets(&h(&issuer_name)), &der::octets(&h(&issuer_key)), &serial]);
     let request = der::seq(&[&cert_id]);
     Some(der::seq(&[&der::seq(&[&der::seq(&[&request])])]))
 }
@@ -150,4 +158,58 @@ pub fn cms_certificates(content_info: &[u8]) -> Vec<Vec<u8>> {
         Some(out)
     };
     f().unwrap_or_default()
+}
+
+/// What an OCSP response says about a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcspStatus {
+    /// `good`.
+    Good,
+    /// `revoked`.
+    Revoked,
+    /// `unknown`.
+    Unknown,
+}
+
+/// The status an OCSP response (RFC 6960 §4.2.1) gives for `cert` (matched by serial number
+/// among its SingleResponses); `None` when the response is not a successful basic response
+/// about it.
+pub fn ocsp_status(response: &[u8], cert: &[u8]) -> Option<OcspStatus> {
+    const ID_PKIX_OCSP_BASIC: &str = "1.3.6.1.5.5.7.48.1.1";
+    let (_, serial) = der::issuer_and_serial(cert)?;
+    let serial = Reader::new(&serial).expect(0x02)?;
+    let mut outer = Reader::new(Reader::new(response).expect(0x30)?);
+    if outer.expect(0x0a)? != [0] {
+        return None;
+    }
+    let mut bytes = Reader::new(Reader::new(outer.expect(0xA0)?).expect(0x30)?);
+    if decode_oid(bytes.expect(0x06)?).as_deref() != Some(ID_PKIX_OCSP_BASIC) {
+        return None;
+    }
+    let basic = bytes.expect(0x04)?;
+    let mut basic = Reader::new(Reader::new(basic).expect(0x30)?);
+    let mut tbs = Reader::new(basic.expect(0x30)?);
+    if tbs.peek_tag() == Some(0xA0) {
+        tbs.next()?; // version
+    }
+    tbs.next()?; // responderID
+    tbs.expect(0x18)?; // producedAt
+    let mut responses = Reader::new(tbs.expect(0x30)?);
+    while !responses.is_empty() {
+        let mut single = Reader::new(responses.expect(0x30)?);
+        let mut cert_id = Reader::new(single.expect(0x30)?);
+        cert_id.expect(0x30)?;
+        cert_id.expect(0x04)?;
+        cert_id.expect(0x04)?;
+        if cert_id.expect(0x02)? != serial {
+            continue;
+        }
+        return match single.next()?.0 {
+            0x80 => Some(OcspStatus::Good),
+            0xA1 => Some(OcspStatus::Revoked),
+            0x82 => Some(OcspStatus::Unknown),
+            _ => None,
+        };
+    }
+    None
 }
