@@ -18,6 +18,8 @@ use crate::{AdesError, digest};
 pub struct Prepared {
     scheme: SignAlgorithm,
     header_b64: String,
+    /// Attached: `BASE64URL(payload)`, which the JWS carries.
+    payload_b64: Option<String>,
     /// The digest the signer signs: the hash of `BASE64URL(header) "." payload`.
     pub to_be_signed: Vec<u8>,
 }
@@ -42,18 +44,27 @@ fn jws_alg(scheme: SignAlgorithm) -> &'static str {
 /// Build the protected header and the digest to sign for `payload` (kept by the caller: it is
 /// detached).
 pub fn prepare_detached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
-    let header_b64 = protected_header(p);
+    let header_b64 = protected_header(p, true);
     let mut input = Vec::with_capacity(header_b64.len() + 1 + payload.len());
     input.extend_from_slice(header_b64.as_bytes());
     input.push(b'.');
     input.extend_from_slice(payload);
-    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), &input), header_b64 })
+    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), &input), header_b64, payload_b64: None })
+}
+
+/// An attached JWS: the payload travels base64url-encoded inside it (RFC 7515 §3, `b64`
+/// left at its default), for documents small enough to carry.
+pub fn prepare_attached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    let header_b64 = protected_header(p, false);
+    let payload_b64 = b64::encode_url(payload);
+    let input = format!("{header_b64}.{payload_b64}");
+    Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), input.as_bytes()), header_b64, payload_b64: Some(payload_b64) })
 }
 
 /// The same for a payload too large to hold: the caller hashes `signing_input_prefix()`
 /// followed by the payload with the scheme's hash, and hands the digest over.
 pub fn prepare_streamed(p: &Params<'_>) -> StreamedPrepared {
-    StreamedPrepared { scheme: p.scheme, header_b64: protected_header(p) }
+    StreamedPrepared { scheme: p.scheme, header_b64: protected_header(p, true) }
 }
 
 /// A JAdES signature whose signing input the caller hashes itself.
@@ -70,17 +81,17 @@ impl StreamedPrepared {
 
     /// With the digest of the whole signing input.
     pub fn with_digest(self, to_be_signed: Vec<u8>) -> Prepared {
-        Prepared { scheme: self.scheme, header_b64: self.header_b64, to_be_signed }
+        Prepared { scheme: self.scheme, header_b64: self.header_b64, to_be_signed, payload_b64: None }
     }
 }
 
-/// `BASE64URL(UTF8(JWS Protected Header))`.
-fn protected_header(p: &Params<'_>) -> String {
+/// `BASE64URL(UTF8(JWS Protected Header))`; a detached payload is unencoded (`b64: false`).
+fn protected_header(p: &Params<'_>, detached: bool) -> String {
     let alg = jws_alg(p.scheme);
     let t = cloudsign_pki::generalized_time(p.signing_time);
     let sig_t = format!("{}-{}-{}T{}:{}:{}Z", &t[0..4], &t[4..6], &t[6..8], &t[8..10], &t[10..12], &t[12..14]);
     let x5c: Vec<String> = std::iter::once(p.certificate).chain(p.chain.iter().map(Vec::as_slice)).map(b64::encode).collect();
-    let header = serde_json::json!({
+    let mut header = serde_json::json!({
         "alg": alg,
         "b64": false,
         "crit": ["b64", "sigT"],
@@ -88,6 +99,10 @@ fn protected_header(p: &Params<'_>) -> String {
         "x5t#S256": b64::encode_url(&digest(HashAlgorithm::Sha256, p.certificate)),
         "x5c": x5c,
     });
+    if !detached {
+        header.as_object_mut().map(|h| h.remove("b64"));
+        header["crit"] = serde_json::json!(["sigT"]);
+    }
     b64::encode_url(header.to_string().as_bytes())
 }
 
@@ -111,9 +126,10 @@ impl Prepared {
         }
     }
 
-    /// The compact JWS with the payload left out: `header..signature` (B-B).
+    /// The compact JWS (B-B): `header..signature` with the payload left out, or
+    /// `header.payload.signature` attached.
     pub fn finish(self, signature: &[u8]) -> Result<String, AdesError> {
-        Ok(format!("{}..{}", self.header_b64, b64::encode_url(&self.value(signature)?)))
+        Ok(format!("{}.{}.{}", self.header_b64, self.payload_b64.as_deref().unwrap_or(""), b64::encode_url(&self.value(signature)?)))
     }
 
     /// The message imprint of the B-T signature time-stamp: the hash of the base64url-encoded
@@ -157,6 +173,9 @@ impl Prepared {
             }
         }
         let mut jws = serde_json::json!({"protected": self.header_b64, "signature": value});
+        if let Some(payload) = &self.payload_b64 {
+            jws["payload"] = serde_json::json!(payload);
+        }
         if !etsi_u.is_empty() {
             jws["header"] = serde_json::json!({"etsiU": etsi_u});
         }

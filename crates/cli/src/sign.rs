@@ -329,8 +329,8 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         (Format::Cades, Level::BLta, _) => bail!("CAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
         (Format::Cades, ..) => bail!("CAdES packaging is detached or attached"),
         (Format::Jades, Level::BLta, _) => bail!("JAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
-        (Format::Jades, _, Packaging::Detached) => {}
-        (Format::Jades, ..) => bail!("JAdES signatures are detached (RFC 7515 Appendix F): --packaging detached"),
+        (Format::Jades, _, Packaging::Detached | Packaging::Attached) => {}
+        (Format::Jades, ..) => bail!("JAdES packaging is detached (RFC 7515 Appendix F) or attached"),
     }
     if a.out.is_some() && a.files.len() > 1 {
         bail!("--out names one output: give one file, or leave --out out to write next to each file");
@@ -369,6 +369,10 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         let out = a.out.clone().unwrap_or_else(|| default_out(path, format, packaging, level));
         let params = cred.params(signing_time);
         let job = match format {
+            Format::Jades if packaging == Packaging::Attached => {
+                let payload = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Job::Jades { out, prepared: cloudsign_ades::jades::prepare_attached(&payload, &params)? }
+            }
             Format::Jades => {
                 let streamed = cloudsign_ades::jades::prepare_streamed(&params);
                 let mut ctx = digest::Context::new(algorithm(hash));

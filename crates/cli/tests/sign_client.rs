@@ -169,6 +169,13 @@ async fn cades_through_the_csc_api() {
         ts_verify_digest(&env, &env.file("jades.tst"), imprint);
         assert_eq!(verdict.contains("xVals") && verdict.contains("rVals"), level == "B-LT", "{verdict}");
     }
+    // Attached: the document travels inside the JWS.
+    let attached = env.file("contract.attached.jws");
+    let (ok, err) =
+        sign(&env, &server, &doc, &ec, &["--format", "jades", "--packaging", "attached", "--out", attached.to_str().unwrap()], PIN);
+    assert!(ok, "{err}");
+    let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&attached).unwrap(), &body);
+    assert!(verdict.starts_with("VALID ES256"), "{verdict}");
     let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-LTA"], PIN);
     assert!(!ok && err.contains("JAdES is available up to --level B-LT"), "{err}");
     // A P-521 key signs JAdES as ES512 (the only JWS name for P-521), by default at B-B.
@@ -323,14 +330,22 @@ else:
     header = json.loads(b64u(token.split(".")[0]))
 der = base64.b64decode(header["x5c"][0])
 assert header["x5t#S256"] == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode(), "x5t#S256"
-assert header["b64"] is False and set(header["crit"]) == {"b64", "sigT"}, header
+attached = (obj.get("payload") if token.startswith("{") else token.split(".")[1]) not in (None, "")
+if attached:
+    assert "b64" not in header and header["crit"] == ["sigT"], header
+else:
+    assert header["b64"] is False and set(header["crit"]) == {"b64", "sigT"}, header
 cert = x509.load_der_x509_certificate(der)
 key = jwk.JWK.from_pem(cert.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 registry = {"sigT": JWSEHeaderParameter("Claimed signing time (JAdES)", True, True, None)}
 s = jws.JWS(header_registry=registry)
 s.deserialize(token)
 try:
-    s.verify(key, detached_payload=payload)
+    if attached:
+        s.verify(key)
+        assert s.payload == payload, "the attached payload is the document"
+    else:
+        s.verify(key, detached_payload=payload)
     print("VALID", header["alg"], header["sigT"] + tst)
 except Exception as e:
     print("INVALID", type(e).__name__)

@@ -178,7 +178,11 @@ impl Service {
             if item.format == Format::Jades {
                 let payload = item.document.as_deref().unwrap_or_default();
                 let params = jades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
-                let prepared = jades::prepare_detached(payload, &params).map_err(|e| Error::Internal(e.to_string()))?;
+                let prepared = match item.packaging {
+                    Packaging::Attached => jades::prepare_attached(payload, &params),
+                    _ => jades::prepare_detached(payload, &params),
+                }
+                .map_err(|e| Error::Internal(e.to_string()))?;
                 let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
                 let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
                 // B-B compact; B-T and B-LT the JSON serialization with `etsiU` (TS 119 182-1 §5.3).

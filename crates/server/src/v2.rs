@@ -74,7 +74,7 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
                 vec!["Detached".into(), "Attached".into()],
                 vec!["Enveloped".into(), "Enveloping".into()],
                 vec!["Revision".into()],
-                vec!["Detached".into()],
+                vec!["Detached".into(), "Attached".into()],
             ],
         },
         conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into()],
@@ -305,7 +305,10 @@ fn doc_options(
     let envelope = o.signed_envelope_property.as_deref().map(str::to_ascii_lowercase);
     let packaging = match (format, envelope.as_deref()) {
         (Format::Jades, None | Some("detached")) => Packaging::Detached,
-        (Format::Jades, Some(_)) => return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached for JAdES")),
+        (Format::Jades, Some("attached")) => Packaging::Attached,
+        (Format::Jades, Some(_)) => {
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Detached or Attached for JAdES"));
+        }
         (Format::Cades, None) if from_document => Packaging::Attached,
         (Format::Cades, None | Some("detached")) => Packaging::Detached,
         (Format::Cades, Some("attached")) => Packaging::Attached,
