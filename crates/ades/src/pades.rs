@@ -29,6 +29,15 @@ pub enum Kind {
     },
     /// A document time-stamp (§5.4.3: SubFilter ETSI.RFC3161), for B-LTA.
     DocumentTimestamp,
+    /// A certification signature (ISO 32000-1 §12.8.2.2, DocMDP): a signature that also states
+    /// which later changes keep the document valid — `permissions` 1: none, 2: filling in forms
+    /// and signing, 3: those and annotations. It must be the document's first signature.
+    Certification {
+        /// Unix seconds.
+        signing_time: i64,
+        /// DocMDP `P`: 1, 2 or 3.
+        permissions: u8,
+    },
 }
 
 /// The update with a zero-filled `/Contents`, waiting for the value.
@@ -79,7 +88,10 @@ const RANGE_DIGITS: usize = 10;
 /// value.
 pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usize) -> Result<Placeholder, AdesError> {
     let (catalog_num, mut catalog) = pdf.catalog()?;
-    refuse_if_locked(pdf, &catalog)?;
+    // PAdES (EN 319 142-1 §5.4) lets DSS updates and document time-stamps follow any DocMDP level.
+    if kind != Kind::DocumentTimestamp {
+        refuse_if_locked(pdf, &catalog)?;
+    }
     let (page_num, mut page) = pdf.first_page()?;
 
     // The AcroForm (§12.7.2): direct in the catalog, indirect, or new.
@@ -108,11 +120,13 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
     // A field name not taken yet (§12.7.3.2: fully qualified names are unique). Only the
     // top-level fields are looked at, and at most a few thousand of them.
     let mut taken = std::collections::HashSet::new();
+    let mut signed = flags_of(&acro) & 1 != 0;
     for f in fields.iter().take(4096) {
-        if let Ok(Obj::Dict(d)) = pdf.resolve(f)
-            && let Some(Obj::Str(t)) = d.get("T")
-        {
-            taken.insert(t.clone());
+        if let Ok(Obj::Dict(d)) = pdf.resolve(f) {
+            if let Some(Obj::Str(t)) = d.get("T") {
+                taken.insert(t.clone());
+            }
+            signed |= d.name_is("FT", "Sig") && d.get("V").is_some();
         }
     }
     let stem = if kind == Kind::DocumentTimestamp { "Timestamp" } else { "Signature" };
@@ -130,6 +144,20 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
         Kind::Signature { signing_time } => {
             sig.extend_from_slice(b"<</Type /Sig/Filter /Adobe.PPKLite/SubFilter /ETSI.CAdES.detached/M ");
             Obj::Str(pdf_date(signing_time).into_bytes()).write(&mut sig);
+        }
+        Kind::Certification { signing_time, permissions } => {
+            if !(1..=3).contains(&permissions) {
+                return Err(err("DocMDP permissions are 1, 2 or 3"));
+            }
+            if signed {
+                return Err(err("a certification signature must be the document's first signature"));
+            }
+            sig.extend_from_slice(b"<</Type /Sig/Filter /Adobe.PPKLite/SubFilter /ETSI.CAdES.detached/M ");
+            Obj::Str(pdf_date(signing_time).into_bytes()).write(&mut sig);
+            sig.extend_from_slice(
+                format!("/Reference [<</Type /SigRef/TransformMethod /DocMDP/TransformParams <</Type /TransformParams/P {permissions}/V /1.2>>>>]")
+                    .as_bytes(),
+            );
         }
         Kind::DocumentTimestamp => sig.extend_from_slice(b"<</Type /DocTimeStamp/Filter /Adobe.PPKLite/SubFilter /ETSI.RFC3161"),
     }
@@ -196,23 +224,24 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
         }
         None => acro.set("Fields", Obj::Array(fields)),
     }
-    let flags = match acro.get("SigFlags") {
-        Some(Obj::Int(f)) => *f | 3,
-        _ => 3,
-    };
-    acro.set("SigFlags", Obj::Int(flags));
+    acro.set("SigFlags", Obj::Int(flags_of(&acro) | 3));
+    // A certification signature is named in the catalog's /Perms (§12.8.4).
+    let certify = matches!(kind, Kind::Certification { .. });
+    if certify {
+        catalog.set("Perms", Obj::Dict(Dict(vec![(b"DocMDP".to_vec(), Obj::Ref(sig_num, 0))])));
+    }
     match acro_ref {
         Some(n) => {
             let acro = Obj::Dict(acro);
             update.object(n, &acro);
             changed.push((n, acro));
         }
-        None => {
-            catalog.set("AcroForm", Obj::Dict(acro));
-            let catalog = Obj::Dict(catalog);
-            update.object(catalog_num, &catalog);
-            changed.push((catalog_num, catalog));
-        }
+        None => catalog.set("AcroForm", Obj::Dict(acro)),
+    }
+    if acro_ref.is_none() || certify {
+        let catalog = Obj::Dict(catalog);
+        update.object(catalog_num, &catalog);
+        changed.push((catalog_num, catalog));
     }
 
     let update = pdf.finish(update, changed);
@@ -223,6 +252,14 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
     range.resize(range_end - range_at, b' ');
     placeholder.update[sig_start + range_at..sig_start + range_end].copy_from_slice(&range);
     Ok(placeholder)
+}
+
+/// The AcroForm's `/SigFlags` (0 when absent).
+fn flags_of(acro: &Dict) -> i64 {
+    match acro.get("SigFlags") {
+        Some(Obj::Int(f)) => *f,
+        _ => 0,
+    }
 }
 
 /// A certification signature that allows no changes (DocMDP P = 1, ISO 32000-1 §12.8.2.2)
@@ -350,6 +387,24 @@ mod tests {
         assert_eq!(acro.get("SigFlags"), Some(&Obj::Int(3)));
         let (_, page) = again.first_page().unwrap();
         assert!(matches!(page.get("Annots"), Some(Obj::Array(a)) if a.len() == 1));
+    }
+
+    #[test]
+    fn certification_goes_first_and_names_its_permissions() {
+        let mut pdf = Pdf::open(std::io::Cursor::new(minimal_pdf())).unwrap();
+        let p = add_signature(&mut pdf, Kind::Certification { signing_time: 0, permissions: 2 }, 10).unwrap();
+        let text = String::from_utf8_lossy(&p.update).into_owned();
+        assert!(text.contains("/TransformMethod /DocMDP") && text.contains("/P 2"), "{text}");
+        let (_, catalog) = pdf.catalog().unwrap();
+        assert!(matches!(catalog.get("Perms"), Some(Obj::Dict(d)) if d.get("DocMDP").is_some()));
+        // Not after another signature; and P=1 then forbids a further signature, not a time-stamp.
+        assert!(add_signature(&mut pdf, Kind::Certification { signing_time: 0, permissions: 2 }, 10).is_err());
+        let mut locked = Pdf::open(std::io::Cursor::new(minimal_pdf())).unwrap();
+        let first = add_signature(&mut locked, Kind::Certification { signing_time: 0, permissions: 1 }, 10).unwrap();
+        let bytes = [minimal_pdf(), first.fill(&[1]).unwrap()].concat();
+        let mut again = Pdf::open(std::io::Cursor::new(bytes)).unwrap();
+        assert!(add_signature(&mut again, Kind::Signature { signing_time: 0 }, 10).is_err());
+        assert!(add_signature(&mut again, Kind::DocumentTimestamp, 10).is_ok());
     }
 
     #[test]

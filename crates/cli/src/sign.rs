@@ -85,6 +85,10 @@ pub struct SignArgs {
     /// Packaging (defaults: PAdES inside the PDF, CAdES and JAdES detached).
     #[arg(long, value_enum)]
     packaging: Option<Packaging>,
+    /// PAdES: make a certification signature (DocMDP) allowing 1: no changes, 2: filling in
+    /// forms and signing, 3: those and annotations. Only as the document's first signature.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    certify: Option<u8>,
     /// CSC API version of the service.
     #[arg(long, value_enum, default_value = "v2")]
     api: Api,
@@ -332,6 +336,9 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         (Format::Jades, _, Packaging::Detached | Packaging::Attached) => {}
         (Format::Jades, ..) => bail!("JAdES packaging is detached (RFC 7515 Appendix F) or attached"),
     }
+    if a.certify.is_some() && format != Format::Pades {
+        bail!("--certify is for PAdES");
+    }
     if a.out.is_some() && a.files.len() > 1 {
         bail!("--out names one output: give one file, or leave --out out to write next to each file");
     }
@@ -386,7 +393,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
                 let prepared = cloudsign_ades::cades::prepare(ctx.finish().as_ref(), &params)?;
                 Job::Cades { path: path.clone(), out, prepared, attached: packaging == Packaging::Attached }
             }
-            Format::Pades => Job::Pades(Box::new(prepare_pdf(path, out, &cred, &params, token_allowance)?)),
+            Format::Pades => Job::Pades(Box::new(prepare_pdf(path, out, &cred, &params, token_allowance, a.certify)?)),
             Format::Xades => Job::Xades { out, prepared: prepare_xml(path, packaging, &params)? },
         };
         jobs.push(job);
@@ -594,6 +601,7 @@ fn prepare_pdf(
     cred: &Credential,
     params: &cloudsign_ades::Params<'_>,
     token_allowance: usize,
+    certify: Option<u8>,
 ) -> anyhow::Result<PadesJob> {
     let input = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut pdf = Pdf::open(BufReader::new(input)).with_context(|| format!("cannot sign {}", path.display()))?;
@@ -602,8 +610,11 @@ fn prepare_pdf(
     // the measured size of a time-stamp token from the same TSA.
     let probe = cloudsign_ades::cades::prepare_pades(&vec![0; hash.len()], params)?;
     let reserve = probe.finish(&vec![0xff; cred.max_signature_len()], None, None, None).len() + token_allowance + 32;
-    let placeholder = pades::add_signature(&mut pdf, Kind::Signature { signing_time: params.signing_time }, reserve)
-        .with_context(|| format!("cannot sign {}", path.display()))?;
+    let kind = match certify {
+        Some(permissions) => Kind::Certification { signing_time: params.signing_time, permissions },
+        None => Kind::Signature { signing_time: params.signing_time },
+    };
+    let placeholder = pades::add_signature(&mut pdf, kind, reserve).with_context(|| format!("cannot sign {}", path.display()))?;
     let tmp = partial_path(&out);
     let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     let tmp = Partial { path: tmp, done: false };

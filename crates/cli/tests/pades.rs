@@ -45,6 +45,12 @@ fn pdfsig(env: &Env, pdf: &Path) -> String {
     run(Command::new("pdfsig").arg("-nssdir").arg(format!("sql:{}", env.file("nss").display())).arg(pdf))
 }
 
+/// The DocMDP level pyHanko reads from the first signature (certification), e.g. `MDPPerm.FILL_FORMS`.
+fn docmdp(pdf: &Path) -> String {
+    let script = "import sys\nfrom pyhanko.pdf_utils.reader import PdfFileReader\nprint(PdfFileReader(open(sys.argv[1], 'rb')).embedded_signatures[0].docmdp_level)";
+    run(Command::new(python()).arg("-c").arg(script).arg(pdf)).trim().to_string()
+}
+
 fn qpdf_check(pdf: &Path) {
     let out = run(Command::new("qpdf").arg("--check").arg(pdf));
     assert!(out.contains("No syntax or stream encoding errors"), "qpdf: {out}");
@@ -166,6 +172,22 @@ async fn batches_v1_and_refusals() {
     let v = pyhanko_validate(&v1, &root);
     assert!(v.contains(":INTACT:TRUSTED") && v.contains("TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "{v}");
 
+    // Certification (DocMDP): pyHanko reads the permission level; P=1 refuses a later
+    // signature but takes the B-LTA updates (DSS, document time-stamp).
+    let (c2, c1) = (env.file("certified-2.pdf"), env.file("certified-1.pdf"));
+    let (ok, err) = sign(&env, &server.url, &[&a], &ec, &["--certify", "2", "--out", c2.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(docmdp(&c2), "MDPPerm.FILL_FORMS");
+    let (ok, err) = sign(&env, &server.url, &[&a], &ec, &["--certify", "1", "--level", "B-LTA", "--out", c1.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(docmdp(&c1), "MDPPerm.NO_CHANGES");
+    let v = pyhanko_validate(&c1, &root);
+    assert!(v.contains(":INTACT:TRUSTED") && v.contains("ACCEPTABLE_MODIFICATIONS"), "{v}");
+    let (ok, err) = sign(&env, &server.url, &[&c1], &ec, &["--out", env.file("refused.pdf").to_str().unwrap()]);
+    assert!(!ok && err.contains("no changes allowed"), "{err}");
+    let (ok, err) = sign(&env, &server.url, &[&c2], &ec, &["--certify", "2", "--out", env.file("refused.pdf").to_str().unwrap()]);
+    assert!(!ok && err.contains("first signature"), "{err}");
+
     // Not a PDF: a readable error, a non-zero exit, nothing left behind.
     let text = env.file("notes.txt");
     std::fs::write(&text, b"just text").unwrap();
@@ -265,7 +287,7 @@ async fn sign_doc_returns_signed_pdfs_and_xml() {
 
     let pdf = one_page_pdf("signed in the service");
     let xml = b"<doc xmlns=\"urn:example\"><item n=\"1\">value</item></doc>".to_vec();
-    let sad = api.sad(&id, 3, None).await;
+    let sad = api.sad(&id, 4, None).await;
     let v = api
         .ok(
             "signatures/signDoc",
@@ -275,12 +297,17 @@ async fn sign_doc_returns_signed_pdfs_and_xml() {
                     {"document": b64(&pdf), "signature_format": "P", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"},
                     {"document": b64(&pdf), "signature_format": "p", "conformance_level": "ades-b-lt", "signAlgo": "1.2.840.10045.4.3.2"},
                     {"document": b64(&xml), "signature_format": "X", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"},
+                    {"document": b64(&pdf), "signature_format": "P", "signed_envelope_property": "Certification", "signAlgo": "1.2.840.10045.4.3.2"},
                 ],
             }),
         )
         .await;
     let docs = v["DocumentWithSignature"].as_array().unwrap();
-    assert_eq!(docs.len(), 3, "{v}");
+    assert_eq!(docs.len(), 4, "{v}");
+    let certified = env.file("service-certified.pdf");
+    std::fs::write(&certified, unb64(docs[3].as_str().unwrap())).unwrap();
+    assert!(pyhanko_validate(&certified, &root).contains(":INTACT:TRUSTED"));
+    assert_eq!(docmdp(&certified), "MDPPerm.FILL_FORMS");
     for (i, level) in [(0, "B-T"), (1, "B-LT")] {
         let out = env.file(&format!("service-{level}.pdf"));
         let bytes = unb64(docs[i].as_str().unwrap());

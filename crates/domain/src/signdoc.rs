@@ -53,6 +53,9 @@ pub enum Packaging {
     Enveloped,
     /// XAdES: the document inside the signature.
     Enveloping,
+    /// PAdES: a certification signature (DocMDP, changes limited to filling in forms and
+    /// signing), the document's first.
+    Certification,
 }
 
 /// One document to sign.
@@ -281,8 +284,7 @@ impl Service {
             Level::BB => 0,
         };
         let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
-        let placeholder =
-            pades::add_signature(&mut pdf, pades::Kind::Signature { signing_time: params.signing_time }, reserve).map_err(bad)?;
+        let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
         let algorithm = match hash {
             cloudsign_csc::HashAlgorithm::Sha256 => &digest::SHA256,
             cloudsign_csc::HashAlgorithm::Sha384 => &digest::SHA384,
@@ -309,6 +311,14 @@ impl Service {
     }
 }
 
+/// PAdES: an approval signature, or a certification one (DocMDP P=2).
+fn pdf_kind(packaging: Packaging, signing_time: i64) -> pades::Kind {
+    match packaging {
+        Packaging::Certification => pades::Kind::Certification { signing_time, permissions: 2 },
+        _ => pades::Kind::Signature { signing_time },
+    }
+}
+
 /// XAdES: the signature inside the XML, or the document inside the signature.
 fn xml_input(packaging: Packaging, document: &[u8]) -> xades::Input<'_> {
     match packaging {
@@ -325,7 +335,7 @@ fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
     match item.format {
         Format::Pades => {
             let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(|e| bad(e.to_string()))?;
-            pades::add_signature(&mut pdf, pades::Kind::Signature { signing_time: 0 }, 1).map_err(|e| bad(e.to_string()))?;
+            pades::add_signature(&mut pdf, pdf_kind(item.packaging, 0), 1).map_err(|e| bad(e.to_string()))?;
             if item.level == Level::BLT {
                 // The DSS update reads an existing DSS: a broken one is refused now too.
                 pades::add_dss(&mut pdf, &[], &[], &[]).map_err(|e| bad(e.to_string()))?;

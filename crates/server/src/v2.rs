@@ -73,7 +73,7 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
             envelope_properties: vec![
                 vec!["Detached".into(), "Attached".into()],
                 vec!["Enveloped".into(), "Enveloping".into()],
-                vec!["Revision".into()],
+                vec!["Revision".into(), "Certification".into()],
                 vec!["Detached".into(), "Attached".into()],
             ],
         },
@@ -321,8 +321,9 @@ fn doc_options(
             return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Enveloped or Enveloping for XAdES"));
         }
         (Format::Pades, None | Some("revision")) => Packaging::Enveloped,
+        (Format::Pades, Some("certification")) => Packaging::Certification,
         (Format::Pades, Some(_)) => {
-            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Revision for PAdES (certification is not offered)"));
+            return Err(ApiError::invalid("Invalid parameter signed_envelope_property: Revision or Certification for PAdES"));
         }
     };
     let params = match o.sign_algo_params.as_deref() {
