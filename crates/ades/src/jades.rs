@@ -106,6 +106,55 @@ fn protected_header(p: &Params<'_>, detached: bool) -> String {
     b64::encode_url(header.to_string().as_bytes())
 }
 
+/// What the archive time-stamp (`arcTst`, TS 119 182-1 §5.3.6.3) of a JWS JSON covers: the
+/// payload, then `suffix`. The payload is the JWS's own base64url `payload` when attached;
+/// for a detached `b64: false` JWS it is the document's bytes, which the caller streams.
+pub struct ArchiveInput {
+    /// Attached: the base64url-encoded payload, as it appears in the JWS.
+    pub payload: Option<String>,
+    /// `"." protected "." signature "."` and then every `etsiU` element so far, as written
+    /// (base64url strings), concatenated in order (§5.3.6.3.1.1).
+    pub suffix: Vec<u8>,
+}
+
+fn parse_json_jws(jws_json: &str) -> Result<serde_json::Map<String, serde_json::Value>, AdesError> {
+    match serde_json::from_str::<serde_json::Value>(jws_json) {
+        Ok(serde_json::Value::Object(o))
+            if o.get("protected").is_some_and(|v| v.is_string()) && o.get("signature").is_some_and(|v| v.is_string()) =>
+        {
+            Ok(o)
+        }
+        _ => Err(AdesError::Signature),
+    }
+}
+
+/// B-LTA, first step: the message imprint input of an archive time-stamp over a B-LT JWS JSON.
+pub fn archive_input(jws_json: &str) -> Result<ArchiveInput, AdesError> {
+    let o = parse_json_jws(jws_json)?;
+    let text = |k: &str| o.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let mut suffix = format!(".{}.{}.", text("protected"), text("signature")).into_bytes();
+    for item in o.get("header").and_then(|h| h.get("etsiU")).and_then(|e| e.as_array()).into_iter().flatten() {
+        // Our etsiU elements are base64url strings; clear JSON ones would need a
+        // canonicalization (§5.3.6.3.1.2), which is not offered.
+        suffix.extend_from_slice(item.as_str().ok_or(AdesError::Signature)?.as_bytes());
+    }
+    Ok(ArchiveInput { payload: o.get("payload").and_then(|p| p.as_str()).map(str::to_string), suffix })
+}
+
+/// B-LTA, second step: the JWS JSON with `{"arcTst": {"tstTokens": [{"val": token}]}}`
+/// appended to `etsiU`.
+pub fn add_archive_timestamp(jws_json: &str, token: &[u8]) -> Result<String, AdesError> {
+    let mut o = parse_json_jws(jws_json)?;
+    let arc = serde_json::json!({"arcTst": {"tstTokens": [{"val": b64::encode(token)}]}});
+    let element = serde_json::Value::String(b64::encode_url(arc.to_string().as_bytes()));
+    let header = o.entry("header").or_insert_with(|| serde_json::json!({}));
+    match header.get_mut("etsiU").and_then(|e| e.as_array_mut()) {
+        Some(list) => list.push(element),
+        None => header["etsiU"] = serde_json::json!([element]),
+    }
+    Ok(serde_json::Value::Object(o).to_string())
+}
+
 /// Coordinate width of an ECDSA scheme's curve, for the JWS r ‖ s form (RFC 7518 §3.4).
 fn ecdsa_width(scheme: SignAlgorithm) -> Option<usize> {
     match scheme {

@@ -1,4 +1,4 @@
-//! XAdES (ETSI EN 319 132-1) baseline B-B, B-T and B-LT: an XMLDSig `ds:Signature` whose second
+//! XAdES (ETSI EN 319 132-1) baseline B-B, B-T, B-LT and B-LTA: an XMLDSig `ds:Signature` whose second
 //! reference covers `xades:SignedProperties` (signing time, signing certificate, data object
 //! format), enveloped in an XML document, enveloping its data in a `ds:Object`, or detached
 //! from a file the caller hashed itself.
@@ -7,6 +7,12 @@
 //! sign (`to_be_signed`, the hash of the canonical `ds:SignedInfo`), and [`Prepared::finish`]
 //! assembles the document with the signature value (and, for B-T, the time-stamp token over
 //! `ds:SignatureValue`, whose imprint [`Prepared::timestamp_imprint`] gives).
+//!
+//! B-LTA extends a finished B-LT document in two steps as well, since the archive time-stamp
+//! comes from a remote TSA: [`archive_imprint`] reads the document (and, detached, the signed
+//! file) and computes the imprint of a `xadesv141:ArchiveTimeStamp` (EN 319 132-1 §5.5.2), and
+//! [`ArchivePrepared::finish`] appends it with the token. Repeating both renews the archive
+//! time-stamp, each new one covering those before it.
 //!
 //! Canonicalization is exclusive C14N 1.0 throughout. Every fragment this module writes
 //! (`SignedInfo`, `SignedProperties`, the enveloping `ds:Object`, `SignatureValue`) is written
@@ -33,6 +39,7 @@ const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const BASE64: &str = "http://www.w3.org/2000/09/xmldsig#base64";
 const SIGNED_PROPERTIES_TYPE: &str = "http://uri.etsi.org/01903#SignedProperties";
+const XADES141: &str = "http://uri.etsi.org/01903/v1.4.1#";
 
 /// A XAdES signature that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +374,337 @@ impl Prepared {
     }
 }
 
+/// A finished B-LT signature waiting for its archive time-stamp (B-LTA, EN 319 132-1 §5.5.2):
+/// the document, the place at the end of `xades:UnsignedSignatureProperties` where the
+/// `xadesv141:ArchiveTimeStamp` goes, and the message imprint the time-stamp is requested for.
+pub struct ArchivePrepared {
+    document: Vec<u8>,
+    /// Byte offset of the `UnsignedSignatureProperties` end tag in `document`.
+    at: usize,
+    /// The new element's `Id`.
+    id: String,
+    /// Declarations of `ds:` and `xades:` for the new element where the document binds those
+    /// prefixes otherwise (never, for documents [`Prepared::finish`] wrote).
+    declarations: String,
+    hash: HashAlgorithm,
+    imprint: Vec<u8>,
+}
+
+/// Compute the message imprint of a B-LTA archive time-stamp over `signed_xml`, a XAdES
+/// document as [`Prepared::finish`] wrote it at B-LT (or an earlier B-LTA: each further
+/// archive time-stamp covers the ones before it). `detached` reads the document a detached
+/// signature references (streamed once; its digest is checked against the reference). `hash`
+/// is the imprint's algorithm.
+///
+/// The time-stamp input is that of EN 319 132-1 §5.5.2.2 (TS 101 903 v1.4.1 §8.2.1), each
+/// part canonicalized with exclusive C14N 1.0, the algorithm the new element names:
+/// 1. the output of every `ds:Reference` in `ds:SignedInfo`, in order, including the one to
+///    `SignedProperties` (here always an octet stream: the last transform is exclusive C14N
+///    or base64, or a detached reference has no transforms);
+/// 2. `ds:SignedInfo`, `ds:SignatureValue`, `ds:KeyInfo`;
+/// 3. every child of `xades:UnsignedSignatureProperties` (the new element goes last);
+/// 4. every `ds:Object` of the signature except the one holding `xades:QualifyingProperties`
+///    (also those a reference covers, unlike TS 101 903 v1.3.2).
+///
+/// The reference digests are checked on the way, so a document that does not match its
+/// signature is refused rather than time-stamped.
+pub fn archive_imprint(
+    signed_xml: &[u8],
+    detached: Option<&mut dyn std::io::Read>,
+    hash: HashAlgorithm,
+) -> Result<ArchivePrepared, XadesError> {
+    let bad = |why: &str| XadesError::Xml(why.to_string());
+    let (text, bom) = utf8(signed_xml)?;
+    let doc = parse(text, true)?;
+    let root = doc.document_element().ok_or_else(|| bad("no root element"))?;
+    // Where finish puts it: the root element, or the last child element of the root.
+    let sig = if is(&doc, root, DS, "Signature") {
+        root
+    } else {
+        let last = doc.children(root).into_iter().rev().find(|n| doc.element(*n).is_some());
+        last.filter(|n| is(&doc, *n, DS, "Signature")).ok_or_else(|| bad("no ds:Signature at the end of the root element"))?
+    };
+    let sig_id = doc.get_attribute(sig, "Id").ok_or_else(|| bad("the ds:Signature has no Id"))?;
+    let signed_info = doc.first_child_element_by_name_ns(sig, DS, "SignedInfo").ok_or_else(|| bad("no ds:SignedInfo"))?;
+    let signature_value = doc.first_child_element_by_name_ns(sig, DS, "SignatureValue").ok_or_else(|| bad("no ds:SignatureValue"))?;
+    let key_info = doc.first_child_element_by_name_ns(sig, DS, "KeyInfo");
+    let objects = doc.child_elements_by_name_ns(sig, DS, "Object");
+    let target = format!("#{sig_id}");
+    let is_qualifying = |object: uppsala::NodeId| {
+        doc.first_child_element_by_name_ns(object, XADES, "QualifyingProperties")
+            .is_some_and(|q| doc.get_attribute(q, "Target") == Some(target.as_str()))
+    };
+    let qualifying = objects.iter().copied().find(|o| is_qualifying(*o)).ok_or_else(|| bad("no xades:QualifyingProperties"))?;
+    let qualifying = doc.first_child_element_by_name_ns(qualifying, XADES, "QualifyingProperties").unwrap_or(qualifying);
+    let unsigned = doc
+        .first_child_element_by_name_ns(qualifying, XADES, "UnsignedProperties")
+        .and_then(|u| doc.first_child_element_by_name_ns(u, XADES, "UnsignedSignatureProperties"))
+        .ok_or_else(|| bad("no unsigned signature properties: B-LTA extends a B-LT signature"))?;
+    let properties: Vec<_> = doc.children(unsigned).into_iter().filter(|n| doc.element(*n).is_some()).collect();
+    // EN 319 132-1 §6.3: B-LTA builds on B-LT (a signature time-stamp and validation data).
+    for name in ["SignatureTimeStamp", "CertificateValues"] {
+        if !properties.iter().any(|p| is(&doc, *p, XADES, name)) {
+            return Err(XadesError::Xml(format!("no xades:{name}: B-LTA extends a B-LT signature")));
+        }
+    }
+
+    let mut input = ArchiveInput::new(hash);
+    // 1. The references' outputs, checked against their digests.
+    let mut detached = detached;
+    for reference in doc.child_elements_by_name_ns(signed_info, DS, "Reference") {
+        let uri = doc.get_attribute(reference, "URI").ok_or_else(|| bad("a ds:Reference without URI"))?;
+        let method = doc
+            .first_child_element_by_name_ns(reference, DS, "DigestMethod")
+            .and_then(|m| doc.get_attribute(m, "Algorithm"))
+            .and_then(digest_algorithm)
+            .ok_or_else(|| bad("a ds:Reference with an unknown DigestMethod"))?;
+        let expected = doc
+            .first_child_element_by_name_ns(reference, DS, "DigestValue")
+            .and_then(|v| b64::decode_lenient(&doc.text_content_deep(v)))
+            .ok_or_else(|| bad("a ds:Reference without DigestValue"))?;
+        let mut transforms = Vec::new();
+        if let Some(t) = doc.first_child_element_by_name_ns(reference, DS, "Transforms") {
+            for transform in doc.child_elements_by_name_ns(t, DS, "Transform") {
+                if doc.children(transform).iter().any(|n| doc.element(*n).is_some()) {
+                    return Err(bad("transform parameters are not supported"));
+                }
+                transforms.push(doc.get_attribute(transform, "Algorithm").unwrap_or_default());
+            }
+        }
+        let mut check = aws_lc_rs::digest::Context::new(aws_lc_digest(method));
+        match (uri, transforms.as_slice()) {
+            ("", [ENVELOPED, EXC_C14N]) => {
+                // The whole document without this signature and without comments.
+                let range = doc.node_range(sig).ok_or_else(|| bad("no source position"))?;
+                let rest = format!("{}{}", &text[..range.start], &text[range.end..]);
+                check_doctype(&text[..doc.node_range(root).map_or(0, |r| r.start)])?;
+                let canonical = canonical_document(&rest, &parse(&rest, true)?)?;
+                check.update(&canonical);
+                input.update(&canonical);
+            }
+            (_, [EXC_C14N]) if uri.starts_with('#') => {
+                let canonical = c14n_subtree(&doc, by_id(&doc, &uri[1..])?)?;
+                check.update(&canonical);
+                input.update(&canonical);
+            }
+            (_, [BASE64]) if uri.starts_with('#') => {
+                let data = b64::decode_lenient(&doc.text_content_deep(by_id(&doc, &uri[1..])?)).ok_or_else(|| bad("bad base64 content"))?;
+                check.update(&data);
+                input.update(&data);
+            }
+            (_, []) if !uri.is_empty() && !uri.starts_with('#') => {
+                let reader = detached.take().ok_or_else(|| XadesError::Xml(format!("the detached document {uri:?} is needed")))?;
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match reader.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(XadesError::Xml(format!("reading the detached document: {e}"))),
+                    };
+                    check.update(&buffer[..n]);
+                    input.update(&buffer[..n]);
+                }
+            }
+            _ => return Err(XadesError::Xml(format!("unsupported reference {uri:?} (transforms {transforms:?})"))),
+        }
+        if check.finish().as_ref() != expected.as_slice() {
+            return Err(XadesError::Xml(format!("the data of reference {uri:?} does not match its digest")));
+        }
+    }
+    // 2. The signature's own elements.
+    input.update(&c14n_subtree(&doc, signed_info)?);
+    input.update(&c14n_subtree(&doc, signature_value)?);
+    if let Some(key_info) = key_info {
+        input.update(&c14n_subtree(&doc, key_info)?);
+    }
+    // 3. The unsigned signature properties before the new one, in order.
+    for property in &properties {
+        input.update(&c14n_subtree(&doc, *property)?);
+    }
+    // 4. The other ds:Object elements.
+    for object in objects.iter().filter(|o| !is_qualifying(**o)) {
+        input.update(&c14n_subtree(&doc, *object)?);
+    }
+
+    // The new element goes before the end tag `</xades:UnsignedSignatureProperties>`.
+    let range = doc.node_range(unsigned).ok_or_else(|| bad("no source position"))?;
+    let end_tag = text[range.clone()].rfind('<').ok_or_else(|| bad("no end tag"))?;
+    let mut n = properties.iter().filter(|p| is(&doc, **p, XADES141, "ArchiveTimeStamp")).count();
+    let id = loop {
+        let id = format!("{sig_id}-ats{n}");
+        if !text.contains(&format!("\"{id}\"")) {
+            break id;
+        }
+        n += 1;
+    };
+    let mut declarations = String::new();
+    for (prefix, uri) in [("ds", DS), ("xades", XADES)] {
+        if in_scope(&doc, unsigned, prefix).as_deref() != Some(uri) {
+            declarations.push_str(&format!(r#" xmlns:{prefix}="{uri}""#));
+        }
+    }
+    Ok(ArchivePrepared { document: signed_xml.to_vec(), at: bom + range.start + end_tag, id, declarations, hash, imprint: input.finish() })
+}
+
+impl ArchivePrepared {
+    /// The message imprint to request the archive time-stamp for.
+    pub fn imprint(&self) -> &[u8] {
+        &self.imprint
+    }
+
+    /// The imprint's hash algorithm.
+    pub fn hash(&self) -> HashAlgorithm {
+        self.hash
+    }
+
+    /// The `Id` the `xadesv141:ArchiveTimeStamp` gets.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The document with the `xadesv141:ArchiveTimeStamp` holding `token` (an RFC 3161
+    /// TimeStampToken, whose message imprint must be this one) at the end of the unsigned
+    /// signature properties; everything else stays byte for byte.
+    pub fn finish(self, token: &[u8]) -> Result<Vec<u8>, XadesError> {
+        match token_imprint(token) {
+            Some((algorithm, imprint)) if algorithm == self.hash && imprint == self.imprint.as_slice() => {}
+            Some(_) => return Err(XadesError::Xml("the time-stamp token is for another message imprint".into())),
+            None => return Err(XadesError::Xml("the time-stamp token cannot be read".into())),
+        }
+        let element = format!(
+            concat!(
+                r#"<xades141:ArchiveTimeStamp xmlns:xades141="{xades141}"{declarations} Id="{id}">"#,
+                r#"<ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
+                "<xades:EncapsulatedTimeStamp>{token}</xades:EncapsulatedTimeStamp></xades141:ArchiveTimeStamp>"
+            ),
+            xades141 = XADES141,
+            declarations = self.declarations,
+            id = self.id,
+            c14n = EXC_C14N,
+            token = b64::encode(token),
+        );
+        let mut out = Vec::with_capacity(self.document.len() + element.len());
+        out.extend_from_slice(&self.document[..self.at]);
+        out.extend_from_slice(element.as_bytes());
+        out.extend_from_slice(&self.document[self.at..]);
+        Ok(out)
+    }
+}
+
+/// The streamed archive time-stamp input: its hash.
+struct ArchiveInput(aws_lc_rs::digest::Context);
+
+impl ArchiveInput {
+    fn new(hash: HashAlgorithm) -> Self {
+        ArchiveInput(aws_lc_rs::digest::Context::new(aws_lc_digest(hash)))
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.0.finish().as_ref().to_vec()
+    }
+}
+
+fn aws_lc_digest(hash: HashAlgorithm) -> &'static aws_lc_rs::digest::Algorithm {
+    match hash {
+        HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
+        HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
+        HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
+    }
+}
+
+/// The hash of a DigestMethod URI this module writes.
+fn digest_algorithm(uri: &str) -> Option<HashAlgorithm> {
+    HashAlgorithm::ALL.into_iter().find(|h| digest_method(*h) == uri)
+}
+
+/// Whether `node` is the element `{ns}local`.
+fn is(doc: &uppsala::Document<'_>, node: uppsala::NodeId, ns: &str, local: &str) -> bool {
+    doc.element(node).is_some_and(|e| e.matches_name_ns(ns, local))
+}
+
+/// The one element whose `Id` is `id`.
+fn by_id(doc: &uppsala::Document<'_>, id: &str) -> Result<uppsala::NodeId, XadesError> {
+    let mut found = doc.descendants(doc.root()).into_iter().filter(|n| doc.element(*n).and_then(|e| e.get_attribute("Id")) == Some(id));
+    match (found.next(), found.next()) {
+        (Some(node), None) => Ok(node),
+        (None, _) => Err(XadesError::Xml(format!("no element with Id {id:?}"))),
+        _ => Err(XadesError::Xml(format!("more than one element with Id {id:?}"))),
+    }
+}
+
+/// The namespace URI `prefix` ("" for the default namespace) is bound to at `node`.
+fn in_scope(doc: &uppsala::Document<'_>, node: uppsala::NodeId, prefix: &str) -> Option<String> {
+    let mut current = Some(node);
+    while let Some(n) = current {
+        if let Some((_, uri)) = doc.element(n).and_then(|e| e.namespace_declarations.iter().find(|(p, _)| p == prefix)) {
+            return (!uri.is_empty()).then(|| uri.to_string());
+        }
+        current = doc.parent(n);
+    }
+    None
+}
+
+/// Exclusive C14N 1.0 without comments of the subtree at `element`, as XMLDSig canonicalizes
+/// it in place. Exclusive C14N takes nothing from the ancestors but the namespace bindings of
+/// the prefixes the subtree visibly uses, so the element's source is canonicalized as a
+/// document of its own with every binding in scope declared on it (those it does not use are
+/// not output).
+fn c14n_subtree(doc: &uppsala::Document<'_>, element: uppsala::NodeId) -> Result<Vec<u8>, XadesError> {
+    let e = doc.element(element).ok_or_else(|| XadesError::Xml("not an element".into()))?;
+    let source = doc.node_source(element).ok_or_else(|| XadesError::Xml("no source position".into()))?;
+    let name = e.name.prefixed_name();
+    let name_end = 1 + name.len();
+    if source.get(1..name_end) != Some(name.as_ref()) {
+        return Err(XadesError::Xml("unexpected element source".into()));
+    }
+    let mut declared: Vec<&str> = e.namespace_declarations.iter().map(|(p, _)| p.as_ref()).collect();
+    let mut declarations = String::new();
+    let mut current = doc.parent(element);
+    while let Some(n) = current {
+        for (prefix, uri) in doc.element(n).map(|e| e.namespace_declarations.as_slice()).unwrap_or_default() {
+            if declared.contains(&prefix.as_ref()) {
+                continue;
+            }
+            declared.push(prefix.as_ref());
+            if !uri.is_empty() {
+                let attr = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+                declarations.push_str(&format!(" {attr}=\"{}\"", escape(uri)));
+            }
+        }
+        current = doc.parent(n);
+    }
+    let fragment = format!("{}{declarations}{}", &source[..name_end], &source[name_end..]);
+    let normalized = normalize_attribute_whitespace(&fragment);
+    c14n_doc(&parse(normalized.as_deref().unwrap_or(&fragment), false)?)
+}
+
+/// The message imprint of an RFC 3161 TimeStampToken: its hash algorithm and the hashed
+/// message (ContentInfo → SignedData → encapContentInfo → TSTInfo → messageImprint).
+fn token_imprint(token: &[u8]) -> Option<(HashAlgorithm, &[u8])> {
+    use cloudsign_pki::der::Reader;
+    let mut ci = Reader::new(Reader::new(token).expect(0x30)?);
+    ci.expect(0x06)?;
+    let mut sd = Reader::new(Reader::new(ci.expect(0xA0)?).expect(0x30)?);
+    sd.expect(0x02)?;
+    sd.expect(0x31)?;
+    let mut encap = Reader::new(sd.expect(0x30)?);
+    encap.expect(0x06)?;
+    let tst_info = Reader::new(encap.expect(0xA0)?).expect(0x04)?;
+    let mut tst = Reader::new(Reader::new(tst_info).expect(0x30)?);
+    tst.expect(0x02)?;
+    tst.expect(0x06)?;
+    let mut imprint = Reader::new(tst.expect(0x30)?);
+    let mut algorithm = Reader::new(imprint.expect(0x30)?);
+    let oid = algorithm.expect(0x06)?;
+    let hash = HashAlgorithm::ALL.into_iter().find(|h| der::oid(h.oid())[2..] == *oid)?;
+    Some((hash, imprint.expect(0x04)?))
+}
+
 /// XMLDSig SignatureMethod URIs: RFC 6931 §2.3.2 (RSA), §2.3.6 (ECDSA), §2.3.10 (RSASSA-PSS
 /// with MGF1 of the same hash and a salt as long as the hash, i.e. the CSC/aws-lc defaults).
 fn signature_method(scheme: SignAlgorithm) -> &'static str {
@@ -528,9 +866,11 @@ fn c14n_doc(doc: &uppsala::Document<'_>) -> Result<Vec<u8>, XadesError> {
         .map_err(|e| XadesError::Xml(e.to_string()))
 }
 
-/// Exclusive C14N of a fragment this module wrote.
+/// Exclusive C14N of a fragment this module wrote (which, enveloping XML, holds the caller's
+/// root element as written: see [`normalize_attribute_whitespace`]).
 fn c14n(xml: &str) -> Result<String, XadesError> {
-    let canonical = c14n_doc(&parse(xml, false)?)?;
+    let normalized = normalize_attribute_whitespace(xml);
+    let canonical = c14n_doc(&parse(normalized.as_deref().unwrap_or(xml), false)?)?;
     String::from_utf8(canonical).map_err(|_| XadesError::Xml("canonical form is not UTF-8".into()))
 }
 
@@ -846,6 +1186,135 @@ mod tests {
         assert!(order.is_sorted());
     }
 
+    /// Extend a B-LT (or B-LTA) document with an archive time-stamp from the test TSA.
+    fn archive(pki: &Pki, xml: &[u8], detached: Option<&[u8]>, hash: HashAlgorithm) -> Result<Vec<u8>, XadesError> {
+        let mut reader = detached;
+        let prepared = archive_imprint(xml, reader.as_mut().map(|r| r as &mut dyn std::io::Read), hash)?;
+        let token = pki.token((prepared.hash(), prepared.imprint().to_vec()));
+        prepared.finish(&token)
+    }
+
+    /// The archive time-stamp input of EN 319 132-1 §5.5.2.2 recomputed over the final document
+    /// with node sets, as XMLDSig canonicalizes in place (not from standalone fragments as
+    /// `archive_imprint` does), for the `n`-th ArchiveTimeStamp; with its token's imprint.
+    fn recompute_archive_input(xml: &[u8], detached: Option<&[u8]>, n: usize) -> (Vec<u8>, Vec<u8>) {
+        let text = std::str::from_utf8(xml).unwrap();
+        let normalized = normalize_attribute_whitespace(text);
+        let doc = uppsala::parse(normalized.as_deref().unwrap_or(text)).unwrap();
+        let sig = doc.get_elements_by_tag_name_ns(DS, "Signature")[0];
+        let tree = |node| c14n_set(&doc, &NodeSet::tree_without_comments(node, &doc));
+        let mut input = Vec::new();
+        let signed_info = ds_child(&doc, sig, "SignedInfo").unwrap();
+        for reference in doc.child_elements_by_name_ns(signed_info, DS, "Reference") {
+            let uri = doc.get_attribute(reference, "URI").unwrap();
+            let transforms =
+                ds_child(&doc, reference, "Transforms").map(|t| doc.child_elements_by_name_ns(t, DS, "Transform").len()).unwrap_or(0);
+            if uri.is_empty() {
+                let set = NodeSet::all_without_comments(&doc).subtract(&NodeSet::tree_with_comments(sig, &doc));
+                input.extend(c14n_set(&doc, &set));
+            } else if let Some(id) = uri.strip_prefix('#') {
+                let target = by_id(&doc, id);
+                if doc.get_attribute(target, "Encoding") == Some(BASE64) {
+                    input.extend(b64::decode_lenient(&doc.text_content_deep(target)).unwrap());
+                } else {
+                    input.extend(tree(target));
+                }
+            } else {
+                assert_eq!(transforms, 0);
+                input.extend(detached.unwrap());
+            }
+        }
+        input.extend(tree(signed_info));
+        input.extend(tree(ds_child(&doc, sig, "SignatureValue").unwrap()));
+        input.extend(tree(ds_child(&doc, sig, "KeyInfo").unwrap()));
+        let unsigned = doc.get_elements_by_tag_name_ns(XADES, "UnsignedSignatureProperties")[0];
+        let ats = doc.get_elements_by_tag_name_ns(XADES141, "ArchiveTimeStamp");
+        for property in doc.children(unsigned).into_iter().filter(|p| doc.element(*p).is_some()) {
+            if property == ats[n] {
+                break;
+            }
+            input.extend(tree(property));
+        }
+        for object in doc.child_elements_by_name_ns(sig, DS, "Object") {
+            if doc.first_child_element_by_name_ns(object, XADES, "QualifyingProperties").is_none() {
+                input.extend(tree(object));
+            }
+        }
+        let token = b64::decode_lenient(
+            &doc.text_content_deep(doc.first_child_element_by_name_ns(ats[n], XADES, "EncapsulatedTimeStamp").unwrap()),
+        )
+        .unwrap();
+        (input, token_imprint(&token).unwrap().1.to_vec())
+    }
+
+    #[test]
+    fn b_lta_in_every_packaging() {
+        let pki = Pki::new();
+        let (key, cert) = pki.signer(KeyAlgorithm::EcdsaP256);
+        let scheme = SignAlgorithm::Ecdsa(HashAlgorithm::Sha256);
+        let data = b"%PDF-1.7 detached\n";
+        let d = digest(HashAlgorithm::Sha256, data);
+        let cases: Vec<(Input<'_>, Option<&[u8]>)> = vec![
+            (Input::Enveloped(DOC.as_bytes()), None),
+            (Input::Enveloped(TRICKY[1].as_bytes()), None),
+            (Input::Enveloped(TRICKY[2].as_bytes()), None),
+            (Input::EnvelopingXml(DOC.as_bytes()), None),
+            (Input::EnvelopingXml(TRICKY[2].as_bytes()), None),
+            (Input::Enveloping { data, mime_type: None }, None),
+            (Input::Detached { digest: &d, uri: "data.bin", mime_type: None }, Some(data)),
+        ];
+        for (input, detached) in cases {
+            let lt = sign(&pki, key.as_ref(), &cert, scheme, input, 2);
+            let lta = archive(&pki, &lt, detached, HashAlgorithm::Sha256).unwrap();
+            // Only the new element is added, at the end of the unsigned signature properties.
+            let text = std::str::from_utf8(&lta).unwrap();
+            let at = text.find("<xades141:ArchiveTimeStamp ").unwrap();
+            let end = text.find("</xades:UnsignedSignatureProperties>").unwrap();
+            assert_eq!(format!("{}{}", &text[..at], &text[end..]).as_bytes(), lt.as_slice());
+            assert!(text[at..end].ends_with("</xades141:ArchiveTimeStamp>"));
+            verify(&lta, detached).unwrap();
+            let (input, imprint) = recompute_archive_input(&lta, detached, 0);
+            assert_eq!(digest(HashAlgorithm::Sha256, &input), imprint, "{text}");
+            // A second archive time-stamp (SHA-512) covers the first one.
+            let lta2 = archive(&pki, &lta, detached, HashAlgorithm::Sha512).unwrap();
+            assert!(std::str::from_utf8(&lta2).unwrap().contains("-ats1\""));
+            let (input2, imprint2) = recompute_archive_input(&lta2, detached, 1);
+            assert_eq!(digest(HashAlgorithm::Sha512, &input2), imprint2);
+            assert!(input2.len() > input.len());
+            assert_eq!(recompute_archive_input(&lta2, detached, 0).1, imprint);
+            verify(&lta2, detached).unwrap();
+        }
+    }
+
+    #[test]
+    fn b_lta_refusals() {
+        let pki = Pki::new();
+        let (key, cert) = pki.signer(KeyAlgorithm::EcdsaP256);
+        let scheme = SignAlgorithm::Ecdsa(HashAlgorithm::Sha256);
+        let h = HashAlgorithm::Sha256;
+        // Below B-LT.
+        for level in [0, 1] {
+            let out = sign(&pki, key.as_ref(), &cert, scheme, Input::Enveloped(DOC.as_bytes()), level);
+            assert!(matches!(archive_imprint(&out, None, h), Err(XadesError::Xml(e)) if e.contains("B-LT")));
+        }
+        // A changed document, a missing or different detached file.
+        let lt = sign(&pki, key.as_ref(), &cert, scheme, Input::Enveloped(DOC.as_bytes()), 2);
+        let tampered = std::str::from_utf8(&lt).unwrap().replace("Bröd", "Bread");
+        assert!(matches!(archive_imprint(tampered.as_bytes(), None, h), Err(XadesError::Xml(e)) if e.contains("does not match")));
+        let data = b"detached";
+        let d = digest(h, data);
+        let lt = sign(&pki, key.as_ref(), &cert, scheme, Input::Detached { digest: &d, uri: "d.bin", mime_type: None }, 2);
+        assert!(archive_imprint(&lt, None, h).is_err());
+        assert!(archive(&pki, &lt, Some(b"other"), h).is_err());
+        // A token over another imprint, or not a token.
+        let prepared = archive_imprint(&lt, Some(&mut &data[..]), h).unwrap();
+        let other = pki.token((h, digest(h, b"else")));
+        assert!(archive_imprint(&lt, Some(&mut &data[..]), h).unwrap().finish(&other).is_err());
+        let sha512 = pki.token((HashAlgorithm::Sha512, digest(HashAlgorithm::Sha512, b"x")));
+        assert!(archive_imprint(&lt, Some(&mut &data[..]), h).unwrap().finish(&sha512).is_err());
+        assert!(prepared.finish(b"\x30\x00").is_err());
+    }
+
     /// Writes sample signatures for the external validators (xmlsec1, signxml) into
     /// `$XADES_SAMPLES`: `cargo test -p cloudsign-ades xades::tests::write_samples -- --ignored`.
     #[test]
@@ -865,8 +1334,17 @@ mod tests {
             std::fs::write(dir.join(format!("tricky{i}.c14n")), canonical_document(doc, &parse(doc, true).unwrap()).unwrap()).unwrap();
             let (key, cert) = pki.signer(KeyAlgorithm::EcdsaP256);
             std::fs::write(dir.join(format!("tricky{i}-signer.pem")), cloudsign_pki::pem_certificate(&cert)).unwrap();
-            let out = sign(&pki, key.as_ref(), &cert, SignAlgorithm::Ecdsa(HashAlgorithm::Sha256), Input::Enveloped(doc.as_bytes()), 0);
+            let scheme = SignAlgorithm::Ecdsa(HashAlgorithm::Sha256);
+            let out = sign(&pki, key.as_ref(), &cert, scheme, Input::Enveloped(doc.as_bytes()), 0);
             std::fs::write(dir.join(format!("tricky{i}-enveloped-b.xml")), out).unwrap();
+            let out = sign(&pki, key.as_ref(), &cert, scheme, Input::Enveloped(doc.as_bytes()), 2);
+            std::fs::write(dir.join(format!("tricky{i}-enveloped-lta.xml")), archive(&pki, &out, None, HashAlgorithm::Sha256).unwrap())
+                .unwrap();
+            if !doc.contains("<!DOCTYPE") {
+                let out = sign(&pki, key.as_ref(), &cert, scheme, Input::EnvelopingXml(doc.as_bytes()), 2);
+                let out = archive(&pki, &out, None, HashAlgorithm::Sha256).unwrap();
+                std::fs::write(dir.join(format!("tricky{i}-enveloping-xml-lta.xml")), out).unwrap();
+            }
         }
         for (name, alg, scheme) in [
             ("ec", KeyAlgorithm::EcdsaP256, SignAlgorithm::Ecdsa(HashAlgorithm::Sha256)),
@@ -877,7 +1355,7 @@ mod tests {
             std::fs::write(dir.join(format!("{name}-signer.pem")), cloudsign_pki::pem_certificate(&cert)).unwrap();
             let d = digest(scheme.hash(), data);
             let uri = file_name_uri("detached data.bin");
-            for (level, suffix) in [(0, "b"), (1, "t"), (2, "lt")] {
+            for (level, suffix) in [(0, "b"), (1, "t"), (2, "lt"), (3, "lta")] {
                 let inputs = [
                     ("enveloped", Input::Enveloped(DOC.as_bytes())),
                     ("enveloping-xml", Input::EnvelopingXml(DOC.as_bytes())),
@@ -885,7 +1363,15 @@ mod tests {
                     ("detached", Input::Detached { digest: &d, uri: &uri, mime_type: Some("application/pdf") }),
                 ];
                 for (packaging, input) in inputs {
-                    let out = sign(&pki, key.as_ref(), &cert, scheme, input, level);
+                    let detached = (packaging == "detached").then_some(&data[..]);
+                    let mut out = sign(&pki, key.as_ref(), &cert, scheme, input, level.min(2));
+                    if level == 3 {
+                        out = archive(&pki, &out, detached, HashAlgorithm::Sha256).unwrap();
+                        // A second one, over the first, with another hash.
+                        if name == "rsa" {
+                            out = archive(&pki, &out, detached, HashAlgorithm::Sha512).unwrap();
+                        }
+                    }
                     std::fs::write(dir.join(format!("{name}-{packaging}-{suffix}.xml")), out).unwrap();
                 }
             }

@@ -1,7 +1,9 @@
 """signxml XAdES check of the samples `cargo test -p cloudsign-ades xades::tests::write_samples -- --ignored` writes
 into $XADES_SAMPLES: python crates/ades/tests/xades_signxml.py "$XADES_SAMPLES" (signxml 5.2.0).
 Known: tricky1 (DTD entities) is refused by signxml; tricky3 (PIs outside the root) fails in signxml
-only, which drops top-level PIs from URI="" (xmlsec1 and lxml C14N agree with us)."""
+only, which drops top-level PIs from URI="" (xmlsec1 and lxml C14N agree with us).
+The *-lta.xml samples (B-LTA) are checked here as XMLDSig/XAdES signatures; their archive
+time-stamps by xades_lta.py (signxml does not check xadesv141:ArchiveTimeStamp)."""
 import sys, glob, os
 from signxml.xades import XAdESVerifier
 from signxml import SignatureConfiguration, SignatureMethod

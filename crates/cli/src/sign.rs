@@ -246,9 +246,9 @@ impl Credential {
 
 /// One file on its way to being signed.
 enum Job {
-    Cades { path: PathBuf, out: PathBuf, prepared: cloudsign_ades::cades::Prepared, attached: bool },
-    Jades { out: PathBuf, prepared: cloudsign_ades::jades::Prepared },
-    Xades { out: PathBuf, prepared: cloudsign_ades::xades::Prepared },
+    Cades { path: PathBuf, out: PathBuf, prepared: cloudsign_ades::cades::Prepared, attached: bool, content_digest: Vec<u8> },
+    Jades { path: PathBuf, out: PathBuf, prepared: cloudsign_ades::jades::Prepared },
+    Xades { path: PathBuf, out: PathBuf, prepared: cloudsign_ades::xades::Prepared, detached: bool },
     Pades(Box<PadesJob>),
 }
 
@@ -324,15 +324,12 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         _ => Packaging::Detached,
     });
     match (format, level, packaging) {
-        (Format::Xades, Level::BLta, _) => bail!("XAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
         (Format::Xades, _, Packaging::Attached) => bail!("XAdES packaging is enveloped, enveloping or detached"),
         (Format::Xades, ..) => {}
         (Format::Pades, _, Packaging::Enveloped) => {}
         (Format::Pades, ..) => bail!("PAdES signatures are always inside the PDF (--packaging enveloped)"),
-        (Format::Cades, Level::BB | Level::BT | Level::BLt, Packaging::Detached | Packaging::Attached) => {}
-        (Format::Cades, Level::BLta, _) => bail!("CAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
+        (Format::Cades, _, Packaging::Detached | Packaging::Attached) => {}
         (Format::Cades, ..) => bail!("CAdES packaging is detached or attached"),
-        (Format::Jades, Level::BLta, _) => bail!("JAdES is available up to --level B-LT in this version (B-LTA: use PAdES)"),
         (Format::Jades, _, Packaging::Detached | Packaging::Attached) => {}
         (Format::Jades, ..) => bail!("JAdES packaging is detached (RFC 7515 Appendix F) or attached"),
     }
@@ -365,7 +362,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
 
     // The time-stamp token's size, measured on a probe, sizes the PDF placeholders.
     let token_allowance = if format == Format::Pades && level >= Level::BT {
-        csc.timestamp(hash, &digest::digest(algorithm(hash), b"cloudsign probe").as_ref().to_vec()).await?.len() + 512
+        csc.timestamp(hash, digest::digest(algorithm(hash), b"cloudsign probe").as_ref()).await?.len() + 512
     } else {
         0
     };
@@ -378,23 +375,29 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         let job = match format {
             Format::Jades if packaging == Packaging::Attached => {
                 let payload = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                Job::Jades { out, prepared: cloudsign_ades::jades::prepare_attached(&payload, &params)? }
+                Job::Jades { path: path.clone(), out, prepared: cloudsign_ades::jades::prepare_attached(&payload, &params)? }
             }
             Format::Jades => {
                 let streamed = cloudsign_ades::jades::prepare_streamed(&params);
                 let mut ctx = digest::Context::new(algorithm(hash));
                 ctx.update(&streamed.signing_input_prefix());
                 stream_file(path, &mut ctx, None)?;
-                Job::Jades { out, prepared: streamed.with_digest(ctx.finish().as_ref().to_vec()) }
+                Job::Jades { path: path.clone(), out, prepared: streamed.with_digest(ctx.finish().as_ref().to_vec()) }
             }
             Format::Cades => {
                 let mut ctx = digest::Context::new(algorithm(hash));
                 stream_file(path, &mut ctx, None)?;
-                let prepared = cloudsign_ades::cades::prepare(ctx.finish().as_ref(), &params)?;
-                Job::Cades { path: path.clone(), out, prepared, attached: packaging == Packaging::Attached }
+                let content_digest = ctx.finish().as_ref().to_vec();
+                let prepared = cloudsign_ades::cades::prepare(&content_digest, &params)?;
+                Job::Cades { path: path.clone(), out, prepared, attached: packaging == Packaging::Attached, content_digest }
             }
             Format::Pades => Job::Pades(Box::new(prepare_pdf(path, out, &cred, &params, token_allowance, a.certify)?)),
-            Format::Xades => Job::Xades { out, prepared: prepare_xml(path, packaging, &params)? },
+            Format::Xades => Job::Xades {
+                path: path.clone(),
+                out,
+                prepared: prepare_xml(path, packaging, &params)?,
+                detached: packaging == Packaging::Detached,
+            },
         };
         jobs.push(job);
     }
@@ -404,23 +407,26 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
 
     for (job, signature) in jobs.into_iter().zip(signatures) {
         let (out, what) = match job {
-            Job::Jades { out, prepared } => {
+            Job::Jades { path, out, prepared } => {
                 let jws = match level {
                     Level::BB => prepared.finish(&signature)?,
                     _ => {
                         let (h, imprint) = prepared.timestamp_imprint(&signature)?;
                         let token = csc.timestamp(h, &imprint).await?;
                         let validation = match level {
-                            Level::BLt => Some(gather_validation(&csc.http, &csc.service, &certificates_with(&cred, &token)).await?),
+                            Level::BLt | Level::BLta => {
+                                Some(gather_validation(&csc.http, &csc.service, &certificates_with(&cred, &token)).await?)
+                            }
                             _ => None,
                         };
-                        prepared.finish_json(&signature, Some(&token), validation.as_ref())?
+                        let jws = prepared.finish_json(&signature, Some(&token), validation.as_ref())?;
+                        if level == Level::BLta { jades_archive(&csc, &path, &jws, hash).await? } else { jws }
                     }
                 };
                 write_new(&out, jws.as_bytes())?;
                 (out, format!("JAdES {}", level_name(level)))
             }
-            Job::Xades { out, prepared } => {
+            Job::Xades { path, out, prepared, detached } => {
                 let token = match level {
                     Level::BB => None,
                     _ => {
@@ -429,13 +435,23 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
                     }
                 };
                 let validation = match level {
-                    Level::BLt => Some(embedded_validation(&csc, &cred, token.as_deref()).await?),
+                    Level::BLt | Level::BLta => Some(embedded_validation(&csc, &cred, token.as_deref()).await?),
                     _ => None,
                 };
-                write_new(&out, &prepared.finish(&signature, token.as_deref(), validation.as_ref())?)?;
+                let mut xml = prepared.finish(&signature, token.as_deref(), validation.as_ref())?;
+                if level == Level::BLta {
+                    // EN 319 132-1 §5.5.2: xadesv141:ArchiveTimeStamp over the B-LT signature (and
+                    // a detached file's bytes, read again as they stream).
+                    let mut file =
+                        if detached { Some(File::open(&path).with_context(|| format!("cannot open {}", path.display()))?) } else { None };
+                    let archive = cloudsign_ades::xades::archive_imprint(&xml, file.as_mut().map(|f| f as &mut dyn std::io::Read), hash)?;
+                    let token = csc.timestamp(archive.hash(), archive.imprint()).await?;
+                    xml = archive.finish(&token)?;
+                }
+                write_new(&out, &xml)?;
                 (out, format!("XAdES {}", level_name(level)))
             }
-            Job::Cades { path, out, prepared, attached } => {
+            Job::Cades { path, out, prepared, attached, content_digest } => {
                 let token = match level {
                     Level::BB => None,
                     _ => {
@@ -444,12 +460,18 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
                     }
                 };
                 let validation = match level {
-                    Level::BLt => Some(embedded_validation(&csc, &cred, token.as_deref()).await?),
+                    Level::BLt | Level::BLta => Some(embedded_validation(&csc, &cred, token.as_deref()).await?),
                     _ => None,
                 };
                 let content =
                     if attached { Some(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?) } else { None };
-                let cms = prepared.finish(&signature, token.as_deref(), content.as_deref(), validation.as_ref());
+                let mut cms = prepared.finish(&signature, token.as_deref(), content.as_deref(), validation.as_ref());
+                if level == Level::BLta {
+                    // EN 319 122-1 §5.5.3: archive-time-stamp-v3 over the B-LT signature.
+                    let archive = cloudsign_ades::cades::archive_imprint(&cms, Some(&content_digest), hash)?;
+                    let token = csc.timestamp(archive.hash(), archive.imprint()).await?;
+                    cms = archive.finish(&token)?;
+                }
                 write_new(&out, &cms)?;
                 (out, format!("CAdES {}", level_name(level)))
             }
@@ -687,6 +709,20 @@ impl Output {
     }
 }
 
+/// JAdES B-LTA: an archive time-stamp (`arcTst`) over the B-LT JWS JSON and its payload — the
+/// JWS's own base64url payload when attached, the file's bytes (streamed) when detached.
+async fn jades_archive(csc: &Csc, path: &Path, jws: &str, hash: HashAlgorithm) -> anyhow::Result<String> {
+    let input = cloudsign_ades::jades::archive_input(jws)?;
+    let mut ctx = digest::Context::new(algorithm(hash));
+    match &input.payload {
+        Some(payload) => ctx.update(payload.as_bytes()),
+        None => stream_file(path, &mut ctx, None)?,
+    }
+    ctx.update(&input.suffix);
+    let token = csc.timestamp(hash, ctx.finish().as_ref()).await?;
+    Ok(cloudsign_ades::jades::add_archive_timestamp(jws, &token)?)
+}
+
 /// B-LT validation data to embed in a CMS or XAdES signature, whose certificates field or
 /// KeyInfo already carries the signer's chain: the rest (root, TSA) and the revocation data.
 async fn embedded_validation(csc: &Csc, cred: &Credential, token: Option<&[u8]>) -> anyhow::Result<ValidationData> {
@@ -815,6 +851,6 @@ fn subject_text(cert: &[u8]) -> String {
     let Some((subject, _)) = cloudsign_pki::x509::subject_and_issuer(cert) else { return "a certificate".into() };
     // The last printable run in the Name is usually its CN.
     let text: String = subject.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '\u{1}' }).collect();
-    let best = text.split('\u{1}').filter(|s| s.len() > 2).last().unwrap_or("a certificate");
+    let best = text.split('\u{1}').rfind(|s| s.len() > 2).unwrap_or("a certificate");
     format!("certificate \"{best}\"")
 }

@@ -267,6 +267,32 @@ print("VALID", len(res))
             assert!(v.starts_with("VALID"), "signxml {key} {packaging}: {v}");
         }
     }
+    // B-LTA: an archive time-stamp over the B-LT signature; the time-stamp input is rebuilt
+    // independently (lxml exclusive C14N) by xades_lta.py, which also runs openssl ts -verify.
+    let lta_dir = env.file("lta");
+    std::fs::create_dir_all(&lta_dir).unwrap();
+    let (issuing, _) = write_ca(&env);
+    std::fs::copy(&root, lta_dir.join("ca.pem")).unwrap();
+    std::fs::copy(&issuing, lta_dir.join("issuing.pem")).unwrap();
+    let lta_xml = lta_dir.join("invoice.xml");
+    std::fs::copy(&xml, &lta_xml).unwrap();
+    for packaging in ["enveloped", "detached"] {
+        let out = lta_dir.join(format!("{packaging}-lta.xml"));
+        let (ok, err) = sign(
+            &env,
+            &server.url,
+            &[&lta_xml],
+            &ec,
+            &["--format", "xades", "--packaging", packaging, "--level", "B-LTA", "--out", out.to_str().unwrap()],
+        );
+        assert!(ok && err.contains("XAdES B-LTA"), "{packaging}: {err}");
+        let r = xmlsec(&out);
+        assert!(r.status.success(), "xmlsec1 {packaging} B-LTA: {}", String::from_utf8_lossy(&r.stderr));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ades/tests/xades_lta.py");
+    let out = run(Command::new(python()).arg(script).arg(&lta_dir));
+    assert!(out.contains("2/2 files OK"), "{out}");
+
     // The enveloped signature breaks when the document changes.
     let signed = std::fs::read_to_string(env.file("ec-enveloped.xml")).unwrap();
     let tampered = env.file("tampered.xml");

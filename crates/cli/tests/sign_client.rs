@@ -118,6 +118,23 @@ async fn cades_through_the_csc_api() {
             .arg(&doc));
         assert!(out.contains("INTACT:TRUSTED,TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "pyhanko --detached: {out}");
     }
+    // B-LTA: archive-time-stamp-v3, its imprint recomputed independently (asn1crypto) and the
+    // token checked by openssl ts -verify; the whole CMS still verifies.
+    let lta = env.file("contract.lta.p7s");
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--level", "B-LTA", "--out", lta.to_str().unwrap()], PIN);
+    assert!(ok && err.contains("CAdES B-LTA"), "{err}");
+    let python = std::env::var("CLOUDSIGN_PYTHON").unwrap();
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/../ades/tests/cades_ats_check.py");
+    let out = run(Command::new(&python).arg(check).arg(&lta).arg(&doc).arg("--ca").arg(&root));
+    assert!(out.contains("all checks passed"), "{out}");
+    let out = run(Command::new(&pyhanko)
+        .args(["sign", "validate", "--detached"])
+        .arg(&lta)
+        .arg("--trust")
+        .arg(&root)
+        .arg("--trust-replace")
+        .arg(&doc));
+    assert!(out.contains("INTACT:TRUSTED"), "pyhanko --detached B-LTA: {out}");
     let (ok, out) = cms_verify_with(&env, &lt, &doc, &["-crl_check_all"]);
     assert!(ok, "the embedded CRLs cover the whole chain: {out}");
     let printed = run(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&lt));
@@ -176,8 +193,16 @@ async fn cades_through_the_csc_api() {
     assert!(ok, "{err}");
     let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&attached).unwrap(), &body);
     assert!(verdict.starts_with("VALID ES256"), "{verdict}");
-    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-LTA"], PIN);
-    assert!(!ok && err.contains("JAdES is available up to --level B-LT"), "{err}");
+    // B-LTA: arcTst over payload, header, signature and the etsiU elements before it.
+    let out = env.file("contract.lta.jws.json");
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--level", "B-LTA", "--out", out.to_str().unwrap()], PIN);
+    assert!(ok && err.contains("JAdES B-LTA"), "{err}");
+    let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&out).unwrap(), &body);
+    assert!(verdict.starts_with("VALID ES256") && verdict.contains("xVals"), "{verdict}");
+    let arc = verdict.split(" ARC ").nth(1).unwrap_or_else(|| panic!("no arcTst: {verdict}"));
+    let mut arc_token = env.file("jades.tst").into_os_string();
+    arc_token.push(".arc");
+    ts_verify_digest(&env, std::path::Path::new(&arc_token), arc.trim());
     // A P-521 key signs JAdES as ES512 (the only JWS name for P-521), by default at B-B.
     let p521 = env.add_credential("alice", &["--key", "ecdsa-p521"])["credentialID"].as_str().unwrap().to_string();
     let out = env.file("contract.es512.jws");
@@ -326,6 +351,14 @@ if token.startswith("{"):
         for key in ("xVals", "rVals"):
             if key in prop:
                 tst += " " + key
+        if "arcTst" in prop:
+            # TS 119 182-1 5.3.6.3: payload (unencoded for b64 false), ".", protected, ".",
+            # signature, ".", then the etsiU elements before arcTst as written.
+            before = obj["header"]["etsiU"][: obj["header"]["etsiU"].index(item)]
+            body = obj["payload"].encode() if "payload" in obj else payload
+            data = body + b"." + obj["protected"].encode() + b"." + obj["signature"].encode() + b"." + "".join(before).encode()
+            open(sys.argv[3] + ".arc", "wb").write(base64.b64decode(prop["arcTst"]["tstTokens"][0]["val"]))
+            tst += " ARC " + hashlib.new(sys.argv[4], data).hexdigest()
 else:
     header = json.loads(b64u(token.split(".")[0]))
 der = base64.b64decode(header["x5c"][0])
