@@ -308,12 +308,13 @@ async fn sign_doc_returns_signed_pdfs_and_xml() {
     let id = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();
     let (_, root) = write_ca(&env);
+    nss_trust(&env, &root);
     let mut api = Api::new(&server);
     api.login("alice").await;
 
     let pdf = one_page_pdf("signed in the service");
     let xml = b"<doc xmlns=\"urn:example\"><item n=\"1\">value</item></doc>".to_vec();
-    let sad = api.sad(&id, 4, None).await;
+    let sad = api.sad(&id, 6, None).await;
     let v = api
         .ok(
             "signatures/signDoc",
@@ -324,12 +325,29 @@ async fn sign_doc_returns_signed_pdfs_and_xml() {
                     {"document": b64(&pdf), "signature_format": "p", "conformance_level": "ades-b-lt", "signAlgo": "1.2.840.10045.4.3.2"},
                     {"document": b64(&xml), "signature_format": "X", "conformance_level": "Ades-B-T", "signAlgo": "1.2.840.10045.4.3.2"},
                     {"document": b64(&pdf), "signature_format": "P", "signed_envelope_property": "Certification", "signAlgo": "1.2.840.10045.4.3.2"},
+                    {"document": b64(&pdf), "signature_format": "P", "conformance_level": "Ades-B-LTA", "signAlgo": "1.2.840.10045.4.3.2"},
+                    {"document": b64(&xml), "signature_format": "X", "conformance_level": "Ades-B-LTA", "signAlgo": "1.2.840.10045.4.3.2"},
                 ],
             }),
         )
         .await;
     let docs = v["DocumentWithSignature"].as_array().unwrap();
-    assert_eq!(docs.len(), 4, "{v}");
+    assert_eq!(docs.len(), 6, "{v}");
+    // B-LTA from the service: the PDF's document time-stamp, the XML's archive time-stamp.
+    let lta_pdf = env.file("service-lta.pdf");
+    std::fs::write(&lta_pdf, unb64(docs[4].as_str().unwrap())).unwrap();
+    let r = pyhanko_validate(&lta_pdf, &root);
+    assert!(r.contains(":INTACT:TRUSTED") && r.contains("EXTENDED_WITH_LTA_UPDATES"), "{r}");
+    assert!(pdfsig(&env, &lta_pdf).contains("Timestamp1"), "the document time-stamp is listed");
+    let lta_dir = env.file("service-lta");
+    std::fs::create_dir_all(&lta_dir).unwrap();
+    let (issuing, _) = write_ca(&env);
+    std::fs::copy(&root, lta_dir.join("ca.pem")).unwrap();
+    std::fs::copy(&issuing, lta_dir.join("issuing.pem")).unwrap();
+    std::fs::write(lta_dir.join("service-lta.xml"), unb64(docs[5].as_str().unwrap())).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ades/tests/xades_lta.py");
+    let out = run(Command::new(python()).arg(script).arg(&lta_dir));
+    assert!(out.contains("1/1 files OK"), "{out}");
     let certified = env.file("service-certified.pdf");
     std::fs::write(&certified, unb64(docs[3].as_str().unwrap())).unwrap();
     assert!(pyhanko_validate(&certified, &root).contains(":INTACT:TRUSTED"));

@@ -235,7 +235,7 @@ async fn sign_doc_cades_detached_and_attached() {
     api.login("alice").await;
     let info = api.ok("info", json!({})).await;
     assert_eq!(info["signature_formats"]["formats"], json!(["C", "X", "P", "J"]));
-    assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T", "Ades-B-LT"]));
+    assert_eq!(info["conformance_levels"], json!(["Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"]));
     assert!(info["methods"].as_array().unwrap().contains(&json!("signatures/signDoc")));
 
     let (a, b) = (b"first document".to_vec(), b"second document, attached".to_vec());
@@ -308,7 +308,7 @@ async fn sign_doc_cades_detached_and_attached() {
     for (field, value, text) in [
         ("signature_format", "Z", "signature_format"),
         ("signature_format", "P", "signed from documents"),
-        ("conformance_level", "Ades-B-LTA", "conformance_level"),
+        ("conformance_level", "Ades-B-XL", "conformance_level"),
         ("signed_envelope_property", "Attached", "Detached"),
     ] {
         let mut element = json!({"hashes": [b64(&da)], "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"});
@@ -430,6 +430,32 @@ async fn sign_doc_jades_verified_by_jwcrypto() {
         )
         .await;
     assert_error("signDoc (JWS curve)", s, &v, 400, "invalid_request", "P-521 with SHA-512");
+    // B-LTA from the service: CAdES from a digest (archive-time-stamp-v3, checked by
+    // cades_ats_check.py) and JAdES from a document (arcTst, recomputed by the script above).
+    let sad = api.sad(&p256, 2, None).await;
+    let v = api
+        .ok(
+            "signatures/signDoc",
+            json!({"credentialID": p256, "SAD": sad,
+                "documentDigests": [{"hashes": [b64(&sha256(&payload))], "hashAlgorithmOID": SHA256, "signature_format": "C", "conformance_level": "Ades-B-LTA", "signAlgo": "1.2.840.10045.4.3.2"}],
+                "documents": [{"document": b64(&payload), "signature_format": "J", "conformance_level": "Ades-B-LTA", "signAlgo": "1.2.840.10045.4.3.2"}]}),
+        )
+        .await;
+    let (p7s, data) = (env.file("service-lta.p7s"), env.file("service-lta.json"));
+    std::fs::write(&p7s, unb64(v["SignatureObject"][0].as_str().unwrap())).unwrap();
+    std::fs::write(&data, &payload).unwrap();
+    let (_, root) = write_ca(&env);
+    let python = std::env::var("CLOUDSIGN_PYTHON").unwrap();
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/../ades/tests/cades_ats_check.py");
+    let out = run(Command::new(&python).arg(check).arg(&p7s).arg(&data).arg("--ca").arg(&root));
+    assert!(out.contains("all checks passed"), "{out}");
+    let jws = String::from_utf8(unb64(v["SignatureObject"][1].as_str().unwrap())).unwrap();
+    let verdict = jwcrypto_verify(&env, &jws, &payload);
+    let arc = verdict.split(" ARC ").nth(1).unwrap_or_else(|| panic!("no arcTst: {verdict}"));
+    let mut arc_token = env.file("jades.tst").into_os_string();
+    arc_token.push(".arc");
+    ts_verify_digest(&env, std::path::Path::new(&arc_token), arc.trim());
+
     // B-T: the JSON serialization with the signature time-stamp in etsiU.
     let sad = api.sad(&p256, 1, None).await;
     let v = api

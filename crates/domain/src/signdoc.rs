@@ -27,6 +27,16 @@ pub enum Level {
     /// B-T with the validation material (certificates up to the root, the CRL, an OCSP
     /// response for the signer's certificate) inside.
     BLT,
+    /// B-LT with an archive time-stamp over it all (CAdES archive-time-stamp-v3, XAdES
+    /// ArchiveTimeStamp, JAdES arcTst, PAdES a document time-stamp).
+    BLTA,
+}
+
+impl Level {
+    /// B-LT and above carry validation material.
+    fn long_term(self) -> bool {
+        matches!(self, Level::BLT | Level::BLTA)
+    }
 }
 
 /// The AdES format of a signature.
@@ -134,7 +144,7 @@ impl Service {
             cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
         // B-LT: what a verifier needs (root, TSA certificate, CRL, the signer certificate's OCSP
         // response), gathered before the SAD is spent, so that a failure here costs nothing.
-        let validation = if input.items.iter().any(|i| i.level == Level::BLT) {
+        let validation = if input.items.iter().any(|i| i.level.long_term()) {
             let mut certificates = vec![self.ca.root_der.clone()];
             if let Some(tsa) = &self.tsa {
                 certificates.push(tsa.certificate().to_vec());
@@ -193,15 +203,26 @@ impl Service {
                     Level::BB => prepared.finish(&signature).map_err(internal)?,
                     _ => {
                         let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(internal)?)?;
-                        let validation = validation.filter(|_| item.level == Level::BLT);
-                        prepared.finish_json(&signature, token.as_deref(), validation).map_err(internal)?
+                        let validation = validation.filter(|_| item.level.long_term());
+                        let jws = prepared.finish_json(&signature, token.as_deref(), validation).map_err(internal)?;
+                        if item.level == Level::BLTA {
+                            // TS 119 182-1 §5.3.6.3: the payload (unencoded when detached), then the rest.
+                            let input = jades::archive_input(&jws).map_err(internal)?;
+                            let mut data = input.payload.map(String::into_bytes).unwrap_or_else(|| payload.to_vec());
+                            data.extend_from_slice(&input.suffix);
+                            let hash = item.scheme.hash();
+                            let token = self.tsa_token(hash, cloudsign_ades::digest(hash, &data))?;
+                            jades::add_archive_timestamp(&jws, &token).map_err(internal)?
+                        } else {
+                            jws
+                        }
                     }
                 };
                 out.push(jws.into_bytes());
                 continue;
             }
             let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
-            let validation = validation.filter(|_| item.level == Level::BLT);
+            let validation = validation.filter(|_| item.level.long_term());
             match item.format {
                 Format::Xades => {
                     out.push(self.sign_xml(key, &item, &params, validation).await?);
@@ -217,7 +238,15 @@ impl Service {
             let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
             let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
             let content = if item.packaging == Packaging::Attached { item.document.as_deref() } else { None };
-            out.push(prepared.finish(&signature, token.as_deref(), content, validation));
+            let mut cms = prepared.finish(&signature, token.as_deref(), content, validation);
+            if item.level == Level::BLTA {
+                // EN 319 122-1 §5.5.3: archive-time-stamp-v3; the digest signed is the content's.
+                let archive =
+                    cades::archive_imprint(&cms, Some(&item.digest), item.scheme.hash()).map_err(|e| Error::Internal(e.to_string()))?;
+                let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
+                cms = archive.finish(&token).map_err(|e| Error::Internal(e.to_string()))?;
+            }
+            out.push(cms);
         }
         Ok(out)
     }
@@ -230,13 +259,17 @@ impl Service {
 
     /// The signature time-stamp token over `imprint`, when the level asks for one.
     fn signature_timestamp(&self, level: Level, imprint: (cloudsign_csc::HashAlgorithm, Vec<u8>)) -> Result<Option<Vec<u8>>> {
-        match (level, &self.tsa) {
-            (Level::BT | Level::BLT, Some(tsa)) => {
-                let req = Request { hash: imprint.0, digest: imprint.1, nonce: None, cert_req: true };
-                Ok(Some(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?))
-            }
-            _ => Ok(None),
+        match level {
+            Level::BB => Ok(None),
+            _ => self.tsa_token(imprint.0, imprint.1).map(Some),
         }
+    }
+
+    /// A token from our TSA over `digest` (checked enabled before the SAD was spent).
+    fn tsa_token(&self, hash: cloudsign_csc::HashAlgorithm, digest: Vec<u8>) -> Result<Vec<u8>> {
+        let tsa = self.tsa.as_ref().ok_or_else(|| Error::Internal("the time-stamping authority is not enabled".into()))?;
+        let req = Request { hash, digest, nonce: None, cert_req: true };
+        Ok(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?)
     }
 
     /// XAdES enveloped in the XML document, or enveloping it (ETSI EN 319 132-1).
@@ -257,7 +290,15 @@ impl Service {
                 self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(|e| Error::Internal(e.to_string()))?)?
             }
         };
-        prepared.finish(&signature, token.as_deref(), validation).map_err(|e| Error::Internal(e.to_string()))
+        let internal = |e: xades::XadesError| Error::Internal(e.to_string());
+        let xml = prepared.finish(&signature, token.as_deref(), validation).map_err(internal)?;
+        if item.level != Level::BLTA {
+            return Ok(xml);
+        }
+        // EN 319 132-1 §5.5.2: xadesv141:ArchiveTimeStamp (enveloped or enveloping: no external data).
+        let archive = xades::archive_imprint(&xml, None, item.scheme.hash()).map_err(internal)?;
+        let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
+        archive.finish(&token).map_err(internal)
     }
 
     /// PAdES: the PDF with a new revision holding the signature (and, for B-LT, a further one
@@ -280,8 +321,8 @@ impl Service {
         let max_signature = vec![0xff; max_signature_len(item.scheme, params.certificate)];
         let token_allowance = match item.level {
             // A probe token from our TSA (its size does not depend on the imprint) + margin.
-            Level::BT | Level::BLT => self.signature_timestamp(item.level, (hash, vec![0; hash.len()]))?.map_or(0, |t| t.len() + 256),
             Level::BB => 0,
+            _ => self.tsa_token(hash, vec![0; hash.len()])?.len() + 256,
         };
         let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
         let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
@@ -306,6 +347,17 @@ impl Service {
             certificates.extend(params.chain.iter().cloned());
             certificates.extend(v.certificates.iter().cloned());
             out.extend_from_slice(&pades::add_dss(&mut pdf, &certificates, &v.ocsp, &v.crls).map_err(|e| Error::Internal(e.to_string()))?);
+        }
+        if item.level == Level::BLTA {
+            // EN 319 142-1 §5.4.3: a document time-stamp over everything so far.
+            let placeholder = pades::add_signature(&mut pdf, pades::Kind::DocumentTimestamp, token_allowance + 32).map_err(bad)?;
+            let mut ctx = digest::Context::new(algorithm);
+            let (before, after) = placeholder.signed_parts();
+            ctx.update(&out);
+            ctx.update(before);
+            ctx.update(after);
+            let token = self.tsa_token(hash, ctx.finish().as_ref().to_vec())?;
+            out.extend_from_slice(&placeholder.fill(&token).map_err(|e| Error::Internal(e.to_string()))?);
         }
         Ok(out)
     }
@@ -336,7 +388,7 @@ fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
         Format::Pades => {
             let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(|e| bad(e.to_string()))?;
             pades::add_signature(&mut pdf, pdf_kind(item.packaging, 0), 1).map_err(|e| bad(e.to_string()))?;
-            if item.level == Level::BLT {
+            if item.level.long_term() {
                 // The DSS update reads an existing DSS: a broken one is refused now too.
                 pades::add_dss(&mut pdf, &[], &[], &[]).map_err(|e| bad(e.to_string()))?;
             }

@@ -77,7 +77,7 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
                 vec!["Detached".into(), "Attached".into()],
             ],
         },
-        conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into()],
+        conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into(), "Ades-B-LTA".into()],
     }))
 }
 
@@ -296,7 +296,12 @@ fn doc_options(
         None | Some("ades-b-b") | Some("ades-b") => Level::BB,
         Some("ades-b-t") | Some("ades-t") => Level::BT,
         Some("ades-b-lt") | Some("ades-lt") => Level::BLT,
-        Some(_) => return Err(ApiError::invalid("Invalid parameter conformance_level: Ades-B-B, Ades-B-T and Ades-B-LT are supported")),
+        Some("ades-b-lta") | Some("ades-lta") => Level::BLTA,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Invalid parameter conformance_level: Ades-B-B, Ades-B-T, Ades-B-LT and Ades-B-LTA are supported",
+            ));
+        }
     };
     if o.signed_props.is_some() {
         return Err(ApiError::invalid("Invalid parameter signed_props: additional signed attributes are not supported"));
