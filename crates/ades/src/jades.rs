@@ -61,6 +61,32 @@ pub fn prepare_attached(payload: &[u8], p: &Params<'_>) -> Result<Prepared, Ades
     Ok(Prepared { scheme: p.scheme, to_be_signed: digest(p.scheme.hash(), input.as_bytes()), header_b64, payload_b64: Some(payload_b64) })
 }
 
+/// Detached by reference (TS 119 182-1 §5.2.8.3.3, `sigD` with mechanism
+/// `http://uri.etsi.org/19182/ObjectIdByURIHash`): the protected header names each document
+/// (`pars`, its URI-encoded file name) with its digest (`hashV`, base64url, with the scheme's
+/// hash), and the JWS payload is empty. Documents are hashed by the caller as they stream, and
+/// one JWS can cover several.
+pub fn prepare_sigd(documents: &[(&str, &[u8])], p: &Params<'_>) -> Result<Prepared, AdesError> {
+    let hash = p.scheme.hash();
+    if documents.is_empty() || documents.iter().any(|(_, d)| d.len() != hash.len()) {
+        return Err(AdesError::DigestLength(hash.name()));
+    }
+    let hash_m = match hash {
+        HashAlgorithm::Sha256 => "S256",
+        HashAlgorithm::Sha384 => "S384",
+        HashAlgorithm::Sha512 => "S512",
+    };
+    let sig_d = serde_json::json!({
+        "mId": "http://uri.etsi.org/19182/ObjectIdByURIHash",
+        "pars": documents.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "hashM": hash_m,
+        "hashV": documents.iter().map(|(_, d)| b64::encode_url(d)).collect::<Vec<_>>(),
+    });
+    let header_b64 = header_with(p, false, Some(sig_d));
+    let to_be_signed = digest(hash, format!("{header_b64}.").as_bytes());
+    Ok(Prepared { scheme: p.scheme, to_be_signed, header_b64, payload_b64: None })
+}
+
 /// The same for a payload too large to hold: the caller hashes `signing_input_prefix()`
 /// followed by the payload with the scheme's hash, and hands the digest over.
 pub fn prepare_streamed(p: &Params<'_>) -> StreamedPrepared {
@@ -87,6 +113,10 @@ impl StreamedPrepared {
 
 /// `BASE64URL(UTF8(JWS Protected Header))`; a detached payload is unencoded (`b64: false`).
 fn protected_header(p: &Params<'_>, detached: bool) -> String {
+    header_with(p, detached, None)
+}
+
+fn header_with(p: &Params<'_>, detached: bool, sig_d: Option<serde_json::Value>) -> String {
     let alg = jws_alg(p.scheme);
     let t = cloudsign_pki::generalized_time(p.signing_time);
     let sig_t = format!("{}-{}-{}T{}:{}:{}Z", &t[0..4], &t[4..6], &t[6..8], &t[8..10], &t[10..12], &t[12..14]);
@@ -102,6 +132,10 @@ fn protected_header(p: &Params<'_>, detached: bool) -> String {
     if !detached {
         header.as_object_mut().map(|h| h.remove("b64"));
         header["crit"] = serde_json::json!(["sigT"]);
+    }
+    if let Some(sig_d) = sig_d {
+        header["sigD"] = sig_d;
+        header["crit"] = serde_json::json!(["sigT", "sigD"]);
     }
     b64::encode_url(header.to_string().as_bytes())
 }

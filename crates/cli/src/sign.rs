@@ -89,6 +89,10 @@ pub struct SignArgs {
     /// forms and signing, 3: those and annotations. Only as the document's first signature.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
     certify: Option<u8>,
+    /// JAdES: reference the file by name and hash in the protected header (`sigD`,
+    /// ObjectIdByURIHash) instead of making it the detached payload.
+    #[arg(long)]
+    sigd: bool,
     /// CSC API version of the service.
     #[arg(long, value_enum, default_value = "v2")]
     api: Api,
@@ -333,6 +337,9 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         (Format::Jades, _, Packaging::Detached | Packaging::Attached) => {}
         (Format::Jades, ..) => bail!("JAdES packaging is detached (RFC 7515 Appendix F) or attached"),
     }
+    if a.sigd && (format != Format::Jades || packaging != Packaging::Detached || level == Level::BLta) {
+        bail!("--sigd is for detached JAdES up to B-LT");
+    }
     if a.certify.is_some() && format != Format::Pades {
         bail!("--certify is for PAdES");
     }
@@ -373,6 +380,14 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         let out = a.out.clone().unwrap_or_else(|| default_out(path, format, packaging, level));
         let params = cred.params(signing_time);
         let job = match format {
+            Format::Jades if a.sigd => {
+                let mut ctx = digest::Context::new(algorithm(hash));
+                stream_file(path, &mut ctx, None)?;
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let uri = cloudsign_ades::xades::file_name_uri(&name);
+                let prepared = cloudsign_ades::jades::prepare_sigd(&[(&uri, ctx.finish().as_ref())], &params)?;
+                Job::Jades { path: path.clone(), out, prepared }
+            }
             Format::Jades if packaging == Packaging::Attached => {
                 let payload = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
                 Job::Jades { path: path.clone(), out, prepared: cloudsign_ades::jades::prepare_attached(&payload, &params)? }

@@ -186,6 +186,13 @@ async fn cades_through_the_csc_api() {
         ts_verify_digest(&env, &env.file("jades.tst"), imprint);
         assert_eq!(verdict.contains("xVals") && verdict.contains("rVals"), level == "B-LT", "{verdict}");
     }
+    // sigD: the file named by its hash in the protected header, the payload empty.
+    let sigd = env.file("contract.sigd.jws");
+    let (ok, err) = sign(&env, &server, &doc, &ec, &["--format", "jades", "--sigd", "--out", sigd.to_str().unwrap()], PIN);
+    assert!(ok, "{err}");
+    let verdict = jwcrypto_verify(&env, &std::fs::read_to_string(&sigd).unwrap(), &body);
+    assert!(verdict.starts_with("VALID ES256") && verdict.contains("SIGD contract.bin"), "{verdict}");
+
     // Attached: the document travels inside the JWS.
     let attached = env.file("contract.attached.jws");
     let (ok, err) =
@@ -364,17 +371,26 @@ else:
 der = base64.b64decode(header["x5c"][0])
 assert header["x5t#S256"] == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode(), "x5t#S256"
 attached = (obj.get("payload") if token.startswith("{") else token.split(".")[1]) not in (None, "")
-if attached:
+sigd = header.get("sigD")
+if sigd:
+    # TS 119 182-1 5.2.8.3.3: the payload is empty; the header names the file and its hash.
+    assert sigd["mId"] == "http://uri.etsi.org/19182/ObjectIdByURIHash" and set(header["crit"]) == {"sigT", "sigD"}, header
+    assert sigd["hashM"] == "S256" and sigd["hashV"] == [base64.urlsafe_b64encode(hashlib.sha256(payload).digest()).rstrip(b"=").decode()], sigd
+    tst += " SIGD " + sigd["pars"][0]
+elif attached:
     assert "b64" not in header and header["crit"] == ["sigT"], header
 else:
     assert header["b64"] is False and set(header["crit"]) == {"b64", "sigT"}, header
 cert = x509.load_der_x509_certificate(der)
 key = jwk.JWK.from_pem(cert.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-registry = {"sigT": JWSEHeaderParameter("Claimed signing time (JAdES)", True, True, None)}
+registry = {"sigT": JWSEHeaderParameter("Claimed signing time (JAdES)", True, True, None),
+            "sigD": JWSEHeaderParameter("Signed data references (JAdES)", True, True, None)}
 s = jws.JWS(header_registry=registry)
 s.deserialize(token)
 try:
-    if attached:
+    if sigd:
+        s.verify(key, detached_payload=b"")
+    elif attached:
         s.verify(key)
         assert s.payload == payload, "the attached payload is the document"
     else:
