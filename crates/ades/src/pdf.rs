@@ -725,6 +725,17 @@ impl<R: Read + Seek> Pdf<R> {
         }
     }
 
+    /// The decoded data of stream object `num` (unfiltered or FlateDecode; bounded like the
+    /// cross-reference streams): what a validator reads from a DSS.
+    pub fn stream(&mut self, num: u32) -> Result<Vec<u8>, AdesError> {
+        let Some(Entry::InFile { offset, .. }) = self.xref.get(&num).copied() else {
+            return Err(err(format!("object {num} is not a stream in the file")));
+        };
+        let (_, _, _, at) = self.parse_indirect_at(offset)?;
+        let at = at.ok_or_else(|| err(format!("object {num} is not a stream")))?;
+        self.stream_data(&at)
+    }
+
     /// Follow a reference (one level).
     pub fn resolve(&mut self, obj: &Obj) -> Result<Obj, AdesError> {
         match obj {

@@ -4,7 +4,9 @@
 mod admin;
 mod bench;
 mod config;
+mod fetch;
 mod sign;
+mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Sign a local file through a CSC service (the file stays here; only a digest is sent).
     Sign(sign::SignArgs),
+    /// Validate the signatures of a PDF or a CMS signature (exit code 0 only when all pass).
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +102,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Sign(args) => sign::run(args).await,
+        Command::Verify(args) => {
+            let code = verify::run(args).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 

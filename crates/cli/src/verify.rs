@@ -1,0 +1,100 @@
+//! `cloudsign verify`: validate the signatures of a PDF or a CMS signature against the trust
+//! anchors given, and say why when they do not pass (ETSI EN 319 102-1 indications). The exit
+//! code is 0 only when every signature is TOTAL-PASSED.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use cloudsign_validation::engine::{Indication, SignatureReport};
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The signed PDF, or a CMS signature (.p7s/.p7m, DER or PEM).
+    file: PathBuf,
+    /// The content of a detached CMS signature.
+    #[arg(long)]
+    detached: Option<PathBuf>,
+    /// Trust anchors (PEM; repeat for several files).
+    #[arg(long = "trust", required = true)]
+    trust: Vec<PathBuf>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Do not fetch revocation data from the URLs in the certificates.
+    #[arg(long)]
+    offline: bool,
+}
+
+pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
+    let mut anchors = cloudsign_validation::path::TrustAnchors::default();
+    for t in &a.trust {
+        let pem = std::fs::read_to_string(t).with_context(|| format!("cannot read {}", t.display()))?;
+        let more = cloudsign_validation::path::TrustAnchors::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+        for c in more.certificates() {
+            anchors.add(c.clone());
+        }
+    }
+    let mut fetched = cloudsign_validation::file::Fetched::default();
+    if !a.offline {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let certs = cloudsign_validation::file::certificates_in(&a.file);
+        let (ocsps, crls, problems) = crate::fetch::fetch_available(&http, &certs).await;
+        for p in problems {
+            tracing::info!("revocation data not fetched: {p}");
+        }
+        fetched.ocsps = ocsps;
+        fetched.crls = crls;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let reports = cloudsign_validation::file::validate_file(&a.file, a.detached.as_deref(), &anchors, now, &fetched)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"file": a.file.display().to_string(), "signatures": reports}))?);
+    } else {
+        print_summary(&reports);
+    }
+    Ok(if reports.iter().all(|r| r.indication == Indication::TotalPassed) { 0 } else { 1 })
+}
+
+fn print_summary(reports: &[SignatureReport]) {
+    let color = std::io::stdout().is_terminal();
+    for r in reports {
+        let indication = serde_json::to_value(r.indication).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let sub = r.sub_indication.and_then(|s| serde_json::to_value(s).ok()).and_then(|v| v.as_str().map(str::to_string));
+        let mark = match (r.indication, color) {
+            (Indication::TotalPassed, true) => "\x1b[32m",
+            (Indication::TotalFailed, true) => "\x1b[31m",
+            (Indication::Indeterminate, true) => "\x1b[33m",
+            _ => "",
+        };
+        let reset = if color { "\x1b[0m" } else { "" };
+        println!("{} ({}): {mark}{indication}{}{reset}", r.id, r.format, sub.map(|s| format!(" / {s}")).unwrap_or_default());
+        if let Some(s) = &r.signer {
+            println!("  signer:        {s}");
+        }
+        if let Some(level) = r.level {
+            println!("  level:         {level}");
+        }
+        if let Some(t) = &r.claimed_signing_time {
+            println!("  claimed time:  {t}");
+        }
+        if let Some(t) = &r.proven_signing_time {
+            println!("  proven time:   {t} (signature time-stamp)");
+        }
+        for t in &r.timestamps {
+            println!("  time-stamp:    {} {} {}", t.kind, t.time, if t.valid { "valid" } else { "NOT valid" });
+        }
+        for c in &r.chain {
+            println!("  certificate:   {} — {}{}", c.subject, c.revocation, c.source.map(|s| format!(" ({s})")).unwrap_or_default());
+        }
+        if let Some(p) = &r.pdf {
+            let whole = if p.covers_whole_file { "the whole file" } else { "part of the file" };
+            println!("  covers:        {whole} (ByteRange {:?}); later revisions: {}", p.byte_range, p.later_revisions);
+        }
+        for e in &r.errors {
+            println!("  why:           {e}");
+        }
+    }
+}

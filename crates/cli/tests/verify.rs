@@ -1,0 +1,196 @@
+//! `cloudsign verify` on signatures made by cloudsign and by other tools (pyHanko, openssl), with
+//! test PKIs made here: the expected ETSI EN 319 102-1 indication for each case, and for the good
+//! cases agreement with `pyhanko sign validate` / `openssl cms -verify`.
+//!
+//! Needs the pinned virtualenv of `scripts/test.sh` (`CLOUDSIGN_PYTHON`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn pyhanko() -> PathBuf {
+    PathBuf::from(
+        std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh"),
+    )
+    .with_file_name("pyhanko")
+}
+
+/// `cloudsign verify --json`: (exit code, report).
+fn verify(env: &Env, file: &Path, trust: &Path, extra: &[&str]) -> (i32, Value) {
+    let out = env.command().arg("verify").arg(file).arg("--trust").arg(trust).arg("--json").args(extra).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("no JSON report ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn indication(report: &Value, i: usize) -> (String, String) {
+    let s = &report["signatures"][i];
+    (s["indication"].as_str().unwrap_or_default().to_string(), s["sub_indication"].as_str().unwrap_or_default().to_string())
+}
+
+/// A CA and a leaf certificate made by openssl (a PKI cloudsign has nothing to do with).
+fn openssl_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(format!("{name}-{f}"));
+    let ext = p("ext.cnf");
+    std::fs::write(&ext, "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n").unwrap();
+    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("ca.key")));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-new", "-key"])
+        .arg(p("ca.key"))
+        .args(["-subj", &format!("/CN={name} Test CA"), "-days", "30", "-extensions", "ca", "-config"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(p("ca.pem")));
+    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("leaf.key")));
+    run(Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(p("leaf.key"))
+        .args(["-subj", &format!("/CN={name} Signer"), "-out"])
+        .arg(p("leaf.csr")));
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(p("leaf.csr"))
+        .arg("-CA")
+        .arg(p("ca.pem"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .args(["-CAcreateserial", "-days", "10", "-extensions", "leaf", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(p("leaf.pem")));
+    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
+}
+
+#[tokio::test]
+async fn foreign_signatures_get_the_right_indication() {
+    let env = Env::new("sqlite");
+    let dir = env.file("");
+    let (ca, leaf, key) = openssl_pki(&dir, "foreign");
+    let (other_ca, _, _) = openssl_pki(&dir, "other");
+
+    // pyHanko signs a PDF with a local key: TOTAL-PASSED, as pyHanko itself judges it.
+    let pdf = env.file("doc.pdf");
+    std::fs::write(&pdf, one_page_pdf("signed by pyHanko")).unwrap();
+    let signed = env.file("doc-pyhanko.pdf");
+    run(Command::new(pyhanko())
+        .args(["sign", "addsig", "--field", "Sig1", "pemder", "--key"])
+        .arg(&key)
+        .arg("--cert")
+        .arg(&leaf)
+        .arg("--chain")
+        .arg(&ca)
+        .arg("--no-pass")
+        .arg(&pdf)
+        .arg(&signed));
+    let judged = run(Command::new(pyhanko()).args(["sign", "validate", "--trust"]).arg(&ca).arg("--trust-replace").arg(&signed));
+    assert!(judged.contains("INTACT:TRUSTED"), "{judged}");
+    let (code, r) = verify(&env, &signed, &ca, &["--offline"]);
+    assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
+    assert_eq!(r["signatures"][0]["signer"], "CN=foreign Signer", "{r:#}");
+    assert_eq!(r["signatures"][0]["pdf"]["covers_whole_file"], true);
+
+    // Another trust anchor: no chain.
+    let (code, r) = verify(&env, &signed, &other_ca, &["--offline"]);
+    assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "NO_CERTIFICATE_CHAIN_FOUND".into())), "{r:#}");
+
+    // A byte of the signed content changed: the digest no longer matches.
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"pyHanko").unwrap();
+    bytes[at] = b'P';
+    let tampered = env.file("doc-tampered.pdf");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let (code, r) = verify(&env, &tampered, &ca, &["--offline"]);
+    assert_eq!((code, indication(&r, 0)), (1, ("TOTAL-FAILED".into(), "HASH_FAILURE".into())), "{r:#}");
+
+    // Content appended after signing: the signature still holds for what it covers, and the
+    // report says it does not cover the whole file.
+    let appended = env.file("doc-appended.pdf");
+    let mut more = std::fs::read(&signed).unwrap();
+    more.extend_from_slice(b"\n% appended after signing\n");
+    std::fs::write(&appended, &more).unwrap();
+    let (_, r) = verify(&env, &appended, &ca, &["--offline"]);
+    assert_eq!(r["signatures"][0]["pdf"]["covers_whole_file"], false, "{r:#}");
+
+    // openssl signs a detached CMS: TOTAL-PASSED, and HASH_FAILURE for another content.
+    let data = env.file("data.bin");
+    std::fs::write(&data, b"any file at all\n").unwrap();
+    let p7s = env.file("data.p7s");
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-in"])
+        .arg(&data)
+        .arg("-signer")
+        .arg(&leaf)
+        .arg("-inkey")
+        .arg(&key)
+        .args(["-outform", "DER", "-out"])
+        .arg(&p7s));
+    let (code, r) = verify(&env, &p7s, &ca, &["--offline", "--detached", data.to_str().unwrap()]);
+    assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
+    let other = env.file("other.bin");
+    std::fs::write(&other, b"another file\n").unwrap();
+    let (code, r) = verify(&env, &p7s, &ca, &["--offline", "--detached", other.to_str().unwrap()]);
+    assert_eq!((code, indication(&r, 0)), (1, ("TOTAL-FAILED".into(), "HASH_FAILURE".into())), "{r:#}");
+
+    // A signature value with a flipped bit.
+    let mut cms = std::fs::read(&p7s).unwrap();
+    let n = cms.len();
+    cms[n - 10] ^= 0x01;
+    let bad = env.file("bad.p7s");
+    std::fs::write(&bad, &cms).unwrap();
+    let (code, r) = verify(&env, &bad, &ca, &["--offline", "--detached", data.to_str().unwrap()]);
+    assert_eq!(code, 1, "{r:#}");
+    assert_ne!(indication(&r, 0).0, "TOTAL-PASSED", "{r:#}");
+
+    // Not a signature at all: a clear error, not a crash.
+    let out = env.command().arg("verify").arg(&data).arg("--trust").arg(&ca).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("neither a PDF nor a CMS signature"), "{err}");
+}
+
+#[tokio::test]
+async fn cloudsign_signatures_at_every_level() {
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let cred = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let (_, root) = write_ca(&env);
+    let pdf = env.file("contract.pdf");
+    std::fs::write(&pdf, one_page_pdf("levels")).unwrap();
+    let sign = |level: &str, out: &Path| {
+        let o = env
+            .command()
+            .arg("sign")
+            .arg(&pdf)
+            .args(["--service", &server.url, "--user", "alice", "--credential", &cred, "--level", level, "--out"])
+            .arg(out)
+            .env("CLOUDSIGN_PASSWORD", PASSWORD)
+            .env("CLOUDSIGN_PIN", PIN)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let files: Vec<(String, PathBuf)> =
+        ["B-B", "B-T", "B-LT", "B-LTA"].iter().map(|l| (l.to_string(), env.file(&format!("c-{l}.pdf")))).collect();
+    for (level, out) in &files {
+        sign(level, out);
+    }
+    drop(server);
+    // Offline, with the service stopped: everything the long-term levels need is inside.
+    for (level, out) in &files {
+        let (code, r) = verify(&env, out, &root, &["--offline"]);
+        assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{level}: {r:#}");
+        assert_eq!(r["signatures"][0]["level"], level.as_str(), "{level}: {r:#}");
+        assert_eq!(r["signatures"][0]["signer"], "CN=alice,O=cloudsign", "{r:#}");
+    }
+    let (_, r) = verify(&env, &files[3].1, &root, &["--offline"]);
+    assert_eq!(r["signatures"][1]["timestamps"][0]["kind"], "document", "{r:#}");
+    // The readable summary.
+    let out = env.command().arg("verify").arg(&files[1].1).arg("--trust").arg(&root).arg("--offline").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("TOTAL-PASSED") && text.contains("level:         B-T"), "{text}");
+}

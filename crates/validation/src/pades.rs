@@ -1,0 +1,278 @@
+//! PAdES validation (ETSI EN 319 142-1, ISO 32000-1 §12.8): every signature field of a PDF,
+//! its `/ByteRange` (which must be the whole revision but the `/Contents` value), the CMS inside,
+//! the Document Security Store as embedded validation data, and document time-stamps as proof
+//! of existence (B-LTA). The file is read through the streaming reader and hashed range by range.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use cloudsign_ades::pdf::{Obj, Pdf};
+use cloudsign_csc::HashAlgorithm;
+
+use crate::engine::{self, Context, PdfCoverage, SignatureReport, TimestampReport};
+
+/// A signature dictionary found in the document.
+struct Found {
+    name: String,
+    document_timestamp: bool,
+    contents: Vec<u8>,
+    byte_range: [u64; 4],
+    claimed: Option<i64>,
+}
+
+/// Validate every signature of the PDF read from `file`.
+pub fn validate<F: Read + Seek>(
+    mut file: F,
+    anchors: &crate::path::TrustAnchors,
+    now: i64,
+    fetched: (&[Vec<u8>], &[Vec<u8>]),
+) -> Result<Vec<SignatureReport>, String> {
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let mut pdf = Pdf::open(std::io::BufReader::new(&mut file)).map_err(|e| e.to_string())?;
+    let found = signatures(&mut pdf)?;
+    let (certs, ocsps, crls) = dss(&mut pdf);
+    drop(pdf);
+    if found.is_empty() {
+        return Err("the PDF has no signatures".into());
+    }
+    // Document time-stamps first: each proves the existence of what it covers.
+    let mut archive: Vec<(u64, i64)> = Vec::new();
+    let mut timestamps = Vec::new();
+    let file = std::cell::RefCell::new(file);
+    let file = &file;
+    let covered = |range: [u64; 4]| move |h: HashAlgorithm| range_digest(&mut *file.borrow_mut(), range, len, h);
+    for f in found.iter().filter(|f| f.document_timestamp) {
+        let time = if range_is_sane(f, len) { document_timestamp_time(f, &covered(f.byte_range), anchors, now, &certs) } else { None };
+        if let Some(t) = time {
+            archive.push((f.byte_range[2] + f.byte_range[3], t));
+        }
+        let mut r = SignatureReport::format_failure(f.name.clone(), "PAdES document time-stamp", "");
+        r.errors.clear();
+        r.indication = if time.is_some() { engine::Indication::TotalPassed } else { engine::Indication::Indeterminate };
+        r.sub_indication = if time.is_some() { None } else { Some(engine::SubIndication::NoCertificateChainFound) };
+        r.timestamps.push(TimestampReport {
+            kind: "document",
+            time: time.map(rfc3339).unwrap_or_default(),
+            valid: time.is_some(),
+            tsa: None,
+        });
+        r.pdf = Some(coverage(f.byte_range, len, &mut *file.borrow_mut()));
+        timestamps.push(r);
+    }
+    let mut reports = Vec::new();
+    for f in found.iter().filter(|f| !f.document_timestamp) {
+        let end = f.byte_range[2] + f.byte_range[3];
+        // A document time-stamp added later covers this signature.
+        let archive_times: Vec<i64> = archive.iter().filter(|(covers, _)| *covers > end).map(|(_, t)| *t).collect();
+        let ctx = Context {
+            anchors,
+            embedded_certificates: &certs,
+            embedded_crls: &crls,
+            embedded_ocsps: &ocsps,
+            fetched_ocsps: fetched.0,
+            fetched_crls: fetched.1,
+            now,
+            archive_times: &archive_times,
+        };
+        let mut r = if !range_is_sane(f, len) {
+            SignatureReport::format_failure(f.name.clone(), "PAdES", "the /ByteRange does not cover the file but the signature value")
+        } else {
+            engine::validate_cms(f.name.clone(), "PAdES", &f.contents, &covered(f.byte_range), f.claimed, &ctx)
+        };
+        r.pdf = Some(coverage(f.byte_range, len, &mut *file.borrow_mut()));
+        reports.push(r);
+    }
+    reports.extend(timestamps);
+    Ok(reports)
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// `[0, a, b, c]` with `a < b`, the hole exactly the `<...>` of `/Contents`, inside the file.
+fn range_is_sane(f: &Found, len: u64) -> bool {
+    let [z, a, b, c] = f.byte_range;
+    z == 0 && a < b && b.checked_add(c).is_some_and(|e| e <= len) && (b - a) == 2 * f.contents.len() as u64 + 2
+}
+
+fn coverage<F: Read + Seek>(range: [u64; 4], len: u64, file: &mut F) -> PdfCoverage {
+    let end = range[2].saturating_add(range[3]);
+    // Later revisions: each incremental update ends with its own startxref.
+    let mut later = 0;
+    if end < len && file.seek(SeekFrom::Start(end)).is_ok() {
+        let mut tail = Vec::new();
+        let _ = file.take(len - end).read_to_end(&mut tail);
+        later = tail.windows(9).filter(|w| w == b"startxref").count();
+    }
+    PdfCoverage { byte_range: range, covers_whole_file: end == len, later_revisions: later }
+}
+
+/// The digest of the byte range with `hash`, read in chunks.
+fn range_digest<F: Read + Seek>(file: &mut F, range: [u64; 4], len: u64, hash: HashAlgorithm) -> Option<Vec<u8>> {
+    use aws_lc_rs::digest as d;
+    let alg = match hash {
+        HashAlgorithm::Sha256 => &d::SHA256,
+        HashAlgorithm::Sha384 => &d::SHA384,
+        HashAlgorithm::Sha512 => &d::SHA512,
+    };
+    let mut ctx = d::Context::new(alg);
+    let mut buf = vec![0u8; 1 << 16];
+    for (start, count) in [(range[0], range[1]), (range[2], range[3])] {
+        if start.saturating_add(count) > len {
+            return None;
+        }
+        file.seek(SeekFrom::Start(start)).ok()?;
+        let mut left = count;
+        while left > 0 {
+            let n = file.read(&mut buf[..left.min(1 << 16) as usize]).ok()?;
+            if n == 0 {
+                return None;
+            }
+            ctx.update(&buf[..n]);
+            left -= n as u64;
+        }
+    }
+    Some(ctx.finish().as_ref().to_vec())
+}
+
+fn document_timestamp_time(
+    f: &Found,
+    covered: &dyn Fn(HashAlgorithm) -> Option<Vec<u8>>,
+    anchors: &crate::path::TrustAnchors,
+    now: i64,
+    extra: &[Vec<u8>],
+) -> Option<i64> {
+    let sd = crate::cms::parse(&f.contents).ok()?;
+    let info = crate::cms::tst_info(&sd)?;
+    if covered(info.hash)? != info.imprint {
+        return None;
+    }
+    let ctx = Context {
+        anchors,
+        embedded_certificates: extra,
+        embedded_crls: &[],
+        embedded_ocsps: &[],
+        fetched_crls: &[],
+        fetched_ocsps: &[],
+        now,
+        archive_times: &[],
+    };
+    // The token itself is a CMS signature over its TSTInfo: verify it and its TSA's path
+    // (revocation of the TSA is not required for the proof of existence here).
+    let r = engine::validate_cms(f.name.clone(), "token", &f.contents, &|_| None, None, &ctx);
+    matches!(r.indication, engine::Indication::TotalPassed)
+        .then_some(info.gen_time)
+        .or_else(|| matches!(r.sub_indication, Some(engine::SubIndication::TryLater)).then_some(info.gen_time))
+}
+
+/// Signature fields with a value, walking the form's field tree (§12.7.3.1).
+fn signatures<R: Read + Seek>(pdf: &mut Pdf<R>) -> Result<Vec<Found>, String> {
+    let (_, catalog) = pdf.catalog().map_err(|e| e.to_string())?;
+    let acro = match catalog.get("AcroForm").cloned() {
+        Some(a) => pdf.resolve(&a).map_err(|e| e.to_string())?,
+        None => return Ok(Vec::new()),
+    };
+    let Obj::Dict(acro) = acro else { return Ok(Vec::new()) };
+    let fields = match acro.get("Fields").cloned() {
+        Some(f) => pdf.resolve(&f).map_err(|e| e.to_string())?,
+        None => Obj::Array(Vec::new()),
+    };
+    let Obj::Array(fields) = fields else { return Ok(Vec::new()) };
+    let mut stack: Vec<(Obj, String, usize)> = fields.into_iter().rev().map(|f| (f, String::new(), 0)).collect();
+    let mut out = Vec::new();
+    let mut visited = 0usize;
+    while let Some((field, prefix, depth)) = stack.pop() {
+        visited += 1;
+        if visited > 10_000 || depth > 32 {
+            return Err("the form's field tree is too large or too deep".into());
+        }
+        let Ok(Obj::Dict(d)) = pdf.resolve(&field) else { continue };
+        let name = match d.get("T") {
+            Some(Obj::Str(t)) => {
+                let t = String::from_utf8_lossy(t).into_owned();
+                if prefix.is_empty() { t } else { format!("{prefix}.{t}") }
+            }
+            _ => prefix.clone(),
+        };
+        if let Some(Obj::Array(kids)) = d.get("Kids").cloned().map(|k| pdf.resolve(&k).unwrap_or(Obj::Null)) {
+            stack.extend(kids.into_iter().rev().map(|k| (k, name.clone(), depth + 1)));
+        }
+        if !d.name_is("FT", "Sig") {
+            continue;
+        }
+        let Some(v) = d.get("V").cloned() else { continue };
+        let Ok(Obj::Dict(sig)) = pdf.resolve(&v) else { continue };
+        let Some(Obj::Str(contents)) = sig.get("Contents").cloned() else { continue };
+        let byte_range = match sig.get("ByteRange").cloned().map(|b| pdf.resolve(&b)) {
+            Some(Ok(Obj::Array(a))) if a.len() == 4 => {
+                let n: Vec<u64> = a.iter().map(|x| if let Obj::Int(i) = x { (*i).max(0) as u64 } else { 0 }).collect();
+                [n[0], n[1], n[2], n[3]]
+            }
+            _ => [0; 4],
+        };
+        let claimed = match sig.get("M") {
+            Some(Obj::Str(m)) => pdf_date(&String::from_utf8_lossy(m)),
+            _ => None,
+        };
+        out.push(Found {
+            name,
+            document_timestamp: sig.name_is("Type", "DocTimeStamp") || sig.name_is("SubFilter", "ETSI.RFC3161"),
+            contents,
+            byte_range,
+            claimed,
+        });
+    }
+    Ok(out)
+}
+
+/// `D:YYYYMMDDHHmmSS` (offset ignored when absent; honoured when present) to Unix seconds.
+fn pdf_date(s: &str) -> Option<i64> {
+    let s = s.strip_prefix("D:").unwrap_or(s);
+    let digits = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let base = crate::cms::parse_time(0x18, format!("{}Z", s.get(0..14)?).as_bytes())?;
+    let offset = match s.as_bytes().get(14) {
+        Some(b'+') => digits(15..17).unwrap_or(0) * 3600 + digits(18..20).unwrap_or(0) * 60,
+        Some(b'-') => -(digits(15..17).unwrap_or(0) * 3600 + digits(18..20).unwrap_or(0) * 60),
+        _ => 0,
+    };
+    Some(base - offset)
+}
+
+/// The Document Security Store's certificates, OCSP responses and CRLs (EN 319 142-1 §5.4.2).
+fn dss<R: Read + Seek>(pdf: &mut Pdf<R>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    let Ok((_, catalog)) = pdf.catalog() else { return out };
+    let Some(d) = catalog.get("DSS").cloned() else { return out };
+    let Ok(Obj::Dict(d)) = pdf.resolve(&d) else { return out };
+    for (key, list) in [("Certs", &mut out.0), ("OCSPs", &mut out.1), ("CRLs", &mut out.2)] {
+        let Some(Ok(Obj::Array(items))) = d.get(key).cloned().map(|a| pdf.resolve(&a)) else { continue };
+        for item in items.iter().take(1000) {
+            if let Obj::Ref(n, _) = item
+                && let Ok(data) = pdf.stream(*n)
+            {
+                list.push(data);
+            }
+        }
+    }
+    out
+}
+
+/// The certificates the PDF's signatures and DSS carry.
+pub fn certificates<F: Read + Seek>(file: F) -> Vec<Vec<u8>> {
+    let Ok(mut pdf) = Pdf::open(std::io::BufReader::new(file)) else { return Vec::new() };
+    let mut out = dss(&mut pdf).0;
+    for f in signatures(&mut pdf).unwrap_or_default() {
+        if let Ok(sd) = crate::cms::parse(&f.contents) {
+            out.extend(sd.certificates.iter().cloned());
+            for si in &sd.signers {
+                for token in si.unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP) {
+                    out.extend(cloudsign_pki::x509::cms_certificates(token));
+                }
+            }
+        }
+    }
+    out
+}
