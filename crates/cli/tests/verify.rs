@@ -194,3 +194,54 @@ async fn cloudsign_signatures_at_every_level() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("TOTAL-PASSED") && text.contains("level:         B-T"), "{text}");
 }
+
+#[tokio::test]
+async fn revocation_is_checked_online_against_the_proven_time() {
+    // Certificates that name the service's OCSP responder and CRL (a public URL known in advance).
+    let addr = free_loopback_addr();
+    let url = format!("http://{addr}");
+    let env = Env::new("sqlite").with_env("CLOUDSIGN_PUBLIC_URL", &url);
+    env.add_user("alice");
+    let created = env.add_credential("alice", &["--scal", "1"]);
+    let cred = created["credentialID"].as_str().unwrap().to_string();
+    let server = env.start_with(&["--listen", &addr]);
+    assert_eq!(server.url, url);
+    let (_, root) = write_ca(&env);
+    let pdf = env.file("doc.pdf");
+    std::fs::write(&pdf, one_page_pdf("revocation")).unwrap();
+    let sign = |level: &str, out: &Path| {
+        let o = env
+            .command()
+            .arg("sign")
+            .arg(&pdf)
+            .args(["--service", &url, "--user", "alice", "--credential", &cred, "--level", level, "--out"])
+            .arg(out)
+            .env("CLOUDSIGN_PASSWORD", PASSWORD)
+            .env("CLOUDSIGN_PIN", PIN)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (bb, bt) = (env.file("bb.pdf"), env.file("bt.pdf"));
+    sign("B-B", &bb);
+    sign("B-T", &bt);
+    // Before revocation: good, from the responder.
+    let (code, r) = verify(&env, &bb, &root, &[]);
+    assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
+    assert_eq!(r["signatures"][0]["chain"][0]["revocation"], "good", "{r:#}");
+    assert_eq!(r["signatures"][0]["chain"][0]["source"], "fetched", "{r:#}");
+    // Offline, there is nothing to decide with.
+    let (code, r) = verify(&env, &bb, &root, &["--offline"]);
+    assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "TRY_LATER".into())), "{r:#}");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.admin(&["credential", "revoke", &cred, "--reason", "keyCompromise"], "");
+    // Without proof of existence the signature falls with its certificate; the time-stamped one
+    // was made before the revocation and stands.
+    let (code, r) = verify(&env, &bb, &root, &[]);
+    assert_eq!((code, indication(&r, 0)), (1, ("TOTAL-FAILED".into(), "REVOKED".into())), "{r:#}");
+    let (code, r) = verify(&env, &bt, &root, &[]);
+    assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
+    assert!(r["signatures"][0]["chain"][0]["revocation"].as_str().unwrap().starts_with("revoked at"), "{r:#}");
+    drop(server);
+}

@@ -146,7 +146,7 @@ impl Env {
             .command()
             .envs(vars.iter().copied())
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(args)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -610,4 +610,11 @@ pub fn nss_trust(env: &Env, root: &Path) {
     let db = format!("sql:{}", nss.display());
     run(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]));
     run(Command::new("certutil").args(["-A", "-d", &db, "-n", "cloudsign-root", "-t", "CT,C,C", "-i"]).arg(root));
+}
+
+/// A loopback address no one listens on right now (for a server whose public URL must be known
+/// before it starts).
+pub fn free_loopback_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }
