@@ -1,0 +1,168 @@
+//! Hostile input (issue #7): thousands of mutations of a real signed PDF and a real CMS
+//! signature — bytes flipped, runs overwritten with digits, truncations, huge numbers — go
+//! through the whole validation. Each must end in a report or a clear error, never a panic, and
+//! quickly. The signatures are made by openssl over a PDF prepared with cloudsign's writer.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cloudsign_validation::file::{Fetched, validate_file};
+use cloudsign_validation::path::TrustAnchors;
+
+/// A tiny deterministic generator (xorshift64*): reproducible mutations without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A one-page PDF with a classic cross-reference table (offsets computed).
+fn one_page_pdf() -> Vec<u8> {
+    let objects =
+        ["<</Type /Catalog/Pages 2 0 R>>", "<</Type /Pages/Kids [3 0 R]/Count 1>>", "<</Type /Page/Parent 2 0 R/MediaBox [0 0 100 100]>>"];
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(b"xref\n0 4\n0000000000 65535 f\r\n");
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("trailer\n<</Size 4/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n").as_bytes());
+    out
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("openssl runs");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut b = input.to_vec();
+    match rng.below(5) {
+        0 => {
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(b.len());
+                b[i] ^= 1 << rng.below(8);
+            }
+        }
+        1 => b.truncate(rng.below(b.len())),
+        2 => {
+            let i = rng.below(b.len());
+            let digits = b"99999999999999999999";
+            for (k, d) in digits.iter().enumerate().take(b.len() - i) {
+                b[i + k] = *d;
+            }
+        }
+        3 => {
+            let i = rng.below(b.len());
+            let len = rng.below(64).min(b.len() - i);
+            b.drain(i..i + len);
+        }
+        _ => {
+            let i = rng.below(b.len());
+            b[i] = [0x30, 0x84, 0xff, b'<', b'[', b'/', b'(', b'%'][rng.below(8)];
+        }
+    }
+    b
+}
+
+#[test]
+fn mutated_signatures_never_crash_and_stay_fast() {
+    let dir = std::env::temp_dir().join(format!("cloudsign-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |f: &str| dir.join(f);
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=hostile",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(p("key.pem"))
+        .arg("-out")
+        .arg(p("cert.pem")));
+
+    // A one-page PDF, a signature field reserved by cloudsign's writer, and openssl's CMS over
+    // exactly the bytes the /ByteRange covers.
+    let original = one_page_pdf();
+    let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(original.clone())).unwrap();
+    let placeholder =
+        cloudsign_ades::pades::add_signature(&mut pdf, cloudsign_ades::pades::Kind::Signature { signing_time: 0 }, 4096).unwrap();
+    let (before, after) = placeholder.signed_parts();
+    std::fs::write(p("ranges.bin"), [original.as_slice(), before, after].concat()).unwrap();
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-in"])
+        .arg(p("ranges.bin"))
+        .arg("-signer")
+        .arg(p("cert.pem"))
+        .arg("-inkey")
+        .arg(p("key.pem"))
+        .args(["-outform", "DER", "-out"])
+        .arg(p("sig.der")));
+    let cms = std::fs::read(p("sig.der")).unwrap();
+    let signed_pdf = [original.as_slice(), &placeholder.fill(&cms).unwrap()].concat();
+    std::fs::write(p("content.bin"), b"detached content").unwrap();
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-in"])
+        .arg(p("content.bin"))
+        .arg("-signer")
+        .arg(p("cert.pem"))
+        .arg("-inkey")
+        .arg(p("key.pem"))
+        .args(["-outform", "DER", "-out"])
+        .arg(p("detached.der")));
+    let detached_cms = std::fs::read(p("detached.der")).unwrap();
+
+    let anchors = TrustAnchors::from_pem(&std::fs::read_to_string(p("cert.pem")).unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let fetched = Fetched::default();
+
+    // The unmutated inputs validate.
+    std::fs::write(p("case.pdf"), &signed_pdf).unwrap();
+    let r = validate_file(&p("case.pdf"), None, &anchors, now, &fetched).unwrap();
+    assert_eq!(format!("{:?}", r[0].indication), "TotalPassed", "{:?}", r[0]);
+    std::fs::write(p("case.p7s"), &detached_cms).unwrap();
+    let r = validate_file(&p("case.p7s"), Some(&p("content.bin")), &anchors, now, &fetched).unwrap();
+    assert_eq!(format!("{:?}", r[0].indication), "TotalPassed", "{:?}", r[0]);
+
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let started = Instant::now();
+    let (mut passed, mut rounds) = (0, 0);
+    for round in 0..1500 {
+        let (input, name, detached) =
+            if round % 2 == 0 { (&signed_pdf, "case.pdf", None) } else { (&detached_cms, "case.p7s", Some(p("content.bin"))) };
+        let mutated = mutate(&mut rng, input);
+        std::fs::write(p(name), &mutated).unwrap();
+        let one = Instant::now();
+        if let Ok(reports) = validate_file(&p(name), detached.as_deref(), &anchors, now, &fetched) {
+            passed += reports.iter().filter(|r| format!("{:?}", r.indication) == "TotalPassed").count();
+        }
+        assert!(one.elapsed() < Duration::from_secs(2), "round {round} took {:?}", one.elapsed());
+        rounds += 1;
+    }
+    // Some mutations hit bytes nothing reads (padding in /Contents); most must not pass.
+    assert!(passed < rounds / 2, "{passed} of {rounds} mutated inputs still passed");
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+}
