@@ -9,7 +9,10 @@
 pub mod cms;
 pub mod engine;
 pub mod file;
+pub mod jades;
 pub mod pades;
 pub mod path;
 pub mod revocation;
+pub mod tsl;
 pub mod x509;
+pub mod xades;
