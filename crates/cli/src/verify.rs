@@ -17,8 +17,19 @@ pub struct VerifyArgs {
     #[arg(long)]
     detached: Option<PathBuf>,
     /// Trust anchors (PEM; repeat for several files).
-    #[arg(long = "trust", required = true)]
+    #[arg(long = "trust")]
     trust: Vec<PathBuf>,
+    /// ETSI TS 119 612 trusted list (XML) whose granted CA and TSA services are trust anchors;
+    /// give the list operator's certificate with --trusted-list-signer.
+    #[arg(long = "trusted-list", requires = "trusted_list_signer")]
+    trusted_list: Vec<PathBuf>,
+    /// PEM certificate(s) of the trusted lists' operator: the lists must be signed by one of them.
+    #[arg(long = "trusted-list-signer")]
+    trusted_list_signer: Option<PathBuf>,
+    /// Validation policy: `strict` (built in), a name in CLOUDSIGN_VALIDATION_POLICY_DIR, or a
+    /// path to a .toml file.
+    #[arg(long, default_value = "strict")]
+    policy: String,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -28,16 +39,33 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
+    let dir = std::env::var_os("CLOUDSIGN_VALIDATION_POLICY_DIR").map(PathBuf::from);
+    let policy = cloudsign_validation::policy::Policy::load(&a.policy, dir.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let mut anchors = cloudsign_validation::path::TrustAnchors::default();
-    for t in &a.trust {
+    for t in a.trust.iter().chain(&policy.trust) {
         let pem = std::fs::read_to_string(t).with_context(|| format!("cannot read {}", t.display()))?;
         let more = cloudsign_validation::path::TrustAnchors::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
         for c in more.certificates() {
             anchors.add(c.clone());
         }
     }
+    if !a.trusted_list.is_empty() {
+        let signer = a.trusted_list_signer.as_ref().map(std::fs::read_to_string).transpose()?.unwrap_or_default();
+        let operators =
+            cloudsign_validation::x509::Certificate::parse_pem_all(&signer).map_err(|e| anyhow::anyhow!("--trusted-list-signer: {e}"))?;
+        for tl in &a.trusted_list {
+            let xml = std::fs::read(tl).with_context(|| format!("cannot read {}", tl.display()))?;
+            let list = cloudsign_validation::tsl::load(&xml, &operators).map_err(|e| anyhow::anyhow!("{}: {e}", tl.display()))?;
+            for c in list.anchors(&[]).certificates() {
+                anchors.add(c.clone());
+            }
+        }
+    }
+    if anchors.is_empty() {
+        anyhow::bail!("no trust anchors: give --trust PEM, --trusted-list, or a policy with trust anchors");
+    }
     let mut fetched = cloudsign_validation::file::Fetched::default();
-    if !a.offline {
+    if !a.offline && policy.online_revocation {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         let certs = cloudsign_validation::file::certificates_in(&a.file);
         let (ocsps, crls, problems) = crate::fetch::fetch_available(&http, &certs).await;
@@ -48,10 +76,15 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         fetched.crls = crls;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let reports = cloudsign_validation::file::validate_file(&a.file, a.detached.as_deref(), &anchors, now, &fetched)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let inputs = cloudsign_validation::file::Inputs { anchors: &anchors, policy: &policy, fetched: &fetched, now };
+    let reports = cloudsign_validation::file::validate_file(&a.file, a.detached.as_deref(), &inputs).map_err(|e| anyhow::anyhow!(e))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"file": a.file.display().to_string(), "signatures": reports}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"file": a.file.display().to_string(), "policy": policy.name, "signatures": reports})
+            )?
+        );
     } else {
         print_summary(&reports);
     }

@@ -149,7 +149,7 @@ async fn foreign_signatures_get_the_right_indication() {
     // Not a signature at all: a clear error, not a crash.
     let out = env.command().arg("verify").arg(&data).arg("--trust").arg(&ca).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("neither a PDF nor a CMS signature"), "{err}");
+    assert!(!out.status.success() && err.contains("is neither a PDF"), "{err}");
 }
 
 #[tokio::test]
@@ -179,7 +179,38 @@ async fn cloudsign_signatures_at_every_level() {
     for (level, out) in &files {
         sign(level, out);
     }
+    // XAdES (enveloped) and JAdES (detached) made by cloudsign, verified after the service stops.
+    let xml = env.file("order.xml");
+    std::fs::write(&xml, "<order xmlns=\"urn:example\"><item>1</item></order>").unwrap();
+    let data = env.file("data.json");
+    std::fs::write(&data, br#"{"amount": 42}"#).unwrap();
+    let extra: Vec<(PathBuf, Vec<&str>, &str)> = vec![
+        (env.file("order-signed.xml"), vec!["--format", "xades", "--level", "B-LT"], "B-LT"),
+        (env.file("data.jws.json"), vec!["--format", "jades", "--level", "B-T"], "B-T"),
+    ];
+    for (out, args, _) in &extra {
+        let input = if out.to_string_lossy().ends_with(".xml") { &xml } else { &data };
+        let o = env
+            .command()
+            .arg("sign")
+            .arg(input)
+            .args(["--service", &server.url, "--user", "alice", "--credential", &cred])
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .env("CLOUDSIGN_PASSWORD", PASSWORD)
+            .env("CLOUDSIGN_PIN", PIN)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     drop(server);
+    for (out, _, level) in &extra {
+        let detached = if out.to_string_lossy().ends_with(".json") { vec!["--detached", data.to_str().unwrap()] } else { vec![] };
+        let (code, r) = verify(&env, out, &root, &[&["--offline"][..], &detached].concat());
+        assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{out:?}: {r:#}");
+        assert_eq!(r["signatures"][0]["level"], *level, "{out:?}: {r:#}");
+    }
     // Offline, with the service stopped: everything the long-term levels need is inside.
     for (level, out) in &files {
         let (code, r) = verify(&env, out, &root, &["--offline"]);
@@ -244,4 +275,85 @@ async fn revocation_is_checked_online_against_the_proven_time() {
     assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
     assert!(r["signatures"][0]["chain"][0]["revocation"].as_str().unwrap().starts_with("revoked at"), "{r:#}");
     drop(server);
+}
+
+#[tokio::test]
+async fn validation_api() {
+    use serde_json::json;
+    let env = Env::new("sqlite");
+    env.add_user("alice");
+    let cred = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let pdf = env.file("doc.pdf");
+    std::fs::write(&pdf, one_page_pdf("api")).unwrap();
+    let signed = env.file("doc-signed.pdf");
+    let o = env
+        .command()
+        .arg("sign")
+        .arg(&pdf)
+        .args(["--service", &server.url, "--user", "alice", "--credential", &cred, "--out"])
+        .arg(&signed)
+        .env("CLOUDSIGN_PASSWORD", PASSWORD)
+        .env("CLOUDSIGN_PIN", PIN)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/validation/v1/verify", server.url);
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The service's own signatures: its root is trusted, its OCSP answers in-process.
+    let bytes = std::fs::read(&signed).unwrap();
+    let (s, v) = post(json!({"document": b64(&bytes)})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["signatures"][0]["indication"], "TOTAL-PASSED", "{v:#}");
+    assert_eq!(v["signatures"][0]["level"], "B-T", "{v:#}");
+    assert_eq!(v["policy"], "strict");
+    let mut tampered = bytes.clone();
+    let at = tampered.windows(3).position(|w| w == b"api").unwrap();
+    tampered[at] = b'A';
+    let (s, v) = post(json!({"document": b64(&tampered)})).await;
+    assert_eq!((s, v["signatures"][0]["sub_indication"].as_str()), (200, Some("HASH_FAILURE")), "{v:#}");
+
+    // A foreign detached CMS with the caller's trust anchor.
+    let (ca, leaf, key) = openssl_pki(&env.file(""), "api");
+    let data = env.file("data.bin");
+    std::fs::write(&data, b"payload").unwrap();
+    let p7s = env.file("data.p7s");
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-in"])
+        .arg(&data)
+        .arg("-signer")
+        .arg(&leaf)
+        .arg("-inkey")
+        .arg(&key)
+        .args(["-outform", "DER", "-out"])
+        .arg(&p7s));
+    let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&ca).output().unwrap().stdout;
+    let body = json!({"document": b64(&std::fs::read(&p7s).unwrap()), "detachedContent": b64(b"payload"), "trustAnchors": [b64(&der)]});
+    let (s, v) = post(body).await;
+    assert_eq!((s, v["signatures"][0]["indication"].as_str()), (200, Some("TOTAL-PASSED")), "{v:#}");
+    let (s, v) = post(json!({"document": b64(&std::fs::read(&p7s).unwrap()), "detachedContent": b64(b"payload")})).await;
+    assert_eq!((s, v["signatures"][0]["sub_indication"].as_str()), (200, Some("NO_CERTIFICATE_CHAIN_FOUND")), "{v:#}");
+
+    // Refusals are CSC-style errors.
+    for (body, text) in [
+        (json!({"document": "%%%"}), "document"),
+        (json!({"document": b64(b"plain text")}), "neither"),
+        (json!({"document": b64(&bytes), "policy": "../../etc/passwd"}), "policy"),
+        (json!({"document": b64(&bytes), "policy": "x.toml"}), "policy"),
+        (json!({"documents": "x"}), "Invalid request"),
+    ] {
+        let (s, v) = post(body).await;
+        assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")), "{v}");
+        assert!(v["error_description"].as_str().unwrap().contains(text), "{v}");
+    }
+    // The OpenAPI document.
+    let doc: Value = http.get(format!("{}/validation/v1/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/validation/v1/verify"]["post"].is_object(), "{doc}");
 }

@@ -292,7 +292,7 @@ impl Service {
 
     /// The OCSP response (DER) for one of the CA's certificates, as a relying party would get
     /// it: validation material for long-term signatures.
-    pub(crate) async fn ocsp_for(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
+    pub async fn ocsp_for(&self, cert_der: &[u8]) -> Result<Vec<u8>> {
         let req = cloudsign_pki::ocsp::Request::for_certificate(cert_der, &self.ca)
             .ok_or_else(|| Error::Internal("certificate not issued by the current issuing CA".into()))?;
         let response = self.ocsp_answer(&req).await?;

@@ -9,6 +9,7 @@ mod oauth;
 mod shared;
 mod v1;
 mod v2;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
         .route("/arl", axum::routing::get(arl))
+        .route("/validation/v1/verify", axum::routing::post(validation::verify))
+        .route("/validation/v1/openapi.json", axum::routing::get(validation::openapi))
         .route("/ocsp", axum::routing::post(ocsp_post))
         .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())

@@ -94,6 +94,12 @@ pub struct SignatureReport {
     pub errors: Vec<String>,
     /// The signer's certificate subject.
     pub signer: Option<String>,
+    /// The signer's key, e.g. `ECDSA P-256`, `RSA 2048`.
+    pub key: Option<String>,
+    /// Its size in bits.
+    pub key_bits: Option<u32>,
+    /// The digest algorithm of the signature, e.g. `SHA-256`.
+    pub digest_algorithm: Option<String>,
     /// The signing time the signer claims (signing-time attribute or PDF /M).
     pub claimed_signing_time: Option<String>,
     /// The earliest time the signature is proven to exist (its time-stamp).
@@ -138,6 +144,8 @@ pub struct Context<'a> {
     pub now: i64,
     /// Archive or document time-stamps proving the signature existed by then (B-LTA).
     pub archive_times: &'a [i64],
+    /// Revocation data whose thisUpdate is older than this many seconds (before now) is not used.
+    pub max_revocation_age: Option<i64>,
 }
 
 fn rfc3339(t: i64) -> String {
@@ -162,7 +170,8 @@ fn digest(hash: HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 impl SignatureReport {
-    fn new(id: String, format: &'static str) -> Self {
+    /// An empty, passing report (checks then fail it).
+    pub fn new(id: String, format: &'static str) -> Self {
         SignatureReport {
             id,
             format,
@@ -170,6 +179,9 @@ impl SignatureReport {
             sub_indication: None,
             errors: Vec::new(),
             signer: None,
+            key: None,
+            key_bits: None,
+            digest_algorithm: None,
             claimed_signing_time: None,
             proven_signing_time: None,
             timestamps: Vec::new(),
@@ -251,7 +263,7 @@ fn verify_signer(
 
 /// A time-stamp token over `imprint_input` (hashed with the token's own algorithm): its time,
 /// when the token verifies and its TSA chains to a trust anchor.
-fn check_timestamp(
+pub(crate) fn check_timestamp(
     token: &[u8],
     imprint_input: &dyn Fn(HashAlgorithm) -> Vec<u8>,
     ctx: &Context<'_>,
@@ -297,7 +309,10 @@ pub fn validate_cms(
         Err((i, s, e)) => return report.fail(i, s, e),
     };
     report.signer = Some(cert.subject_text());
+    report.key = Some(cert.key_description());
+    report.key_bits = Some(cert.key_bits());
     let si = &sd.signers[0];
+    report.digest_algorithm = si.digest_algorithm.map(|h| h.name().to_string());
     let claimed = claimed_time.or_else(|| si.signing_time());
     report.claimed_signing_time = claimed.map(rfc3339);
     report.level = Some("B-B");
@@ -351,6 +366,12 @@ pub fn validate_cms(
         if matches!(status, RevocationStatus::Unknown) {
             all_embedded = false;
             status = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, best_time, Source::Fetched, &options).status;
+        }
+        // The policy's limit on the age of revocation data.
+        if let (RevocationStatus::Good { this_update, .. }, Some(max)) = (&status, ctx.max_revocation_age)
+            && ctx.now - this_update > max
+        {
+            status = RevocationStatus::Unknown;
         }
         match status {
             RevocationStatus::Good { source, .. } => report.chain.push(cert_report(c, "good", Some(source))),

@@ -12,6 +12,7 @@ pub mod file;
 pub mod jades;
 pub mod pades;
 pub mod path;
+pub mod policy;
 pub mod revocation;
 pub mod tsl;
 pub mod x509;

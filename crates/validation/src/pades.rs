@@ -25,6 +25,7 @@ pub fn validate<F: Read + Seek>(
     anchors: &crate::path::TrustAnchors,
     now: i64,
     fetched: (&[Vec<u8>], &[Vec<u8>]),
+    max_revocation_age: Option<i64>,
 ) -> Result<Vec<SignatureReport>, String> {
     let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     let mut pdf = Pdf::open(std::io::BufReader::new(&mut file)).map_err(|e| e.to_string())?;
@@ -72,6 +73,7 @@ pub fn validate<F: Read + Seek>(
             fetched_crls: fetched.1,
             now,
             archive_times: &archive_times,
+            max_revocation_age,
         };
         let mut r = if !range_is_sane(f, len) {
             SignatureReport::format_failure(f.name.clone(), "PAdES", "the /ByteRange does not cover the file but the signature value")
@@ -159,6 +161,7 @@ fn document_timestamp_time(
         fetched_ocsps: &[],
         now,
         archive_times: &[],
+        max_revocation_age: None,
     };
     // The token itself is a CMS signature over its TSTInfo: verify it and its TSA's path
     // (revocation of the TSA is not required for the proof of existence here).

@@ -6,8 +6,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cloudsign_validation::file::{Fetched, validate_file};
+use cloudsign_validation::file::{Fetched, Inputs, validate_file};
 use cloudsign_validation::path::TrustAnchors;
+use cloudsign_validation::policy::Policy;
 
 /// A tiny deterministic generator (xorshift64*): reproducible mutations without a dependency.
 struct Rng(u64);
@@ -137,13 +138,15 @@ fn mutated_signatures_never_crash_and_stay_fast() {
     let anchors = TrustAnchors::from_pem(&std::fs::read_to_string(p("cert.pem")).unwrap()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let fetched = Fetched::default();
+    let policy = Policy::strict();
+    let inputs = Inputs { anchors: &anchors, policy: &policy, fetched: &fetched, now };
 
     // The unmutated inputs validate.
     std::fs::write(p("case.pdf"), &signed_pdf).unwrap();
-    let r = validate_file(&p("case.pdf"), None, &anchors, now, &fetched).unwrap();
+    let r = validate_file(&p("case.pdf"), None, &inputs).unwrap();
     assert_eq!(format!("{:?}", r[0].indication), "TotalPassed", "{:?}", r[0]);
     std::fs::write(p("case.p7s"), &detached_cms).unwrap();
-    let r = validate_file(&p("case.p7s"), Some(&p("content.bin")), &anchors, now, &fetched).unwrap();
+    let r = validate_file(&p("case.p7s"), Some(&p("content.bin")), &inputs).unwrap();
     assert_eq!(format!("{:?}", r[0].indication), "TotalPassed", "{:?}", r[0]);
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -155,7 +158,7 @@ fn mutated_signatures_never_crash_and_stay_fast() {
         let mutated = mutate(&mut rng, input);
         std::fs::write(p(name), &mutated).unwrap();
         let one = Instant::now();
-        if let Ok(reports) = validate_file(&p(name), detached.as_deref(), &anchors, now, &fetched) {
+        if let Ok(reports) = validate_file(&p(name), detached.as_deref(), &inputs) {
             passed += reports.iter().filter(|r| format!("{:?}", r.indication) == "TotalPassed").count();
         }
         assert!(one.elapsed() < Duration::from_secs(2), "round {round} took {:?}", one.elapsed());
