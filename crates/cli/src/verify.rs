@@ -36,6 +36,13 @@ pub struct VerifyArgs {
     /// Do not fetch revocation data from the URLs in the certificates.
     #[arg(long)]
     offline: bool,
+    /// A CRL (DER or PEM) to use as revocation evidence (repeatable): for relying parties that
+    /// obtained it themselves.
+    #[arg(long)]
+    crl: Vec<PathBuf>,
+    /// An OCSP response (DER) to use as revocation evidence (repeatable).
+    #[arg(long)]
+    ocsp: Vec<PathBuf>,
 }
 
 pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
@@ -75,6 +82,13 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         fetched.ocsps = ocsps;
         fetched.crls = crls;
     }
+    for path in &a.crl {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        fetched.crls.push(pem_or_der(&bytes, "X509 CRL"));
+    }
+    for path in &a.ocsp {
+        fetched.ocsps.push(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let inputs = cloudsign_validation::file::Inputs { anchors: &anchors, policy: &policy, fetched: &fetched, now };
     let reports = cloudsign_validation::file::validate_file(&a.file, a.detached.as_deref(), &inputs).map_err(|e| anyhow::anyhow!(e))?;
@@ -89,6 +103,19 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         print_summary(&reports);
     }
     Ok(if reports.iter().all(|r| r.indication == Indication::TotalPassed) { 0 } else { 1 })
+}
+
+/// DER as is; PEM of `label` decoded.
+fn pem_or_der(bytes: &[u8], label: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let begin = format!("-----BEGIN {label}-----");
+    match text.find(&begin) {
+        Some(at) => {
+            let body: String = text[at + begin.len()..].lines().take_while(|l| !l.starts_with("-----END")).collect();
+            cloudsign_csc::b64::decode_lenient(body.trim()).unwrap_or_default()
+        }
+        None => bytes.to_vec(),
+    }
 }
 
 fn print_summary(reports: &[SignatureReport]) {

@@ -357,3 +357,54 @@ async fn validation_api() {
     let doc: Value = http.get(format!("{}/validation/v1/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/validation/v1/verify"]["post"].is_object(), "{doc}");
 }
+
+#[tokio::test]
+async fn revoked_and_expired_foreign_certificates() {
+    // The validation crate's test PKI (openssl ca): a CRL revoking one leaf, an expired leaf.
+    let env = Env::new("sqlite");
+    let dir = env.file("pki");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../validation/tests/fixtures/make-pki.sh");
+    run(Command::new("sh").arg(script).arg(&dir));
+    let msg = env.file("msg.bin");
+    std::fs::write(&msg, b"signed by openssl cms").unwrap();
+    let sign = |leaf: &str| {
+        let out = env.file(&format!("{leaf}.p7s"));
+        run(Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-in"])
+            .arg(&msg)
+            .arg("-signer")
+            .arg(dir.join(format!("{leaf}.pem")))
+            .arg("-inkey")
+            .arg(dir.join(format!("{leaf}.key")))
+            .arg("-certfile")
+            .arg(dir.join("inter.pem"))
+            .args(["-outform", "DER", "-out"])
+            .arg(&out));
+        out
+    };
+    let root = dir.join("root.pem");
+    let crl = dir.join("crl.der");
+    let detached = ["--offline", "--detached", msg.to_str().unwrap()];
+    let with_crl = [&detached[..], &["--crl", crl.to_str().unwrap()]].concat();
+    // Good: the CRL says so; openssl agrees.
+    let good = sign("leaf-ec");
+    let (code, r) = verify(&env, &good, &root, &with_crl);
+    assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
+    run(Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in"])
+        .arg(&good)
+        .arg("-content")
+        .arg(&msg)
+        .arg("-CAfile")
+        .arg(&root)
+        .args(["-out", "/dev/null"]));
+    // The certificate names a CRL and an OCSP responder that cannot be reached: no decision.
+    let (code, r) = verify(&env, &good, &root, &detached);
+    assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "TRY_LATER".into())), "{r:#}");
+    // Revoked (keyCompromise), with no proof the signature existed before.
+    let (code, r) = verify(&env, &sign("leaf-revoked"), &root, &with_crl);
+    assert_eq!((code, indication(&r, 0)), (1, ("TOTAL-FAILED".into(), "REVOKED".into())), "{r:#}");
+    // Expired in 2021, no proof of existence before that.
+    let (code, r) = verify(&env, &sign("leaf-expired"), &root, &with_crl);
+    assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "OUT_OF_BOUNDS_NO_POE".into())), "{r:#}");
+}
