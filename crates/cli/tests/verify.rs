@@ -408,3 +408,78 @@ async fn revoked_and_expired_foreign_certificates() {
     let (code, r) = verify(&env, &sign("leaf-expired"), &root, &with_crl);
     assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "OUT_OF_BOUNDS_NO_POE".into())), "{r:#}");
 }
+
+#[tokio::test]
+async fn trusted_list_gives_the_trust_anchors() {
+    let env = Env::new("sqlite");
+    let dir = env.file("");
+    let (ca, leaf, key) = openssl_pki(&dir, "listed");
+    let (op_ca, _, _) = openssl_pki(&dir, "operator");
+    let op_key = dir.join("operator-ca.key");
+    // An ETSI TS 119 612 list naming the CA as a granted CA/QC service, signed by the operator.
+    let ca_b64: String = std::fs::read_to_string(&ca).unwrap().lines().filter(|l| !l.starts_with("-----")).collect();
+    let template = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<tsl:TrustServiceStatusList xmlns:tsl="http://uri.etsi.org/02231/v2#" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Id="tl">
+  <tsl:SchemeInformation>
+    <tsl:TSLVersionIdentifier>5</tsl:TSLVersionIdentifier>
+    <tsl:TSLSequenceNumber>7</tsl:TSLSequenceNumber>
+    <tsl:SchemeOperatorName><tsl:Name xml:lang="en">Test Supervisory Body</tsl:Name></tsl:SchemeOperatorName>
+    <tsl:ListIssueDateTime>2026-11-01T00:00:00Z</tsl:ListIssueDateTime>
+  </tsl:SchemeInformation>
+  <tsl:TrustServiceProviderList><tsl:TrustServiceProvider>
+    <tsl:TSPInformation><tsl:TSPName><tsl:Name xml:lang="en">Listed TSP</tsl:Name></tsl:TSPName></tsl:TSPInformation>
+    <tsl:TSPServices><tsl:TSPService><tsl:ServiceInformation>
+      <tsl:ServiceTypeIdentifier>http://uri.etsi.org/TrstSvc/Svctype/CA/QC</tsl:ServiceTypeIdentifier>
+      <tsl:ServiceName><tsl:Name xml:lang="en">Listed CA</tsl:Name></tsl:ServiceName>
+      <tsl:ServiceDigitalIdentity><tsl:DigitalId><tsl:X509Certificate>{ca_b64}</tsl:X509Certificate></tsl:DigitalId></tsl:ServiceDigitalIdentity>
+      <tsl:ServiceStatus>http://uri.etsi.org/TrstSvc/TrustedList/Svcstatus/granted</tsl:ServiceStatus>
+    </tsl:ServiceInformation></tsl:TSPService></tsl:TSPServices>
+  </tsl:TrustServiceProvider></tsl:TrustServiceProviderList>
+<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/><ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature></tsl:TrustServiceStatusList>
+"#
+    );
+    let tpl = env.file("tl-template.xml");
+    std::fs::write(&tpl, template).unwrap();
+    let tl = env.file("tl.xml");
+    run(Command::new("xmlsec1")
+        .arg("--sign")
+        .arg("--privkey-pem")
+        .arg(format!("{},{}", op_key.display(), op_ca.display()))
+        .arg("--output")
+        .arg(&tl)
+        .arg(&tpl));
+    let data = env.file("data.bin");
+    std::fs::write(&data, b"trusted through the list").unwrap();
+    let p7s = env.file("data.p7s");
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-in"])
+        .arg(&data)
+        .arg("-signer")
+        .arg(&leaf)
+        .arg("-inkey")
+        .arg(&key)
+        .args(["-outform", "DER", "-out"])
+        .arg(&p7s));
+    let verify_with_list = |list: &Path| {
+        env.command()
+            .arg("verify")
+            .arg(&p7s)
+            .args(["--offline", "--json", "--detached", data.to_str().unwrap(), "--trusted-list"])
+            .arg(list)
+            .arg("--trusted-list-signer")
+            .arg(&op_ca)
+            .output()
+            .unwrap()
+    };
+    let out = verify_with_list(&tl);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["signatures"][0]["indication"], "TOTAL-PASSED", "{report:#}");
+    // A list changed after signing is refused, and nothing is trusted from it.
+    let changed = env.file("tl-changed.xml");
+    std::fs::write(&changed, std::fs::read_to_string(&tl).unwrap().replace("Listed CA", "Listed CA!")).unwrap();
+    let out = verify_with_list(&changed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tl-changed.xml"), "{err}");
+}
