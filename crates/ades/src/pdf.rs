@@ -725,6 +725,22 @@ impl<R: Read + Seek> Pdf<R> {
         }
     }
 
+    /// Objects whose current definition lies at or after `offset` in the file (written by an
+    /// incremental update from there on): what a validator compares with the signed revision.
+    pub fn objects_defined_after(&self, offset: u64) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .xref
+            .iter()
+            .filter(|(_, e)| match e {
+                Entry::InFile { offset: o, .. } => *o >= offset,
+                Entry::InStream { stream, .. } => matches!(self.xref.get(stream), Some(Entry::InFile { offset: o, .. }) if *o >= offset),
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// The decoded data of stream object `num` (unfiltered or FlateDecode; bounded like the
     /// cross-reference streams): what a validator reads from a DSS.
     pub fn stream(&mut self, num: u32) -> Result<Vec<u8>, AdesError> {
@@ -1092,5 +1108,46 @@ mod tests {
         let groups = contiguous(&offsets);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].len(), 2);
+    }
+}
+
+/// A reader over the first `len` bytes of another: a PDF as it was at an earlier revision
+/// (incremental updates only append).
+pub struct Prefix<R> {
+    inner: R,
+    len: u64,
+    pos: u64,
+}
+
+impl<R: Read + Seek> Prefix<R> {
+    /// The first `len` bytes of `inner`.
+    pub fn new(inner: R, len: u64) -> Self {
+        Prefix { inner, len, pos: 0 }
+    }
+}
+
+impl<R: Read + Seek> Read for Prefix<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(left as usize);
+        self.inner.seek(SeekFrom::Start(self.pos))?;
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for Prefix<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(o) => Some(o),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
     }
 }

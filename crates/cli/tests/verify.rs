@@ -116,6 +116,36 @@ async fn foreign_signatures_get_the_right_indication() {
     let (_, r) = verify(&env, &appended, &ca, &["--offline"]);
     assert_eq!(r["signatures"][0]["pdf"]["covers_whole_file"], false, "{r:#}");
 
+    // An incremental update that rotates the page after signing: the signed bytes are intact,
+    // but the document shows something else; a second signature is a change signing allows.
+    let rotated = env.file("doc-rotated.pdf");
+    let base = std::fs::read(&signed).unwrap();
+    let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(base.clone())).unwrap();
+    let (n, mut page) = pdf.first_page().unwrap();
+    page.set("Rotate", cloudsign_ades::pdf::Obj::Int(90));
+    let mut update = pdf.update();
+    update.object(n, &cloudsign_ades::pdf::Obj::Dict(page));
+    let tail = pdf.finish(update, Vec::new());
+    std::fs::write(&rotated, [base.as_slice(), &tail].concat()).unwrap();
+    let (code, r) = verify(&env, &rotated, &ca, &["--offline"]);
+    assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "FORMAT_FAILURE".into())), "{r:#}");
+    assert!(r["signatures"][0]["pdf"]["changes"][0].as_str().unwrap().contains("/Rotate"), "{r:#}");
+    let twice = env.file("doc-twice.pdf");
+    run(Command::new(pyhanko())
+        .args(["sign", "addsig", "--field", "Sig2", "pemder", "--key"])
+        .arg(&key)
+        .arg("--cert")
+        .arg(&leaf)
+        .arg("--chain")
+        .arg(&ca)
+        .arg("--no-pass")
+        .arg(&signed)
+        .arg(&twice));
+    let (code, r) = verify(&env, &twice, &ca, &["--offline"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["signatures"].as_array().unwrap().len(), 2, "{r:#}");
+    assert_eq!(r["signatures"][0]["pdf"]["later_revisions"], 1, "{r:#}");
+
     // openssl signs a detached CMS: TOTAL-PASSED, and HASH_FAILURE for another content.
     let data = env.file("data.bin");
     std::fs::write(&data, b"any file at all\n").unwrap();

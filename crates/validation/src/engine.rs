@@ -124,6 +124,8 @@ pub struct PdfCoverage {
     pub covers_whole_file: bool,
     /// Incremental updates after the signed revision.
     pub later_revisions: usize,
+    /// What those updates change that signing does not allow (empty: nothing).
+    pub changes: Vec<String>,
 }
 
 /// What the validation may use besides the signature itself.

@@ -80,7 +80,14 @@ pub fn validate<F: Read + Seek>(
         } else {
             engine::validate_cms(f.name.clone(), "PAdES", &f.contents, &covered(f.byte_range), f.claimed, &ctx)
         };
-        r.pdf = Some(coverage(f.byte_range, len, &mut *file.borrow_mut()));
+        let cov = coverage(f.byte_range, len, &mut *file.borrow_mut());
+        let changes = if cov.later_revisions > 0 { changes_after(&mut *file.borrow_mut(), end) } else { Vec::new() };
+        if !changes.is_empty() && r.indication == engine::Indication::TotalPassed {
+            r.indication = engine::Indication::Indeterminate;
+            r.sub_indication = Some(engine::SubIndication::FormatFailure);
+            r.errors.push(format!("the document was changed after this signature: {}", changes.join("; ")));
+        }
+        r.pdf = Some(PdfCoverage { changes, ..cov });
         reports.push(r);
     }
     reports.extend(timestamps);
@@ -109,7 +116,90 @@ fn coverage<F: Read + Seek>(range: [u64; 4], len: u64, file: &mut F) -> PdfCover
         let _ = file.take(len - end).read_to_end(&mut tail);
         later = tail.windows(9).filter(|w| w == b"startxref").count();
     }
-    PdfCoverage { byte_range: range, covers_whole_file: end == len, later_revisions: later }
+    PdfCoverage { byte_range: range, covers_whole_file: end == len, later_revisions: later, changes: Vec::new() }
+}
+
+/// What the incremental updates after `end` (the signed revision) change that a signature
+/// cannot allow: every object they redefine is compared with its signed version. Allowed (ISO
+/// 32000-1 §12.8.2.2, the changes signing and long-term validation make): new objects; the
+/// catalog gaining or changing /AcroForm, /DSS, /Extensions; a page gaining annotations; the
+/// form's field list growing and its signature flags; signature fields getting their value and
+/// appearance; the DSS itself; arrays that only grow.
+fn changes_after<F: Read + Seek>(file: &mut F, end: u64) -> Vec<String> {
+    const MAX_OBJECTS: usize = 10_000;
+    let mut current = Vec::new();
+    {
+        let Ok(mut full) = Pdf::open(std::io::BufReader::new(&mut *file)) else { return vec!["the later revisions cannot be read".into()] };
+        let defined = full.objects_defined_after(end);
+        if defined.len() > MAX_OBJECTS {
+            return vec![format!("{} objects redefined", defined.len())];
+        }
+        for n in defined {
+            current.push((n, full.object(n).unwrap_or(Obj::Null)));
+        }
+    }
+    let Ok(mut signed) = Pdf::open(std::io::BufReader::new(cloudsign_ades::pdf::Prefix::new(&mut *file, end))) else {
+        return vec!["the signed revision cannot be read".into()];
+    };
+    let mut out = Vec::new();
+    for (n, new) in current {
+        let old = signed.object(n).unwrap_or(Obj::Null);
+        if let Some(why) = disallowed(&old, &new) {
+            out.push(format!("object {n}: {why}"));
+            if out.len() >= 10 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Why changing `old` into `new` is not a change signing allows, if it is not.
+fn disallowed(old: &Obj, new: &Obj) -> Option<String> {
+    match (old, new) {
+        (Obj::Null, _) => None,
+        (Obj::Array(a), Obj::Array(b)) if b.len() >= a.len() && b[..a.len()] == a[..] => None,
+        (Obj::Dict(a), Obj::Dict(b)) => {
+            let mut keys: Vec<&Vec<u8>> = a.0.iter().map(|(k, _)| k).chain(b.0.iter().map(|(k, _)| k)).collect();
+            keys.sort();
+            keys.dedup();
+            let changed: Vec<String> = keys
+                .into_iter()
+                .filter(|k| {
+                    let key = String::from_utf8_lossy(k);
+                    a.get(&key) != b.get(&key)
+                })
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            // The document's XMP metadata is rewritten by many signers (its ModifyDate).
+            if a.name_is("Type", "Metadata") && b.name_is("Type", "Metadata") {
+                return None;
+            }
+            if changed.is_empty() {
+                // Rewritten as it was; a stream's data may still differ.
+                return b.get("Length").map(|_| "a stream was rewritten".to_string());
+            }
+            let allowed: &[&str] = if a.name_is("Type", "Catalog") {
+                &["AcroForm", "DSS", "Extensions", "Metadata", "Version"]
+            } else if a.name_is("Type", "Page") {
+                &["Annots"]
+            } else if a.get("Fields").is_some() {
+                &["Fields", "SigFlags", "DR", "DA", "NeedAppearances"]
+            } else if a.name_is("FT", "Sig") {
+                &["V", "AP", "AS"]
+            } else if ["Certs", "OCSPs", "CRLs", "VRI"].iter().any(|k| a.get(k).is_some()) {
+                &["Certs", "OCSPs", "CRLs", "VRI", "Type"]
+            } else if a.get("Producer").is_some() || a.get("ModDate").is_some() {
+                // The document information dictionary.
+                &["ModDate", "Producer"]
+            } else {
+                &[]
+            };
+            let bad: Vec<&String> = changed.iter().filter(|k| !allowed.contains(&k.as_str())).collect();
+            (!bad.is_empty()).then(|| format!("/{} changed", bad.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", /")))
+        }
+        _ => Some("changed".into()),
+    }
 }
 
 /// The digest of the byte range with `hash`, read in chunks.
