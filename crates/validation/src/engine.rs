@@ -150,13 +150,6 @@ pub struct Context<'a> {
     pub max_revocation_age: Option<i64>,
 }
 
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 fn digest(hash: HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
     use aws_lc_rs::digest as d;
     let alg = match hash {
@@ -296,8 +289,6 @@ pub fn validate_cms(
     claimed_time: Option<i64>,
     ctx: &Context<'_>,
 ) -> SignatureReport {
-    use Indication::*;
-    use SubIndication::*;
     let mut report = SignatureReport::new(id.clone(), format);
     let sd = match cms::parse(cms_der) {
         Ok(sd) => sd,
@@ -320,39 +311,115 @@ pub fn validate_cms(
     report.level = Some("B-B");
 
     // The signature time-stamp (id-aa-signatureTimeStampToken over the signature value).
+    let signature_timestamps = si
+        .unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP)
+        .iter()
+        .map(|token| check_timestamp(token, &|h| digest(h, &[&si.signature]), ctx, &pool))
+        .collect();
+    let evidence = Evidence {
+        cert,
+        crls: sd.crls.iter().chain(ctx.embedded_crls).cloned().collect(),
+        ocsps: sd.ocsps.iter().chain(ctx.embedded_ocsps).cloned().collect(),
+        pool,
+        digest: si.digest_algorithm,
+        ades: true,
+        signature_timestamps,
+        archive_timestamps: Vec::new(),
+    };
+    conclude(report, evidence, ctx)
+}
+
+pub(crate) fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn new_report(id: String, format: &'static str) -> SignatureReport {
+    SignatureReport::new(id, format)
+}
+
+pub(crate) fn fail(mut report: SignatureReport, indication: Indication, sub: SubIndication, error: String) -> SignatureReport {
+    report.indication = indication;
+    report.sub_indication = Some(sub);
+    report.errors.push(error);
+    report
+}
+
+/// What a verified signature brings to the rest of the validation.
+pub(crate) struct Evidence {
+    /// The signer's certificate (its signature value verified).
+    pub cert: Certificate,
+    /// Certificates to build paths from (the signature's, the context's, the anchors).
+    pub pool: Vec<Certificate>,
+    /// Revocation data embedded in the signature (and the context's embedded data).
+    pub crls: Vec<Vec<u8>>,
+    pub ocsps: Vec<Vec<u8>>,
+    /// The signature's digest algorithm.
+    pub digest: Option<HashAlgorithm>,
+    /// An AdES signature (B-B at least), not plain XMLDSig/JWS.
+    pub ades: bool,
+    /// Each signature time-stamp: its time when valid, its TSA.
+    pub signature_timestamps: Vec<(Option<i64>, Option<String>)>,
+    /// Each archive time-stamp whose imprint was computed.
+    pub archive_timestamps: Vec<(Option<i64>, Option<String>)>,
+}
+
+pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<'_>) -> SignatureReport {
+    use Indication::*;
+    use SubIndication::*;
+    report.signer = Some(ev.cert.subject_text());
+    report.key = Some(ev.cert.key_description());
+    report.key_bits = Some(ev.cert.key_bits());
+    report.digest_algorithm = ev.digest.map(|h| h.name().to_string());
+    if ev.ades {
+        report.level = Some("B-B");
+    }
     let mut best_time = ctx.now;
-    for token in si.unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP) {
-        let (time, tsa) = check_timestamp(token, &|h| digest(h, &[&si.signature]), ctx, &pool);
+    for (time, tsa) in &ev.signature_timestamps {
         report.timestamps.push(TimestampReport {
             kind: "signature",
             time: time.map(rfc3339).unwrap_or_default(),
             valid: time.is_some(),
-            tsa,
+            tsa: tsa.clone(),
         });
         if let Some(t) = time {
-            best_time = best_time.min(t);
-            report.level = Some("B-T");
+            best_time = best_time.min(*t);
+            if ev.ades {
+                report.level = Some("B-T");
+            }
         }
     }
     if report.level == Some("B-T") {
         report.proven_signing_time = Some(rfc3339(best_time));
     }
+    let mut archived = !ctx.archive_times.is_empty();
     for t in ctx.archive_times {
         best_time = best_time.min(*t);
     }
+    for (time, tsa) in &ev.archive_timestamps {
+        report.timestamps.push(TimestampReport {
+            kind: "archive",
+            time: time.map(rfc3339).unwrap_or_default(),
+            valid: time.is_some(),
+            tsa: tsa.clone(),
+        });
+        if let Some(t) = time {
+            best_time = best_time.min(*t);
+            archived = true;
+        }
+    }
 
-    // The path and, at the best signature time, validity and revocation.
-    let chain = match path::build_path(&cert, &pool, ctx.anchors) {
+    let chain = match path::build_path(&ev.cert, &ev.pool, ctx.anchors) {
         Ok(c) => c,
-        Err(e) => return report.fail(Indeterminate, NoCertificateChainFound, e.to_string()),
+        Err(e) => return fail(report, Indeterminate, NoCertificateChainFound, e.to_string()),
     };
     if let Err(e) = path::validate_path(&chain, best_time) {
         let sub = if e.is_time_related() { OutOfBoundsNoPoe } else { NoCertificateChainFound };
         report.chain = chain.iter().map(|c| cert_report(c, "not checked", None)).collect();
-        return report.fail(Indeterminate, sub, e.to_string());
+        return fail(report, Indeterminate, sub, e.to_string());
     }
-    let embedded_crls: Vec<Vec<u8>> = sd.crls.iter().chain(ctx.embedded_crls).cloned().collect();
-    let embedded_ocsps: Vec<Vec<u8>> = sd.ocsps.iter().chain(ctx.embedded_ocsps).cloned().collect();
     let mut all_embedded = true;
     let mut failure = None;
     for (i, c) in chain.iter().enumerate() {
@@ -360,11 +427,8 @@ pub fn validate_cms(
             report.chain.push(cert_report(c, "trust anchor", None));
             continue;
         };
-        // Embedded data first (what a long-term signature carries), then what was fetched. Data
-        // issued after the best signature time is what AdES asks for (EN 319 102-1 §5.2.5.4):
-        // "good" then means not revoked before it.
         let options = revocation::Options { max_age: None, accept_later: true };
-        let mut status = revocation::check(c, issuer, &embedded_ocsps, &embedded_crls, best_time, Source::Embedded, &options).status;
+        let mut status = revocation::check(c, issuer, &ev.ocsps, &ev.crls, best_time, Source::Embedded, &options).status;
         if matches!(status, RevocationStatus::Unknown) {
             all_embedded = false;
             status = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, best_time, Source::Fetched, &options).status;
@@ -379,7 +443,6 @@ pub fn validate_cms(
             RevocationStatus::Good { source, .. } => report.chain.push(cert_report(c, "good", Some(source))),
             RevocationStatus::Revoked { at, source, .. } => {
                 report.chain.push(cert_report(c, &format!("revoked at {}", rfc3339(at)), Some(source)));
-                // Revoked before the signature is proven to exist: it cannot be trusted.
                 if status.is_revoked_at(best_time) && failure.is_none() {
                     failure = Some((TotalFailed, Revoked, format!("{} was revoked at {}", c.subject_text(), rfc3339(at))));
                 }
@@ -387,8 +450,6 @@ pub fn validate_cms(
             RevocationStatus::Unknown
                 if cloudsign_pki::x509::ocsp_urls(&c.der).is_empty() && cloudsign_pki::x509::crl_urls(&c.der).is_empty() =>
             {
-                // A certificate that names no OCSP responder and no CRL cannot be checked; as
-                // pyHanko and the usual policies do, that is reported, not held against it.
                 all_embedded = false;
                 report.chain.push(cert_report(c, "not checked (the certificate names no revocation source)", None));
             }
@@ -401,11 +462,11 @@ pub fn validate_cms(
         }
     }
     if let Some((i, s, e)) = failure {
-        return report.fail(i, s, e);
+        return fail(report, i, s, e);
     }
     if report.level == Some("B-T") && all_embedded {
         report.level = Some("B-LT");
-        if !ctx.archive_times.is_empty() {
+        if archived {
             report.level = Some("B-LTA");
         }
     }

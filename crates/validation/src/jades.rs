@@ -15,8 +15,9 @@ use cloudsign_csc::{HashAlgorithm, b64};
 use serde_json::{Map, Value};
 
 use crate::engine::{Context, Indication, SignatureReport, SubIndication};
+use crate::engine::{Evidence, conclude, fail, new_report, rfc3339};
 use crate::x509::{Certificate, Scheme};
-use crate::xades::{Evidence, conclude, digest, fail, new_report, parse_datetime, rfc3339, verify_value};
+use crate::xades::{digest, parse_datetime, verify_value};
 
 const FORMAT: &str = "JAdES";
 const OBJECT_ID_BY_URI_HASH: &str = "http://uri.etsi.org/19182/ObjectIdByURIHash";
@@ -329,5 +330,5 @@ fn validate_signature(
             }
         }
     }
-    Ok(conclude(report, Evidence { cert, pool, crls, ocsps, scheme, ades, signature_timestamps, archive_timestamps }, ctx))
+    Ok(conclude(report, Evidence { cert, pool, crls, ocsps, digest: scheme.hash(), ades, signature_timestamps, archive_timestamps }, ctx))
 }

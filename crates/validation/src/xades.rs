@@ -19,9 +19,7 @@ use bergshamra_c14n::C14nMode;
 use cloudsign_csc::{HashAlgorithm, b64};
 use uppsala::{Document, NodeId};
 
-use crate::engine::{CertificateReport, Context, Indication, SignatureReport, SubIndication, TimestampReport};
-use crate::path;
-use crate::revocation::{self, RevocationStatus, Source};
+use crate::engine::{Context, Evidence, Indication, SignatureReport, SubIndication, conclude, fail, new_report, rfc3339};
 use crate::x509::{self, Certificate, Scheme};
 
 const FORMAT: &str = "XAdES";
@@ -640,168 +638,16 @@ fn validate_signature(
         if is_signature_ts { signature_timestamps.push(result) } else { archive_timestamps.push(result) }
     }
 
-    Ok(conclude(report, Evidence { cert, pool, crls, ocsps, scheme, ades: is_xades, signature_timestamps, archive_timestamps }, ctx))
+    Ok(conclude(
+        report,
+        Evidence { cert, pool, crls, ocsps, digest: scheme.hash(), ades: is_xades, signature_timestamps, archive_timestamps },
+        ctx,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Shared with JAdES: the report, the time-stamps, the path and revocation, the level, as
 // `engine::validate_cms` does them.
-
-pub(crate) fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
-pub(crate) fn new_report(id: String, format: &'static str) -> SignatureReport {
-    SignatureReport::new(id, format)
-}
-
-pub(crate) fn fail(mut report: SignatureReport, indication: Indication, sub: SubIndication, error: String) -> SignatureReport {
-    report.indication = indication;
-    report.sub_indication = Some(sub);
-    report.errors.push(error);
-    report
-}
-
-/// What a verified signature brings to the rest of the validation.
-pub(crate) struct Evidence {
-    /// The signer's certificate (its signature value verified).
-    pub cert: Certificate,
-    /// Certificates to build paths from (the signature's, the context's, the anchors).
-    pub pool: Vec<Certificate>,
-    /// Revocation data embedded in the signature (and the context's embedded data).
-    pub crls: Vec<Vec<u8>>,
-    pub ocsps: Vec<Vec<u8>>,
-    /// The signature scheme.
-    pub scheme: Scheme,
-    /// An AdES signature (B-B at least), not plain XMLDSig/JWS.
-    pub ades: bool,
-    /// Each signature time-stamp: its time when valid, its TSA.
-    pub signature_timestamps: Vec<(Option<i64>, Option<String>)>,
-    /// Each archive time-stamp whose imprint was computed.
-    pub archive_timestamps: Vec<(Option<i64>, Option<String>)>,
-}
-
-pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<'_>) -> SignatureReport {
-    use Indication::*;
-    use SubIndication::*;
-    report.signer = Some(ev.cert.subject_text());
-    report.key = Some(ev.cert.key_description());
-    report.key_bits = Some(ev.cert.key_bits());
-    report.digest_algorithm = ev.scheme.hash().map(|h| h.name().to_string());
-    if ev.ades {
-        report.level = Some("B-B");
-    }
-    let mut best_time = ctx.now;
-    for (time, tsa) in &ev.signature_timestamps {
-        report.timestamps.push(TimestampReport {
-            kind: "signature",
-            time: time.map(rfc3339).unwrap_or_default(),
-            valid: time.is_some(),
-            tsa: tsa.clone(),
-        });
-        if let Some(t) = time {
-            best_time = best_time.min(*t);
-            if ev.ades {
-                report.level = Some("B-T");
-            }
-        }
-    }
-    if report.level == Some("B-T") {
-        report.proven_signing_time = Some(rfc3339(best_time));
-    }
-    let mut archived = !ctx.archive_times.is_empty();
-    for t in ctx.archive_times {
-        best_time = best_time.min(*t);
-    }
-    for (time, tsa) in &ev.archive_timestamps {
-        report.timestamps.push(TimestampReport {
-            kind: "archive",
-            time: time.map(rfc3339).unwrap_or_default(),
-            valid: time.is_some(),
-            tsa: tsa.clone(),
-        });
-        if let Some(t) = time {
-            best_time = best_time.min(*t);
-            archived = true;
-        }
-    }
-
-    let chain = match path::build_path(&ev.cert, &ev.pool, ctx.anchors) {
-        Ok(c) => c,
-        Err(e) => return fail(report, Indeterminate, NoCertificateChainFound, e.to_string()),
-    };
-    if let Err(e) = path::validate_path(&chain, best_time) {
-        let sub = if e.is_time_related() { OutOfBoundsNoPoe } else { NoCertificateChainFound };
-        report.chain = chain.iter().map(|c| cert_report(c, "not checked", None)).collect();
-        return fail(report, Indeterminate, sub, e.to_string());
-    }
-    let mut all_embedded = true;
-    let mut failure = None;
-    for (i, c) in chain.iter().enumerate() {
-        let Some(issuer) = chain.get(i + 1) else {
-            report.chain.push(cert_report(c, "trust anchor", None));
-            continue;
-        };
-        let options = revocation::Options { max_age: None, accept_later: true };
-        let mut status = revocation::check(c, issuer, &ev.ocsps, &ev.crls, best_time, Source::Embedded, &options).status;
-        if matches!(status, RevocationStatus::Unknown) {
-            all_embedded = false;
-            status = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, best_time, Source::Fetched, &options).status;
-        }
-        // The policy's limit on the age of revocation data.
-        if let (RevocationStatus::Good { this_update, .. }, Some(max)) = (&status, ctx.max_revocation_age)
-            && ctx.now - this_update > max
-        {
-            status = RevocationStatus::Unknown;
-        }
-        match status {
-            RevocationStatus::Good { source, .. } => report.chain.push(cert_report(c, "good", Some(source))),
-            RevocationStatus::Revoked { at, source, .. } => {
-                report.chain.push(cert_report(c, &format!("revoked at {}", rfc3339(at)), Some(source)));
-                if status.is_revoked_at(best_time) && failure.is_none() {
-                    failure = Some((TotalFailed, Revoked, format!("{} was revoked at {}", c.subject_text(), rfc3339(at))));
-                }
-            }
-            RevocationStatus::Unknown
-                if cloudsign_pki::x509::ocsp_urls(&c.der).is_empty() && cloudsign_pki::x509::crl_urls(&c.der).is_empty() =>
-            {
-                all_embedded = false;
-                report.chain.push(cert_report(c, "not checked (the certificate names no revocation source)", None));
-            }
-            RevocationStatus::Unknown => {
-                report.chain.push(cert_report(c, "unknown", None));
-                if failure.is_none() {
-                    failure = Some((Indeterminate, TryLater, format!("no revocation status for {}", c.subject_text())));
-                }
-            }
-        }
-    }
-    if let Some((i, s, e)) = failure {
-        return fail(report, i, s, e);
-    }
-    if report.level == Some("B-T") && all_embedded {
-        report.level = Some("B-LT");
-        if archived {
-            report.level = Some("B-LTA");
-        }
-    }
-    report
-}
-
-fn cert_report(c: &Certificate, revocation: &str, source: Option<Source>) -> CertificateReport {
-    CertificateReport {
-        subject: c.subject_text(),
-        not_after: rfc3339(c.not_after),
-        revocation: revocation.to_string(),
-        source: source.map(|s| match s {
-            Source::Embedded => "embedded",
-            Source::Fetched => "fetched",
-        }),
-    }
-}
 
 /// XML 1.0 §3.3.3: literal tabs and line breaks in attribute values read as spaces (a CR LF
 /// pair as one). uppsala 0.12 keeps them, which would canonicalize to `&#x9;` and the like, so
