@@ -69,7 +69,7 @@ pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[V
 const MAX_FETCH: usize = 16 << 20;
 
 /// GET or POST `url` (http or https only: the URL comes from a certificate), bounded in size.
-async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u8>>, what: &str) -> anyhow::Result<Vec<u8>> {
+pub async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u8>>, what: &str) -> anyhow::Result<Vec<u8>> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("{what}: {url:?} is not a URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("{what}: only http(s) URLs are fetched, not {url}");

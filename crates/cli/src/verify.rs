@@ -19,10 +19,11 @@ pub struct VerifyArgs {
     /// Trust anchors (PEM; repeat for several files).
     #[arg(long = "trust")]
     trust: Vec<PathBuf>,
-    /// ETSI TS 119 612 trusted list (XML) whose granted CA and TSA services are trust anchors;
-    /// give the list operator's certificate with --trusted-list-signer.
+    /// ETSI TS 119 612 trusted list (a file, or an https:// URL, fetched and cached until its
+    /// NextUpdate) whose granted CA and TSA services are trust anchors; give the list
+    /// operator's certificate with --trusted-list-signer.
     #[arg(long = "trusted-list", requires = "trusted_list_signer")]
-    trusted_list: Vec<PathBuf>,
+    trusted_list: Vec<String>,
     /// PEM certificate(s) of the trusted lists' operator: the lists must be signed by one of them.
     #[arg(long = "trusted-list-signer")]
     trusted_list_signer: Option<PathBuf>,
@@ -61,8 +62,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         let operators =
             cloudsign_validation::x509::Certificate::parse_pem_all(&signer).map_err(|e| anyhow::anyhow!("--trusted-list-signer: {e}"))?;
         for tl in &a.trusted_list {
-            let xml = std::fs::read(tl).with_context(|| format!("cannot read {}", tl.display()))?;
-            let list = cloudsign_validation::tsl::load(&xml, &operators).map_err(|e| anyhow::anyhow!("{}: {e}", tl.display()))?;
+            let list = trusted_list(tl, &operators).await?;
             for c in list.anchors(&[]).certificates() {
                 anchors.add(c.clone());
             }
@@ -103,6 +103,50 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         print_summary(&reports);
     }
     Ok(if reports.iter().all(|r| r.indication == Indication::TotalPassed) { 0 } else { 1 })
+}
+
+/// A trusted list from a file, or from a URL through a cache: a cached list is used until its
+/// NextUpdate, then fetched again (and the stale copy used, with a warning, when the fetch fails).
+async fn trusted_list(
+    source: &str,
+    operators: &[cloudsign_validation::x509::Certificate],
+) -> anyhow::Result<cloudsign_validation::tsl::TrustedList> {
+    use cloudsign_validation::tsl;
+    if !(source.starts_with("https://") || source.starts_with("http://")) {
+        let xml = std::fs::read(source).with_context(|| format!("cannot read {source}"))?;
+        return tsl::load(&xml, operators).map_err(|e| anyhow::anyhow!("{source}: {e}"));
+    }
+    let cache_dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cloudsign")
+        .join("trusted-lists");
+    let name = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source.as_bytes()));
+    let cached_path = cache_dir.join(format!("{name}.xml"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    // A cached copy is checked again (its signature, against these operators) before use.
+    let cached = match std::fs::read(&cached_path).ok().and_then(|xml| tsl::load(&xml, operators).ok()) {
+        Some(list) if list.next_update.is_some_and(|n| n > now) => return Ok(list),
+        other => other,
+    };
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+    match crate::fetch::fetch(&http, source, None, "the trusted list").await {
+        Ok(xml) => {
+            let list = tsl::load(&xml, operators).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            if std::fs::create_dir_all(&cache_dir).is_ok() {
+                let _ = std::fs::write(&cached_path, &xml);
+            }
+            Ok(list)
+        }
+        Err(e) => match cached {
+            Some(list) => {
+                eprintln!("warning: {e:#}; using the cached copy of {source} (next update was due)");
+                Ok(list)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// DER as is; PEM of `label` decoded.

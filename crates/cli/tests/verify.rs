@@ -506,6 +506,44 @@ async fn trusted_list_gives_the_trust_anchors() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     assert!(out.status.success(), "{report:#}");
     assert_eq!(report["signatures"][0]["indication"], "TOTAL-PASSED", "{report:#}");
+    // From a URL: fetched and cached; when the server is gone, the cached copy still serves.
+    let addr = free_loopback_addr();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let mut http = Command::new("python3")
+        .args(["-m", "http.server", &port, "--bind", "127.0.0.1", "--directory"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/tl.xml");
+    let cache = env.file("cache");
+    let by_url = || {
+        env.command()
+            .arg("verify")
+            .arg(&p7s)
+            .args(["--offline", "--json", "--detached", data.to_str().unwrap(), "--trusted-list", &url, "--trusted-list-signer"])
+            .arg(&op_ca)
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap()
+    };
+    let mut fetched = by_url();
+    for _ in 0..50 {
+        if fetched.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fetched = by_url();
+    }
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert!(std::fs::read_dir(cache.join("cloudsign/trusted-lists")).unwrap().count() == 1, "the list is cached");
+    let _ = http.kill();
+    let _ = http.wait();
+    let offline = by_url();
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("using the cached copy"), "{}", String::from_utf8_lossy(&offline.stderr));
+
     // A list changed after signing is refused, and nothing is trusted from it.
     let changed = env.file("tl-changed.xml");
     std::fs::write(&changed, std::fs::read_to_string(&tl).unwrap().replace("Listed CA", "Listed CA!")).unwrap();

@@ -107,7 +107,7 @@ pub fn validate_file(file: &Path, detached: Option<&Path>, inputs: &Inputs<'_>) 
         }
     };
     for r in &mut reports {
-        inputs.policy.apply(r);
+        inputs.policy.apply(r, inputs.now);
     }
     Ok(reports)
 }
@@ -121,7 +121,7 @@ pub fn validate_bytes(bytes: &[u8], detached: Option<&[u8]>, inputs: &Inputs<'_>
         Kind::Xml | Kind::Jws => other(kind, bytes, detached, inputs)?,
     };
     for r in &mut reports {
-        inputs.policy.apply(r);
+        inputs.policy.apply(r, inputs.now);
     }
     Ok(reports)
 }

@@ -12,6 +12,8 @@
 //! min_rsa_bits = 2048
 //! min_ec_bits = 256
 //! digest_algorithms = ["SHA-256", "SHA-384", "SHA-512"]
+//! # Stricter minimums for signatures made (proven, or now) from a date on:
+//! key_sizes_from = [{ from = "2030-01-01", min_rsa_bits = 3072, min_ec_bits = 256 }]
 //! ```
 
 use serde::Deserialize;
@@ -49,6 +51,25 @@ pub struct Policy {
     /// Acceptable digest algorithms.
     #[serde(default = "sha2")]
     pub digest_algorithms: Vec<String>,
+    /// Key size minimums that apply from a date on (at the signature's proven time, or now).
+    #[serde(default)]
+    pub key_sizes_from: Vec<KeySizes>,
+}
+
+/// Key size minimums from a date (`YYYY-MM-DD`, UTC) on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySizes {
+    /// The first day they apply.
+    pub from: String,
+    /// RSA minimum.
+    pub min_rsa_bits: u32,
+    /// Elliptic-curve minimum.
+    pub min_ec_bits: u32,
+}
+
+fn day(text: &str) -> Option<i64> {
+    crate::cms::parse_time(0x18, format!("{}000000Z", text.replace('-', "")).as_bytes())
 }
 
 fn yes() -> bool {
@@ -83,6 +104,7 @@ impl Policy {
             min_rsa_bits: 2048,
             min_ec_bits: 256,
             digest_algorithms: sha2(),
+            key_sizes_from: Vec::new(),
         }
     }
 
@@ -91,6 +113,9 @@ impl Policy {
         let mut p: Policy = toml::from_str(text).map_err(|e| format!("policy {name}: {e}"))?;
         if !LEVELS.contains(&p.required_level.as_str()) {
             return Err(format!("policy {name}: required_level is one of B-B, B-T, B-LT, B-LTA"));
+        }
+        if let Some(bad) = p.key_sizes_from.iter().find(|k| day(&k.from).is_none()) {
+            return Err(format!("policy {name}: key_sizes_from date {:?} is not YYYY-MM-DD", bad.from));
         }
         p.name = name.to_string();
         Ok(p)
@@ -120,8 +145,16 @@ impl Policy {
         self.max_revocation_age_days.map(|d| i64::from(d) * 86_400)
     }
 
-    /// Apply the constraints the engine does not: algorithms and key sizes, and the level.
-    pub fn apply(&self, report: &mut SignatureReport) {
+    /// The (RSA, EC) key size minimums at `at`.
+    fn key_minimums(&self, at: i64) -> (u32, u32) {
+        let mut rules: Vec<(i64, &KeySizes)> = self.key_sizes_from.iter().filter_map(|k| Some((day(&k.from)?, k))).collect();
+        rules.sort_by_key(|(t, _)| *t);
+        rules.iter().rev().find(|(t, _)| *t <= at).map_or((self.min_rsa_bits, self.min_ec_bits), |(_, k)| (k.min_rsa_bits, k.min_ec_bits))
+    }
+
+    /// Apply the constraints the engine does not: algorithms and key sizes (as they stood at
+    /// the signature's proven time, or `now`), and the level.
+    pub fn apply(&self, report: &mut SignatureReport, now: i64) {
         // A document time-stamp is evidence for the signatures before it, not a signature.
         if report.indication != Indication::TotalPassed || report.format.ends_with("time-stamp") {
             return;
@@ -137,8 +170,13 @@ impl Policy {
             return;
         }
         if let Some(key) = &report.key {
-            let (min, bits) =
-                if key.starts_with("RSA") { (self.min_rsa_bits, report.key_bits) } else { (self.min_ec_bits, report.key_bits) };
+            let at = report
+                .proven_signing_time
+                .as_deref()
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                .map_or(now, |t| t.unix_timestamp());
+            let (rsa, ec) = self.key_minimums(at);
+            let (min, bits) = if key.starts_with("RSA") { (rsa, report.key_bits) } else { (ec, report.key_bits) };
             if bits.is_some_and(|b| b < min) {
                 fail(
                     report,
@@ -179,5 +217,22 @@ mod tests {
         assert!(Policy::from_toml("x", "unknown_key = 1").is_err());
         assert!(Policy::load("../etc/passwd", Some(std::path::Path::new("/tmp"))).is_err());
         assert_eq!(Policy::load("strict", None).unwrap().name, "strict");
+    }
+
+    #[test]
+    fn key_sizes_by_date() {
+        let p = Policy::from_toml("d", "key_sizes_from = [{ from = \"2030-01-01\", min_rsa_bits = 3072, min_ec_bits = 384 }]").unwrap();
+        let before = day("2029-12-31").unwrap();
+        let after = day("2030-01-01").unwrap();
+        assert_eq!(p.key_minimums(before), (2048, 256));
+        assert_eq!(p.key_minimums(after), (3072, 384));
+        let mut r = SignatureReport::new("s".into(), "CAdES");
+        (r.key, r.key_bits, r.level) = (Some("RSA 2048".into()), Some(2048), Some("B-B"));
+        let mut later = r.clone();
+        p.apply(&mut r, before);
+        assert_eq!(r.indication, Indication::TotalPassed);
+        p.apply(&mut later, after);
+        assert_eq!(later.sub_indication, Some(SubIndication::CryptoConstraintsFailure));
+        assert!(Policy::from_toml("d", "key_sizes_from = [{ from = \"soon\", min_rsa_bits = 1, min_ec_bits = 1 }]").is_err());
     }
 }
