@@ -173,8 +173,9 @@ impl Policy {
             let at = report
                 .proven_signing_time
                 .as_deref()
-                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-                .map_or(now, |t| t.unix_timestamp());
+                // RFC 3339 as the report writes it (`YYYY-MM-DDTHH:MM:SSZ`).
+                .and_then(|t| crate::cms::parse_time(0x18, t.replace(['-', ':', 'T'], "").as_bytes()))
+                .unwrap_or(now);
             let (rsa, ec) = self.key_minimums(at);
             let (min, bits) = if key.starts_with("RSA") { (rsa, report.key_bits) } else { (ec, report.key_bits) };
             if bits.is_some_and(|b| b < min) {
