@@ -4,23 +4,8 @@
 # Both run as one process per validation, as a user would run them; N rounds each (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv="${CLOUDSIGN_VENV:-$PWD/.venv}"
 rounds="${ROUNDS:-20}"
-[ -x "$venv/bin/pyhanko" ] || { echo "no pyHanko in $venv: run scripts/test.sh first" >&2; exit 1; }
-cargo build --release -q -p cloudsign
-bin="$PWD/target/release/cloudsign"
-work="$(mktemp -d)"
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-export CLOUDSIGN_DATA_DIR="$work/data" CLOUDSIGN_LOG=warn
-"$bin" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url="$(sed -n 's/^cloudsign listening on //p' "$work/serve.out")"
-echo "bench password" | "$bin" admin user add bench --password-stdin >/dev/null
-cred="$(echo 13572468 | "$bin" admin credential add --user bench --pin-stdin --key ecdsa-p256 --scal 1 --json | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["credentialID"])')"
+. scripts/bench-service.sh
 "$bin" admin ca export | awk 'BEGIN{n=0} /BEGIN CERT/{n++} n==2{print}' > "$work/root.pem"
 "$venv/bin/python" - "$work/doc.pdf" <<'PY'
 import sys

@@ -795,7 +795,7 @@ fn check_doctype(prolog: &str) -> Result<(), XadesError> {
 /// pair as one). uppsala 0.12 keeps them, which canonicalizes to `&#x9;` and the like, so the
 /// document is canonicalized from a copy with them replaced (character references such as
 /// `&#9;` stay as they are). `None` when there is nothing to replace.
-fn normalize_attribute_whitespace(text: &str) -> Option<String> {
+pub fn normalize_attribute_whitespace(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;

@@ -28,6 +28,23 @@ fn verify(env: &Env, file: &Path, trust: &Path, extra: &[&str]) -> (i32, Value) 
     (out.status.code().unwrap_or(-1), report)
 }
 
+/// `cloudsign sign INPUT --out OUT` as alice with `credential`, `extra` options; it must succeed.
+fn sign_as_alice(env: &Env, url: &str, credential: &str, input: &Path, out: &Path, extra: &[&str]) {
+    let o = env
+        .command()
+        .arg("sign")
+        .arg(input)
+        .args(["--service", url, "--user", "alice", "--credential", credential])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .env("CLOUDSIGN_PASSWORD", PASSWORD)
+        .env("CLOUDSIGN_PIN", PIN)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn indication(report: &Value, i: usize) -> (String, String) {
     let s = &report["signatures"][i];
     (s["indication"].as_str().unwrap_or_default().to_string(), s["sub_indication"].as_str().unwrap_or_default().to_string())
@@ -191,19 +208,7 @@ async fn cloudsign_signatures_at_every_level() {
     let (_, root) = write_ca(&env);
     let pdf = env.file("contract.pdf");
     std::fs::write(&pdf, one_page_pdf("levels")).unwrap();
-    let sign = |level: &str, out: &Path| {
-        let o = env
-            .command()
-            .arg("sign")
-            .arg(&pdf)
-            .args(["--service", &server.url, "--user", "alice", "--credential", &cred, "--level", level, "--out"])
-            .arg(out)
-            .env("CLOUDSIGN_PASSWORD", PASSWORD)
-            .env("CLOUDSIGN_PIN", PIN)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let sign = |level: &str, out: &Path| sign_as_alice(&env, &server.url, &cred, &pdf, out, &["--level", level]);
     let files: Vec<(String, PathBuf)> =
         ["B-B", "B-T", "B-LT", "B-LTA"].iter().map(|l| (l.to_string(), env.file(&format!("c-{l}.pdf")))).collect();
     for (level, out) in &files {
@@ -220,19 +225,7 @@ async fn cloudsign_signatures_at_every_level() {
     ];
     for (out, args, _) in &extra {
         let input = if out.to_string_lossy().ends_with(".xml") { &xml } else { &data };
-        let o = env
-            .command()
-            .arg("sign")
-            .arg(input)
-            .args(["--service", &server.url, "--user", "alice", "--credential", &cred])
-            .args(args)
-            .arg("--out")
-            .arg(out)
-            .env("CLOUDSIGN_PASSWORD", PASSWORD)
-            .env("CLOUDSIGN_PIN", PIN)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        sign_as_alice(&env, &server.url, &cred, input, out, args);
     }
     drop(server);
     for (out, _, level) in &extra {
@@ -270,19 +263,7 @@ async fn revocation_is_checked_online_against_the_proven_time() {
     let (_, root) = write_ca(&env);
     let pdf = env.file("doc.pdf");
     std::fs::write(&pdf, one_page_pdf("revocation")).unwrap();
-    let sign = |level: &str, out: &Path| {
-        let o = env
-            .command()
-            .arg("sign")
-            .arg(&pdf)
-            .args(["--service", &url, "--user", "alice", "--credential", &cred, "--level", level, "--out"])
-            .arg(out)
-            .env("CLOUDSIGN_PASSWORD", PASSWORD)
-            .env("CLOUDSIGN_PIN", PIN)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let sign = |level: &str, out: &Path| sign_as_alice(&env, &url, &cred, &pdf, out, &["--level", level]);
     let (bb, bt) = (env.file("bb.pdf"), env.file("bt.pdf"));
     sign("B-B", &bb);
     sign("B-T", &bt);
@@ -317,17 +298,7 @@ async fn validation_api() {
     let pdf = env.file("doc.pdf");
     std::fs::write(&pdf, one_page_pdf("api")).unwrap();
     let signed = env.file("doc-signed.pdf");
-    let o = env
-        .command()
-        .arg("sign")
-        .arg(&pdf)
-        .args(["--service", &server.url, "--user", "alice", "--credential", &cred, "--out"])
-        .arg(&signed)
-        .env("CLOUDSIGN_PASSWORD", PASSWORD)
-        .env("CLOUDSIGN_PIN", PIN)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    sign_as_alice(&env, &server.url, &cred, &pdf, &signed, &[]);
     let http = reqwest::Client::new();
     let post = |body: Value| {
         let http = http.clone();

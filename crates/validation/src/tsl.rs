@@ -159,7 +159,7 @@ pub fn load(xml: &[u8], operator_certs: &[Certificate]) -> Result<TrustedList> {
     }
     let xml = xml.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(xml);
     let text = std::str::from_utf8(xml).map_err(|_| TslError::Xml("not UTF-8".into()))?;
-    let normalized = normalize_attribute_whitespace(text);
+    let normalized = cloudsign_ades::xades::normalize_attribute_whitespace(text);
     let text = normalized.as_deref().unwrap_or(text);
     let doc = parse(text)?;
     let root = doc.document_element().ok_or_else(|| TslError::Xml("no root element".into()))?;
@@ -603,57 +603,6 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// XML 1.0 §3.3.3: literal tabs and line breaks in attribute values read as spaces (a CR LF pair
-/// as one). uppsala 0.12 keeps them, which would canonicalize to `&#x9;` and the like, so the list
-/// is read from a copy with them replaced (character references such as `&#9;` stay as they are).
-/// `None` when there is nothing to replace. (The same as `cloudsign-ades`'s XAdES module; there is
-/// no DOCTYPE to skip here since one is refused.)
-fn normalize_attribute_whitespace(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    let skip_to = |from: usize, end: &str| text.get(from..).and_then(|t| t.find(end)).map_or(b.len(), |e| from + e + end.len());
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        let tail = &b[i..];
-        if tail.starts_with(b"<!--") {
-            i = skip_to(i + 4, "-->");
-        } else if tail.starts_with(b"<![CDATA[") {
-            i = skip_to(i + 9, "]]>");
-        } else if tail.starts_with(b"<?") {
-            i = skip_to(i + 2, "?>");
-        } else if tail.starts_with(b"<!") {
-            i = skip_to(i + 2, ">");
-        } else {
-            let mut quote = None;
-            i += 1;
-            while i < b.len() {
-                let c = b[i];
-                match quote {
-                    None if c == b'>' => break,
-                    None if c == b'"' || c == b'\'' => quote = Some(c),
-                    Some(q) if c == q => quote = None,
-                    Some(_) if matches!(c, b'\t' | b'\n' | b'\r') => {
-                        let o = out.get_or_insert_with(|| b.to_vec());
-                        // CR LF is one line break: the LF becomes the space, the CR is marked
-                        // with a byte that cannot occur in XML and removed below.
-                        o[i] = if c == b'\r' && b.get(i + 1) == Some(&b'\n') { 0 } else { b' ' };
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-    }
-    out.map(|mut o| {
-        o.retain(|c| *c != 0);
-        String::from_utf8(o).unwrap_or_default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,7 +636,7 @@ mod tests {
 
     #[test]
     fn attribute_whitespace() {
-        assert_eq!(normalize_attribute_whitespace("<a b=\"x\ty\r\nz\">\t</a>").unwrap(), "<a b=\"x y z\">\t</a>");
-        assert_eq!(normalize_attribute_whitespace("<a b=\"x\"><!-- \t --></a>"), None);
+        assert_eq!(cloudsign_ades::xades::normalize_attribute_whitespace("<a b=\"x\ty\r\nz\">\t</a>").unwrap(), "<a b=\"x y z\">\t</a>");
+        assert_eq!(cloudsign_ades::xades::normalize_attribute_whitespace("<a b=\"x\"><!-- \t --></a>"), None);
     }
 }

@@ -46,7 +46,7 @@ pub fn validate_xades(xml: &[u8], detached: Option<&[u8]>, ctx: &Context<'_>) ->
     let failure = |e: String| vec![SignatureReport::format_failure("signature 1".to_string(), FORMAT, e)];
     let bom = if xml.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
     let Ok(text) = std::str::from_utf8(&xml[bom..]) else { return failure("the XML document is not UTF-8".into()) };
-    let normalized = normalize_attribute_whitespace(text);
+    let normalized = cloudsign_ades::xades::normalize_attribute_whitespace(text);
     let text = normalized.as_deref().unwrap_or(text);
     let doc = match parse_document(text) {
         Ok(d) => d,
@@ -648,59 +648,3 @@ fn validate_signature(
 // ---------------------------------------------------------------------------------------------
 // Shared with JAdES: the report, the time-stamps, the path and revocation, the level, as
 // `engine::validate_cms` does them.
-
-/// XML 1.0 §3.3.3: literal tabs and line breaks in attribute values read as spaces (a CR LF
-/// pair as one). uppsala 0.12 keeps them, which would canonicalize to `&#x9;` and the like, so
-/// the document is read from a copy with them replaced (as `cloudsign-ades` does when signing).
-/// `None` when there is nothing to replace.
-fn normalize_attribute_whitespace(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    let skip_to = |from: usize, end: &str| text.get(from..).and_then(|t| t.find(end)).map_or(b.len(), |e| from + e + end.len());
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        let tail = &text[i..];
-        if tail.starts_with("<!--") {
-            i = skip_to(i + 4, "-->");
-        } else if tail.starts_with("<![CDATA[") {
-            i = skip_to(i + 9, "]]>");
-        } else if tail.starts_with("<?") {
-            i = skip_to(i + 2, "?>");
-        } else if tail.starts_with("<!") {
-            let close = tail.find('>').unwrap_or(tail.len());
-            i = match tail[..close].find('[') {
-                Some(_) => skip_to(i, "]"),
-                None => i + close,
-            };
-        } else {
-            let mut quote = None;
-            i += 1;
-            while i < b.len() {
-                let c = b[i];
-                match quote {
-                    None if c == b'>' => break,
-                    None if c == b'"' || c == b'\'' => quote = Some(c),
-                    Some(q) if c == q => quote = None,
-                    Some(_) if matches!(c, b'\t' | b'\n' | b'\r') => {
-                        let o = out.get_or_insert_with(|| b.to_vec());
-                        if c == b'\r' && b.get(i + 1) == Some(&b'\n') {
-                            o[i] = 0;
-                        } else {
-                            o[i] = b' ';
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-    }
-    out.map(|mut o| {
-        o.retain(|c| *c != 0);
-        String::from_utf8(o).unwrap_or_default()
-    })
-}
