@@ -408,6 +408,25 @@ async fn revoked_and_expired_foreign_certificates() {
     // Expired in 2021, no proof of existence before that.
     let (code, r) = verify(&env, &sign("leaf-expired"), &root, &with_crl);
     assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "OUT_OF_BOUNDS_NO_POE".into())), "{r:#}");
+
+    // The validation API gives the same indications, with the CRL sent in the request.
+    let server = env.start();
+    let http = reqwest::Client::new();
+    let der = |p: &Path| Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(p).output().unwrap().stdout;
+    for (leaf, want) in [
+        ("leaf-ec", ("TOTAL-PASSED", "")),
+        ("leaf-revoked", ("TOTAL-FAILED", "REVOKED")),
+        ("leaf-expired", ("INDETERMINATE", "OUT_OF_BOUNDS_NO_POE")),
+    ] {
+        let body = serde_json::json!({
+            "document": b64(&std::fs::read(sign(leaf)).unwrap()),
+            "detachedContent": b64(&std::fs::read(&msg).unwrap()),
+            "trustAnchors": [b64(&der(&root))],
+            "crls": [b64(&std::fs::read(&crl).unwrap())],
+        });
+        let v: Value = http.post(format!("{}/validation/v1/verify", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(indication(&v, 0), (want.0.to_string(), want.1.to_string()), "{leaf}: {v:#}");
+    }
 }
 
 #[tokio::test]

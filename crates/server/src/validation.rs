@@ -33,6 +33,12 @@ pub(crate) struct VerifyRequest {
     /// Extra trust anchors (base64 DER certificates).
     #[serde(default)]
     trust_anchors: Vec<String>,
+    /// Revocation evidence the caller obtained (base64 DER CRLs).
+    #[serde(default)]
+    crls: Vec<String>,
+    /// Revocation evidence the caller obtained (base64 DER OCSP responses).
+    #[serde(default)]
+    ocsp_responses: Vec<String>,
 }
 
 fn bad(description: impl Into<String>) -> Response {
@@ -79,8 +85,17 @@ pub(crate) async fn verify(State(state): State<AppState>, body: axum::body::Byte
             }
         }
     }
-    // This service's own status for the certificates it issued (and its issuing CA).
+    // This service's own status for the certificates it issued (and its issuing CA), and what
+    // the caller brings.
     let mut fetched = cloudsign_validation::file::Fetched::default();
+    for (list, into, what) in [(&req.crls, &mut fetched.crls, "crls"), (&req.ocsp_responses, &mut fetched.ocsps, "ocspResponses")] {
+        for item in list {
+            match b64::decode_lenient(item) {
+                Some(der) => into.push(der),
+                None => return bad(format!("Invalid parameter {what}: not base64")),
+            }
+        }
+    }
     for cert in cloudsign_validation::file::certificates_in_bytes(&document) {
         if let Ok(r) = state.service.ocsp_for(&cert).await {
             fetched.ocsps.push(r);
