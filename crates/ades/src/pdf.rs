@@ -1097,6 +1097,18 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_and_runaway_strings_are_errors() {
+        // 100,000 nested arrays: refused at the depth limit, no stack overflow.
+        let deep = format!("{}{} ", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Lexer { b: deep.as_bytes(), pos: 0 }.object(0).is_err());
+        let dicts = format!("{}{} ", "<</A ".repeat(10_000), ">>".repeat(10_000));
+        assert!(Lexer { b: dicts.as_bytes(), pos: 0 }.object(0).is_err());
+        // An unterminated string or dictionary asks for more input instead of running off.
+        assert!(matches!(Lexer { b: b"(abc", pos: 0 }.object(0), Err(ParseError::Truncated(_))));
+        assert!(matches!(Lexer { b: b"<</A 1", pos: 0 }.object(0), Err(ParseError::Truncated(_))));
+    }
+
+    #[test]
     fn png_up_predictor() {
         let data = [2, 1, 2, 2, 1, 1];
         assert_eq!(png_unpredict(&data, 2).unwrap(), vec![1, 2, 2, 3]);
