@@ -411,19 +411,7 @@ fn digest_algorithm(uri: &str) -> Result<HashAlgorithm> {
 
 /// XMLDSig SignatureMethod URIs: RFC 6931 §2.3.2 (RSA), §2.3.6 (ECDSA), §2.3.10 (RSASSA-PSS).
 fn signature_scheme(uri: &str) -> Result<Scheme> {
-    use HashAlgorithm::*;
-    Ok(match uri {
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => Scheme::RsaPkcs1(Sha256),
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" => Scheme::RsaPkcs1(Sha384),
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" => Scheme::RsaPkcs1(Sha512),
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => Scheme::Ecdsa(Sha256),
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => Scheme::Ecdsa(Sha384),
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" => Scheme::Ecdsa(Sha512),
-        "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1" => Scheme::RsaPss(Sha256),
-        "http://www.w3.org/2007/05/xmldsig-more#sha384-rsa-MGF1" => Scheme::RsaPss(Sha384),
-        "http://www.w3.org/2007/05/xmldsig-more#sha512-rsa-MGF1" => Scheme::RsaPss(Sha512),
-        other => return Err(TslError::Unsupported(format!("signature method {other:?}"))),
-    })
+    crate::xades::xmldsig_scheme(uri).ok_or_else(|| TslError::Unsupported(format!("signature method {uri:?}")))
 }
 
 fn aws_lc_digest(hash: HashAlgorithm) -> &'static digest::Algorithm {

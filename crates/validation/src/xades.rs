@@ -342,12 +342,11 @@ fn reference_output(doc: &Document<'_>, sig: NodeId, reference: NodeId, detached
 // ---------------------------------------------------------------------------------------------
 // Signature methods.
 
-/// The scheme of a `SignatureMethod`, and whether its value is ECDSA r ‖ s.
-fn signature_method(doc: &Document<'_>, method: NodeId) -> Result<Scheme, Failure> {
+/// The SignatureMethod URIs whose parameters are all in the URI (RFC 9231 §2.3.2 RSA, §2.3.6
+/// ECDSA, §2.3.10 RSASSA-PSS with MGF1, Ed25519): shared with the trusted-list check.
+pub(crate) fn xmldsig_scheme(uri: &str) -> Option<Scheme> {
     use HashAlgorithm::*;
-    let uri = doc.get_attribute(method, "Algorithm").unwrap_or_default();
-    let weak = |what: &str| Err((Indication::TotalFailed, SubIndication::CryptoConstraintsFailure, format!("{what} is not accepted")));
-    Ok(match uri {
+    Some(match uri {
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => Scheme::RsaPkcs1(Sha256),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" => Scheme::RsaPkcs1(Sha384),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" => Scheme::RsaPkcs1(Sha512),
@@ -358,6 +357,19 @@ fn signature_method(doc: &Document<'_>, method: NodeId) -> Result<Scheme, Failur
         "http://www.w3.org/2007/05/xmldsig-more#sha384-rsa-MGF1" => Scheme::RsaPss(Sha384),
         "http://www.w3.org/2007/05/xmldsig-more#sha512-rsa-MGF1" => Scheme::RsaPss(Sha512),
         "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519" => Scheme::Ed25519,
+        _ => return None,
+    })
+}
+
+/// The scheme of a `SignatureMethod`, and whether its value is ECDSA r ‖ s.
+fn signature_method(doc: &Document<'_>, method: NodeId) -> Result<Scheme, Failure> {
+    use HashAlgorithm::*;
+    let uri = doc.get_attribute(method, "Algorithm").unwrap_or_default();
+    let weak = |what: &str| Err((Indication::TotalFailed, SubIndication::CryptoConstraintsFailure, format!("{what} is not accepted")));
+    if let Some(scheme) = xmldsig_scheme(uri) {
+        return Ok(scheme);
+    }
+    Ok(match uri {
         "http://www.w3.org/2007/05/xmldsig-more#rsa-pss" => {
             // RFC 9231 §2.3.10: RSAPSSParams (DigestMethod, SaltLength), SHA-256 by default.
             let params = child(doc, method, PSS_NS, "RSAPSSParams");
