@@ -23,15 +23,16 @@ pub fn decode_lenient(text: &str) -> Option<Vec<u8>> {
     if trimmed.len() + 2 < text.len() {
         return None; // more than two '=' is never valid padding
     }
-    let normalized: String = trimmed
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
+    // Byte-wise: any non-ASCII byte stays as it is and fails the decode.
+    let normalized: Vec<u8> = trimmed
+        .bytes()
+        .map(|b| match b {
+            b'+' => b'-',
+            b'/' => b'_',
             other => other,
         })
         .collect();
-    URL_SAFE_NO_PAD.decode(normalized.as_bytes()).ok()
+    URL_SAFE_NO_PAD.decode(&normalized).ok()
 }
 
 #[cfg(test)]

@@ -6,6 +6,11 @@ use serde::de::DeserializeOwned;
 /// Parse a JSON request body. An empty body is read as `{}` (CSC `info` is often sent bare).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // A well-formed request parses once, without tracking the path; only a rejected one is
+    // parsed again to name the parameter at fault.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -159,7 +159,29 @@ impl Service {
         guard: Option<&SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
         let hash = scheme.hash();
-        let detail = json!({"client": ctx.client, "clientData": ctx.client_data, "signAlgo": scheme.oid(), "algorithm": scheme.name(), "hashAlgorithmOID": hash.oid(), "hashes": digests_hex}).to_string();
+        // Serialized from borrowed fields (keys in the order `json!` would sort them): at 100
+        // hashes a `Value` tree copied every digest once more.
+        #[derive(serde::Serialize)]
+        struct Detail<'a> {
+            algorithm: &'a str,
+            client: &'a str,
+            #[serde(rename = "clientData")]
+            client_data: Option<&'a str>,
+            #[serde(rename = "hashAlgorithmOID")]
+            hash_algorithm_oid: &'a str,
+            hashes: &'a [String],
+            #[serde(rename = "signAlgo")]
+            sign_algo: &'a str,
+        }
+        let detail = serde_json::to_string(&Detail {
+            algorithm: &scheme.name(),
+            client: &ctx.client,
+            client_data: ctx.client_data.as_deref(),
+            hash_algorithm_oid: hash.oid(),
+            hashes: digests_hex,
+            sign_algo: scheme.oid(),
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
         let t = now();
         let audit = NewAudit { at: t, actor: &session.user_name, event, outcome: "ok", credential_id: Some(&row.id), detail: &detail };
         Ok(self.store.consume_sad(sad_hash, &session.user_id, &row.id, hash.oid(), digests_hex, t, &audit, guard).await?)

@@ -191,12 +191,9 @@ impl Db {
     pub(crate) async fn transaction(&self) -> Result<Conn<'_>> {
         match self {
             Db::Sqlite { writer, .. } => {
-                let guard = writer.lock().await;
-                if !guard.is_autocommit() {
-                    guard.execute_batch("ROLLBACK").map_err(sqlite_err)?;
-                }
-                guard.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_err)?;
-                Ok(Conn::Sqlite(guard))
+                let mut conn = Conn::Sqlite(writer.lock().await);
+                conn.begin().await?;
+                Ok(conn)
             }
             Db::Pg(pool) => Ok(Conn::PgTx(pool.begin().await.map_err(pg_err)?)),
         }
@@ -234,6 +231,11 @@ fn pg_row(r: &PgRow) -> Result<Row> {
         cols.push((c.name().to_string(), v));
     }
     Ok(Row(cols))
+}
+
+/// Run a statement without parameters or rows (transaction control) from the statement cache.
+fn sqlite_step(c: &rusqlite::Connection, sql: &str) -> Result<()> {
+    c.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(sqlite_err)
 }
 
 fn sqlite_sql(sql: &str) -> String {
@@ -296,25 +298,54 @@ impl Conn<'_> {
         }
     }
 
-    /// Commit a transaction from [`Db::transaction`].
-    pub(crate) async fn commit(self) -> Result<()> {
+    /// Open a write transaction on SQLite's writer (from [`Db::write`]). A transaction left
+    /// open by a cancelled request is rolled back first. The transaction statements are
+    /// prepared once and cached like any other: parsing them was a measurable share of a
+    /// one-hash signHash.
+    pub(crate) async fn begin(&mut self) -> Result<()> {
         match self {
-            Conn::Sqlite(c) => c.execute_batch("COMMIT").map_err(sqlite_err),
+            Conn::Sqlite(c) => {
+                if !c.is_autocommit() {
+                    sqlite_step(c, "ROLLBACK")?;
+                }
+                sqlite_step(c, "BEGIN IMMEDIATE")
+            }
+            Conn::Pg(_) | Conn::PgTx(_) => Err(StoreError::Db("begin() is for the SQLite writer".into())),
+        }
+    }
+
+    /// Commit a transaction from [`Db::transaction`].
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        match self {
             Conn::PgTx(t) => t.commit().await.map_err(pg_err),
-            Conn::Pg(_) => Ok(()),
+            _ => self.commit_open().await,
+        }
+    }
+
+    /// Commit the transaction open on this SQLite connection, keeping the connection.
+    pub(crate) async fn commit_open(&mut self) -> Result<()> {
+        match self {
+            Conn::Sqlite(c) => sqlite_step(c, "COMMIT"),
+            Conn::PgTx(_) | Conn::Pg(_) => Ok(()),
         }
     }
 
     /// Roll back; errors are ignored (the transaction is void either way).
-    pub(crate) async fn rollback(self) {
+    pub(crate) async fn rollback(mut self) {
         match self {
-            Conn::Sqlite(c) => {
-                let _ = c.execute_batch("ROLLBACK");
-            }
             Conn::PgTx(t) => {
                 let _ = t.rollback().await;
             }
-            Conn::Pg(_) => {}
+            _ => self.rollback_open().await,
+        }
+    }
+
+    /// Roll back the transaction open on this SQLite connection, keeping the connection.
+    pub(crate) async fn rollback_open(&mut self) {
+        if let Conn::Sqlite(c) = self {
+            if !c.is_autocommit() {
+                let _ = sqlite_step(c, "ROLLBACK");
+            }
         }
     }
 }

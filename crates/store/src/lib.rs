@@ -9,12 +9,13 @@
 #![warn(missing_docs)]
 
 mod db;
+mod group;
 mod schema;
 
 use db::{Conn, Db, P, Row};
 
 /// A store failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database refused.
     #[error("database error: {0}")]
@@ -34,6 +35,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<Db>,
+    /// SQLite: SAD consumptions waiting for the writer (`group`).
+    consumers: std::sync::Arc<group::GroupCommit>,
 }
 
 /// A user account.
@@ -446,7 +449,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let db = Db::connect(url).await?;
         schema::migrate(&db).await?;
-        Ok(Self { db: std::sync::Arc::new(db) })
+        Ok(Self { db: std::sync::Arc::new(db), consumers: Default::default() })
     }
 
     /// Close the connections.
@@ -1195,7 +1198,8 @@ impl Store {
     /// Consume `digests.len()` signatures of a SAD, and each digest once if the SAD is bound,
     /// and write the audit record, in one transaction: all or nothing. The first statement
     /// takes the SAD row's write lock, so concurrent consumers (threads or server processes on
-    /// one PostgreSQL) queue behind it and see the decremented count.
+    /// one PostgreSQL) queue behind it and see the decremented count. On SQLite, requests
+    /// waiting for the one writer share a transaction (group commit, see `group.rs`).
     #[allow(clippy::too_many_arguments)]
     pub async fn consume_sad(
         &self,
@@ -1209,51 +1213,38 @@ impl Store {
         guard: Option<&SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
         let n = digests_hex.len() as i64;
-        let outcome = transaction!(self.db, |c| {
-            let row = match guard {
-                None => {
-                    c.opt(
-                        "UPDATE sads SET remaining = remaining - $4 \
-                         WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-                         RETURNING bound, hash_algo",
-                        &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
-                    )
-                    .await?
-                }
-                Some(g) => {
-                    c.opt(
-                        "UPDATE sads SET remaining = remaining - $4 \
-                         WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-                         AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
-                           AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
-                         AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
-                           AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5) \
-                         RETURNING bound, hash_algo",
-                        &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(g.token_hash), P::S(g.key_handle)],
-                    )
-                    .await?
-                }
-            };
-            let Some(row) = row else { return Ok((None, false)) };
-            if row.flag("bound")? {
-                if row.opt_str("hash_algo")?.as_deref() != Some(hash_algo) {
-                    return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
-                }
-                for d in digests_hex {
-                    let used = c
-                        .exec(
-                            "UPDATE sad_hashes SET used = 1 WHERE sad = $1 AND idx = (SELECT MIN(idx) FROM sad_hashes WHERE sad = $1 AND digest = $2 AND used = 0)",
-                            &[P::S(hash), P::S(d)],
-                        )
-                        .await?;
-                    if used != 1 {
-                        return Ok((Some(ConsumeOutcome::HashNotAuthorized), false));
+        let job = group::ConsumeJob {
+            hash: hash.to_string(),
+            user_id: user_id.to_string(),
+            credential_id: credential_id.to_string(),
+            hash_algo: hash_algo.to_string(),
+            digests_hex: digests_hex.to_vec(),
+            now,
+            audit: audit.into(),
+            guard: guard.map(|g| (g.token_hash.to_string(), g.key_handle.to_string())),
+        };
+        let outcome = if self.db.is_postgres() {
+            transaction!(self.db, |c| { consume_in(&mut c, &job).await })?
+        } else {
+            let (_queued, mut done) = self.consumers.push(job);
+            tokio::select! {
+                biased;
+                // Another request's transaction ran this one.
+                r = &mut done => r.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??,
+                w = self.db.write() => {
+                    let mut w = w?;
+                    match done.try_recv() {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            tokio::task::yield_now().await;
+                            self.consumers.lead(&mut w).await;
+                            drop(w);
+                            done.await.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??
+                        }
                     }
                 }
             }
-            insert_audit(&mut c, audit).await?;
-            Ok((Some(ConsumeOutcome::Consumed), true))
-        })?;
+        };
         match outcome {
             Some(o) => Ok(o),
             // A guarded caller falls back to fresh reads, which explain the refusal.
@@ -1427,11 +1418,59 @@ fn oauth_request_row(r: &Row) -> Result<OAuthRequestRow> {
     })
 }
 
+/// The statements of one SAD consumption (see [`Store::consume_sad`]), in the caller's
+/// transaction: `(None, false)` when the SAD's conditions do not hold.
+pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
+    let n = job.digests_hex.len() as i64;
+    let (hash, user_id, credential_id, now) = (job.hash.as_str(), job.user_id.as_str(), job.credential_id.as_str(), job.now);
+    let row = match &job.guard {
+        None => {
+            c.opt(
+                "UPDATE sads SET remaining = remaining - $4 \
+                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                 RETURNING bound, hash_algo",
+                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
+            )
+            .await?
+        }
+        Some((token_hash, key_handle)) => {
+            c.opt(
+                "UPDATE sads SET remaining = remaining - $4 \
+                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                 AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
+                   AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
+                 AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
+                   AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5) \
+                 RETURNING bound, hash_algo",
+                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)],
+            )
+            .await?
+        }
+    };
+    let Some(row) = row else { return Ok((None, false)) };
+    if row.flag("bound")? {
+        if row.opt_str("hash_algo")?.as_deref() != Some(job.hash_algo.as_str()) {
+            return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
+        }
+        for d in &job.digests_hex {
+            let used = c
+                .exec(
+                    "UPDATE sad_hashes SET used = 1 WHERE sad = $1 AND idx = (SELECT MIN(idx) FROM sad_hashes WHERE sad = $1 AND digest = $2 AND used = 0)",
+                    &[P::S(hash), P::S(d)],
+                )
+                .await?;
+            if used != 1 {
+                return Ok((Some(ConsumeOutcome::HashNotAuthorized), false));
+            }
+        }
+    }
+    c.exec(INSERT_AUDIT, &job.audit.params()).await?;
+    Ok((Some(ConsumeOutcome::Consumed), true))
+}
+
+const INSERT_AUDIT: &str = "INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+
 async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<()> {
-    c.exec(
-        "INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome), P::OS(e.credential_id), P::S(e.detail)],
-    )
-    .await?;
+    c.exec(INSERT_AUDIT, &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome), P::OS(e.credential_id), P::S(e.detail)]).await?;
     Ok(())
 }

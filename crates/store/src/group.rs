@@ -1,0 +1,281 @@
+//! Group commit for SAD consumption on SQLite.
+//!
+//! SQLite has one writer. Every signHash is one write transaction (consume the SAD, write the
+//! audit record), and at one hash per request the transaction's fixed cost — the WAL write
+//! lock, the WAL frames for the SAD's page and the audit page, the commit — is most of the
+//! database's share of the request. Requests that reach the writer while another holds it
+//! queue here; whoever obtains the writer next runs everything queued in one transaction, each
+//! request's statements inside its own savepoint (so one refusal never undoes another's
+//! consumption), and tells each waiting request its own outcome after the commit. Nothing is
+//! answered before the commit that makes it durable, so the audit record still precedes every
+//! signature (ARCHITECTURE.md, "audit before the response"); a request alone in the queue runs
+//! exactly as without grouping.
+//!
+//! PostgreSQL needs none of this: its writers run in parallel and each consumption locks only
+//! its SAD's row.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use crate::db::{Conn, P};
+use crate::{ConsumeOutcome, Result};
+
+/// One signHash's consumption, owned so that another request's task can run it.
+pub(crate) struct ConsumeJob {
+    pub(crate) hash: String,
+    pub(crate) user_id: String,
+    pub(crate) credential_id: String,
+    pub(crate) hash_algo: String,
+    pub(crate) digests_hex: Vec<String>,
+    pub(crate) now: i64,
+    pub(crate) audit: OwnedAudit,
+    /// `SadGuard`: token hash and key handle.
+    pub(crate) guard: Option<(String, String)>,
+}
+
+/// [`crate::NewAudit`], owned.
+pub(crate) struct OwnedAudit {
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) event: String,
+    pub(crate) outcome: String,
+    pub(crate) credential_id: Option<String>,
+    pub(crate) detail: String,
+}
+
+/// What a consumption decided: `None` when the SAD's conditions did not hold (nothing
+/// changed), and whether the caller's statements are to be kept.
+pub(crate) type Decided = (Option<ConsumeOutcome>, bool);
+
+type Reply = oneshot::Sender<Result<Option<ConsumeOutcome>>>;
+
+struct Waiting {
+    id: u64,
+    job: ConsumeJob,
+    reply: Reply,
+}
+
+/// The queue of consumptions waiting for the writer.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<(u64, Vec<Waiting>)>,
+    /// Jobs run and transactions used, for the tests (and a debugger).
+    jobs: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Takes a request's job back out of the queue if the request goes away before a leader
+/// picked it up (a client that disconnects while waiting consumes nothing).
+pub(crate) struct Queued<'a> {
+    group: &'a GroupCommit,
+    id: u64,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut q = self.group.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.1.retain(|w| w.id != self.id);
+    }
+}
+
+impl GroupCommit {
+    /// Queue a job; the receiver gets its outcome once a leader has committed it.
+    pub(crate) fn push(&self, job: ConsumeJob) -> (Queued<'_>, oneshot::Receiver<Result<Option<ConsumeOutcome>>>) {
+        let (reply, rx) = oneshot::channel();
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0 += 1;
+        let id = q.0;
+        q.1.push(Waiting { id, job, reply });
+        (Queued { group: self, id }, rx)
+    }
+
+    /// Jobs run and transactions committed so far.
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (self.jobs.load(Ordering::Relaxed), self.batches.load(Ordering::Relaxed))
+    }
+
+    fn take(&self) -> Vec<Waiting> {
+        std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).1)
+    }
+
+    /// Run everything queued in one transaction on the writer `c` (held, no transaction open)
+    /// and answer each job after the commit.
+    pub(crate) async fn lead(&self, c: &mut Conn<'_>) {
+        let batch = self.take();
+        if batch.is_empty() {
+            return;
+        }
+        self.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let results = run(c, &batch).await;
+        for (w, r) in batch.into_iter().zip(results) {
+            // A requester that has gone away no longer needs its answer.
+            let _ = w.reply.send(r);
+        }
+    }
+}
+
+async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOutcome>>> {
+    if let Err(e) = c.begin().await {
+        return batch.iter().map(|_| Err(e.clone())).collect();
+    }
+    if let [one] = batch {
+        // Alone: the transaction is the job's, as without grouping.
+        return vec![match crate::consume_in(c, &one.job).await {
+            Ok((v, true)) => c.commit_open().await.map(|()| v),
+            Ok((v, false)) => {
+                c.rollback_open().await;
+                Ok(v)
+            }
+            Err(e) => {
+                c.rollback_open().await;
+                Err(e)
+            }
+        }];
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for w in batch {
+        match in_savepoint(c, &w.job).await {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                // The savepoint machinery itself failed: nothing of the batch is kept.
+                c.rollback_open().await;
+                return batch.iter().map(|_| Err(e.clone())).collect();
+            }
+        }
+    }
+    match c.commit_open().await {
+        Ok(()) => results,
+        Err(e) => {
+            c.rollback_open().await;
+            batch.iter().map(|_| Err(e.clone())).collect()
+        }
+    }
+}
+
+/// One job inside its savepoint: kept when it consumed, undone otherwise. The outer `Result`
+/// is a failure of the savepoint statements themselves.
+async fn in_savepoint(c: &mut Conn<'_>, job: &ConsumeJob) -> Result<Result<Option<ConsumeOutcome>>> {
+    c.exec("SAVEPOINT consume", &[]).await?;
+    let decided: Result<Decided> = crate::consume_in(c, job).await;
+    let keep = matches!(decided, Ok((_, true)));
+    if !keep {
+        c.exec("ROLLBACK TO consume", &[]).await?;
+    }
+    c.exec("RELEASE consume", &[]).await?;
+    Ok(decided.map(|(v, _)| v))
+}
+
+impl From<&crate::NewAudit<'_>> for OwnedAudit {
+    fn from(a: &crate::NewAudit<'_>) -> Self {
+        OwnedAudit {
+            at: a.at,
+            actor: a.actor.to_string(),
+            event: a.event.to_string(),
+            outcome: a.outcome.to_string(),
+            credential_id: a.credential_id.map(str::to_string),
+            detail: a.detail.to_string(),
+        }
+    }
+}
+
+impl OwnedAudit {
+    pub(crate) fn params(&self) -> [P<'_>; 6] {
+        [P::I(self.at), P::S(&self.actor), P::S(&self.event), P::S(&self.outcome), P::OS(self.credential_id.as_deref()), P::S(&self.detail)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConsumeOutcome, NewAudit, NewSad, Store};
+
+    async fn store() -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("cloudsign-group-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
+        (dir, store)
+    }
+
+    async fn sad(store: &Store, hash: &str, remaining: i64, bound: Option<&[String]>) {
+        let s = NewSad {
+            hash,
+            user_id: "u",
+            credential_id: "c",
+            remaining,
+            hash_algo: bound.map(|_| "2.16.840.1.101.3.4.2.1"),
+            digests: bound,
+            expires_at: i64::MAX,
+            now: 1,
+            sole_key: None,
+        };
+        store.insert_sad(&s).await.unwrap();
+    }
+
+    async fn consume(store: Store, hash: &'static str, digest: &'static str) -> ConsumeOutcome {
+        let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: "ok", credential_id: Some("c"), detail: "{}" };
+        store.consume_sad(hash, "u", "c", "2.16.840.1.101.3.4.2.1", &[digest.to_string()], 2, &audit, None).await.unwrap()
+    }
+
+    /// Requests queued behind the writer share one transaction, and each gets its own outcome:
+    /// a refusal (savepoint rolled back) never undoes another request's consumption, and a
+    /// refused request's partial changes (the SAD count it decremented before its digest was
+    /// found unbound) are undone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_transaction_keeps_each_requests_own_outcome() {
+        let (dir, store) = store().await;
+        let x = "aa".repeat(32);
+        sad(&store, "A", 2, None).await;
+        sad(&store, "B", 1, Some(&[x.clone()])).await;
+        sad(&store, "C", 1, Some(&[x.clone()])).await;
+        let held = store.db.write().await.unwrap();
+        let mut tasks = Vec::new();
+        for (hash, digest) in [("A", "01"), ("A", "02"), ("A", "03"), ("B", "bb"), ("C", "aa")] {
+            let digest: &'static str = if digest == "aa" { Box::leak(x.clone().into_boxed_str()) } else { digest };
+            tasks.push((hash, tokio::spawn(consume(store.clone(), hash, digest))));
+        }
+        // Every request queues while the writer is held, then one transaction runs them all.
+        while store.consumers.queue.lock().unwrap().1.len() < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(held);
+        let mut outcomes = Vec::new();
+        for (hash, t) in tasks {
+            outcomes.push((hash, t.await.unwrap()));
+        }
+        assert_eq!(store.consumers.stats(), (5, 1), "five requests, one transaction");
+        let a: Vec<_> = outcomes.iter().filter(|(h, _)| *h == "A").map(|(_, o)| o.clone()).collect();
+        assert_eq!(a.iter().filter(|o| **o == ConsumeOutcome::Consumed).count(), 2, "{a:?}");
+        assert!(a.contains(&ConsumeOutcome::Exhausted { remaining: 0 }), "{a:?}");
+        assert_eq!(outcomes[3].1, ConsumeOutcome::HashNotAuthorized);
+        assert_eq!(outcomes[4].1, ConsumeOutcome::Consumed);
+        assert_eq!(store.sad("A").await.unwrap().unwrap().remaining, 0);
+        assert_eq!(store.sad("B").await.unwrap().unwrap().remaining, 1, "the refused request's decrement is rolled back");
+        assert_eq!(store.sad("C").await.unwrap().unwrap().remaining, 0);
+        let signed = store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count();
+        assert_eq!(signed, 3, "one audit record per consumption, none for refusals");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A request that goes away while queued consumes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_request_is_taken_out_of_the_queue() {
+        let (dir, store) = store().await;
+        sad(&store, "A", 5, None).await;
+        let held = store.db.write().await.unwrap();
+        let t = tokio::spawn(consume(store.clone(), "A", "01"));
+        while store.consumers.queue.lock().unwrap().1.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        t.abort();
+        let _ = t.await;
+        assert!(store.consumers.queue.lock().unwrap().1.is_empty());
+        drop(held);
+        assert_eq!(consume(store.clone(), "A", "02").await, ConsumeOutcome::Consumed);
+        assert_eq!(store.sad("A").await.unwrap().unwrap().remaining, 4);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
