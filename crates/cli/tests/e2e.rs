@@ -653,3 +653,62 @@ async fn remembered_rows_never_outvote_the_database() {
     let refused = audit.lines().filter(|l| l.contains("\"signatures.signHash\"") && l.contains("\"outcome\":\"refused\"")).count();
     assert_eq!(refused, 2, "disabled and suspended are audited refusals: {audit}");
 }
+
+#[tokio::test]
+async fn password_guessing_is_slowed_sqlite() {
+    password_guessing("sqlite").await;
+}
+
+#[tokio::test]
+async fn password_guessing_is_slowed_postgres() {
+    password_guessing("postgres").await;
+}
+
+/// Wrong passwords on one account: five are free, then each attempt waits for its slot (2, 4, 8
+/// s ...), refused with 429 `access_denied` and `Retry-After` before it, the right password too;
+/// parallel guesses cannot pass the limit together; other accounts are untouched; a right
+/// password or `admin user enable` starts the count again; the refusals are audited.
+async fn password_guessing(db: &str) {
+    let env = Env::new(db);
+    env.add_user("alice");
+    env.add_user("bob");
+    let server = env.start();
+    let api = Api::new(&server);
+    let login = |user: &'static str, password: &'static str| {
+        let request = api.http.post(format!("{}/auth/login", api.base)).basic_auth(user, Some(password)).json(&json!({}));
+        async move { request.send().await.unwrap() }
+    };
+    for i in 0..6 {
+        let r = login("alice", "wrong password").await;
+        assert_eq!((i, r.status().as_u16()), (i, 400));
+    }
+    let r = login("alice", PASSWORD).await;
+    assert_eq!(r.status(), 429, "the seventh attempt comes before its slot, whatever the password");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "access_denied");
+    assert!(v["error_description"].as_str().unwrap().contains("try again in"), "{v}");
+    assert_eq!(login("bob", PASSWORD).await.status(), 200, "another account is not slowed");
+    assert_eq!(login("mallory", "guess").await.status(), 400, "unknown names are refused as before");
+
+    tokio::time::sleep(Duration::from_millis(wait * 1000 + 100)).await;
+    assert_eq!(login("alice", PASSWORD).await.status(), 200, "after the wait the right password is taken");
+    for _ in 0..5 {
+        assert_eq!(login("alice", "wrong password").await.status(), 400, "a success starts the count again");
+    }
+    // Eight guesses at once: the sixth attempt is taken and reserves the next slot, the rest
+    // find the account waiting.
+    let guesses: Vec<_> = (0..8).map(|_| tokio::spawn(login("alice", "wrong password"))).collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+
+    env.admin(&["user", "enable", "alice"], "");
+    assert_eq!(login("alice", PASSWORD).await.status(), 200, "an administrator lets the owner in at once");
+    let audit = env.admin(&["audit", "--json", "--limit", "1000"], "");
+    assert!(audit.contains("throttled"), "throttled logins are audited");
+}

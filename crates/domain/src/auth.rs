@@ -4,11 +4,16 @@
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use cloudsign_store::{NewToken, UserRow};
+use cloudsign_store::{LoginAttempt, NewToken, UserRow};
 
-use crate::secrets::{new_token, token_hash, verify_secret};
+use crate::secrets::{new_token, token_hash};
 use crate::service::CredentialScope;
 use crate::{Error, RequestContext, Result, Service, Session, now};
+
+/// Consecutive wrong passwords an account takes before attempts are spaced out.
+pub const LOGIN_FREE_FAILURES: i64 = 5;
+/// The longest wait between two password attempts on one account.
+pub const LOGIN_MAX_DELAY_SECONDS: i64 = 300;
 
 /// Tokens issued by a login.
 #[derive(Debug)]
@@ -38,6 +43,12 @@ impl Service {
 
     /// Check a user's password (auditing a refusal under `event`). Unknown users cost the same
     /// argon2 run as known ones, so timing does not reveal which names exist.
+    ///
+    /// Password guessing is slowed per account (`Store::begin_login_attempt`): after
+    /// `LOGIN_FREE_FAILURES` consecutive failures each attempt waits for its slot, 2, 4, 8, ...
+    /// seconds apart up to `LOGIN_MAX_DELAY_SECONDS`, and an attempt before its slot is refused
+    /// without running argon2. The count lives in the store, so it holds across nodes and
+    /// restarts; a right password (or `admin user enable`) resets it.
     pub(crate) async fn check_password(
         &self,
         ctx: &RequestContext,
@@ -46,11 +57,21 @@ impl Service {
         event: &str,
     ) -> Result<UserRow> {
         let user = self.store.user_by_name(user_name).await?;
+        if let Some(u) = &user
+            && let LoginAttempt::Throttled { retry_after } =
+                self.store.begin_login_attempt(&u.id, now(), LOGIN_FREE_FAILURES, LOGIN_MAX_DELAY_SECONDS).await?
+        {
+            self.audit(user_name, event, "refused", None, json!({"client": ctx.client, "reason": "throttled", "retryAfter": retry_after}))
+                .await?;
+            return Err(Error::Throttled { retry_after: retry_after as u64 });
+        }
         let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_password_hash().to_string());
-        let matches =
-            tokio::task::spawn_blocking(move || verify_secret(&password, &stored)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        let matches = self.verify_secret_bounded(password, stored).await?;
         match user {
-            Some(u) if matches && !u.disabled => Ok(u),
+            Some(u) if matches && !u.disabled => {
+                self.store.login_succeeded(&u.id).await?;
+                Ok(u)
+            }
             _ => {
                 self.audit(user_name, event, "refused", None, json!({"client": ctx.client})).await?;
                 Err(Error::AuthenticationFailed)

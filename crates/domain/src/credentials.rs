@@ -6,7 +6,7 @@ use cloudsign_store::{ConsumeOutcome, CredentialRow, NewSad};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::secrets::{ct_eq, new_token, random_bytes, token_hash, totp_match, verify_secret};
+use crate::secrets::{ct_eq, new_token, random_bytes, token_hash, totp_match};
 use crate::{Error, RequestContext, Result, Service, Session, now};
 
 /// Certificate status (CSC `cert.status`).
@@ -368,8 +368,7 @@ impl Service {
             return Err(Error::Locked); // audited by `authorize`
         };
         let stored = row.pin_hash.clone();
-        let pin_ok =
-            tokio::task::spawn_blocking(move || verify_secret(&pin, &stored)).await.map_err(|e| Error::Internal(e.to_string()))??;
+        let pin_ok = self.verify_secret_bounded(pin, stored).await?;
         let otp_ok = match (pin_ok, otp) {
             (false, _) => false,
             (true, None) => true,

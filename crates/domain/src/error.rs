@@ -31,6 +31,12 @@ pub enum Error {
     /// Too many failed attempts: the credential is locked until an administrator unlocks it.
     #[error("PIN locked")]
     Locked,
+    /// Too many wrong passwords for this account lately: try again after `retry_after` seconds.
+    #[error("Too many failed logins for this account; try again in {retry_after} s")]
+    Throttled {
+        /// Seconds until the next attempt is taken.
+        retry_after: u64,
+    },
     /// Unexpected failure; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),

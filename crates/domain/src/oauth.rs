@@ -608,6 +608,7 @@ impl Service {
         let user = match self.check_password(ctx, user_name, password, "oauth2.login").await {
             Ok(u) => u,
             Err(Error::AuthenticationFailed) => return Err(FlowError::Retry("Wrong user name or password".into())),
+            Err(e @ Error::Throttled { .. }) => return Err(FlowError::Retry(e.to_string())),
             Err(e) => return Err(e.into()),
         };
         if let Some(g) = &request.credential {

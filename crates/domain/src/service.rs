@@ -168,6 +168,10 @@ pub struct Service {
     pub(crate) hot_sessions: Mutex<HashMap<String, (Session, Instant)>>,
     pub(crate) hot_credentials: Mutex<HashMap<String, (CredentialRow, Instant)>>,
     dummy_password_hash: String,
+    /// Slots for argon2 verifications (passwords, PINs): each holds `argon2.memory_kib` of
+    /// memory for a few dozen milliseconds, and the blocking pool would otherwise run hundreds
+    /// at once under a flood of logins.
+    secret_slots: tokio::sync::Semaphore,
 }
 
 /// How long signHash's fast path trusts a remembered row before reading it again (it never
@@ -257,6 +261,7 @@ impl Service {
             hot_sessions: Mutex::new(HashMap::new()),
             hot_credentials: Mutex::new(HashMap::new()),
             dummy_password_hash,
+            secret_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
         })
     }
 
@@ -355,6 +360,15 @@ impl Service {
     /// DER of the CA certificates: issuing CA, then root.
     pub fn ca_chain(&self) -> [&[u8]; 2] {
         [&self.ca.issuing_der, &self.ca.root_der]
+    }
+
+    /// Check a password or PIN against its argon2id hash on the blocking pool, at most one per
+    /// core at a time (`secret_slots`).
+    pub(crate) async fn verify_secret_bounded(&self, secret: zeroize::Zeroizing<String>, stored: String) -> Result<bool> {
+        let _slot = self.secret_slots.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || crate::secrets::verify_secret(&secret, &stored))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     pub(crate) fn dummy_password_hash(&self) -> &str {

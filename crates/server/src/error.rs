@@ -14,12 +14,14 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     description: String,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// Build one.
     pub fn new(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into() }
+        Self { status, code, description: description.into(), retry_after: None }
     }
 
     /// 400 `invalid_request`.
@@ -35,6 +37,10 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3.
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            // RFC 9110 §10.2.3.
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
         response
     }
@@ -74,6 +80,13 @@ fn map(e: Error, v1: bool) -> ApiError {
             ErrorCode::InvalidRequest,
             "PIN locked: too many failed attempts; the credential must be unlocked by an administrator",
         ),
+        // RFC 6585 §4. The CSC has no code of its own for it; `access_denied` is what a refused
+        // login is nearest to, and the description says when to come back.
+        Error::Throttled { retry_after } => {
+            let mut e = ApiError::new(S::TOO_MANY_REQUESTS, ErrorCode::AccessDenied, e.to_string());
+            e.retry_after = Some(retry_after);
+            e
+        }
         Error::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             ApiError::new(S::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "Internal error")

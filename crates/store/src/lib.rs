@@ -298,6 +298,18 @@ pub struct SadGuard<'a> {
     pub key_handle: &'a str,
 }
 
+/// May a password be tried on an account now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Yes; the attempt is counted.
+    Allowed,
+    /// Not before `retry_after` seconds.
+    Throttled {
+        /// Seconds until the next attempt is taken.
+        retry_after: i64,
+    },
+}
+
 /// Why a SAD could not be consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumeOutcome {
@@ -540,6 +552,44 @@ impl Store {
         self.db.read().await?.opt(&sql, &[P::S(name)]).await?.as_ref().map(user_row).transpose()
     }
 
+    /// Count a password attempt on an account before the password is checked, and reserve the
+    /// account's next slot: the first `free` consecutive failures cost nothing, each later
+    /// attempt blocks the account for 2, 4, 8, ... seconds up to `max_delay` (whole seconds: the
+    /// first wait is two so that it is at least one). One transaction,
+    /// so guesses sent in parallel (or to several nodes) cannot all pass. A success resets
+    /// the count ([`Store::login_succeeded`]).
+    pub async fn begin_login_attempt(&self, user_id: &str, now: i64, free: i64, max_delay: i64) -> Result<LoginAttempt> {
+        transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 AND login_blocked_until <= $2 RETURNING failed_logins",
+                    &[P::S(user_id), P::I(now)],
+                )
+                .await?;
+            let Some(row) = row else {
+                let until = c.opt("SELECT login_blocked_until FROM users WHERE id = $1", &[P::S(user_id)]).await?;
+                let until = until.map(|r| r.i64("login_blocked_until")).transpose()?.unwrap_or(now);
+                return Ok((LoginAttempt::Throttled { retry_after: (until - now).max(1) }, false));
+            };
+            let n = row.i64("failed_logins")?;
+            if n > free {
+                let delay = (2i64 << (n - free - 1).min(20)).min(max_delay);
+                c.exec("UPDATE users SET login_blocked_until = $2 WHERE id = $1", &[P::S(user_id), P::I(now + delay)]).await?;
+            }
+            Ok((LoginAttempt::Allowed, true))
+        })
+    }
+
+    /// The password was right: the account's failure count starts again.
+    pub async fn login_succeeded(&self, user_id: &str) -> Result<()> {
+        self.db
+            .write()
+            .await?
+            .exec("UPDATE users SET failed_logins = 0, login_blocked_until = 0 WHERE id = $1 AND failed_logins > 0", &[P::S(user_id)])
+            .await?;
+        Ok(())
+    }
+
     /// Find a user by id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
@@ -553,10 +603,15 @@ impl Store {
     }
 
     /// Enable or disable a user; returns whether the user exists. Disabling also revokes the
-    /// user's tokens so that a disabled account is shut out at once.
+    /// user's tokens so that a disabled account is shut out at once; enabling also clears the
+    /// password-guessing backoff, so an administrator can let the owner in at once.
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
         transaction!(self.db, |c| {
-            let n = c.exec("UPDATE users SET disabled = $1 WHERE name = $2", &[P::I(i64::from(disabled)), P::S(name)]).await?;
+            let n = if disabled {
+                c.exec("UPDATE users SET disabled = 1 WHERE name = $1", &[P::S(name)]).await?
+            } else {
+                c.exec("UPDATE users SET disabled = 0, failed_logins = 0, login_blocked_until = 0 WHERE name = $1", &[P::S(name)]).await?
+            };
             if disabled {
                 c.exec("UPDATE tokens SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE name = $1)", &[P::S(name)]).await?;
             }

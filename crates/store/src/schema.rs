@@ -10,7 +10,8 @@ use crate::db::{Db, P};
 /// Version 4: where a credential's key lives (`software` or `pkcs11`); sole control (the salt
 /// of a credential's PIN-derived wrapping key, and a SAD's copy of that key); the certificates
 /// a renewal replaced.
-const SCHEMA_VERSION: &str = "4";
+/// Version 5: password-guessing backoff on users (failed logins, blocked until).
+const SCHEMA_VERSION: &str = "5";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -39,6 +40,13 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
             "ALTER TABLE ca_certs ADD COLUMN key_backend TEXT NOT NULL DEFAULT 'software'",
         ],
     ),
+    (
+        "4",
+        &[
+            "ALTER TABLE users ADD COLUMN failed_logins BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE users ADD COLUMN login_blocked_until BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
 ];
 
 const TABLES: &[&str] = &[
@@ -47,7 +55,8 @@ const TABLES: &[&str] = &[
      subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, \
      key_backend TEXT NOT NULL DEFAULT 'software')",
     "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, \
-     disabled BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+     disabled BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, failed_logins BIGINT NOT NULL DEFAULT 0, \
+     login_blocked_until BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS credentials (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), key_algo TEXT NOT NULL, \
      key_handle TEXT NOT NULL, cert_der TEXT NOT NULL, serial_hex TEXT NOT NULL, subject_dn TEXT NOT NULL, issuer_dn TEXT NOT NULL, \
      not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, scal BIGINT NOT NULL, multisign BIGINT NOT NULL, pin_hash TEXT NOT NULL, \
