@@ -361,6 +361,11 @@ async fn sign_doc_returns_signed_pdfs_and_xml() {
         let r = pyhanko_validate(&out, &root);
         assert!(r.contains(":INTACT:TRUSTED") && r.contains("TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "{level}: {r}");
         assert_eq!(String::from_utf8_lossy(&bytes).contains("/DSS"), level == "B-LT");
+        if level == "B-LT" {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/revocation_after_timestamp.py");
+            let checked = run(Command::new(python()).arg(script).arg(&out));
+            assert!(checked.contains("fresh:"), "{checked}");
+        }
     }
     let signed_xml = env.file("service.xml");
     std::fs::write(&signed_xml, unb64(docs[2].as_str().unwrap())).unwrap();

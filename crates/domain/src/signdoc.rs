@@ -142,20 +142,12 @@ impl Service {
         let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
         let certificate =
             cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
-        // B-LT: what a verifier needs (root, TSA certificate, CRL, the signer certificate's OCSP
-        // response), gathered before the SAD is spent, so that a failure here costs nothing.
-        let validation = if input.items.iter().any(|i| i.level.long_term()) {
-            let mut certificates = vec![self.ca.root_der.clone()];
-            if let Some(tsa) = &self.tsa {
-                certificates.push(tsa.certificate().to_vec());
-            }
-            // The issuing CA's CRL for the signer and TSA certificates, the root's for the
-            // issuing CA, and the signer certificate's OCSP response.
-            let crls = vec![self.crl().await?, self.arl()?];
-            Some(cades::ValidationData { certificates, crls, ocsp: vec![self.ocsp_for(&certificate).await?] })
-        } else {
-            None
-        };
+        // B-LT: the validation data can be made (the CRLs, the signer certificate's OCSP
+        // response) — tried before the SAD is spent, so that a failure here costs nothing. What
+        // goes into the signatures is made again after their time-stamps (`sign_docs`).
+        if input.items.iter().any(|i| i.level.long_term()) {
+            self.validation_data(&certificate).await?;
+        }
         // Documents that cannot be signed are refused before the SAD is spent.
         for item in &input.items {
             preflight(item, &certificate, &self.ca.issuing_der)?;
@@ -163,7 +155,7 @@ impl Service {
         let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
         sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
         // From here the signatures are paid for: a failure is final, and audited as such.
-        let result = self.sign_docs(&key, &certificate, input.items, validation.as_ref()).await;
+        let result = self.sign_docs(&key, &certificate, input.items).await;
         if let Err(e) = &result {
             self.audit(
                 &session.user_name,
@@ -177,78 +169,153 @@ impl Service {
         result
     }
 
-    async fn sign_docs(
-        &self,
-        key: &std::sync::Arc<dyn cloudsign_keys::SigningKey>,
-        certificate: &[u8],
-        items: Vec<DocItem>,
-        validation: Option<&cades::ValidationData>,
-    ) -> Result<Vec<Vec<u8>>> {
+    /// What a verifier needs for B-LT (root, TSA certificate, the issuing CA's CRL for the
+    /// signer and TSA certificates, the root's for the issuing CA, and the signer certificate's
+    /// OCSP response), as of now.
+    async fn validation_data(&self, certificate: &[u8]) -> Result<cades::ValidationData> {
+        let mut certificates = vec![self.ca.root_der.clone()];
+        if let Some(tsa) = &self.tsa {
+            certificates.push(tsa.certificate().to_vec());
+        }
+        let crls = vec![self.crl().await?, self.arl()?];
+        Ok(cades::ValidationData { certificates, crls, ocsp: vec![self.ocsp_for(certificate).await?] })
+    }
+
+    /// Sign every item in two passes: first each signature and its signature time-stamp, then —
+    /// once every time-stamp exists — the validation data for B-LT and the archive time-stamps
+    /// for B-LTA. The revocation data must not predate the time the signature is proven to have
+    /// existed (EN 319 102-1 §5.6.2.4, freshness against the best-signature-time): made before
+    /// the time-stamp, a strict validator would find it stale. OCSP `producedAt` and CRL
+    /// `thisUpdate` have whole seconds and the time-stamps milliseconds, so the data is made in
+    /// the second after the last time-stamp.
+    async fn sign_docs(&self, key: &Arc<dyn SigningKey>, certificate: &[u8], items: Vec<DocItem>) -> Result<Vec<Vec<u8>>> {
         let chain = vec![self.ca.issuing_der.clone()];
         let signing_time = now();
-        let mut out = Vec::with_capacity(items.len());
+        let mut signed = Vec::with_capacity(items.len());
         for item in items {
-            if item.format == Format::Jades {
-                let payload = item.document.as_deref().unwrap_or_default();
-                let params = jades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
-                let prepared = match item.packaging {
-                    Packaging::Attached => jades::prepare_attached(payload, &params),
-                    _ => jades::prepare_detached(payload, &params),
-                }
-                .map_err(|e| Error::Internal(e.to_string()))?;
-                let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
-                let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
-                // B-B compact; B-T and B-LT the JSON serialization with `etsiU` (TS 119 182-1 §5.3).
-                let jws = match item.level {
-                    Level::BB => prepared.finish(&signature).map_err(internal)?,
-                    _ => {
-                        let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(internal)?)?;
-                        let validation = validation.filter(|_| item.level.long_term());
-                        let jws = prepared.finish_json(&signature, token.as_deref(), validation).map_err(internal)?;
-                        if item.level == Level::BLTA {
-                            // TS 119 182-1 §5.3.6.3: the payload (unencoded when detached), then the rest.
-                            let input = jades::archive_input(&jws).map_err(internal)?;
-                            let mut data = input.payload.map(String::into_bytes).unwrap_or_else(|| payload.to_vec());
-                            data.extend_from_slice(&input.suffix);
-                            let hash = item.scheme.hash();
-                            let token = self.tsa_token(hash, cloudsign_ades::digest(hash, &data))?;
-                            jades::add_archive_timestamp(&jws, &token).map_err(internal)?
-                        } else {
-                            jws
-                        }
-                    }
-                };
-                out.push(jws.into_bytes());
-                continue;
-            }
             let params = cades::Params { scheme: item.scheme, certificate, chain: &chain, signing_time };
-            let validation = validation.filter(|_| item.level.long_term());
-            match item.format {
-                Format::Xades => {
-                    out.push(self.sign_xml(key, &item, &params, validation).await?);
-                    continue;
+            signed.push(match item.format {
+                Format::Jades => self.sign_jws(key, item, &params).await?,
+                Format::Xades => self.sign_xml(key, item, &params).await?,
+                Format::Pades => self.sign_pdf(key, item, &params).await?,
+                Format::Cades => {
+                    let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
+                    let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+                    let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
+                    Signed::Cades { item, prepared, signature, token }
                 }
-                Format::Pades => {
-                    out.push(self.sign_pdf(key, &item, &params, validation).await?);
-                    continue;
-                }
-                _ => {}
+            });
+        }
+        let validation = if signed.iter().any(|s| s.level().is_some_and(Level::long_term)) {
+            let next_second = (now_millis() / 1000 + 1) * 1000;
+            let wait = next_second - now_millis();
+            if wait > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
             }
-            let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
-            let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
-            let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
-            let content = if item.packaging == Packaging::Attached { item.document.as_deref() } else { None };
-            let mut cms = prepared.finish(&signature, token.as_deref(), content, validation);
-            if item.level == Level::BLTA {
-                // EN 319 122-1 §5.5.3: archive-time-stamp-v3; the digest signed is the content's.
-                let archive =
-                    cades::archive_imprint(&cms, Some(&item.digest), item.scheme.hash()).map_err(|e| Error::Internal(e.to_string()))?;
-                let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
-                cms = archive.finish(&token).map_err(|e| Error::Internal(e.to_string()))?;
-            }
-            out.push(cms);
+            Some(self.validation_data(certificate).await?)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(signed.len());
+        for s in signed {
+            out.push(self.complete(s, certificate, &chain, validation.as_ref())?);
         }
         Ok(out)
+    }
+
+    /// The second pass of [`sign_docs`](Self::sign_docs) for one item.
+    fn complete(
+        &self,
+        signed: Signed,
+        certificate: &[u8],
+        chain: &[Vec<u8>],
+        validation: Option<&cades::ValidationData>,
+    ) -> Result<Vec<u8>> {
+        let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
+        match signed {
+            Signed::Done(bytes) => Ok(bytes),
+            Signed::Jades { item, prepared, signature, token } => {
+                let validation = validation.filter(|_| item.level.long_term());
+                let jws = prepared.finish_json(&signature, Some(&token), validation).map_err(internal)?;
+                if item.level != Level::BLTA {
+                    return Ok(jws.into_bytes());
+                }
+                // TS 119 182-1 §5.3.6.3: the payload (unencoded when detached), then the rest.
+                let input = jades::archive_input(&jws).map_err(internal)?;
+                let payload = item.document.as_deref().unwrap_or_default();
+                let mut data = input.payload.map(String::into_bytes).unwrap_or_else(|| payload.to_vec());
+                data.extend_from_slice(&input.suffix);
+                let hash = item.scheme.hash();
+                let token = self.tsa_token(hash, cloudsign_ades::digest(hash, &data))?;
+                Ok(jades::add_archive_timestamp(&jws, &token).map_err(internal)?.into_bytes())
+            }
+            Signed::Cades { item, prepared, signature, token } => {
+                let validation = validation.filter(|_| item.level.long_term());
+                let content = if item.packaging == Packaging::Attached { item.document.as_deref() } else { None };
+                let cms = prepared.finish(&signature, token.as_deref(), content, validation);
+                if item.level != Level::BLTA {
+                    return Ok(cms);
+                }
+                // EN 319 122-1 §5.5.3: archive-time-stamp-v3; the digest signed is the content's.
+                let archive = cades::archive_imprint(&cms, Some(&item.digest), item.scheme.hash()).map_err(internal)?;
+                let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
+                archive.finish(&token).map_err(internal)
+            }
+            Signed::Xades { item, prepared, signature, token } => {
+                let validation = validation.filter(|_| item.level.long_term());
+                let internal = |e: xades::XadesError| Error::Internal(e.to_string());
+                let xml = prepared.finish(&signature, token.as_deref(), validation).map_err(internal)?;
+                if item.level != Level::BLTA {
+                    return Ok(xml);
+                }
+                // EN 319 132-1 §5.5.2: xadesv141:ArchiveTimeStamp (enveloped or enveloping: no external data).
+                let archive = xades::archive_imprint(&xml, None, item.scheme.hash()).map_err(internal)?;
+                let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
+                archive.finish(&token).map_err(internal)
+            }
+            Signed::Pades { level, scheme, mut pdf, mut out, token_allowance } => {
+                if let Some(v) = validation {
+                    let mut certificates = vec![certificate.to_vec()];
+                    certificates.extend(chain.iter().cloned());
+                    certificates.extend(v.certificates.iter().cloned());
+                    out.extend_from_slice(&pades::add_dss(&mut pdf, &certificates, &v.ocsp, &v.crls).map_err(internal)?);
+                }
+                if level == Level::BLTA {
+                    // EN 319 142-1 §5.4.3: a document time-stamp over everything so far.
+                    let placeholder =
+                        pades::add_signature(&mut pdf, pades::Kind::DocumentTimestamp, token_allowance + 32).map_err(internal)?;
+                    let hash = scheme.hash();
+                    let (before, after) = placeholder.signed_parts();
+                    let mut data = Vec::with_capacity(out.len() + before.len() + after.len());
+                    data.extend_from_slice(&out);
+                    data.extend_from_slice(before);
+                    data.extend_from_slice(after);
+                    let token = self.tsa_token(hash, cloudsign_ades::digest(hash, &data))?;
+                    out.extend_from_slice(&placeholder.fill(&token).map_err(internal)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// JAdES (TS 119 182-1): B-B compact; B-T and up the JSON serialization with `etsiU`.
+    async fn sign_jws(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
+        let payload = item.document.as_deref().unwrap_or_default();
+        let jparams =
+            jades::Params { scheme: item.scheme, certificate: params.certificate, chain: params.chain, signing_time: params.signing_time };
+        let prepared = match item.packaging {
+            Packaging::Attached => jades::prepare_attached(payload, &jparams),
+            _ => jades::prepare_detached(payload, &jparams),
+        }
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
+        if item.level == Level::BB {
+            return Ok(Signed::Done(prepared.finish(&signature).map_err(internal)?.into_bytes()));
+        }
+        let imprint = prepared.timestamp_imprint(&signature).map_err(internal)?;
+        let token = self.tsa_token(imprint.0, imprint.1)?;
+        Ok(Signed::Jades { item, prepared, signature, token })
     }
 
     /// One signature value over `tbs`, on the blocking pool.
@@ -273,13 +340,7 @@ impl Service {
     }
 
     /// XAdES enveloped in the XML document, or enveloping it (ETSI EN 319 132-1).
-    async fn sign_xml(
-        &self,
-        key: &Arc<dyn SigningKey>,
-        item: &DocItem,
-        params: &cades::Params<'_>,
-        validation: Option<&cades::ValidationData>,
-    ) -> Result<Vec<u8>> {
+    async fn sign_xml(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
         let document = item.document.as_deref().unwrap_or_default();
         let prepared = xades::prepare(xml_input(item.packaging, document), params)
             .map_err(|e| Error::invalid(format!("Invalid parameter documents: {e}")))?;
@@ -290,30 +351,17 @@ impl Service {
                 self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature).map_err(|e| Error::Internal(e.to_string()))?)?
             }
         };
-        let internal = |e: xades::XadesError| Error::Internal(e.to_string());
-        let xml = prepared.finish(&signature, token.as_deref(), validation).map_err(internal)?;
-        if item.level != Level::BLTA {
-            return Ok(xml);
-        }
-        // EN 319 132-1 §5.5.2: xadesv141:ArchiveTimeStamp (enveloped or enveloping: no external data).
-        let archive = xades::archive_imprint(&xml, None, item.scheme.hash()).map_err(internal)?;
-        let token = self.tsa_token(archive.hash(), archive.imprint().to_vec())?;
-        archive.finish(&token).map_err(internal)
+        Ok(Signed::Xades { item, prepared, signature, token })
     }
 
     /// PAdES: the PDF with a new revision holding the signature (and, for B-LT, a further one
     /// with the Document Security Store), ETSI EN 319 142-1.
-    async fn sign_pdf(
-        &self,
-        key: &Arc<dyn SigningKey>,
-        item: &DocItem,
-        params: &cades::Params<'_>,
-        validation: Option<&cades::ValidationData>,
-    ) -> Result<Vec<u8>> {
+    async fn sign_pdf(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
         use aws_lc_rs::digest;
         let document = item.document.as_deref().unwrap_or_default();
         let bad = |e: cloudsign_ades::AdesError| Error::invalid(format!("Invalid parameter documents: {e}"));
-        let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document)).map_err(bad)?;
+        // The reader owns its copy: it lives on into the second pass (DSS, document time-stamp).
+        let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document.to_vec())).map_err(bad)?;
         let hash = item.scheme.hash();
         // The placeholder is sized from the real signature: the CMS with a maximum-size value,
         // and the time-stamp token (our TSA's certificates plus its fixed-size content).
@@ -342,24 +390,51 @@ impl Service {
         let cms = prepared.finish(&signature, token.as_deref(), None, None);
         let mut out = document.to_vec();
         out.extend_from_slice(&placeholder.fill(&cms).map_err(|e| Error::Internal(e.to_string()))?);
-        if let Some(v) = validation {
-            let mut certificates = vec![params.certificate.to_vec()];
-            certificates.extend(params.chain.iter().cloned());
-            certificates.extend(v.certificates.iter().cloned());
-            out.extend_from_slice(&pades::add_dss(&mut pdf, &certificates, &v.ocsp, &v.crls).map_err(|e| Error::Internal(e.to_string()))?);
+        if !item.level.long_term() {
+            return Ok(Signed::Done(out));
         }
-        if item.level == Level::BLTA {
-            // EN 319 142-1 §5.4.3: a document time-stamp over everything so far.
-            let placeholder = pades::add_signature(&mut pdf, pades::Kind::DocumentTimestamp, token_allowance + 32).map_err(bad)?;
-            let mut ctx = digest::Context::new(algorithm);
-            let (before, after) = placeholder.signed_parts();
-            ctx.update(&out);
-            ctx.update(before);
-            ctx.update(after);
-            let token = self.tsa_token(hash, ctx.finish().as_ref().to_vec())?;
-            out.extend_from_slice(&placeholder.fill(&token).map_err(|e| Error::Internal(e.to_string()))?);
+        Ok(Signed::Pades { level: item.level, scheme: item.scheme, pdf, out, token_allowance })
+    }
+}
+
+/// One item after the first pass of `Service::sign_docs`: signed and time-stamped, waiting
+/// for its validation data and archive time-stamp — or finished.
+enum Signed {
+    Done(Vec<u8>),
+    Jades {
+        item: DocItem,
+        prepared: jades::Prepared,
+        signature: Vec<u8>,
+        token: Vec<u8>,
+    },
+    Cades {
+        item: DocItem,
+        prepared: cades::Prepared,
+        signature: Vec<u8>,
+        token: Option<Vec<u8>>,
+    },
+    Xades {
+        item: DocItem,
+        prepared: xades::Prepared,
+        signature: Vec<u8>,
+        token: Option<Vec<u8>>,
+    },
+    Pades {
+        level: Level,
+        scheme: SignAlgorithm,
+        pdf: cloudsign_ades::pdf::Pdf<std::io::Cursor<Vec<u8>>>,
+        out: Vec<u8>,
+        token_allowance: usize,
+    },
+}
+
+impl Signed {
+    fn level(&self) -> Option<Level> {
+        match self {
+            Signed::Done(_) => None,
+            Signed::Jades { item, .. } | Signed::Cades { item, .. } | Signed::Xades { item, .. } => Some(item.level),
+            Signed::Pades { level, .. } => Some(*level),
         }
-        Ok(out)
     }
 }
 
