@@ -190,15 +190,8 @@ impl OwnedAudit {
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::store;
     use crate::{ConsumeOutcome, NewAudit, NewSad, Store};
-
-    async fn store() -> (std::path::PathBuf, Store) {
-        let dir = std::env::temp_dir().join(format!("cloudsign-group-{}-{:?}", std::process::id(), std::thread::current().id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
-        (dir, store)
-    }
 
     async fn sad(store: &Store, hash: &str, remaining: i64, bound: Option<&[String]>) {
         let s = NewSad {

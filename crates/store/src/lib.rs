@@ -11,6 +11,8 @@
 mod db;
 mod group;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use db::{Conn, Db, P, Row};
 
@@ -1211,7 +1213,9 @@ impl Store {
             c.exec("UPDATE tokens SET revoked = 1 WHERE hash = $1 OR hash = $2 OR parent = $2", &[P::S(&access), P::S(&refresh)]).await?;
             c.exec("UPDATE tokens SET revoked = 1 WHERE client_id = $1 AND user_id = $2", &[P::S(&client), P::S(&user)]).await?;
             c.exec(
-                "UPDATE sads SET revoked = 1 WHERE hash = $1 OR hash IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3)",
+                "UPDATE sads SET revoked = 1 WHERE hash = $1 OR origin = $1 \
+                 OR hash IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3) \
+                 OR origin IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3)",
                 &[P::S(&access), P::S(&client), P::S(&user)],
             )
             .await?;
@@ -1361,6 +1365,13 @@ impl Store {
             let keep_bound = bound || !extra_digests.is_empty();
             let fresh = NewSad { remaining, hash_algo: algo, digests: keep_bound.then_some(digests.as_slice()), ..*new };
             insert_sad(&mut c, &fresh).await?;
+            // The first SAD of the line (an OAuth credential token, say): revoking it reaches
+            // every extension (`redeem_code` on a replayed code).
+            c.exec(
+                "UPDATE sads SET origin = (SELECT COALESCE(origin, hash) FROM sads WHERE hash = $2) WHERE hash = $1",
+                &[P::S(fresh.hash), P::S(old)],
+            )
+            .await?;
             Ok((Some((ConsumeOutcome::Consumed, remaining)), true))
         })?;
         match result {

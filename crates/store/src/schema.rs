@@ -11,7 +11,9 @@ use crate::db::{Db, P};
 /// of a credential's PIN-derived wrapping key, and a SAD's copy of that key); the certificates
 /// a renewal replaced.
 /// Version 5: password-guessing backoff on users (failed logins, blocked until).
-const SCHEMA_VERSION: &str = "5";
+/// Version 6: the SAD an extended SAD descends from (`origin`), so that revoking a SAD (an OAuth
+/// code replayed) reaches its extensions.
+const SCHEMA_VERSION: &str = "6";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -47,6 +49,7 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
             "ALTER TABLE users ADD COLUMN login_blocked_until BIGINT NOT NULL DEFAULT 0",
         ],
     ),
+    ("5", &["ALTER TABLE sads ADD COLUMN origin TEXT"]),
 ];
 
 const TABLES: &[&str] = &[
@@ -71,7 +74,7 @@ const TABLES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
     "CREATE TABLE IF NOT EXISTS sads (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, remaining BIGINT NOT NULL, \
      bound BIGINT NOT NULL, hash_algo TEXT, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, \
-     sole_key TEXT)",
+     sole_key TEXT, origin TEXT)",
     "CREATE INDEX IF NOT EXISTS sads_credential ON sads (credential_id)",
     "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
      PRIMARY KEY (sad, idx))",
