@@ -557,9 +557,9 @@ impl Store {
     /// Count a password attempt on an account before the password is checked, and reserve the
     /// account's next slot: the first `free` consecutive failures cost nothing, each later
     /// attempt blocks the account for 2, 4, 8, ... seconds up to `max_delay` (whole seconds: the
-    /// first wait is two so that it is at least one). One transaction,
-    /// so guesses sent in parallel (or to several nodes) cannot all pass. A success resets
-    /// the count ([`Store::login_succeeded`]).
+    /// first wait is two so that it is at least one). One transaction, so guesses sent in
+    /// parallel (or to several nodes) cannot all pass. A success resets the count
+    /// ([`Store::login_succeeded`]).
     pub async fn begin_login_attempt(&self, user_id: &str, now: i64, free: i64, max_delay: i64) -> Result<LoginAttempt> {
         transaction!(self.db, |c| {
             let row = c
