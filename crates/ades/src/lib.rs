@@ -64,13 +64,25 @@ pub(crate) fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
     (seq.is_empty() && outer.is_empty()).then_some(out)
 }
 
+/// aws-lc's digest for our algorithm enum, for callers that hash as they stream.
+pub fn aws_lc_algorithm(algorithm: cloudsign_csc::HashAlgorithm) -> &'static aws_lc_rs::digest::Algorithm {
+    match algorithm {
+        cloudsign_csc::HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
+        cloudsign_csc::HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
+        cloudsign_csc::HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
+    }
+}
+
 /// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.
 pub fn digest(algorithm: cloudsign_csc::HashAlgorithm, data: &[u8]) -> Vec<u8> {
-    use aws_lc_rs::digest as d;
-    let alg = match algorithm {
-        cloudsign_csc::HashAlgorithm::Sha256 => &d::SHA256,
-        cloudsign_csc::HashAlgorithm::Sha384 => &d::SHA384,
-        cloudsign_csc::HashAlgorithm::Sha512 => &d::SHA512,
-    };
-    d::digest(alg, data).as_ref().to_vec()
+    digest_parts(algorithm, &[data])
+}
+
+/// The digest of `parts` one after the other, without joining them (a PDF's byte ranges).
+pub fn digest_parts(algorithm: cloudsign_csc::HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
+    let mut ctx = aws_lc_rs::digest::Context::new(aws_lc_algorithm(algorithm));
+    for part in parts {
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
 }

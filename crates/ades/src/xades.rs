@@ -471,7 +471,7 @@ pub fn archive_imprint(
                 transforms.push(doc.get_attribute(transform, "Algorithm").unwrap_or_default());
             }
         }
-        let mut check = aws_lc_rs::digest::Context::new(aws_lc_digest(method));
+        let mut check = aws_lc_rs::digest::Context::new(crate::aws_lc_algorithm(method));
         match (uri, transforms.as_slice()) {
             ("", [ENVELOPED, EXC_C14N]) => {
                 // The whole document without this signature and without comments.
@@ -597,7 +597,7 @@ struct ArchiveInput(aws_lc_rs::digest::Context);
 
 impl ArchiveInput {
     fn new(hash: HashAlgorithm) -> Self {
-        ArchiveInput(aws_lc_rs::digest::Context::new(aws_lc_digest(hash)))
+        ArchiveInput(aws_lc_rs::digest::Context::new(crate::aws_lc_algorithm(hash)))
     }
 
     fn update(&mut self, bytes: &[u8]) {
@@ -606,14 +606,6 @@ impl ArchiveInput {
 
     fn finish(self) -> Vec<u8> {
         self.0.finish().as_ref().to_vec()
-    }
-}
-
-fn aws_lc_digest(hash: HashAlgorithm) -> &'static aws_lc_rs::digest::Algorithm {
-    match hash {
-        HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
-        HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
-        HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
     }
 }
 

@@ -152,14 +152,6 @@ fn unb64(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the service sent a malformed {what}"))
 }
 
-fn algorithm(hash: HashAlgorithm) -> &'static digest::Algorithm {
-    match hash {
-        HashAlgorithm::Sha256 => &digest::SHA256,
-        HashAlgorithm::Sha384 => &digest::SHA384,
-        HashAlgorithm::Sha512 => &digest::SHA512,
-    }
-}
-
 /// Progress on a terminal, for long reads.
 struct Progress {
     label: String,
@@ -369,7 +361,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
 
     // The time-stamp token's size, measured on a probe, sizes the PDF placeholders.
     let token_allowance = if format == Format::Pades && level >= Level::BT {
-        csc.timestamp(hash, digest::digest(algorithm(hash), b"cloudsign probe").as_ref()).await?.len() + 512
+        csc.timestamp(hash, digest::digest(cloudsign_ades::aws_lc_algorithm(hash), b"cloudsign probe").as_ref()).await?.len() + 512
     } else {
         0
     };
@@ -381,7 +373,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         let params = cred.params(signing_time);
         let job = match format {
             Format::Jades if a.sigd => {
-                let mut ctx = digest::Context::new(algorithm(hash));
+                let mut ctx = digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
                 stream_file(path, &mut ctx, None)?;
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let uri = cloudsign_ades::xades::file_name_uri(&name);
@@ -394,13 +386,13 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
             }
             Format::Jades => {
                 let streamed = cloudsign_ades::jades::prepare_streamed(&params);
-                let mut ctx = digest::Context::new(algorithm(hash));
+                let mut ctx = digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
                 ctx.update(&streamed.signing_input_prefix());
                 stream_file(path, &mut ctx, None)?;
                 Job::Jades { path: path.clone(), out, prepared: streamed.with_digest(ctx.finish().as_ref().to_vec()) }
             }
             Format::Cades => {
-                let mut ctx = digest::Context::new(algorithm(hash));
+                let mut ctx = digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
                 stream_file(path, &mut ctx, None)?;
                 let content_digest = ctx.finish().as_ref().to_vec();
                 let prepared = cloudsign_ades::cades::prepare(&content_digest, &params)?;
@@ -621,7 +613,7 @@ fn prepare_xml(path: &Path, packaging: Packaging, params: &cloudsign_ades::Param
         Packaging::Enveloped => prepare(Input::Enveloped(&read()?), params),
         Packaging::Enveloping => prepare(Input::Enveloping { data: &read()?, mime_type: None }, params),
         _ => {
-            let mut ctx = digest::Context::new(algorithm(params.scheme.hash()));
+            let mut ctx = digest::Context::new(cloudsign_ades::aws_lc_algorithm(params.scheme.hash()));
             stream_file(path, &mut ctx, None)?;
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             prepare(Input::Detached { digest: ctx.finish().as_ref(), uri: &file_name_uri(&name), mime_type: None }, params)
@@ -655,7 +647,7 @@ fn prepare_pdf(
     let tmp = partial_path(&out);
     let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     let tmp = Partial { path: tmp, done: false };
-    let mut written = digest::Context::new(algorithm(hash));
+    let mut written = digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
     stream_file(path, &mut written, Some(&mut file))?;
     let mut ctx = written.clone();
     let (before, after) = placeholder.signed_parts();
@@ -730,7 +722,7 @@ impl Output {
 /// JWS's own base64url payload when attached, the file's bytes (streamed) when detached.
 async fn jades_archive(csc: &Csc, path: &Path, jws: &str, hash: HashAlgorithm) -> anyhow::Result<String> {
     let input = cloudsign_ades::jades::archive_input(jws)?;
-    let mut ctx = digest::Context::new(algorithm(hash));
+    let mut ctx = digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
     match &input.payload {
         Some(payload) => ctx.update(payload.as_bytes()),
         None => stream_file(path, &mut ctx, None)?,

@@ -357,7 +357,6 @@ impl Service {
     /// PAdES: the PDF with a new revision holding the signature (and, for B-LT, a further one
     /// with the Document Security Store), ETSI EN 319 142-1.
     async fn sign_pdf(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
-        use aws_lc_rs::digest;
         let document = item.document.as_deref().unwrap_or_default();
         let bad = |e: cloudsign_ades::AdesError| Error::invalid(format!("Invalid parameter documents: {e}"));
         // The reader owns its copy: it lives on into the second pass (DSS, document time-stamp).
@@ -374,17 +373,8 @@ impl Service {
         };
         let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
         let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
-        let algorithm = match hash {
-            cloudsign_csc::HashAlgorithm::Sha256 => &digest::SHA256,
-            cloudsign_csc::HashAlgorithm::Sha384 => &digest::SHA384,
-            cloudsign_csc::HashAlgorithm::Sha512 => &digest::SHA512,
-        };
-        let mut ctx = digest::Context::new(algorithm);
         let (before, after) = placeholder.signed_parts();
-        ctx.update(document);
-        ctx.update(before);
-        ctx.update(after);
-        let prepared = cades::prepare_pades(ctx.finish().as_ref(), params).map_err(bad)?;
+        let prepared = cades::prepare_pades(&cloudsign_ades::digest_parts(hash, &[document, before, after]), params).map_err(bad)?;
         let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
         let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
         let cms = prepared.finish(&signature, token.as_deref(), None, None);

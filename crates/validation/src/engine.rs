@@ -5,6 +5,7 @@
 //! and each certificate's revocation status at that time; finally the level the signature
 //! reaches (B-B, B-T, B-LT, B-LTA).
 
+use cloudsign_ades::digest;
 use cloudsign_csc::HashAlgorithm;
 use serde::Serialize;
 
@@ -150,20 +151,6 @@ pub struct Context<'a> {
     pub max_revocation_age: Option<i64>,
 }
 
-fn digest(hash: HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
-    use aws_lc_rs::digest as d;
-    let alg = match hash {
-        HashAlgorithm::Sha256 => &d::SHA256,
-        HashAlgorithm::Sha384 => &d::SHA384,
-        HashAlgorithm::Sha512 => &d::SHA512,
-    };
-    let mut ctx = d::Context::new(alg);
-    for p in parts {
-        ctx.update(p);
-    }
-    ctx.finish().as_ref().to_vec()
-}
-
 impl SignatureReport {
     /// An empty, passing report (checks then fail it).
     pub fn new(id: String, format: &'static str) -> Self {
@@ -236,7 +223,7 @@ fn verify_signer(
     let expected = si.message_digest().ok_or((Indeterminate, FormatFailure, "no message-digest attribute".to_string()))?;
     let actual = match (content_digest(hash), &sd.content) {
         (Some(d), _) => d,
-        (None, Some(content)) => digest(hash, &[content]),
+        (None, Some(content)) => digest(hash, content),
         (None, None) => return Err((Indeterminate, FormatFailure, "detached signature without its content".to_string())),
     };
     if actual != expected {
@@ -245,7 +232,7 @@ fn verify_signer(
     x509::verify_with(&cert.spki, &si.signature_algorithm, Some(hash), attrs, &si.signature)
         .map_err(|e| (TotalFailed, SigCryptoFailure, format!("the signature value does not verify: {e}")))?;
     if let Some((h, cert_hash)) = si.signing_certificate_v2()
-        && digest(h, &[&cert.der]) != cert_hash
+        && digest(h, &cert.der) != cert_hash
     {
         return Err((
             Indeterminate,
@@ -314,7 +301,7 @@ pub fn validate_cms(
     let signature_timestamps = si
         .unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP)
         .iter()
-        .map(|token| check_timestamp(token, &|h| digest(h, &[&si.signature]), ctx, &pool))
+        .map(|token| check_timestamp(token, &|h| digest(h, &si.signature), ctx, &pool))
         .collect();
     let evidence = Evidence {
         cert,

@@ -181,13 +181,7 @@ fn cms_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn digest_reader<R: Read>(mut r: R, hash: HashAlgorithm) -> Option<Vec<u8>> {
-    use aws_lc_rs::digest as d;
-    let alg = match hash {
-        HashAlgorithm::Sha256 => &d::SHA256,
-        HashAlgorithm::Sha384 => &d::SHA384,
-        HashAlgorithm::Sha512 => &d::SHA512,
-    };
-    let mut ctx = d::Context::new(alg);
+    let mut ctx = aws_lc_rs::digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = r.read(&mut buf).ok()?;

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use crate::engine::{Context, Indication, SignatureReport, SubIndication};
 use crate::engine::{Evidence, conclude, fail, new_report, rfc3339};
 use crate::x509::{Certificate, Scheme};
-use crate::xades::{digest, parse_datetime, verify_value};
+use cloudsign_ades::digest;
+
+use crate::xades::{parse_datetime, verify_value};
 
 const FORMAT: &str = "JAdES";
 const OBJECT_ID_BY_URI_HASH: &str = "http://uri.etsi.org/19182/ObjectIdByURIHash";
@@ -249,7 +251,7 @@ fn validate_signature(
         None => None,
         Some(v) => Some(v.as_str().and_then(b64url).ok_or_else(|| format_err("x5t#S256 is not base64url"))?),
     };
-    let named = |c: &&Certificate| x5t.as_deref().is_some_and(|t| digest(HashAlgorithm::Sha256, &[&c.der]) == t);
+    let named = |c: &&Certificate| x5t.as_deref().is_some_and(|t| digest(HashAlgorithm::Sha256, &c.der) == t);
     let cert = match x5c.first() {
         Some(first) => Certificate::parse(first).map_err(|e| format_err(format!("x5c: {e}")))?,
         None => pool.iter().find(named).cloned().ok_or((
@@ -272,7 +274,7 @@ fn validate_signature(
         let Some(document) = detached else {
             return Err(format_err("the documents sigD references were not provided"));
         };
-        if !hashes.contains(&digest(hash, &[document])) {
+        if !hashes.contains(&digest(hash, document)) {
             return Err((Indication::TotalFailed, SubIndication::HashFailure, "the detached document does not match sigD's hashV".into()));
         }
     }
@@ -287,7 +289,7 @@ fn validate_signature(
         return Err(e);
     }
     if let Some(t) = &x5t
-        && digest(HashAlgorithm::Sha256, &[&cert.der]) != *t
+        && digest(HashAlgorithm::Sha256, &cert.der) != *t
     {
         return Err((
             Indication::Indeterminate,
@@ -310,7 +312,7 @@ fn validate_signature(
     for (k, (raw, item)) in etsi_u.iter().enumerate() {
         if let Some(ts) = item.get("sigTst") {
             for token in values(ts.get("tstTokens"), None) {
-                signature_timestamps.push(crate::engine::check_timestamp(&token, &|h| digest(h, &[jws.signature.as_bytes()]), ctx, &pool));
+                signature_timestamps.push(crate::engine::check_timestamp(&token, &|h| digest(h, jws.signature.as_bytes()), ctx, &pool));
             }
         }
         if let Some(ts) = item.get("arcTst") {
@@ -325,7 +327,7 @@ fn validate_signature(
                 archive_timestamps.push(if clear {
                     (None, None)
                 } else {
-                    crate::engine::check_timestamp(&token, &|h| digest(h, &[&input]), ctx, &pool)
+                    crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool)
                 });
             }
         }

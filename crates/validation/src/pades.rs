@@ -204,13 +204,7 @@ fn disallowed(old: &Obj, new: &Obj) -> Option<String> {
 
 /// The digest of the byte range with `hash`, read in chunks.
 fn range_digest<F: Read + Seek>(file: &mut F, range: [u64; 4], len: u64, hash: HashAlgorithm) -> Option<Vec<u8>> {
-    use aws_lc_rs::digest as d;
-    let alg = match hash {
-        HashAlgorithm::Sha256 => &d::SHA256,
-        HashAlgorithm::Sha384 => &d::SHA384,
-        HashAlgorithm::Sha512 => &d::SHA512,
-    };
-    let mut ctx = d::Context::new(alg);
+    let mut ctx = aws_lc_rs::digest::Context::new(cloudsign_ades::aws_lc_algorithm(hash));
     let mut buf = vec![0u8; 1 << 16];
     for (start, count) in [(range[0], range[1]), (range[2], range[3])] {
         if start.saturating_add(count) > len {

@@ -558,9 +558,7 @@ impl OcspResponse {
             let alg = match r.hash_algorithm.as_str() {
                 OID_SHA1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
                 oid => match HashAlgorithm::from_oid(oid) {
-                    Some(HashAlgorithm::Sha256) => &digest::SHA256,
-                    Some(HashAlgorithm::Sha384) => &digest::SHA384,
-                    Some(HashAlgorithm::Sha512) => &digest::SHA512,
+                    Some(hash) => cloudsign_ades::aws_lc_algorithm(hash),
                     None => return false,
                 },
             };

@@ -28,7 +28,6 @@
 //! values are normalized to spaces before parsing (XML 1.0 §3.3.3; uppsala 0.12 keeps them), as
 //! `cloudsign-ades`'s XAdES module does, so that canonical forms match libxml2's.
 
-use aws_lc_rs::digest;
 use cloudsign_csc::HashAlgorithm;
 
 use crate::path::TrustAnchors;
@@ -225,7 +224,7 @@ fn verify_signature(doc: &uppsala::Document<'_>, root: uppsala::NodeId, operator
         };
         let hash = digest_algorithm(doc.get_attribute(ds_child(doc, reference, "DigestMethod")?, "Algorithm").unwrap_or_default())?;
         let expected = base64(doc, ds_child(doc, reference, "DigestValue")?)?;
-        if digest::digest(aws_lc_digest(hash), &data).as_ref() != expected.as_slice() {
+        if cloudsign_ades::digest(hash, &data) != expected {
             return Err(TslError::DigestMismatch(uri.to_string()));
         }
     }
@@ -412,14 +411,6 @@ fn digest_algorithm(uri: &str) -> Result<HashAlgorithm> {
 /// XMLDSig SignatureMethod URIs: RFC 6931 §2.3.2 (RSA), §2.3.6 (ECDSA), §2.3.10 (RSASSA-PSS).
 fn signature_scheme(uri: &str) -> Result<Scheme> {
     crate::xades::xmldsig_scheme(uri).ok_or_else(|| TslError::Unsupported(format!("signature method {uri:?}")))
-}
-
-fn aws_lc_digest(hash: HashAlgorithm) -> &'static digest::Algorithm {
-    match hash {
-        HashAlgorithm::Sha256 => &digest::SHA256,
-        HashAlgorithm::Sha384 => &digest::SHA384,
-        HashAlgorithm::Sha512 => &digest::SHA512,
-    }
 }
 
 /// An XMLDSig ECDSA value (`r ‖ s`, each as wide as the curve order) as a DER `ECDSA-Sig-Value`.

@@ -16,6 +16,7 @@
 //! without comments), base64. XPath and XSLT transforms are refused (FORMAT_FAILURE).
 
 use bergshamra_c14n::C14nMode;
+use cloudsign_ades::digest;
 use cloudsign_csc::{HashAlgorithm, b64};
 use uppsala::{Document, NodeId};
 
@@ -265,20 +266,6 @@ fn digest_uri(uri: &str) -> Option<Option<HashAlgorithm>> {
         "http://www.w3.org/2000/09/xmldsig#sha1" => None,
         _ => return None,
     })
-}
-
-pub(crate) fn digest(hash: HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
-    use aws_lc_rs::digest as d;
-    let alg = match hash {
-        HashAlgorithm::Sha256 => &d::SHA256,
-        HashAlgorithm::Sha384 => &d::SHA384,
-        HashAlgorithm::Sha512 => &d::SHA512,
-    };
-    let mut ctx = d::Context::new(alg);
-    for p in parts {
-        ctx.update(p);
-    }
-    ctx.finish().as_ref().to_vec()
 }
 
 fn sha1(data: &[u8]) -> Vec<u8> {
@@ -545,7 +532,7 @@ fn validate_signature(
             let expected = child(doc, cd, DS, "DigestValue").and_then(|v| base64_content(doc, v));
             match (algorithm, expected) {
                 (Some(h), Some(expected)) => Some(pool.iter().find(|c| match h {
-                    Some(h) => digest(h, &[&c.der]) == expected,
+                    Some(h) => digest(h, &c.der) == expected,
                     None => sha1(&c.der) == expected,
                 })),
                 _ => return Err(format_err("unreadable xades:CertDigest")),
@@ -582,7 +569,7 @@ fn validate_signature(
             .and_then(|v| base64_content(doc, v))
             .ok_or_else(|| format_err("ds:Reference without a readable DigestValue"))?;
         let output = reference_output(doc, sig, *reference, detached)?;
-        if digest(hash, &[&output]) != expected {
+        if digest(hash, &output) != expected {
             return Err((
                 Indication::TotalFailed,
                 SubIndication::HashFailure,
@@ -644,7 +631,7 @@ fn validate_signature(
             Ok(input)
         });
         let result = match (token, input) {
-            (Some(token), Ok(input)) => crate::engine::check_timestamp(&token, &|h| digest(h, &[&input]), ctx, &pool),
+            (Some(token), Ok(input)) => crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool),
             _ => (None, None),
         };
         if is_signature_ts { signature_timestamps.push(result) } else { archive_timestamps.push(result) }
