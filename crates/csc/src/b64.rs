@@ -5,11 +5,23 @@
 //! without padding, and output is always standard base64 with padding.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD};
+
+/// Standard alphabet, padding optional: what nearly every client sends, decoded without the
+/// normalizing copy below (at 100 hashes per signHash that copy showed in profiles).
+const STANDARD_PADDING_OPTIONAL: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
 /// Encode as standard base64 with padding, the form every CSC response uses.
 pub fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
+}
+
+/// Append standard base64 with padding to `out` (a response written in place).
+pub fn encode_append(bytes: &[u8], out: &mut String) {
+    STANDARD.encode_string(bytes, out);
 }
 
 /// Encode as base64url without padding (tokens, identifiers).
@@ -19,6 +31,9 @@ pub fn encode_url(bytes: &[u8]) -> String {
 
 /// Decode standard base64 or base64url, padded or not. Whitespace is not accepted.
 pub fn decode_lenient(text: &str) -> Option<Vec<u8>> {
+    if let Ok(bytes) = STANDARD_PADDING_OPTIONAL.decode(text) {
+        return Some(bytes);
+    }
     let trimmed = text.trim_end_matches('=');
     if trimmed.len() + 2 < text.len() {
         return None; // more than two '=' is never valid padding
@@ -54,5 +69,18 @@ mod tests {
         assert_eq!(decode_lenient("a b"), None);
         assert_eq!(decode_lenient("abc==="), None);
         assert_eq!(decode_lenient("!!!!"), None);
+        assert_eq!(decode_lenient("QQ==="), None, "three padding characters");
+        assert_eq!(decode_lenient("QR=="), None, "non-zero trailing bits");
+    }
+
+    #[test]
+    fn the_fast_path_and_the_normalizing_path_agree() {
+        // Padding the standard engine calls non-canonical still decodes, through the slow path.
+        assert_eq!(decode_lenient("QUJD="), Some(b"ABC".to_vec()));
+        assert_eq!(decode_lenient("QQ="), Some(b"A".to_vec()));
+        assert_eq!(decode_lenient("-_-_"), decode_lenient("+/+/"));
+        let mut out = String::from("x");
+        encode_append(b"A", &mut out);
+        assert_eq!(out, "xQQ==");
     }
 }

@@ -328,7 +328,7 @@ impl Service {
             _ => None,
         };
         let t = now();
-        let digests_hex: Option<Vec<String>> = input.hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect());
+        let digests_hex: Option<Vec<String>> = input.hashes.as_ref().map(|h| h.digests.iter().map(|d| crate::secrets::hex(d)).collect());
         self.store
             .insert_sad(&NewSad {
                 sole_key: sole_key.as_deref(),
@@ -469,7 +469,7 @@ impl Service {
             None => None,
         };
         let t = now();
-        let extra: Vec<String> = hashes.as_ref().map(|h| h.digests.iter().map(hex::encode).collect()).unwrap_or_default();
+        let extra: Vec<String> = hashes.as_ref().map(|h| h.digests.iter().map(|d| crate::secrets::hex(d)).collect()).unwrap_or_default();
         let new = NewSad {
             hash: &fresh_hash,
             user_id: &session.user_id,

@@ -733,7 +733,7 @@ impl Service {
             .await
             .map_err(Error::from)?;
         let digests: Option<Vec<String>> =
-            request.credential.as_ref().map(|g| g.documents.iter().map(|d| hex::encode(&d.digest)).collect());
+            request.credential.as_ref().map(|g| g.documents.iter().map(|d| crate::secrets::hex(&d.digest)).collect());
         self.audit(
             &user.name,
             "oauth2.consent",
@@ -847,7 +847,7 @@ impl Service {
                     self.check_usable(&cred).map_err(|e| OAuthError::grant(e.to_string()))?;
                 }
                 issue_refresh = None;
-                sad_digests = Some(g.documents.iter().map(|d| hex::encode(&d.digest)).collect::<Vec<_>>());
+                sad_digests = Some(g.documents.iter().map(|d| crate::secrets::hex(&d.digest)).collect::<Vec<_>>());
                 response = TokenResponse {
                     access_token,
                     token_type: if g.v1 { "SAD" } else { "Bearer" },

@@ -25,12 +25,25 @@ pub fn new_token() -> Result<String> {
 
 /// A fresh identifier (128 bits, hex).
 pub fn new_id() -> Result<String> {
-    Ok(hex::encode(random_bytes(16)?))
+    Ok(hex(&random_bytes(16)?))
 }
 
 /// SHA-256 hex: how tokens and SADs are stored (a database copy reveals no usable token).
 pub fn token_hash(token: &str) -> String {
-    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+    hex(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Lower-case hex, as digests and token hashes are stored. Written into a string of the final
+/// size: `hex::encode` collects char by char, growing the string, and at 100 digests per
+/// signHash that showed in profiles.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Constant-time equality.
@@ -160,6 +173,14 @@ pub fn base32(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_and_matches_the_hex_crate() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex(&all), ::hex::encode(&all));
+        assert_eq!(hex(&[0xab, 0x01]), "ab01");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn rfc6238_sha1_vectors() {

@@ -152,8 +152,8 @@ impl Service {
         for item in &input.items {
             preflight(item, &certificate, &self.ca.issuing_der)?;
         }
-        let digests_hex: Vec<String> = input.items.iter().map(|i| hex::encode(&i.digest)).collect();
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, &digests_hex, &sad_hash, None).await?)?;
+        let digests_hex: Vec<String> = input.items.iter().map(|i| crate::secrets::hex(&i.digest)).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex, &sad_hash, None).await?)?;
         // From here the signatures are paid for: a failure is final, and audited as such.
         let result = self.sign_docs(&key, &certificate, input.items).await;
         if let Err(e) = &result {

@@ -91,8 +91,8 @@ impl Service {
         let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle_b64 };
         // A refusal falls back to fresh reads; a database error is final (a retry could spend
         // signatures twice if the first commit did land).
-        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
-        let consumed = self.consume(session, ctx, &row, "signatures.signHash", input.scheme, &digests_hex, &sad_hash, Some(&guard)).await?;
+        let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();
+        let consumed = self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, Some(&guard)).await?;
         if consumed != ConsumeOutcome::Consumed {
             return Ok(None);
         }
@@ -106,8 +106,8 @@ impl Service {
         let sad_hash = sad_hash_of(session, input)?;
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
         let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
-        let digests_hex: Vec<String> = input.digests.iter().map(hex::encode).collect();
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, &digests_hex, &sad_hash, None).await?)?;
+        let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, None).await?)?;
         self.sign_consumed(session, ctx, &row, key_algorithm, key, input).await
     }
 
@@ -154,7 +154,7 @@ impl Service {
         row: &CredentialRow,
         event: &str,
         scheme: SignAlgorithm,
-        digests_hex: &[String],
+        digests_hex: Vec<String>,
         sad_hash: &str,
         guard: Option<&SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
@@ -178,7 +178,7 @@ impl Service {
             client: &ctx.client,
             client_data: ctx.client_data.as_deref(),
             hash_algorithm_oid: hash.oid(),
-            hashes: digests_hex,
+            hashes: &digests_hex,
             sign_algo: scheme.oid(),
         })
         .map_err(|e| Error::Internal(e.to_string()))?;

@@ -35,7 +35,7 @@ impl Service {
             None => None,
             Some(text) => Some(nonce_integer(text).ok_or_else(|| Error::invalid("Invalid parameter nonce"))?),
         };
-        let imprint = hex::encode(&digest);
+        let imprint = crate::secrets::hex(&digest);
         let token =
             crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&Request { hash, digest, nonce, cert_req: true }, now_millis()))?;
         self.audit(
@@ -57,7 +57,7 @@ impl Service {
         };
         let (response, parsed) = crate::service::blocking_if(self.tsa_in_hsm, || tsa.respond(request, now_millis()));
         let detail = match &parsed {
-            Ok(r) => json!({"client": ctx.client, "hashAlgo": r.hash.oid(), "hash": hex::encode(&r.digest)}),
+            Ok(r) => json!({"client": ctx.client, "hashAlgo": r.hash.oid(), "hash": crate::secrets::hex(&r.digest)}),
             Err(f) => json!({"client": ctx.client, "reason": f.text()}),
         };
         self.audit("-", "tsa.timestamp", if parsed.is_ok() { "ok" } else { "refused" }, None, detail).await?;

@@ -253,7 +253,7 @@ async fn sign_hash(
     bearer: SigningBearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<SignHashRequest>,
-) -> ApiResult<SignHashResponse> {
+) -> Result<shared::Signatures, ApiError> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
     synchronous_only(req.operation_mode.as_deref())?;
     let input = shared::sign_hash_input(
@@ -265,7 +265,7 @@ async fn sign_hash(
         req.sign_algo_params.as_deref(),
     )?;
     let signatures = state.service.sign_hash_bearer(&bearer.token, bearer.session, bearer.remembered, &ctx, input).await.map_err(v2)?;
-    Ok(Json(shared::signatures(&signatures)))
+    Ok(shared::signatures(&signatures))
 }
 
 /// §11.13.

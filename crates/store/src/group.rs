@@ -210,7 +210,7 @@ mod tests {
 
     async fn consume(store: Store, hash: &'static str, digest: &'static str) -> ConsumeOutcome {
         let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: "ok", credential_id: Some("c"), detail: "{}" };
-        store.consume_sad(hash, "u", "c", "2.16.840.1.101.3.4.2.1", &[digest.to_string()], 2, &audit, None).await.unwrap()
+        store.consume_sad(hash, "u", "c", "2.16.840.1.101.3.4.2.1", vec![digest.to_string()], 2, &audit, None).await.unwrap()
     }
 
     /// Requests queued behind the writer share one transaction, and each gets its own outcome:
