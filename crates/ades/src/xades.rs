@@ -642,37 +642,67 @@ fn in_scope(doc: &uppsala::Document<'_>, node: uppsala::NodeId, prefix: &str) ->
 }
 
 /// Exclusive C14N 1.0 without comments of the subtree at `element`, as XMLDSig canonicalizes
-/// it in place. Exclusive C14N takes nothing from the ancestors but the namespace bindings of
-/// the prefixes the subtree visibly uses, so the element's source is canonicalized as a
-/// document of its own with every binding in scope declared on it (those it does not use are
-/// not output).
+/// it in place (see [`subtree_in_context`]).
 fn c14n_subtree(doc: &uppsala::Document<'_>, element: uppsala::NodeId) -> Result<Vec<u8>, XadesError> {
-    let e = doc.element(element).ok_or_else(|| XadesError::Xml("not an element".into()))?;
-    let source = doc.node_source(element).ok_or_else(|| XadesError::Xml("no source position".into()))?;
-    let name = e.name.prefixed_name();
+    let fragment = subtree_in_context(doc, element, bergshamra_c14n::C14nMode::Exclusive)
+        .ok_or_else(|| XadesError::Xml("no source for the element".into()))?;
+    let normalized = normalize_attribute_whitespace(&fragment);
+    c14n_doc(&parse(normalized.as_deref().unwrap_or(&fragment), false)?)
+}
+
+/// The source of the subtree at `element`, made a document of its own that canonicalizes as
+/// the subtree does in place: [`inherited_context`] written on its start tag. `None` when the
+/// parser kept no source for it.
+pub fn subtree_in_context(doc: &uppsala::Document<'_>, element: uppsala::NodeId, mode: bergshamra_c14n::C14nMode) -> Option<String> {
+    let name = doc.element(element)?.name.prefixed_name();
+    let source = doc.node_source(element)?;
     let name_end = 1 + name.len();
-    if source.get(1..name_end) != Some(name.as_ref()) {
-        return Err(XadesError::Xml("unexpected element source".into()));
-    }
+    (source.get(1..name_end) == Some(name.as_ref()))
+        .then(|| format!("{}{}{}", &source[..name_end], inherited_context(doc, element, mode), &source[name_end..]))
+}
+
+/// What a subtree takes from its ancestors when XMLDSig canonicalizes it in place, as
+/// attributes for its start tag: every namespace binding in scope the element does not declare
+/// itself (exclusive C14N outputs only those visibly used, inclusive C14N all of them) and, for
+/// the inclusive modes, the `xml:` attributes it inherits (C14N 1.0 §2.4; C14N 1.1 §2.4:
+/// `xml:lang` and `xml:space` only, without `xml:base` fix-up).
+pub fn inherited_context(doc: &uppsala::Document<'_>, element: uppsala::NodeId, mode: bergshamra_c14n::C14nMode) -> String {
+    use bergshamra_c14n::C14nMode;
+    let Some(e) = doc.element(element) else { return String::new() };
+    let is_xml = |a: &&uppsala::Attribute<'_>| a.name.prefix.as_deref() == Some("xml");
     let mut declared: Vec<&str> = e.namespace_declarations.iter().map(|(p, _)| p.as_ref()).collect();
-    let mut declarations = String::new();
+    let mut xml_attributes: Vec<&str> = e.attributes.iter().filter(is_xml).map(|a| a.name.local_name.as_ref()).collect();
+    let mut out = String::new();
     let mut current = doc.parent(element);
     while let Some(n) = current {
-        for (prefix, uri) in doc.element(n).map(|e| e.namespace_declarations.as_slice()).unwrap_or_default() {
-            if declared.contains(&prefix.as_ref()) {
-                continue;
+        if let Some(ancestor) = doc.element(n) {
+            for (prefix, uri) in &ancestor.namespace_declarations {
+                if declared.contains(&prefix.as_ref()) {
+                    continue;
+                }
+                declared.push(prefix.as_ref());
+                if !uri.is_empty() {
+                    let name = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+                    out.push_str(&format!(" {name}=\"{}\"", escape(uri)));
+                }
             }
-            declared.push(prefix.as_ref());
-            if !uri.is_empty() {
-                let attr = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
-                declarations.push_str(&format!(" {attr}=\"{}\"", escape(uri)));
+            if !mode.is_exclusive() {
+                for a in ancestor.attributes.iter().filter(is_xml) {
+                    let local = a.name.local_name.as_ref();
+                    let wanted = match mode {
+                        C14nMode::Inclusive11 | C14nMode::Inclusive11WithComments => local == "lang" || local == "space",
+                        _ => true,
+                    };
+                    if wanted && !xml_attributes.contains(&local) {
+                        xml_attributes.push(local);
+                        out.push_str(&format!(" xml:{local}=\"{}\"", escape(&a.value)));
+                    }
+                }
             }
         }
         current = doc.parent(n);
     }
-    let fragment = format!("{}{declarations}{}", &source[..name_end], &source[name_end..]);
-    let normalized = normalize_attribute_whitespace(&fragment);
-    c14n_doc(&parse(normalized.as_deref().unwrap_or(&fragment), false)?)
+    out
 }
 
 /// The message imprint of an RFC 3161 TimeStampToken: its hash algorithm and the hashed
@@ -866,8 +896,10 @@ fn c14n(xml: &str) -> Result<String, XadesError> {
     String::from_utf8(canonical).map_err(|_| XadesError::Xml("canonical form is not UTF-8".into()))
 }
 
-/// Text or attribute value escaping for the strings we put in (URIs, media types).
-fn escape(s: &str) -> String {
+/// Escaping for text and attribute values we write into XML (URIs, media types, re-parsed
+/// fragments). Tab, line feed and carriage return are character references so that attribute
+/// value normalization (XML 1.0 §3.3.3) gives the value back unchanged.
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -875,6 +907,9 @@ fn escape(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }

@@ -336,52 +336,15 @@ fn canonical_list(
     }
 }
 
-/// The canonical form of the subtree at `element` as XMLDSig canonicalizes it in place: its
-/// source is parsed as a document of its own with every namespace binding in scope declared on
-/// it (exclusive C14N outputs only those visibly used, inclusive C14N all of them), and for the
-/// inclusive modes with the `xml:` attributes it inherits.
+/// The canonical form of the subtree at `element` as XMLDSig canonicalizes it in place.
 fn c14n_subtree(
     doc: &uppsala::Document<'_>,
     element: uppsala::NodeId,
     mode: bergshamra_c14n::C14nMode,
     prefixes: &[String],
 ) -> Result<Vec<u8>> {
-    let e = doc.element(element).ok_or_else(|| TslError::Xml("not an element".into()))?;
-    let source = doc.node_source(element).ok_or_else(|| TslError::Xml("no source position".into()))?;
-    let name = e.name.prefixed_name();
-    let name_end = 1 + name.len();
-    if source.get(1..name_end) != Some(name.as_ref()) {
-        return Err(TslError::Xml("unexpected element source".into()));
-    }
-    let mut declared: Vec<&str> = e.namespace_declarations.iter().map(|(p, _)| p.as_ref()).collect();
-    let mut inherited_xml: Vec<&str> =
-        e.attributes.iter().filter(|a| a.name.namespace_uri.as_deref() == Some(XML_NS)).map(|a| a.name.local_name.as_ref()).collect();
-    let mut extra = String::new();
-    let mut current = doc.parent(element);
-    while let Some(n) = current {
-        if let Some(ancestor) = doc.element(n) {
-            for (prefix, uri) in &ancestor.namespace_declarations {
-                if declared.contains(&prefix.as_ref()) {
-                    continue;
-                }
-                declared.push(prefix.as_ref());
-                if !uri.is_empty() {
-                    let attr = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
-                    extra.push_str(&format!(" {attr}=\"{}\"", escape(uri)));
-                }
-            }
-            if !mode.is_exclusive() {
-                for a in ancestor.attributes.iter().filter(|a| a.name.namespace_uri.as_deref() == Some(XML_NS)) {
-                    if !inherited_xml.contains(&a.name.local_name.as_ref()) {
-                        inherited_xml.push(a.name.local_name.as_ref());
-                        extra.push_str(&format!(" xml:{}=\"{}\"", a.name.local_name, escape(&a.value)));
-                    }
-                }
-            }
-        }
-        current = doc.parent(n);
-    }
-    let fragment = format!("{}{extra}{}", &source[..name_end], &source[name_end..]);
+    let fragment =
+        cloudsign_ades::xades::subtree_in_context(doc, element, mode).ok_or_else(|| TslError::Xml("no source for the element".into()))?;
     c14n_doc(&parse(&fragment)?, mode, prefixes)
 }
 
@@ -563,23 +526,6 @@ fn text(doc: &uppsala::Document<'_>, node: uppsala::NodeId) -> String {
 fn base64(doc: &uppsala::Document<'_>, node: uppsala::NodeId) -> Result<Vec<u8>> {
     let text: String = doc.text_content_deep(node).chars().filter(|c| !c.is_ascii_whitespace()).collect();
     cloudsign_csc::b64::decode_lenient(&text).ok_or_else(|| TslError::Structure(format!("{} is not base64", local_name(doc, node))))
-}
-
-/// Attribute value escaping for the strings put into re-parsed fragments.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

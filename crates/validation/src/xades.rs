@@ -144,52 +144,6 @@ fn without_comments(mode: C14nMode) -> C14nMode {
     }
 }
 
-/// The namespace declarations and inherited `xml:` attributes a subtree takes from its
-/// ancestors, to be written on its apex.
-fn inherited(doc: &Document<'_>, element: NodeId, mode: C14nMode) -> String {
-    let Some(e) = doc.element(element) else { return String::new() };
-    let mut declared: Vec<String> = e.namespace_declarations.iter().map(|(p, _)| p.to_string()).collect();
-    let mut xml_attrs: Vec<String> =
-        e.attributes.iter().filter(|a| a.name.prefix.as_deref() == Some("xml")).map(|a| a.name.local_name.to_string()).collect();
-    let inclusive = !mode.is_exclusive();
-    let mut out = String::new();
-    let mut current = doc.parent(element);
-    while let Some(n) = current {
-        if let Some(a) = doc.element(n) {
-            for (prefix, uri) in &a.namespace_declarations {
-                if declared.iter().any(|d| d == prefix.as_ref()) {
-                    continue;
-                }
-                declared.push(prefix.to_string());
-                if !uri.is_empty() {
-                    let name = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
-                    out.push_str(&format!(" {name}=\"{}\"", escape_attr(uri)));
-                }
-            }
-            // C14N 1.0 §2.4 (1.1 §2.4: xml:lang and xml:space only; xml:base fix-up is not done).
-            if inclusive {
-                for attr in a.attributes.iter().filter(|a| a.name.prefix.as_deref() == Some("xml")) {
-                    let local = attr.name.local_name.as_ref();
-                    let wanted = match mode {
-                        C14nMode::Inclusive11 | C14nMode::Inclusive11WithComments => local == "lang" || local == "space",
-                        _ => true,
-                    };
-                    if wanted && !xml_attrs.iter().any(|x| x == local) {
-                        xml_attrs.push(local.to_string());
-                        out.push_str(&format!(" xml:{local}=\"{}\"", escape_attr(&attr.value)));
-                    }
-                }
-            }
-        }
-        current = doc.parent(n);
-    }
-    out
-}
-
-fn escape_attr(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;").replace('\t', "&#9;").replace('\n', "&#10;").replace('\r', "&#13;")
-}
-
 /// Canonicalize a node set of `doc` with `mode` (and the exclusive C14N InclusiveNamespaces
 /// `prefixes`).
 fn c14n_nodes(doc: &Document<'_>, nodes: Nodes, mode: C14nMode, prefixes: &[String]) -> Result<Vec<u8>, String> {
@@ -211,7 +165,7 @@ fn c14n_nodes(doc: &Document<'_>, nodes: Nodes, mode: C14nMode, prefixes: &[Stri
             if source.get(1..1 + name.len()) != Some(name.as_str()) {
                 return Err("unexpected element source".into());
             }
-            source.insert_str(1 + name.len(), &inherited(doc, e, mode));
+            source.insert_str(1 + name.len(), &cloudsign_ades::xades::inherited_context(doc, e, mode));
             bergshamra_c14n::canonicalize_doc(&parse_fragment(&source)?, mode, None, prefixes)
         }
     };

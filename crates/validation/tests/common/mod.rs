@@ -72,8 +72,11 @@ pub fn read(name: &str) -> Vec<u8> {
     std::fs::read(pki().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The pinned virtualenv's python (`CLOUDSIGN_PYTHON`, as scripts/test.sh sets it; else the
+/// repository's `.venv`).
 pub fn python(code: &str) -> Vec<u8> {
-    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
+    let py =
+        std::env::var("CLOUDSIGN_PYTHON").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_string());
     run(Command::new(py).arg("-c").arg(code).current_dir(pki()))
 }
 
