@@ -153,10 +153,11 @@ impl Service {
     /// Revoke one of the caller's tokens (CSC v2 §11.3). Revoking a refresh token also revokes
     /// the access tokens issued with it; revoking an access token leaves the refresh token.
     pub async fn revoke(&self, session: &Session, ctx: &RequestContext, token: &str, hint: Option<&str>) -> Result<()> {
-        if let Some(h) = hint {
-            if h != "access_token" && h != "refresh_token" {
-                return Err(Error::invalid("Invalid parameter token_type_hint"));
-            }
+        if let Some(h) = hint
+            && h != "access_token"
+            && h != "refresh_token"
+        {
+            return Err(Error::invalid("Invalid parameter token_type_hint"));
         }
         let found = self.store.revoke_token(&token_hash(token), &session.user_id).await?;
         self.audit(&session.user_name, "auth.revoke", if found { "ok" } else { "refused" }, None, json!({"client": ctx.client})).await?;

@@ -78,7 +78,7 @@ pub fn hash_secret(secret: &str, cost: Argon2Cost) -> Result<String> {
         cost.memory_kib,
         cost.iterations,
         cost.parallelism,
-        STANDARD_NO_PAD.encode(&salt),
+        STANDARD_NO_PAD.encode(salt),
         STANDARD_NO_PAD.encode(&*out)
     ))
 }

@@ -342,10 +342,10 @@ impl Conn<'_> {
 
     /// Roll back the transaction open on this SQLite connection, keeping the connection.
     pub(crate) async fn rollback_open(&mut self) {
-        if let Conn::Sqlite(c) = self {
-            if !c.is_autocommit() {
-                let _ = sqlite_step(c, "ROLLBACK");
-            }
+        if let Conn::Sqlite(c) = self
+            && !c.is_autocommit()
+        {
+            let _ = sqlite_step(c, "ROLLBACK");
         }
     }
 }

@@ -32,6 +32,7 @@ use cloudsign_csc::HashAlgorithm;
 
 use crate::path::TrustAnchors;
 use crate::x509::{self, Certificate, Scheme};
+use crate::xades::ecdsa_raw_to_der;
 
 /// The TS 119 612 namespace.
 pub const TSL_NS: &str = "http://uri.etsi.org/02231/v2#";
@@ -374,34 +375,6 @@ fn digest_algorithm(uri: &str) -> Result<HashAlgorithm> {
 /// XMLDSig SignatureMethod URIs: RFC 6931 §2.3.2 (RSA), §2.3.6 (ECDSA), §2.3.10 (RSASSA-PSS).
 fn signature_scheme(uri: &str) -> Result<Scheme> {
     crate::xades::xmldsig_scheme(uri).ok_or_else(|| TslError::Unsupported(format!("signature method {uri:?}")))
-}
-
-/// An XMLDSig ECDSA value (`r ‖ s`, each as wide as the curve order) as a DER `ECDSA-Sig-Value`.
-fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 2 * 66 {
-        return None;
-    }
-    let integer = |bytes: &[u8]| {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-        let bytes = &bytes[start..];
-        let mut out = vec![0x02];
-        let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
-        out.push((bytes.len() + pad as usize) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(bytes);
-        out
-    };
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let body = [integer(r), integer(s)].concat();
-    let mut out = vec![0x30];
-    if body.len() >= 0x80 {
-        out.push(0x81);
-    }
-    out.push(body.len() as u8);
-    out.extend(body);
-    Some(out)
 }
 
 // ─── The list ───

@@ -524,10 +524,7 @@ fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Option<u32> {
 pub fn algorithm_parts(der: &[u8]) -> Option<(String, Option<&[u8]>)> {
     let mut r = Reader::new(single(der, 0x30)?);
     let oid = decode_oid(r.expect(0x06)?)?;
-    let params = match r.next() {
-        None => None,
-        Some((_, _, whole)) => Some(whole),
-    };
+    let params = r.next().map(|(_, _, whole)| whole);
     r.is_empty().then_some((oid, params))
 }
 
@@ -740,14 +737,14 @@ fn directory_string(tag: u8, value: &[u8]) -> Option<String> {
         // PrintableString, IA5String, NumericString, VisibleString, TeletexString (read as Latin-1).
         0x13 | 0x16 | 0x12 | 0x1A | 0x14 => Some(value.iter().map(|b| char::from(*b)).collect()),
         0x1E => {
-            if value.len() % 2 != 0 {
+            if !value.len().is_multiple_of(2) {
                 return None;
             }
             let units = value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
             char::decode_utf16(units).collect::<std::result::Result<String, _>>().ok()
         }
         0x1C => {
-            if value.len() % 4 != 0 {
+            if !value.len().is_multiple_of(4) {
                 return None;
             }
             value.chunks_exact(4).map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))).collect()

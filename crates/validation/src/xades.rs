@@ -340,7 +340,7 @@ fn signature_method(doc: &Document<'_>, method: NodeId) -> Result<Scheme, Failur
 
 /// XMLDSig 1.1 §6.4.3 / RFC 7518 §3.4: ECDSA values are r ‖ s; the verifier takes DER.
 pub(crate) fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 2 * 66 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 2 * 66 {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
