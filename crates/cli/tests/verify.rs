@@ -20,6 +20,19 @@ fn pyhanko() -> PathBuf {
 }
 
 /// `cloudsign verify --json`: (exit code, report).
+/// `pyhanko sign addsig` into `field` with a local key, certificate and chain.
+fn pyhanko_sign(field: &str, (key, cert, chain): (&Path, &Path, &Path), input: &Path, output: &Path) {
+    run(Command::new(pyhanko()).args(["sign", "addsig", "--field", field, "pemder", "--key"]).arg(key).args([
+        Path::new("--cert"),
+        cert,
+        Path::new("--chain"),
+        chain,
+        Path::new("--no-pass"),
+        input,
+        output,
+    ]));
+}
+
 fn verify(env: &Env, file: &Path, trust: &Path, extra: &[&str]) -> (i32, Value) {
     let out = env.command().arg("verify").arg(file).arg("--trust").arg(trust).arg("--json").args(extra).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -94,16 +107,7 @@ async fn foreign_signatures_get_the_right_indication() {
     let pdf = env.file("doc.pdf");
     std::fs::write(&pdf, one_page_pdf("signed by pyHanko")).unwrap();
     let signed = env.file("doc-pyhanko.pdf");
-    run(Command::new(pyhanko())
-        .args(["sign", "addsig", "--field", "Sig1", "pemder", "--key"])
-        .arg(&key)
-        .arg("--cert")
-        .arg(&leaf)
-        .arg("--chain")
-        .arg(&ca)
-        .arg("--no-pass")
-        .arg(&pdf)
-        .arg(&signed));
+    pyhanko_sign("Sig1", (&key, &leaf, &ca), &pdf, &signed);
     let judged = run(Command::new(pyhanko()).args(["sign", "validate", "--trust"]).arg(&ca).arg("--trust-replace").arg(&signed));
     assert!(judged.contains("INTACT:TRUSTED"), "{judged}");
     let (code, r) = verify(&env, &signed, &ca, &["--offline"]);
@@ -148,16 +152,7 @@ async fn foreign_signatures_get_the_right_indication() {
     assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "FORMAT_FAILURE".into())), "{r:#}");
     assert!(r["signatures"][0]["pdf"]["changes"][0].as_str().unwrap().contains("/Rotate"), "{r:#}");
     let twice = env.file("doc-twice.pdf");
-    run(Command::new(pyhanko())
-        .args(["sign", "addsig", "--field", "Sig2", "pemder", "--key"])
-        .arg(&key)
-        .arg("--cert")
-        .arg(&leaf)
-        .arg("--chain")
-        .arg(&ca)
-        .arg("--no-pass")
-        .arg(&signed)
-        .arg(&twice));
+    pyhanko_sign("Sig2", (&key, &leaf, &ca), &signed, &twice);
     let (code, r) = verify(&env, &twice, &ca, &["--offline"]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["signatures"].as_array().unwrap().len(), 2, "{r:#}");
