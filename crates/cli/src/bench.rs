@@ -1,7 +1,8 @@
 //! `cloudsign bench`: in one run, (a) the raw in-process signing rate of the software keystore
 //! on all cores, and (b) end-to-end `signatures/signHash` throughput over HTTP on loopback against
 //! a real `cloudsign serve` process on SQLite, with 1 and with 100 hashes per request; each
-//! figure is printed with its ratio to (a), measured around it. The figures in docs/performance.md come from here.
+//! figure is printed with its ratio to (a), measured in slices that alternate with (b). The
+//! figures in docs/performance.md come from here.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +19,13 @@ use serde_json::json;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of HTTP load per figure (split into `--rounds` slices).
+    #[arg(long, default_value_t = 6)]
     seconds: u64,
+    /// Slices per figure: each slice of HTTP load is measured between two raw slices of the
+    /// same length, so the VM's drift in speed reaches both sides of each ratio alike.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// Concurrent HTTP clients. A throughput figure needs a load that keeps the server busy:
     /// with 8 clients the 1-hash run left the server's cores ~18 % idle (each client waits out
     /// a loopback round trip and a wake-up per request); at 32 the idle share is about 10 %.
@@ -53,7 +58,7 @@ fn scheme_for(key: KeyAlgorithm) -> SignAlgorithm {
 }
 
 /// (a): signatures per second with one signing thread per core.
-fn raw_rate(key: KeyAlgorithm, seconds: u64) -> anyhow::Result<f64> {
+fn raw_rate(key: KeyAlgorithm, seconds: f64) -> anyhow::Result<f64> {
     let store = SoftwareKeystore::new(&[0x42; 32])?;
     let generated = store.generate(key, "bench")?;
     let signer = generated.key;
@@ -77,7 +82,7 @@ fn raw_rate(key: KeyAlgorithm, seconds: u64) -> anyhow::Result<f64> {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(seconds));
+    std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -115,6 +120,10 @@ fn start_server(dir: &std::path::Path) -> anyhow::Result<(ServerChild, String)> 
     Ok((guard, url))
 }
 
+/// Load before each HTTP slice is counted: enough for 32 clients' first responses at 100
+/// RSA signatures per request.
+const WARM_UP: Duration = Duration::from_millis(250);
+
 /// Signatures one SAD allows in the bench: enough for any run length at 100 hashes/request.
 const BENCH_SIGNATURES: u64 = 1_000_000_000;
 
@@ -125,7 +134,7 @@ async fn http_rate(
     credential: &str,
     key: KeyAlgorithm,
     per_request: usize,
-    seconds: u64,
+    seconds: f64,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
     let http = reqwest::Client::new();
@@ -177,9 +186,12 @@ async fn http_rate(
             Ok(())
         })?
     };
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let counted = count.load(Ordering::Relaxed);
+    // Counted from the moment the pipeline is full: until then the first requests are still in
+    // progress and a short slice would be charged for the ramp-up.
+    tokio::time::sleep(WARM_UP).await;
+    let (started, counted_before) = (Instant::now(), count.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let counted = count.load(Ordering::Relaxed) - counted_before;
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || client.join()).await?.map_err(|_| anyhow::anyhow!("the bench client panicked"))??;
@@ -273,42 +285,58 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if !args.json {
-        println!("cloudsign bench: {cores} cores, {} s per figure, {} HTTP clients, SQLite, SCAL 1", args.seconds, args.concurrency);
+        println!(
+            "cloudsign bench: {cores} cores, {} s of load per figure in {} slices, {} HTTP clients, SQLite, SCAL 1",
+            args.seconds, args.rounds, args.concurrency
+        );
         println!(
             "{:<12} {:>16} {:>18} {:>8} {:>20} {:>8}",
             "key", "raw sig/s", "1 hash/req sig/s", "ratio", "100 hashes/req sig/s", "ratio"
         );
     }
+    let slice = args.seconds as f64 / args.rounds as f64;
     for (key, credential) in keys.iter().zip(&credentials) {
-        // The raw rate is measured before, between and after the two HTTP figures, and each
-        // ratio divides by the mean of the two raw measurements around it: on a shared VM the
-        // machine's speed drifts by ±20 % within a minute, and a single raw figure taken first
-        // biased every ratio by whatever the first seconds happened to be.
-        let raw_before = raw_rate(*key, args.seconds)?;
-        let one = http_rate(&url, &token, credential, *key, 1, args.seconds, args.concurrency).await?;
-        let raw_between = raw_rate(*key, args.seconds)?;
-        let hundred = http_rate(&url, &token, credential, *key, 100, args.seconds, args.concurrency).await?;
-        let raw_after = raw_rate(*key, args.seconds)?;
-        let raw = (raw_before + raw_between + raw_after) / 3.0;
-        let (ratio_1, ratio_100) = (2.0 * one / (raw_before + raw_between), 2.0 * hundred / (raw_between + raw_after));
+        // On a shared VM the machine's speed drifts by ±10 % within a minute, and a ratio of
+        // two measurements taken a minute apart inherited that drift (single runs swung from
+        // 73 % to 93 %). So each figure is measured in slices, each slice of HTTP load between
+        // two raw slices of the same length, and the ratio is the HTTP signatures over the raw
+        // signatures the same seconds would have given (the mean of the two raw slices around
+        // each HTTP slice). The raw slice between the two figures serves both.
+        let mut raw_prev = raw_rate(*key, slice)?;
+        let mut raws = vec![raw_prev];
+        let mut figures = Vec::new();
+        for per_request in [1, 100] {
+            let (mut signed, mut expected) = (0.0, 0.0);
+            for _ in 0..args.rounds {
+                let rate = http_rate(&url, &token, credential, *key, per_request, slice, args.concurrency).await?;
+                let raw_next = raw_rate(*key, slice)?;
+                signed += rate;
+                expected += (raw_prev + raw_next) / 2.0;
+                raws.push(raw_next);
+                raw_prev = raw_next;
+            }
+            figures.push((signed / args.rounds as f64, signed / expected));
+        }
+        let [(one, ratio_1), (hundred, ratio_100)] = [figures[0], figures[1]];
+        let raw = raws.iter().sum::<f64>() / raws.len() as f64;
+        let (raw_min, raw_max) = raws.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
         if args.json {
             println!(
                 "{}",
-                json!({"key": key.name(), "cores": cores, "raw_per_s": raw, "raw_runs_per_s": [raw_before, raw_between, raw_after],
+                json!({"key": key.name(), "cores": cores, "raw_per_s": raw, "raw_slices_per_s": raws,
                        "http_1_per_s": one, "ratio_1": ratio_1, "http_100_per_s": hundred, "ratio_100": ratio_100})
             );
         } else {
             println!(
-                "{:<12} {:>16.0} {:>18.0} {:>7.0}% {:>20.0} {:>7.0}%   (raw {:.0} / {:.0} / {:.0})",
+                "{:<12} {:>16.0} {:>18.0} {:>7.0}% {:>20.0} {:>7.0}%   (raw slices {:.0}–{:.0})",
                 key.name(),
                 raw,
                 one,
                 100.0 * ratio_1,
                 hundred,
                 100.0 * ratio_100,
-                raw_before,
-                raw_between,
-                raw_after
+                raw_min,
+                raw_max
             );
         }
     }
