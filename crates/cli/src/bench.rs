@@ -20,7 +20,7 @@ use serde_json::json;
 #[derive(Args)]
 pub struct BenchArgs {
     /// Seconds of HTTP load per figure (split into `--rounds` slices).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Slices per figure: each slice of HTTP load is measured between two raw slices of the
     /// same length, so the VM's drift in speed reaches both sides of each ratio alike.
