@@ -8,7 +8,7 @@
 //! (EN 319 122-1 §5.5.3) and [`ArchivePrepared::finish`] embeds the token, carrying the
 //! ats-hash-index-v3 (§5.5.2) as an unsigned attribute of the token's SignerInfo.
 
-use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
+use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
 use cloudsign_pki::cms::{
     ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_RI_OCSP_RESPONSE, ID_SIGNATURE_TIME_STAMP, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2,
     ID_SIGNING_TIME,
@@ -26,7 +26,7 @@ pub struct ValidationData {
     /// DER OCSPResponses.
     pub ocsp: Vec<Vec<u8>>,
 }
-use cloudsign_pki::der;
+use cloudsign_asn1::der;
 
 pub use crate::Params;
 use crate::{AdesError, digest};
@@ -60,7 +60,7 @@ fn prepare_with(content_digest: &[u8], p: &Params<'_>, signing_time_attribute: b
     if content_digest.len() != hash.len() {
         return Err(AdesError::DigestLength(hash.name()));
     }
-    let (issuer, serial) = der::issuer_and_serial(p.certificate).ok_or(AdesError::Certificate)?;
+    let (issuer, serial) = cloudsign_asn1::cert::issuer_and_serial(p.certificate).ok_or(AdesError::Certificate)?;
     // RFC 5035 ESSCertIDv2: the certificate hash with its algorithm (omitted when SHA-256, the
     // default), and the issuer and serial as a GeneralNames/serial pair.
     let cert_hash = digest(hash, p.certificate);
@@ -532,7 +532,7 @@ fn tst_imprint(tst_info: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudsign_csc::KeyAlgorithm;
+    use cloudsign_asn1::KeyAlgorithm;
     use cloudsign_keys::software::SoftwareKeystore;
     use cloudsign_keys::{KeyBackend, SigningKey};
     use cloudsign_pki::ocsp::CertStatus;
@@ -604,7 +604,7 @@ mod tests {
         Long enough that its DER lengths take more than one octet when encapsulated..............\n";
 
     fn attribute_types(signer: &SignerInfoParts<'_>) -> Vec<String> {
-        signer.unsigned_attrs.iter().map(|a| cloudsign_csc::oid::decode_oid(&parse_attribute(a).unwrap().0[2..]).unwrap()).collect()
+        signer.unsigned_attrs.iter().map(|a| cloudsign_asn1::oid::decode_oid(&parse_attribute(a).unwrap().0[2..]).unwrap()).collect()
     }
 
     /// The archive-time-stamp-v3 tokens of the first signer, in order.

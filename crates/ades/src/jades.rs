@@ -9,7 +9,7 @@
 //! time-stamp, §5.3.4) and for B-LT `xVals` and `rVals` (certificate and revocation values,
 //! §5.3.5), each element base64url-encoded JSON.
 
-use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
+use cloudsign_asn1::{HashAlgorithm, SignAlgorithm, b64};
 
 pub use crate::Params;
 use crate::{AdesError, digest};

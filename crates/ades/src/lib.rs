@@ -11,10 +11,16 @@
 #![warn(missing_docs)]
 
 pub mod cades;
+pub mod format;
 pub mod jades;
 pub mod pades;
-pub mod pdf;
 pub mod xades;
+
+/// The PDF reader and incremental writer PAdES works on, re-exported so that callers of
+/// [`pades`] name the same types.
+pub use cloudsign_pdf as pdf;
+
+pub use format::{Format, Level, Packaging};
 
 /// A signature that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +42,7 @@ pub enum AdesError {
 /// What the signature is made with.
 pub struct Params<'a> {
     /// The signature scheme (its hash is the digest algorithm throughout).
-    pub scheme: cloudsign_csc::SignAlgorithm,
+    pub scheme: cloudsign_asn1::SignAlgorithm,
     /// The signer's certificate (DER).
     pub certificate: &'a [u8],
     /// The rest of the chain to embed (issuing CA, ...), DER.
@@ -48,8 +54,8 @@ pub struct Params<'a> {
 /// DER `ECDSA-Sig-Value` (what CSC signHash returns) to the fixed-width r ‖ s that JWS
 /// (RFC 7518 §3.4) and XMLDSig (RFC 4050) carry; `None` when malformed or too wide.
 pub(crate) fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
-    let mut outer = cloudsign_pki::der::Reader::new(der);
-    let mut seq = cloudsign_pki::der::Reader::new(outer.expect(0x30)?);
+    let mut outer = cloudsign_asn1::der::Reader::new(der);
+    let mut seq = cloudsign_asn1::der::Reader::new(outer.expect(0x30)?);
     let mut out = Vec::with_capacity(2 * width);
     for _ in 0..2 {
         let int = seq.expect(0x02)?;
@@ -65,21 +71,21 @@ pub(crate) fn ecdsa_der_to_raw(der: &[u8], width: usize) -> Option<Vec<u8>> {
 }
 
 /// aws-lc's digest for our algorithm enum, for callers that hash as they stream.
-pub fn aws_lc_algorithm(algorithm: cloudsign_csc::HashAlgorithm) -> &'static aws_lc_rs::digest::Algorithm {
+pub fn aws_lc_algorithm(algorithm: cloudsign_asn1::HashAlgorithm) -> &'static aws_lc_rs::digest::Algorithm {
     match algorithm {
-        cloudsign_csc::HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
-        cloudsign_csc::HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
-        cloudsign_csc::HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
+        cloudsign_asn1::HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
+        cloudsign_asn1::HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
+        cloudsign_asn1::HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
     }
 }
 
 /// Digest helper shared by callers: one-shot SHA-2 by our algorithm enum.
-pub fn digest(algorithm: cloudsign_csc::HashAlgorithm, data: &[u8]) -> Vec<u8> {
+pub fn digest(algorithm: cloudsign_asn1::HashAlgorithm, data: &[u8]) -> Vec<u8> {
     digest_parts(algorithm, &[data])
 }
 
 /// The digest of `parts` one after the other, without joining them (a PDF's byte ranges).
-pub fn digest_parts(algorithm: cloudsign_csc::HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
+pub fn digest_parts(algorithm: cloudsign_asn1::HashAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
     let mut ctx = aws_lc_rs::digest::Context::new(aws_lc_algorithm(algorithm));
     for part in parts {
         ctx.update(part);

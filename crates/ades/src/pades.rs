@@ -11,11 +11,19 @@
 
 use std::io::{Read, Seek};
 
+use cloudsign_pdf::{Dict, Obj, Pdf, PdfError};
+
 use crate::AdesError;
-use crate::pdf::{Dict, Obj, Pdf};
 
 fn err(msg: impl Into<String>) -> AdesError {
     AdesError::Pdf(msg.into())
+}
+
+/// A file the reader refuses is refused as a signature that cannot be built, with the same text.
+impl From<PdfError> for AdesError {
+    fn from(e: PdfError) -> Self {
+        AdesError::Pdf(e.message().to_string())
+    }
 }
 
 /// What the new signature field holds.
@@ -73,7 +81,7 @@ impl Placeholder {
         if value.len() > self.capacity() {
             return Err(err(format!("the signature ({} bytes) does not fit the space reserved ({} bytes)", value.len(), self.capacity())));
         }
-        let hex = crate::pdf::hex_upper(value);
+        let hex = cloudsign_pdf::hex_upper(value);
         let start = self.contents.0 + 1;
         self.update[start..start + hex.len()].copy_from_slice(hex.as_bytes());
         Ok(self.update)
@@ -143,7 +151,7 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
     match kind {
         Kind::Signature { signing_time } => {
             sig.extend_from_slice(b"<</Type /Sig/Filter /Adobe.PPKLite/SubFilter /ETSI.CAdES.detached/M ");
-            Obj::Str(pdf_date(signing_time).into_bytes()).write(&mut sig);
+            Obj::Str(cloudsign_pdf::date::format(signing_time).into_bytes()).write(&mut sig);
         }
         Kind::Certification { signing_time, permissions } => {
             if !(1..=3).contains(&permissions) {
@@ -153,7 +161,7 @@ pub fn add_signature<R: Read + Seek>(pdf: &mut Pdf<R>, kind: Kind, reserve: usiz
                 return Err(err("a certification signature must be the document's first signature"));
             }
             sig.extend_from_slice(b"<</Type /Sig/Filter /Adobe.PPKLite/SubFilter /ETSI.CAdES.detached/M ");
-            Obj::Str(pdf_date(signing_time).into_bytes()).write(&mut sig);
+            Obj::Str(cloudsign_pdf::date::format(signing_time).into_bytes()).write(&mut sig);
             sig.extend_from_slice(
                 format!("/Reference [<</Type /SigRef/TransformMethod /DocMDP/TransformParams <</Type /TransformParams/P {permissions}/V /1.2>>>>]")
                     .as_bytes(),
@@ -330,41 +338,14 @@ pub fn add_dss<R: Read + Seek>(
     Ok(pdf.finish(update, changed))
 }
 
-/// A PDF date (ISO 32000-1 §7.9.4) in UTC: `D:YYYYMMDDHHmmSS+00'00'`.
-fn pdf_date(unix: i64) -> String {
-    let g = cloudsign_pki::generalized_time(unix);
-    format!("D:{}+00'00'", &g[..14])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A one-page PDF with a classic cross-reference table.
-    pub(crate) fn minimal_pdf() -> Vec<u8> {
-        let objects = [
-            "<</Type /Catalog/Pages 2 0 R>>",
-            "<</Type /Pages/Kids [3 0 R]/Count 1>>",
-            "<</Type /Page/Parent 2 0 R/MediaBox [0 0 200 200]>>",
-        ];
-        let mut out = b"%PDF-1.7\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, o) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-        }
-        let xref = out.len();
-        out.extend_from_slice(b"xref\n0 4\n0000000000 65535 f\r\n");
-        for o in offsets {
-            out.extend_from_slice(format!("{o:010} 00000 n\r\n").as_bytes());
-        }
-        out.extend_from_slice(format!("trailer\n<</Size 4/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n").as_bytes());
-        out
-    }
+    use cloudsign_test_support::pdf::one_page_pdf;
 
     #[test]
     fn signature_update_reserves_and_fills() {
-        let original = minimal_pdf();
+        let original = one_page_pdf("PAdES");
         let mut pdf = Pdf::open(std::io::Cursor::new(original.clone())).unwrap();
         let p = add_signature(&mut pdf, Kind::Signature { signing_time: 1_800_000_000 }, 100).unwrap();
         let [a, b, c, d] = p.byte_range();
@@ -391,7 +372,7 @@ mod tests {
 
     #[test]
     fn certification_goes_first_and_names_its_permissions() {
-        let mut pdf = Pdf::open(std::io::Cursor::new(minimal_pdf())).unwrap();
+        let mut pdf = Pdf::open(std::io::Cursor::new(one_page_pdf("PAdES"))).unwrap();
         let p = add_signature(&mut pdf, Kind::Certification { signing_time: 0, permissions: 2 }, 10).unwrap();
         let text = String::from_utf8_lossy(&p.update).into_owned();
         assert!(text.contains("/TransformMethod /DocMDP") && text.contains("/P 2"), "{text}");
@@ -399,9 +380,9 @@ mod tests {
         assert!(matches!(catalog.get("Perms"), Some(Obj::Dict(d)) if d.get("DocMDP").is_some()));
         // Not after another signature; and P=1 then forbids a further signature, not a time-stamp.
         assert!(add_signature(&mut pdf, Kind::Certification { signing_time: 0, permissions: 2 }, 10).is_err());
-        let mut locked = Pdf::open(std::io::Cursor::new(minimal_pdf())).unwrap();
+        let mut locked = Pdf::open(std::io::Cursor::new(one_page_pdf("PAdES"))).unwrap();
         let first = add_signature(&mut locked, Kind::Certification { signing_time: 0, permissions: 1 }, 10).unwrap();
-        let bytes = [minimal_pdf(), first.fill(&[1]).unwrap()].concat();
+        let bytes = [one_page_pdf("PAdES"), first.fill(&[1]).unwrap()].concat();
         let mut again = Pdf::open(std::io::Cursor::new(bytes)).unwrap();
         assert!(add_signature(&mut again, Kind::Signature { signing_time: 0 }, 10).is_err());
         assert!(add_signature(&mut again, Kind::DocumentTimestamp, 10).is_ok());
@@ -409,31 +390,22 @@ mod tests {
 
     #[test]
     fn too_large_a_value_is_refused() {
-        let mut pdf = Pdf::open(std::io::Cursor::new(minimal_pdf())).unwrap();
+        let mut pdf = Pdf::open(std::io::Cursor::new(one_page_pdf("PAdES"))).unwrap();
         let p = add_signature(&mut pdf, Kind::DocumentTimestamp, 10).unwrap();
         assert!(p.fill(&[1; 11]).is_err());
     }
 
     #[test]
     fn second_signature_gets_a_new_name_and_dss_merges() {
-        let original = minimal_pdf();
+        let original = one_page_pdf("PAdES");
         let mut pdf = Pdf::open(std::io::Cursor::new(original)).unwrap();
         let first = add_signature(&mut pdf, Kind::Signature { signing_time: 0 }, 10).unwrap();
-        assert!(String::from_utf8_lossy(&first.update).contains(&format!("/T <{}>", crate::pdf::hex_upper(b"Signature1"))));
+        assert!(String::from_utf8_lossy(&first.update).contains(&format!("/T <{}>", cloudsign_pdf::hex_upper(b"Signature1"))));
         let dss = add_dss(&mut pdf, &[vec![1, 2, 3]], &[], &[vec![4]]).unwrap();
         assert!(String::from_utf8_lossy(&dss).contains("/Certs [") && String::from_utf8_lossy(&dss).contains("/DSS "));
         let second = add_signature(&mut pdf, Kind::DocumentTimestamp, 10).unwrap();
-        assert!(String::from_utf8_lossy(&second.update).contains(&format!("/T <{}>", crate::pdf::hex_upper(b"Timestamp1"))));
+        assert!(String::from_utf8_lossy(&second.update).contains(&format!("/T <{}>", cloudsign_pdf::hex_upper(b"Timestamp1"))));
         let (_, catalog) = pdf.catalog().unwrap();
         assert!(catalog.get("DSS").is_some());
-    }
-
-    #[test]
-    fn not_a_pdf_is_refused() {
-        assert!(Pdf::open(std::io::Cursor::new(b"hello world".to_vec())).is_err());
-        let mut broken = minimal_pdf();
-        let n = broken.len();
-        broken.truncate(n - 20);
-        assert!(Pdf::open(std::io::Cursor::new(broken)).is_err());
     }
 }

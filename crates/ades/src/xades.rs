@@ -19,14 +19,15 @@
 //! standalone with the namespace declarations it uses, canonicalized, and hashed: exclusive
 //! C14N of a subtree does not depend on the ancestors' namespaces, so the bytes hashed here are
 //! the bytes a verifier canonicalizes in the final document. The caller's document is
-//! canonicalized with `bergshamra-c14n` (checked against xmlsec1, lxml and signxml) and is
-//! otherwise left byte for byte as it came. Where uppsala 0.12 parses unlike XML 1.0 the
+//! canonicalized by `cloudsign-xml` (bergshamra-c14n, checked against xmlsec1, lxml and
+//! signxml) and is otherwise left byte for byte as it came. Where uppsala 0.12 parses unlike XML 1.0 the
 //! document is refused (entities holding markup, external or parameter entities, ATTLIST) or
 //! worked around (literal tabs and line breaks in attribute values). A document with entity
 //! declarations signs correctly, but xmlsec1 1.2 and signxml refuse to verify any DTD.
 
-use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
-use cloudsign_pki::der;
+use cloudsign_asn1::der;
+use cloudsign_asn1::{HashAlgorithm, SignAlgorithm, b64};
+use cloudsign_xml::{C14nMode, escape, in_scope, normalize_attribute_whitespace, subtree_in_context};
 
 pub use crate::Params;
 use crate::cades::ValidationData;
@@ -128,7 +129,7 @@ pub fn prepare(input: Input<'_>, p: &Params<'_>) -> Result<Prepared, XadesError>
         Input::Enveloped(d) | Input::EnvelopingXml(d) => d,
         _ => &[],
     });
-    let (issuer, serial) = der::issuer_and_serial(p.certificate).ok_or(AdesError::Certificate)?;
+    let (issuer, serial) = cloudsign_asn1::cert::issuer_and_serial(p.certificate).ok_or(AdesError::Certificate)?;
     let ecdsa_width = match p.scheme {
         SignAlgorithm::Ecdsa(_) => Some(ec_width(p.certificate).ok_or(AdesError::Certificate)?),
         _ => None,
@@ -629,86 +630,19 @@ fn by_id(doc: &uppsala::Document<'_>, id: &str) -> Result<uppsala::NodeId, Xades
     }
 }
 
-/// The namespace URI `prefix` ("" for the default namespace) is bound to at `node`.
-fn in_scope(doc: &uppsala::Document<'_>, node: uppsala::NodeId, prefix: &str) -> Option<String> {
-    let mut current = Some(node);
-    while let Some(n) = current {
-        if let Some((_, uri)) = doc.element(n).and_then(|e| e.namespace_declarations.iter().find(|(p, _)| p == prefix)) {
-            return (!uri.is_empty()).then(|| uri.to_string());
-        }
-        current = doc.parent(n);
-    }
-    None
-}
-
 /// Exclusive C14N 1.0 without comments of the subtree at `element`, as XMLDSig canonicalizes
 /// it in place (see [`subtree_in_context`]).
 fn c14n_subtree(doc: &uppsala::Document<'_>, element: uppsala::NodeId) -> Result<Vec<u8>, XadesError> {
-    let fragment = subtree_in_context(doc, element, bergshamra_c14n::C14nMode::Exclusive)
-        .ok_or_else(|| XadesError::Xml("no source for the element".into()))?;
+    let fragment =
+        subtree_in_context(doc, element, C14nMode::Exclusive).ok_or_else(|| XadesError::Xml("no source for the element".into()))?;
     let normalized = normalize_attribute_whitespace(&fragment);
     c14n_doc(&parse(normalized.as_deref().unwrap_or(&fragment), false)?)
-}
-
-/// The source of the subtree at `element`, made a document of its own that canonicalizes as
-/// the subtree does in place: [`inherited_context`] written on its start tag. `None` when the
-/// parser kept no source for it.
-pub fn subtree_in_context(doc: &uppsala::Document<'_>, element: uppsala::NodeId, mode: bergshamra_c14n::C14nMode) -> Option<String> {
-    let name = doc.element(element)?.name.prefixed_name();
-    let source = doc.node_source(element)?;
-    let name_end = 1 + name.len();
-    (source.get(1..name_end) == Some(name.as_ref()))
-        .then(|| format!("{}{}{}", &source[..name_end], inherited_context(doc, element, mode), &source[name_end..]))
-}
-
-/// What a subtree takes from its ancestors when XMLDSig canonicalizes it in place, as
-/// attributes for its start tag: every namespace binding in scope the element does not declare
-/// itself (exclusive C14N outputs only those visibly used, inclusive C14N all of them) and, for
-/// the inclusive modes, the `xml:` attributes it inherits (C14N 1.0 §2.4; C14N 1.1 §2.4:
-/// `xml:lang` and `xml:space` only, without `xml:base` fix-up).
-pub fn inherited_context(doc: &uppsala::Document<'_>, element: uppsala::NodeId, mode: bergshamra_c14n::C14nMode) -> String {
-    use bergshamra_c14n::C14nMode;
-    let Some(e) = doc.element(element) else { return String::new() };
-    let is_xml = |a: &&uppsala::Attribute<'_>| a.name.prefix.as_deref() == Some("xml");
-    let mut declared: Vec<&str> = e.namespace_declarations.iter().map(|(p, _)| p.as_ref()).collect();
-    let mut xml_attributes: Vec<&str> = e.attributes.iter().filter(is_xml).map(|a| a.name.local_name.as_ref()).collect();
-    let mut out = String::new();
-    let mut current = doc.parent(element);
-    while let Some(n) = current {
-        if let Some(ancestor) = doc.element(n) {
-            for (prefix, uri) in &ancestor.namespace_declarations {
-                if declared.contains(&prefix.as_ref()) {
-                    continue;
-                }
-                declared.push(prefix.as_ref());
-                if !uri.is_empty() {
-                    let name = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
-                    out.push_str(&format!(" {name}=\"{}\"", escape(uri)));
-                }
-            }
-            if !mode.is_exclusive() {
-                for a in ancestor.attributes.iter().filter(is_xml) {
-                    let local = a.name.local_name.as_ref();
-                    let wanted = match mode {
-                        C14nMode::Inclusive11 | C14nMode::Inclusive11WithComments => local == "lang" || local == "space",
-                        _ => true,
-                    };
-                    if wanted && !xml_attributes.contains(&local) {
-                        xml_attributes.push(local);
-                        out.push_str(&format!(" xml:{local}=\"{}\"", escape(&a.value)));
-                    }
-                }
-            }
-        }
-        current = doc.parent(n);
-    }
-    out
 }
 
 /// The message imprint of an RFC 3161 TimeStampToken: its hash algorithm and the hashed
 /// message (ContentInfo → SignedData → encapContentInfo → TSTInfo → messageImprint).
 fn token_imprint(token: &[u8]) -> Option<(HashAlgorithm, &[u8])> {
-    use cloudsign_pki::der::Reader;
+    use cloudsign_asn1::der::Reader;
     let mut ci = Reader::new(Reader::new(token).expect(0x30)?);
     ci.expect(0x06)?;
     let mut sd = Reader::new(Reader::new(ci.expect(0xA0)?).expect(0x30)?);
@@ -813,66 +747,6 @@ fn check_doctype(prolog: &str) -> Result<(), XadesError> {
     Ok(())
 }
 
-/// XML 1.0 §3.3.3: literal tabs and line breaks in attribute values read as spaces (a CR LF
-/// pair as one). uppsala 0.12 keeps them, which canonicalizes to `&#x9;` and the like, so the
-/// document is canonicalized from a copy with them replaced (character references such as
-/// `&#9;` stay as they are). `None` when there is nothing to replace.
-pub fn normalize_attribute_whitespace(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    let skip_to = |from: usize, end: &str| text[from..].find(end).map_or(b.len(), |e| from + e + end.len());
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        let tail = &text[i..];
-        if tail.starts_with("<!--") {
-            i = skip_to(i + 4, "-->");
-        } else if tail.starts_with("<![CDATA[") {
-            i = skip_to(i + 9, "]]>");
-        } else if tail.starts_with("<?") {
-            i = skip_to(i + 2, "?>");
-        } else if tail.starts_with("<!") {
-            // DOCTYPE: to the end of the internal subset, if any, then to '>'.
-            let close = tail.find('>').unwrap_or(tail.len());
-            i = match tail[..close].find('[') {
-                Some(_) => skip_to(i, "]"),
-                None => i + close,
-            };
-        } else {
-            // A start or end tag: rewrite whitespace inside quoted values.
-            let mut quote = None;
-            i += 1;
-            while i < b.len() {
-                let c = b[i];
-                match quote {
-                    None if c == b'>' => break,
-                    None if c == b'"' || c == b'\'' => quote = Some(c),
-                    Some(q) if c == q => quote = None,
-                    Some(_) if matches!(c, b'\t' | b'\n' | b'\r') => {
-                        let o = out.get_or_insert_with(|| b.to_vec());
-                        if c == b'\r' && b.get(i + 1) == Some(&b'\n') {
-                            // CR LF is one line break: the LF becomes the space, the CR goes
-                            // (marked with a byte that cannot occur, removed below).
-                            o[i] = 0;
-                        } else {
-                            o[i] = b' ';
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-    }
-    out.map(|mut o| {
-        o.retain(|c| *c != 0);
-        String::from_utf8(o).unwrap_or_default()
-    })
-}
-
 /// Exclusive C14N 1.0 without comments of the caller's document (`parsed` from `text`), as a
 /// verifier sees it once the enveloped signature is taken out.
 fn canonical_document(text: &str, parsed: &uppsala::Document<'_>) -> Result<Vec<u8>, XadesError> {
@@ -884,8 +758,7 @@ fn canonical_document(text: &str, parsed: &uppsala::Document<'_>) -> Result<Vec<
 
 /// Exclusive C14N 1.0 without comments of a whole parsed document.
 fn c14n_doc(doc: &uppsala::Document<'_>) -> Result<Vec<u8>, XadesError> {
-    bergshamra_c14n::canonicalize_doc(doc, bergshamra_c14n::C14nMode::Exclusive, None, &[] as &[&str])
-        .map_err(|e| XadesError::Xml(e.to_string()))
+    cloudsign_xml::canonicalize(doc, C14nMode::Exclusive, &[] as &[&str]).map_err(|e| XadesError::Xml(e.to_string()))
 }
 
 /// Exclusive C14N of a fragment this module wrote (which, enveloping XML, holds the caller's
@@ -896,31 +769,11 @@ fn c14n(xml: &str) -> Result<String, XadesError> {
     String::from_utf8(canonical).map_err(|_| XadesError::Xml("canonical form is not UTF-8".into()))
 }
 
-/// Escaping for text and attribute values we write into XML (URIs, media types, re-parsed
-/// fragments). Tab, line feed and carriage return are character references so that attribute
-/// value normalization (XML 1.0 §3.3.3) gives the value back unchanged.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bergshamra_xml::NodeSet;
-    use cloudsign_csc::KeyAlgorithm;
+    use cloudsign_asn1::KeyAlgorithm;
     use cloudsign_keys::software::SoftwareKeystore;
     use cloudsign_keys::{KeyBackend, SigningKey};
     use cloudsign_pki::{CaNames, IssuingCa};
@@ -1191,7 +1044,7 @@ mod tests {
         let doc = uppsala::parse(text).unwrap();
         let x = |name: &str| doc.get_elements_by_tag_name_ns(XADES, name);
         assert_eq!(doc.element_text(x("SigningTime")[0]), Some("2025-06-15T15:06:40Z"));
-        let (issuer, serial) = der::issuer_and_serial(&cert).unwrap();
+        let (issuer, serial) = cloudsign_asn1::cert::issuer_and_serial(&cert).unwrap();
         let issuer_serial = der::seq(&[&der::seq(&[&der::explicit(4, &issuer)]), &serial]);
         assert_eq!(doc.element_text(x("IssuerSerialV2")[0]), Some(b64::encode(&issuer_serial).as_str()));
         let cert_digest = doc.first_child_element_by_name_ns(x("CertDigest")[0], DS, "DigestValue").unwrap();

@@ -251,7 +251,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                 eprintln!("user {name} created");
             }
             UserCommand::List { json } => {
-                for u in service.store().users().await? {
+                for u in service.users().await.map_err(domain)? {
                     if json {
                         println!("{}", json!({"name": u.name, "disabled": u.disabled, "created_at": u.created_at}));
                     } else {
@@ -322,7 +322,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     if json {
                         println!(
                             "{}",
-                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo, "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind, "backend": c.key_backend, "authMode": c.auth_mode, "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
+                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo, "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind, "backend": c.key_backend.as_str(), "authMode": c.auth_mode.as_str(), "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
                         );
                     } else {
                         println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo, c.scal, state);
@@ -397,7 +397,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             }
         }
         AdminCommand::Audit { limit, json } => {
-            for e in service.store().audit_events(limit).await? {
+            for e in service.audit_events(limit).await.map_err(domain)? {
                 if json {
                     println!(
                         "{}",

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use cloudsign_client::csc::{Api, Authorize, Client};
+use cloudsign_csc::v2::SignHashRequest;
 use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 use cloudsign_keys::KeyBackend as _;
 use cloudsign_keys::software::SoftwareKeystore;
@@ -129,29 +131,39 @@ const BENCH_SIGNATURES: u64 = 1_000_000_000;
 
 /// (b): signatures per second through `signatures/signHash`.
 async fn http_rate(
-    url: &str,
-    token: &str,
+    csc: &Client,
     credential: &str,
     key: KeyAlgorithm,
     per_request: usize,
     seconds: f64,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
-    let http = reqwest::Client::new();
-    let base = format!("{url}/csc/v2");
+    let (url, token) = (csc.service(), csc.access_token().context("not logged in")?);
     let scheme = scheme_for(key);
-    let sad: serde_json::Value = http
-        .post(format!("{base}/credentials/authorize"))
-        .bearer_auth(token)
-        .json(&json!({"credentialID": credential, "numSignatures": BENCH_SIGNATURES, "authData": [{"id": "PIN", "value": "2468"}]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let sad = sad["SAD"].as_str().context("authorize failed")?.to_string();
+    let authorize = Authorize {
+        credential_id: credential,
+        num_signatures: BENCH_SIGNATURES,
+        hashes: &[],
+        hash_algorithm: None,
+        pin: Some("2468"),
+        otp: None,
+        description: None,
+    };
+    let sad = csc.authorize(&authorize).await?.sad;
     let digest = cloudsign_csc::b64::encode(&vec![0x5au8; scheme.hash().len()]);
-    let body = json!({"credentialID": credential, "SAD": sad, "hashes": vec![digest; per_request], "signAlgo": scheme.oid(), "hashAlgorithmOID": scheme.hash().oid()})
-        .to_string();
+    // The request is serialized once and sent raw by `load`.
+    let body = serde_json::to_string(&SignHashRequest {
+        credential_id: credential.into(),
+        sad: Some(sad),
+        hashes: vec![digest; per_request],
+        hash_algorithm_oid: Some(scheme.hash().oid().into()),
+        sign_algo: scheme.oid().into(),
+        sign_algo_params: None,
+        operation_mode: None,
+        validity_period: None,
+        response_uri: None,
+        client_data: None,
+    })?;
     let addr: std::net::SocketAddr = url.strip_prefix("http://").context("the bench server speaks plain HTTP")?.parse()?;
     let request = Arc::new(
         format!(
@@ -268,20 +280,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         credentials.push(created.credential_id);
     }
-    service.store().close().await;
+    service.close().await;
     drop(service);
 
     let (server, url) = start_server(&dir)?;
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{url}/csc/v2/auth/login"))
-        .basic_auth("bench", Some("bench password"))
-        .json(&json!({}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["access_token"].as_str().context("login failed")?.to_string();
+    let mut csc = Client::new(&url, Api::V2)?;
+    csc.login("bench", "bench password", false).await?;
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if !args.json {
@@ -308,7 +312,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         for per_request in [1, 100] {
             let (mut signed, mut expected) = (0.0, 0.0);
             for _ in 0..args.rounds {
-                let rate = http_rate(&url, &token, credential, *key, per_request, slice, args.concurrency).await?;
+                let rate = http_rate(&csc, credential, *key, per_request, slice, args.concurrency).await?;
                 let raw_next = raw_rate(*key, slice)?;
                 signed += rate;
                 expected += (raw_prev + raw_next) / 2.0;

@@ -1,5 +1,5 @@
 //! The `cloudsign` binary: argument parsing and output only; everything it does is a library
-//! call (`cloudsign-server`, `cloudsign-domain`).
+//! call (`cloudsign-server`, `cloudsign-domain`, `cloudsign-client`).
 
 /// mimalloc instead of the system allocator: a signHash allocates a few hundred small
 /// buffers (JSON, base64, hex, the audit record), and glibc's malloc/free were ~7 % of the
@@ -10,7 +10,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin;
 mod bench;
 mod config;
-mod fetch;
 mod sign;
 mod verify;
 
@@ -103,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref(), flags)?;
             let service = open_service(&settings).await?;
             let result = admin::run(&service, command).await;
-            service.store().close().await;
+            service.close().await;
             result
         }
         Command::Bench(args) => bench::run(args).await,
@@ -193,7 +192,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(url = %bound.url(), database = %redact_url(&settings.database_url()), "serving CSC API v2 at /csc/v2/");
     cloudsign_server::serve(bound, app).await?;
-    service.store().close().await;
+    service.close().await;
     Ok(())
 }
 

@@ -75,7 +75,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     if !a.offline && policy.online_revocation {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         let certs = cloudsign_validation::file::certificates_in(&a.file);
-        let (ocsps, crls, problems) = crate::fetch::fetch_available(&http, &certs).await;
+        let (ocsps, crls, problems) = cloudsign_client::fetch::fetch_available(&http, &certs).await;
         for p in problems {
             tracing::info!("revocation data not fetched: {p}");
         }
@@ -131,7 +131,7 @@ async fn trusted_list(
         other => other,
     };
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
-    match crate::fetch::fetch(&http, source, None, "the trusted list").await {
+    match cloudsign_client::fetch::fetch(&http, source, None, "the trusted list").await.map_err(anyhow::Error::from) {
         Ok(xml) => {
             let list = tsl::load(&xml, operators).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
             if std::fs::create_dir_all(&cache_dir).is_ok() {

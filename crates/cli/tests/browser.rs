@@ -66,7 +66,7 @@ async fn exchange(server: &Server, client: &str, code: &str, verifier: &str) -> 
 
 #[tokio::test]
 async fn chromium_completes_login_and_consent() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let id = env.add_credential("alice", &["--auth-mode", "oauth2code"])["credentialID"].as_str().unwrap().to_string();
     let (client, _) = add_client(&env, "Browser test app", &["--public"]);

@@ -11,13 +11,13 @@ const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 
 #[tokio::test]
 async fn parallel_sign_hash_two_postgres_nodes() {
-    let env = Env::new("postgres");
+    let env = Env::new(BIN, "postgres");
     parallel_sign_hash(&env, 2).await;
 }
 
 #[tokio::test]
 async fn parallel_sign_hash_sqlite() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     parallel_sign_hash(&env, 1).await;
 }
 

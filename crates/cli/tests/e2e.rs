@@ -39,7 +39,7 @@ async fn refusals_postgres() {
 
 /// login -> list -> info -> authorize -> signHash for every key type and scheme.
 async fn signing_flow(db: &str) {
-    let env = Env::new(db);
+    let env = Env::new(BIN, db);
     env.add_user("alice");
     env.add_user("bob");
     let p256 = env.add_credential("alice", &["--key", "ecdsa-p256"]);
@@ -189,7 +189,7 @@ fn assert_no_secrets(env: &Env, secrets: &[&str]) {
 /// Negative tests for every rule: SAD replay, unbound hash, other users, count overrun, expiry,
 /// PIN lockout, OTP reuse, revoked tokens, malformed input.
 async fn refusals(db: &str) {
-    let env = Env::new(db).with_env("CLOUDSIGN_SAD_TTL", "2").with_env("CLOUDSIGN_BODY_LIMIT", "65536");
+    let env = Env::new(BIN, db).with_env("CLOUDSIGN_SAD_TTL", "2").with_env("CLOUDSIGN_BODY_LIMIT", "65536");
     env.add_user("alice");
     env.add_user("bob");
     let scal2 = env.add_credential("alice", &["--key", "ecdsa-p256"])["credentialID"].as_str().unwrap().to_string();
@@ -507,30 +507,15 @@ async fn refusals(db: &str) {
 /// TLS with rustls when a certificate and key are configured.
 #[tokio::test]
 async fn tls() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     let (cert, key) = (env.file("tls.crt"), env.file("tls.key"));
-    run(std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    cloudsign_test_support::pki::self_signed_p256(
+        &key,
+        &cert,
+        "/CN=localhost",
+        1,
+        &["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:FALSE"],
+    );
     let server = env.start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
@@ -544,7 +529,7 @@ async fn tls() {
 /// refused at start instead of failing later.
 #[tokio::test]
 async fn token_expiry_and_key_encryption_key() {
-    let env = Env::new("sqlite").with_env("CLOUDSIGN_ACCESS_TOKEN_TTL", "1");
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_ACCESS_TOKEN_TTL", "1");
     env.add_user("alice");
     #[cfg(unix)]
     {
@@ -560,7 +545,7 @@ async fn token_expiry_and_key_encryption_key() {
     api.err("credentials/list", json!({}), 401, "expired_token", "").await;
     drop(server);
 
-    let other = Env::new("sqlite");
+    let other = Env::new(BIN, "sqlite");
     let mut cmd = other.command();
     // Point a second node at the first one's database with a different key.
     cmd.env("CLOUDSIGN_DATABASE_URL", format!("sqlite://{}?mode=rwc", env.file("cloudsign.db").display()))
@@ -575,7 +560,7 @@ async fn token_expiry_and_key_encryption_key() {
 /// PostgreSQL itself reports in pg_stat_ssl.
 #[tokio::test]
 async fn postgres_over_tls() {
-    let env = Env::new("postgres").with_env("TEST_PG_QUERY", "sslmode=require");
+    let env = Env::new(BIN, "postgres").with_env("TEST_PG_QUERY", "sslmode=require");
     env.add_user("alice");
     let server = env.start();
     let mut api = Api::new(&server);
@@ -597,7 +582,7 @@ async fn postgres_over_tls() {
 /// lock, user disabled) applies to the very next signature.
 #[tokio::test]
 async fn remembered_rows_never_outvote_the_database() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let id = env.add_credential("alice", &["--scal", "1", "--multisign", "100"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();
@@ -669,7 +654,7 @@ async fn password_guessing_is_slowed_postgres() {
 /// parallel guesses cannot pass the limit together; other accounts are untouched; a right
 /// password or `admin user enable` starts the count again; the refusals are audited.
 async fn password_guessing(db: &str) {
-    let env = Env::new(db);
+    let env = Env::new(BIN, db);
     env.add_user("alice");
     env.add_user("bob");
     let server = env.start();

@@ -52,7 +52,7 @@ fn private_keys(conf: &Path) -> String {
 }
 
 fn hsm_env(db: &str) -> (Env, PathBuf) {
-    let env = Env::new(db);
+    let env = Env::new(BIN, db);
     let conf = softhsm_token(&env.dir);
     let env = env
         .with_env("SOFTHSM2_CONF", conf.to_str().unwrap())
@@ -122,7 +122,7 @@ async fn hsm_signing(db: &str) {
 
     // The same store, started with a wrong HSM PIN: HSM credentials get 503
     // temporarily_unavailable (promptly, no hang), software credentials keep signing.
-    let broken = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+    let broken = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
         .with_env("CLOUDSIGN_PKCS11_PIN", "wrong-pin-0000")
         .with_env("CLOUDSIGN_KEY_CACHE_SECONDS", "0");
     let server = broken.start();
@@ -166,7 +166,7 @@ async fn missing_or_unconfigured_hsm() {
     let id = env.add_credential("alice", &["--backend", "pkcs11", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
 
     // A module that is not there: the service starts, the HSM credential answers 503.
-    let gone = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+    let gone = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
         .with_env("CLOUDSIGN_PKCS11_MODULE", "/nonexistent/libpkcs11.so");
     let server = gone.start();
     let mut api = Api::new(&server);
@@ -179,14 +179,14 @@ async fn missing_or_unconfigured_hsm() {
     std::mem::forget(gone);
 
     // No HSM configured at all: creating an HSM credential fails with a clear message.
-    let plain = Env::new("sqlite");
+    let plain = Env::new(BIN, "sqlite");
     plain.add_user("bob");
     let (ok, _, err) =
         plain.admin_result(&["credential", "add", "--user", "bob", "--pin-stdin", "--backend", "pkcs11"], &format!("{PIN}\n"));
     assert!(!ok);
     assert!(err.contains("PKCS#11") && err.contains("none is configured"), "{err}");
     // A token label that does not exist.
-    let wrong_label = Env { dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
+    let wrong_label = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
         .with_env("CLOUDSIGN_PKCS11_TOKEN", "no-such-token");
     let (ok, _, err) =
         wrong_label.admin_result(&["credential", "add", "--user", "alice", "--pin-stdin", "--backend", "pkcs11"], &format!("{PIN}\n"));

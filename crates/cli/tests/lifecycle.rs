@@ -65,7 +65,7 @@ fn ocsp(env: &Env, server: &Server, cert_pem: &str) -> String {
 
 #[tokio::test]
 async fn revocation_suspension_and_crl() {
-    let env = Env::new("sqlite").with_env("CLOUDSIGN_PUBLIC_URL", "https://sign.example.test/");
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_PUBLIC_URL", "https://sign.example.test/");
     env.add_user("alice");
     let a = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]);
     let b = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]);
@@ -221,7 +221,7 @@ fn public_key_and_end(env: &Env, cert_pem: &str) -> (String, String) {
 #[tokio::test]
 async fn renewal_before_expiry_same_key_then_new_key() {
     // Certificates issued for one day; the server renews 30 days before the end, for 730 days.
-    let env = Env::new("sqlite").with_env("CLOUDSIGN_CERT_VALIDITY_DAYS", "1");
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_CERT_VALIDITY_DAYS", "1");
     env.add_user("alice");
     let created = env.add_credential("alice", &["--scal", "1"]);
     let id = created["credentialID"].as_str().unwrap().to_string();

@@ -18,7 +18,7 @@ async fn bearer_post(server: &Server, token: &str, method: &str, body: Value) ->
 
 #[tokio::test]
 async fn service_scope_code_flow_refresh_revoke_and_discovery() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let (client, secret) = add_client(&env, "Acme Signer", &["--confidential"]);
     let secret = secret.expect("a confidential client has a secret");
@@ -161,7 +161,7 @@ async fn service_scope_code_flow_refresh_revoke_and_discovery() {
 }
 
 async fn credential_scope(db: &str) {
-    let env = Env::new(db);
+    let env = Env::new(BIN, db);
     env.add_user("alice");
     env.add_user("bob");
     let cred = env.add_credential("alice", &["--auth-mode", "oauth2code", "--otp", "totp", "--scal", "2", "--key", "ecdsa-p384"]);
@@ -309,7 +309,7 @@ async fn credential_scope_postgres() {
 
 #[tokio::test]
 async fn pushed_request_with_authorization_details() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let id = env.add_credential("alice", &["--auth-mode", "oauth2code", "--key", "rsa-2048"])["credentialID"].as_str().unwrap().to_string();
     let (client, secret) = add_client(&env, "Contract portal", &[]);
@@ -385,7 +385,7 @@ async fn pushed_request_with_authorization_details() {
 
 #[tokio::test]
 async fn authorization_refusals() {
-    let env = Env::new("sqlite").with_env("CLOUDSIGN_MAX_AUTH_ATTEMPTS", "3").with_env("CLOUDSIGN_OAUTH_CODE_TTL", "1");
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_MAX_AUTH_ATTEMPTS", "3").with_env("CLOUDSIGN_OAUTH_CODE_TTL", "1");
     env.add_user("alice");
     let id = env.add_credential("alice", &["--auth-mode", "oauth2code"])["credentialID"].as_str().unwrap().to_string();
     let (public, _) = add_client(&env, "Public app", &["--public"]);

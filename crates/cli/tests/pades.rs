@@ -67,7 +67,7 @@ fn compressed_copy(src: &Path, dst: &Path) {
 
 #[tokio::test]
 async fn pades_at_every_level_validates_and_survives_the_service() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let ec = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let rsa = env.add_credential("alice", &["--key", "rsa-2048", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
@@ -141,7 +141,7 @@ async fn pades_at_every_level_validates_and_survives_the_service() {
 
 #[tokio::test]
 async fn batches_v1_and_refusals() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     // SCAL 2: the one authorization binds every document's digest.
     let ec = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
@@ -220,7 +220,7 @@ async fn batches_v1_and_refusals() {
 
 #[tokio::test]
 async fn xades_through_the_cli_verifies_with_xmlsec1_and_signxml() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let ec = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let rsa = env.add_credential("alice", &["--key", "rsa-2048", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
@@ -303,7 +303,7 @@ print("VALID", len(res))
 #[tokio::test]
 async fn sign_doc_returns_signed_pdfs_and_xml() {
     use serde_json::json;
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let id = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();

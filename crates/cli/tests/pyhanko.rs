@@ -47,7 +47,7 @@ fn validate_pdf(env: &Env, pdf: &Path, root: &Path, timestamped: bool) {
 
 #[tokio::test]
 async fn pyhanko_csc_signer() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let credentials: Vec<(String, Value)> = [("ecdsa-p256", "1"), ("ecdsa-p256", "2"), ("rsa-2048", "1"), ("rsa-2048", "2")]
         .iter()

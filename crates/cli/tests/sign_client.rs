@@ -79,7 +79,7 @@ fn ts_verify_digest(env: &Env, token: &std::path::Path, imprint: &str) {
 
 #[tokio::test]
 async fn cades_through_the_csc_api() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let ec = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
     let rsa = env.add_credential("alice", &["--key", "rsa-2048"])["credentialID"].as_str().unwrap().to_string();
@@ -234,7 +234,7 @@ async fn cades_through_the_csc_api() {
 #[tokio::test]
 async fn sign_doc_cades_detached_and_attached() {
     use serde_json::json;
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let id = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();
@@ -410,7 +410,7 @@ except Exception as e:
 #[tokio::test]
 async fn sign_doc_jades_verified_by_jwcrypto() {
     use serde_json::json;
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let p256 = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let p521 = env.add_credential("alice", &["--scal", "1", "--key", "ecdsa-p521"])["credentialID"].as_str().unwrap().to_string();

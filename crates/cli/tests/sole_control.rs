@@ -40,7 +40,7 @@ except Exception:
 
 #[tokio::test]
 async fn sole_control_needs_the_pin() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     // Sole control wants a PIN that resists offline guessing: short ones are refused.
     let (ok, _, err) = env.admin_result(&["credential", "add", "--user", "alice", "--pin-stdin", "--sole-control"], &format!("{PIN}\n"));

@@ -33,7 +33,7 @@ fn reply_text(reply: &std::path::Path, token: bool) -> String {
 
 #[tokio::test]
 async fn rfc3161_tsa() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let server = env.start();
     let (issuing, root) = write_ca(&env);
@@ -108,7 +108,7 @@ async fn rfc3161_tsa() {
     drop(server);
 
     // The policy is configuration.
-    let custom = Env::new("sqlite").with_env("CLOUDSIGN_TSA_POLICY", "1.3.6.1.4.1.99999.1");
+    let custom = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_TSA_POLICY", "1.3.6.1.4.1.99999.1");
     custom.add_user("carol");
     let server = custom.start();
     let query = custom.file("custom.tsq");
@@ -124,7 +124,7 @@ async fn rfc3161_tsa() {
     drop(server);
 
     // The TSA can be switched off.
-    let off = Env::new("sqlite").with_env("CLOUDSIGN_TSA_ENABLED", "false");
+    let off = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_TSA_ENABLED", "false");
     off.add_user("bob");
     let server = off.start();
     let mut api = Api::new(&server);

@@ -18,7 +18,7 @@ fn der(cred: &Value) -> String {
 
 #[tokio::test]
 async fn v1_adapter() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let rsa = env.add_credential("alice", &["--key", "rsa-2048"]);
     let p256 = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]);

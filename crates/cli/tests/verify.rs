@@ -98,7 +98,7 @@ fn openssl_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 #[tokio::test]
 async fn foreign_signatures_get_the_right_indication() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
     let (ca, leaf, key) = openssl_pki(&dir, "foreign");
     let (other_ca, _, _) = openssl_pki(&dir, "other");
@@ -196,7 +196,7 @@ async fn foreign_signatures_get_the_right_indication() {
 
 #[tokio::test]
 async fn cloudsign_signatures_at_every_level() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let cred = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();
@@ -249,7 +249,7 @@ async fn revocation_is_checked_online_against_the_proven_time() {
     // Certificates that name the service's OCSP responder and CRL (a public URL known in advance).
     let addr = free_loopback_addr();
     let url = format!("http://{addr}");
-    let env = Env::new("sqlite").with_env("CLOUDSIGN_PUBLIC_URL", &url);
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_PUBLIC_URL", &url);
     env.add_user("alice");
     let created = env.add_credential("alice", &["--scal", "1"]);
     let cred = created["credentialID"].as_str().unwrap().to_string();
@@ -286,7 +286,7 @@ async fn revocation_is_checked_online_against_the_proven_time() {
 #[tokio::test]
 async fn validation_api() {
     use serde_json::json;
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let cred = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();
@@ -357,10 +357,9 @@ async fn validation_api() {
 #[tokio::test]
 async fn revoked_and_expired_foreign_certificates() {
     // The validation crate's test PKI (openssl ca): a CRL revoking one leaf, an expired leaf.
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     let dir = env.file("pki");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../validation/tests/fixtures/make-pki.sh");
-    run(Command::new("sh").arg(script).arg(&dir));
+    cloudsign_test_support::pki::make_pki(&dir);
     let msg = env.file("msg.bin");
     std::fs::write(&msg, b"signed by openssl cms").unwrap();
     let sign = |leaf: &str| {
@@ -426,7 +425,7 @@ async fn revoked_and_expired_foreign_certificates() {
 
 #[tokio::test]
 async fn trusted_list_gives_the_trust_anchors() {
-    let env = Env::new("sqlite");
+    let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
     let (ca, leaf, key) = openssl_pki(&dir, "listed");
     let (op_ca, _, _) = openssl_pki(&dir, "operator");

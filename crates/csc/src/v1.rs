@@ -37,19 +37,19 @@ pub struct InfoResponse {
 }
 
 /// §11.4 `credentials/list` request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ListRequest {
     /// Must be absent with user-bound tokens.
-    #[serde(rename = "userID")]
+    #[serde(rename = "userID", skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Page size.
-    #[serde(rename = "maxResults")]
+    #[serde(rename = "maxResults", skip_serializing_if = "Option::is_none")]
     pub max_results: Option<u64>,
     /// Opaque token of the next page.
-    #[serde(rename = "pageToken")]
+    #[serde(rename = "pageToken", skip_serializing_if = "Option::is_none")]
     pub page_token: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -65,23 +65,25 @@ pub struct ListResponse {
 }
 
 /// §11.5 `credentials/info` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct InfoCredentialRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// `none`, `single` or `chain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub certificates: Option<String>,
     /// Include certificate details.
-    #[serde(rename = "certInfo", default)]
+    #[serde(rename = "certInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub cert_info: bool,
     /// Include the `PIN` and `OTP` groups.
-    #[serde(rename = "authInfo", default)]
+    #[serde(rename = "authInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_info: bool,
     /// Preferred language.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -109,9 +111,13 @@ pub struct CredentialInfo {
     pub otp: Option<OtpInfo>,
     /// Maximum signatures per authorization.
     pub multisign: u32,
-    /// Response language.
+    /// Response language (empty when a service leaves it out).
+    #[serde(default)]
     pub lang: String,
 }
+
+// Responses: the members a client can do without default when absent (`#[serde(default)]`),
+// so that `cloudsign-client` reads other services' answers; the server always sends them.
 
 /// The `PIN` group; `presence` is a string (`"true"`, `"false"`, `"optional"`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -119,10 +125,13 @@ pub struct PinInfo {
     /// `"true"`.
     pub presence: String,
     /// `A` or `N`.
+    #[serde(default)]
     pub format: String,
     /// UI label.
+    #[serde(default)]
     pub label: String,
     /// UI help.
+    #[serde(default)]
     pub description: String,
 }
 
@@ -135,20 +144,24 @@ pub struct OtpInfo {
     #[serde(rename = "type")]
     pub kind: String,
     /// `A` or `N`.
+    #[serde(default)]
     pub format: String,
     /// UI label.
+    #[serde(default)]
     pub label: String,
     /// UI help.
+    #[serde(default)]
     pub description: String,
     /// Identifier of the OTP device or app.
-    #[serde(rename = "ID")]
+    #[serde(rename = "ID", default)]
     pub id: String,
     /// Provider, e.g. `totp`.
+    #[serde(default)]
     pub provider: String,
 }
 
 /// §11.6 `credentials/authorize` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AuthorizeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -157,51 +170,53 @@ pub struct AuthorizeRequest {
     #[serde(rename = "numSignatures")]
     pub num_signatures: u64,
     /// Base64 digests to bind (required for SCAL 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<Vec<String>>,
     /// The PIN.
-    #[serde(rename = "PIN")]
+    #[serde(rename = "PIN", skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
     /// The OTP.
-    #[serde(rename = "OTP")]
+    #[serde(rename = "OTP", skip_serializing_if = "Option::is_none")]
     pub otp: Option<String>,
     /// Transaction description.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.7 `credentials/sendOTP` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SendOtpRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.8 `credentials/extendTransaction` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExtendTransactionRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// More digests to bind. Some clients send one string instead of an array
     /// (csc-api.md §8.8); both are accepted.
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
     pub hash: Option<Vec<String>>,
     /// The current SAD.
     #[serde(rename = "SAD")]
     pub sad: String,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.9 `signatures/signHash` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SignHashRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -212,16 +227,16 @@ pub struct SignHashRequest {
     /// Base64 digests.
     pub hash: Vec<String>,
     /// Digest algorithm OID, when `signAlgo` does not imply one.
-    #[serde(rename = "hashAlgo")]
+    #[serde(rename = "hashAlgo", skip_serializing_if = "Option::is_none")]
     pub hash_algo: Option<String>,
     /// Signature algorithm OID.
     #[serde(rename = "signAlgo")]
     pub sign_algo: String,
     /// Base64 DER parameters (RSASSA-PSS-params).
-    #[serde(rename = "signAlgoParams")]
+    #[serde(rename = "signAlgoParams", skip_serializing_if = "Option::is_none")]
     pub sign_algo_params: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 pub const SPECS: &str = "2.0.0.2";
 
 /// §11.1 `info` request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct InfoRequest {
     /// Preferred response language.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
 }
 
@@ -77,15 +78,16 @@ pub struct SignatureFormats {
 }
 
 /// §11.2 `auth/login` request (the user's credentials travel in the Basic header).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LoginRequest {
     /// Log in again with a refresh token instead of a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Ask for a refresh token.
-    #[serde(rename = "rememberMe")]
+    #[serde(rename = "rememberMe", skip_serializing_if = "Option::is_none")]
     pub remember_me: Option<bool>,
     /// Opaque client data (logged only in the audit trail).
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -102,47 +104,50 @@ pub struct LoginResponse {
 }
 
 /// §11.3 `auth/revoke` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RevokeRequest {
     /// The token to revoke.
     pub token: String,
     /// `access_token` or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type_hint: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.4 `credentials/list` request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ListRequest {
     /// Must be absent with user-bound tokens.
-    #[serde(rename = "userID")]
+    #[serde(rename = "userID", skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Also return `credentialInfos`.
-    #[serde(rename = "credentialInfo", default)]
+    #[serde(rename = "credentialInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub credential_info: bool,
     /// `none`, `single` or `chain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub certificates: Option<String>,
     /// Include certificate details.
-    #[serde(rename = "certInfo", default)]
+    #[serde(rename = "certInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub cert_info: bool,
     /// Include the `auth` details.
-    #[serde(rename = "authInfo", default)]
+    #[serde(rename = "authInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_info: bool,
     /// Only credentials usable now.
-    #[serde(rename = "onlyValid", default)]
+    #[serde(rename = "onlyValid", default, skip_serializing_if = "std::ops::Not::not")]
     pub only_valid: bool,
     /// Preferred language.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
     /// v1 paging member some v2 clients still send; accepted and ignored (csc-api.md §8.13).
-    #[serde(rename = "maxResults")]
+    #[serde(rename = "maxResults", skip_serializing_if = "Option::is_none")]
     pub max_results: Option<u64>,
     /// v1 paging member; accepted and ignored.
-    #[serde(rename = "pageToken")]
+    #[serde(rename = "pageToken", skip_serializing_if = "Option::is_none")]
     pub page_token: Option<String>,
 }
 
@@ -161,23 +166,25 @@ pub struct ListResponse {
 }
 
 /// §11.5 `credentials/info` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct InfoCredentialRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// `none`, `single` or `chain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub certificates: Option<String>,
     /// Include certificate details.
-    #[serde(rename = "certInfo", default)]
+    #[serde(rename = "certInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub cert_info: bool,
     /// Include the `auth` details.
-    #[serde(rename = "authInfo", default)]
+    #[serde(rename = "authInfo", default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_info: bool,
     /// Preferred language.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -196,23 +203,31 @@ pub struct CredentialInfo {
     pub cert: CertInfo,
     /// How the credential is authorized.
     pub auth: AuthInfo,
-    /// `"1"` or `"2"`.
-    #[serde(rename = "SCAL")]
+    /// `"1"` or `"2"`; v2 §11.5 makes it optional with `"1"` as the default.
+    #[serde(rename = "SCAL", default = "scal_default")]
     pub scal: String,
     /// Maximum signatures per authorization.
     pub multisign: u32,
-    /// Response language.
+    /// Response language (empty when a service leaves it out).
+    #[serde(default)]
     pub lang: String,
+}
+
+/// v2 §11.5: `SCAL` is optional; absent means `"1"`.
+fn scal_default() -> String {
+    "1".into()
 }
 
 /// `key` member.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct KeyInfo {
-    /// `enabled` or `disabled`.
+    /// `enabled` or `disabled`. A client reading another service's answer does without it.
+    #[serde(default)]
     pub status: String,
     /// Usable `signAlgo` OIDs.
     pub algo: Vec<String>,
-    /// Key length in bits.
+    /// Key length in bits; 0 when a service leaves it out (the certificate tells).
+    #[serde(default)]
     pub len: u32,
     /// Curve OID for EC keys.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,16 +296,17 @@ pub struct AuthObject {
 }
 
 /// One element of `authData`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AuthDatum {
     /// The object id (`PIN`, `OTP`).
     pub id: String,
     /// The secret; absent for out-of-band objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
 /// §11.6 `credentials/authorize` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AuthorizeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -299,17 +315,19 @@ pub struct AuthorizeRequest {
     #[serde(rename = "numSignatures")]
     pub num_signatures: u64,
     /// Base64 digests to bind (required for SCAL 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Vec<String>>,
     /// Algorithm of `hashes`.
-    #[serde(rename = "hashAlgorithmOID")]
+    #[serde(rename = "hashAlgorithmOID", skip_serializing_if = "Option::is_none")]
     pub hash_algorithm_oid: Option<String>,
     /// The factors.
-    #[serde(rename = "authData", default)]
+    #[serde(rename = "authData", default, skip_serializing_if = "Vec::is_empty")]
     pub auth_data: Vec<AuthDatum>,
     /// Transaction description.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -325,26 +343,27 @@ pub struct SadResponse {
 }
 
 /// §11.9 `credentials/extendTransaction` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExtendTransactionRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// More digests to bind.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Vec<String>>,
     /// Algorithm of `hashes`.
-    #[serde(rename = "hashAlgorithmOID")]
+    #[serde(rename = "hashAlgorithmOID", skip_serializing_if = "Option::is_none")]
     pub hash_algorithm_oid: Option<String>,
     /// The current SAD.
     #[serde(rename = "SAD")]
     pub sad: String,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.8 `credentials/getChallenge` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct GetChallengeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -353,39 +372,41 @@ pub struct GetChallengeRequest {
     #[serde(rename = "authObjectID")]
     pub auth_object_id: String,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
 /// §11.10 `signatures/signHash` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SignHashRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
     pub credential_id: String,
     /// Signature activation data.
-    #[serde(rename = "SAD")]
+    #[serde(rename = "SAD", skip_serializing_if = "Option::is_none")]
     pub sad: Option<String>,
     /// Base64 digests.
     pub hashes: Vec<String>,
     /// Digest algorithm, when `signAlgo` does not imply one.
-    #[serde(rename = "hashAlgorithmOID")]
+    #[serde(rename = "hashAlgorithmOID", skip_serializing_if = "Option::is_none")]
     pub hash_algorithm_oid: Option<String>,
     /// Signature algorithm OID.
     #[serde(rename = "signAlgo")]
     pub sign_algo: String,
     /// Base64 DER parameters (RSASSA-PSS-params).
-    #[serde(rename = "signAlgoParams")]
+    #[serde(rename = "signAlgoParams", skip_serializing_if = "Option::is_none")]
     pub sign_algo_params: Option<String>,
     /// `S` (default) or `A`.
-    #[serde(rename = "operationMode")]
+    #[serde(rename = "operationMode", skip_serializing_if = "Option::is_none")]
     pub operation_mode: Option<String>,
     /// Asynchronous only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_period: Option<u64>,
     /// Asynchronous only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_uri: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 
@@ -397,7 +418,7 @@ pub struct SignHashResponse {
 }
 
 /// §11.13 `signatures/timestamp` request (the same in v1 §11.10).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TimestampRequest {
     /// Base64 digest.
     pub hash: String,
@@ -406,9 +427,10 @@ pub struct TimestampRequest {
     #[serde(rename = "hashAlgo", alias = "hashAlgorithmOID")]
     pub hash_algo: String,
     /// Hex nonce, echoed in the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
     /// Opaque client data.
-    #[serde(rename = "clientData")]
+    #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
 }
 

@@ -3,14 +3,15 @@
 //! service uses; the service reads credential state on every request, so changes apply at
 //! once without a restart.
 
-use cloudsign_csc::{KeyAlgorithm, b64};
-use cloudsign_store::{CredentialRow, UserRow};
+use cloudsign_asn1::KeyAlgorithm;
+use cloudsign_keys::KeyBackendKind;
+use cloudsign_store::{CertState, CredentialRow, UserRow};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::credentials::otp_binding;
 use crate::secrets::{base32, hash_secret, new_id, random_bytes};
-use crate::service::{cert_row, credential_key_binding};
+use crate::service::credential_key_binding;
 use crate::{Error, Result, Service, now};
 use cloudsign_keys::software::SoftwareKeystore;
 
@@ -54,53 +55,12 @@ pub struct NewCredential {
     pub sole_control: bool,
 }
 
-/// Where a credential's key lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStorage {
-    /// The software keystore (sealed under the key-encryption key in the database).
-    Software,
-    /// The configured PKCS#11 token (generated inside, never extractable).
-    Pkcs11,
-}
+/// Where a credential's key lives: the software keystore (sealed under the key-encryption key
+/// in the database) or the configured PKCS#11 token (generated inside, never extractable).
+pub type KeyStorage = KeyBackendKind;
 
-impl KeyStorage {
-    /// Stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Software => "software",
-            Self::Pkcs11 => "pkcs11",
-        }
-    }
-}
-
-/// CSC `authMode` of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// `credentials/authorize` with the PIN (and OTP).
-    Explicit,
-    /// Only through the OAuth 2.0 authorization-code flow, where the signer consents on the
-    /// service's own page (CSC v2 §8.3.3); `credentials/authorize` is refused.
-    OAuth2Code,
-}
-
-impl AuthMode {
-    /// Wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Explicit => "explicit",
-            Self::OAuth2Code => "oauth2code",
-        }
-    }
-
-    /// Parse the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "explicit" => Some(Self::Explicit),
-            "oauth2code" => Some(Self::OAuth2Code),
-            _ => None,
-        }
-    }
-}
+/// CSC `authMode` of a credential (stored with it).
+pub use cloudsign_store::AuthMode;
 
 /// What `admin credential add` reports.
 #[derive(Debug)]
@@ -124,7 +84,39 @@ pub(crate) fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// A user as the administrator sees it (no password hash).
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    /// Login name.
+    pub name: String,
+    /// Disabled by an administrator.
+    pub disabled: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+}
+
 impl Service {
+    /// Every user, for `admin user list`.
+    pub async fn users(&self) -> Result<Vec<UserSummary>> {
+        Ok(self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| UserSummary { name: u.name, disabled: u.disabled, created_at: u.created_at })
+            .collect())
+    }
+
+    /// The newest `limit` audit events, for `admin audit`.
+    pub async fn audit_events(&self, limit: i64) -> Result<Vec<cloudsign_store::AuditEvent>> {
+        Ok(self.store.audit_events(limit).await?)
+    }
+
+    /// Close the store's connections (at shutdown, so SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
     /// Create a user.
     pub async fn add_user(&self, name: &str, password: Zeroizing<String>) -> Result<()> {
         if !valid_user_name(name) {
@@ -183,14 +175,14 @@ impl Service {
         if req.sole_control && req.pin.chars().count() < SOLE_CONTROL_MIN_PIN {
             return Err(Error::invalid(SOLE_CONTROL_PIN_RULE));
         }
-        let keystore = self.backend_of(req.backend.as_str())?;
+        let keystore = self.backend_of(req.backend)?;
         let (algorithm, binding) = (req.key, credential_key_binding(&id));
         // RSA-4096 generation takes seconds: keep it off the async workers.
         let (handle, key, pin_wrap_salt) = if req.sole_control {
             let pkcs8 = tokio::task::spawn_blocking(move || SoftwareKeystore::generate_pkcs8(algorithm))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            let salt = b64::encode(&random_bytes(16)?);
+            let salt = random_bytes(16)?;
             let pin_key = self.pin_key(&req.pin, &salt).await?;
             (self.seal_sole(&pkcs8, &*pin_key, &id)?, SoftwareKeystore::key_from_pkcs8_der(algorithm, &pkcs8)?, Some(salt))
         } else {
@@ -220,31 +212,31 @@ impl Service {
                     crate::secrets::TOTP_DIGITS,
                     crate::secrets::TOTP_PERIOD
                 ));
-                (Some("totp".to_string()), Some(b64::encode(&sealed)), Some(uri))
+                (Some("totp".to_string()), Some(sealed), Some(uri))
             }
         };
         let row = CredentialRow {
             id: id.clone(),
             user_id: user.id.clone(),
             key_algo: req.key.name().into(),
-            key_handle_b64: b64::encode(&handle),
-            cert: cert_row(&cert),
+            key_handle: handle,
+            cert: cert.clone(),
             scal: i64::from(req.scal),
             multisign: i64::from(req.multisign),
             pin_hash,
             pin_format: pin_format.into(),
             otp_kind,
-            otp_secret_b64: otp_secret,
+            otp_secret,
             failed_attempts: 0,
             locked: false,
             disabled: false,
             description: req.description,
             created_at: now(),
-            cert_status: "valid".into(),
+            cert_status: CertState::Valid,
             revoked_at: None,
             revocation_reason: None,
-            auth_mode: req.auth_mode.as_str().into(),
-            key_backend: req.backend.as_str().into(),
+            auth_mode: req.auth_mode,
+            key_backend: req.backend,
             pin_wrap_salt,
         };
         self.store.insert_credential(&row).await?;
@@ -281,7 +273,7 @@ impl Service {
             "privilegeWithdrawn" => 9,
             other => return Err(Error::invalid(format!("unknown revocation reason {other}"))),
         };
-        if !self.store.set_cert_status(id, &["valid", "suspended"], "revoked", Some(code), now()).await? {
+        if !self.store.set_cert_status(id, &[CertState::Valid, CertState::Suspended], CertState::Revoked, Some(code), now()).await? {
             return Err(Error::invalid(format!("no credential {id} with a valid or suspended certificate")));
         }
         self.forget_key(id);
@@ -290,7 +282,7 @@ impl Service {
 
     /// Suspend a credential's certificate (CRLReason certificateHold) until resumed.
     pub async fn suspend_credential(&self, id: &str) -> Result<()> {
-        if !self.store.set_cert_status(id, &["valid"], "suspended", Some(6), now()).await? {
+        if !self.store.set_cert_status(id, &[CertState::Valid], CertState::Suspended, Some(6), now()).await? {
             return Err(Error::invalid(format!("no credential {id} with a valid certificate")));
         }
         self.audit("admin", "admin.credential.suspend", "ok", Some(id), json!({})).await
@@ -298,7 +290,7 @@ impl Service {
 
     /// Lift a suspension.
     pub async fn resume_credential(&self, id: &str) -> Result<()> {
-        if !self.store.set_cert_status(id, &["suspended"], "valid", None, now()).await? {
+        if !self.store.set_cert_status(id, &[CertState::Suspended], CertState::Valid, None, now()).await? {
             return Err(Error::invalid(format!("no suspended credential {id}")));
         }
         self.audit("admin", "admin.credential.resume", "ok", Some(id), json!({})).await
@@ -316,7 +308,7 @@ impl Service {
     pub async fn delete_credential(&self, id: &str) -> Result<()> {
         let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
         // An HSM key is destroyed first: if the token cannot be reached, nothing is deleted.
-        self.destroy_key(&row.key_backend, &row.key_handle_b64, id).await?;
+        self.destroy_key(row.key_backend, &row.key_handle, id).await?;
         if !self.store.delete_credential(id).await? {
             return Err(Error::invalid(format!("no credential {id}")));
         }
@@ -346,20 +338,20 @@ impl Service {
             }
             Err(e) => return Err(e),
         }
-        let (handle_b64, salt) = match &row.pin_wrap_salt {
+        let (handle, salt) = match &row.pin_wrap_salt {
             Some(old_salt) => {
                 let old_key = self.pin_key(&current_for_key, old_salt).await?;
                 let pkcs8 = self.open_sole(&row, &*old_key)?;
-                let salt = b64::encode(&random_bytes(16)?);
+                let salt = random_bytes(16)?;
                 let new_key = self.pin_key(&new, &salt).await?;
-                (b64::encode(&self.seal_sole(&pkcs8, &*new_key, id)?), Some(salt))
+                (self.seal_sole(&pkcs8, &*new_key, id)?, Some(salt))
             }
-            None => (row.key_handle_b64.clone(), None),
+            None => (row.key_handle.clone(), None),
         };
         let pin_format = if new.chars().all(|c| c.is_ascii_digit()) { "N" } else { "A" };
         let cost = self.cfg.argon2;
         let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&new, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
-        self.store.update_credential_pin(id, &pin_hash, pin_format, &handle_b64, salt.as_deref()).await?;
+        self.store.update_credential_pin(id, &pin_hash, pin_format, &handle, salt.as_deref()).await?;
         self.forget_key(id);
         self.audit("admin", "admin.credential.change-pin", "ok", Some(id), json!({"soleControl": salt.is_some()})).await
     }
@@ -371,8 +363,8 @@ impl Service {
     /// The replaced certificate keeps its status through OCSP and the CRL. Returns the new serial.
     pub async fn renew_credential(&self, id: &str, new_key: bool, actor: &str) -> Result<String> {
         let row = self.store.credential(id).await?.ok_or_else(|| Error::invalid(format!("no credential {id}")))?;
-        if row.cert_status != "valid" {
-            return Err(Error::invalid(format!("the certificate is {}: only valid certificates are renewed", row.cert_status)));
+        if row.cert_status != CertState::Valid {
+            return Err(Error::invalid(format!("the certificate is {}: only valid certificates are renewed", row.cert_status.as_str())));
         }
         if new_key && row.pin_wrap_salt.is_some() {
             return Err(Error::invalid("a sole-control key is opened only with the PIN: renew it with the same key"));
@@ -380,40 +372,39 @@ impl Service {
         let user = self.store.user_by_id(&row.user_id).await?.ok_or_else(|| Error::Internal("credential without owner".into()))?;
         let algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
         let (cert, handle) = if new_key {
-            let backend = self.backend_of(&row.key_backend)?;
+            let backend = self.backend_of(row.key_backend)?;
             let binding = credential_key_binding(id);
             let generated = tokio::task::spawn_blocking(move || backend.generate(algorithm, &binding))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            let handle = b64::encode(&generated.handle);
+            let handle = generated.handle;
             let cert = crate::service::blocking_if(self.ca_in_hsm, || {
                 self.ca.issue_signing_cert(&self.names, &user.name, generated.key.as_ref(), self.cfg.cert_validity_days)
             });
             match cert {
                 Ok(cert) => (cert, Some(handle)),
                 Err(e) => {
-                    self.destroy_key(&row.key_backend, &handle, id).await?;
+                    self.destroy_key(row.key_backend, &handle, id).await?;
                     return Err(e.into());
                 }
             }
         } else {
-            let der = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
-            let raw = cloudsign_pki::subject_public_key(&der).ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
+            let raw = cloudsign_pki::subject_public_key(&row.cert.der).ok_or_else(|| Error::Internal("unreadable certificate".into()))?;
             let cert = crate::service::blocking_if(self.ca_in_hsm, || {
                 self.ca.issue_signing_cert_for(&self.names, &user.name, algorithm, &raw, self.cfg.cert_validity_days)
             })?;
             (cert, None)
         };
-        if !self.store.renew_certificate(id, &row.cert.serial_hex, &cert_row(&cert), handle.as_deref(), now()).await? {
+        if !self.store.renew_certificate(id, &row.cert.serial_hex, &cert, handle.as_deref(), now()).await? {
             // Another node renewed first: the key made here is not used.
             if let Some(h) = &handle {
-                self.destroy_key(&row.key_backend, h, id).await?;
+                self.destroy_key(row.key_backend, h, id).await?;
             }
             return Err(Error::invalid("the credential changed during the renewal; try again"));
         }
         // The old key signs no more; its signatures stay verifiable from the certificates.
         if handle.is_some()
-            && let Err(e) = self.destroy_key(&row.key_backend, &row.key_handle_b64, id).await
+            && let Err(e) = self.destroy_key(row.key_backend, &row.key_handle, id).await
         {
             tracing::warn!(credential = id, error = %e, "the replaced HSM key could not be destroyed");
         }
@@ -459,13 +450,13 @@ impl Service {
 
     /// Destroy a credential's key where it lives outside its record (an HSM); a no-op for the
     /// software keystore, whose handle is the key.
-    async fn destroy_key(&self, backend: &str, handle_b64: &str, credential_id: &str) -> Result<()> {
-        if backend == "software" {
-            return Ok(());
-        }
-        let backend = self.backend_of(backend)?;
-        let handle = b64::decode_lenient(handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
+    async fn destroy_key(&self, kind: KeyBackendKind, handle: &[u8], credential_id: &str) -> Result<()> {
+        let backend = self.backend_of(kind)?;
         let binding = credential_key_binding(credential_id);
+        if !backend.blocks() {
+            return Ok(backend.destroy(handle, &binding)?);
+        }
+        let handle = handle.to_vec();
         tokio::task::spawn_blocking(move || backend.destroy(&handle, &binding)).await.map_err(|e| Error::Internal(e.to_string()))??;
         Ok(())
     }

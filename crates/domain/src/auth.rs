@@ -4,7 +4,7 @@
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use cloudsign_store::{LoginAttempt, NewToken, UserRow};
+use cloudsign_store::{LoginAttempt, NewToken, TokenKind, UserRow};
 
 use crate::secrets::{new_token, token_hash};
 use crate::service::CredentialScope;
@@ -100,7 +100,16 @@ impl Service {
         let parent = refresh_token.as_deref().map(token_hash);
         if let Some(hash) = &parent {
             let expires_at = t + self.cfg.refresh_token_ttl as i64;
-            let token = NewToken { hash, kind: "refresh", user_id, parent: None, client_id, credential_id: None, expires_at, now: t };
+            let token = NewToken {
+                hash,
+                kind: TokenKind::Refresh.as_str(),
+                user_id,
+                parent: None,
+                client_id,
+                credential_id: None,
+                expires_at,
+                now: t,
+            };
             self.store.insert_token(&token).await?;
         }
         let access_token = new_token()?;
@@ -108,7 +117,7 @@ impl Service {
         let expires_at = t + self.cfg.access_token_ttl as i64;
         let token = NewToken {
             hash: &hash,
-            kind: "access",
+            kind: TokenKind::Access.as_str(),
             user_id,
             parent: parent.as_deref(),
             client_id,
@@ -125,9 +134,9 @@ impl Service {
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
         let hash = token_hash(bearer);
         let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
-        let credential = match (row.kind.as_str(), row.credential_id) {
-            ("access", _) => None,
-            ("credential", Some(credential_id)) => {
+        let credential = match (row.kind, row.credential_id) {
+            (TokenKind::Access, _) => None,
+            (TokenKind::Credential, Some(credential_id)) => {
                 Some(CredentialScope { credential_id, sad_hash: hash.clone(), token: Zeroizing::new(bearer.to_string()) })
             }
             _ => return Err(Error::InvalidToken("The access token is not valid".into())),

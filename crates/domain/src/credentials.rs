@@ -1,8 +1,8 @@
 //! Credentials as the API shows them (CSC v2 §11.4, §11.5) and credential authorization
 //! (§11.6 authorize, §11.8 getChallenge, §11.9 extendTransaction).
 
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, b64};
-use cloudsign_store::{ConsumeOutcome, CredentialRow, NewSad};
+use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm};
+use cloudsign_store::{CertState, ConsumeOutcome, CredentialRow, NewSad, TokenKind};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -188,11 +188,11 @@ impl Service {
 
     pub(crate) fn view(&self, row: &CredentialRow) -> Result<CredentialView> {
         let t = now();
-        let cert_status = match row.cert_status.as_str() {
-            "revoked" => CertStatus::Revoked,
-            "suspended" => CertStatus::Suspended,
-            _ if t < row.cert.not_before || t >= row.cert.not_after => CertStatus::Expired,
-            _ => CertStatus::Valid,
+        let cert_status = match row.cert_status {
+            CertState::Revoked => CertStatus::Revoked,
+            CertState::Suspended => CertStatus::Suspended,
+            CertState::Valid if t < row.cert.not_before || t >= row.cert.not_after => CertStatus::Expired,
+            CertState::Valid => CertStatus::Valid,
         };
         let key_algorithm =
             KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", row.key_algo)))?;
@@ -202,7 +202,7 @@ impl Service {
             key_algorithm,
             key_enabled: !row.disabled && !row.locked && cert_status == CertStatus::Valid,
             cert_status,
-            cert_der: b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?,
+            cert_der: row.cert.der.clone(),
             chain: self.ca_chain().iter().map(|c| c.to_vec()).collect(),
             serial_hex: row.cert.serial_hex.clone(),
             subject_dn: row.cert.subject_dn.clone(),
@@ -212,7 +212,7 @@ impl Service {
             scal: if row.scal == 1 { 1 } else { 2 },
             multisign: u32::try_from(row.multisign).unwrap_or(u32::MAX),
             factors: factors_of(row),
-            auth_mode: crate::AuthMode::parse(&row.auth_mode).unwrap_or(crate::AuthMode::Explicit),
+            auth_mode: row.auth_mode,
         })
     }
 
@@ -247,10 +247,10 @@ impl Service {
         if row.locked {
             return Err(Error::Locked);
         }
-        match row.cert_status.as_str() {
-            "revoked" => return Err(Error::invalid(format!("Signing certificate '{}' is revoked.", row.cert.subject_dn))),
-            "suspended" => return Err(Error::invalid(format!("Signing certificate '{}' is suspended.", row.cert.subject_dn))),
-            _ => {}
+        match row.cert_status {
+            CertState::Revoked => return Err(Error::invalid(format!("Signing certificate '{}' is revoked.", row.cert.subject_dn))),
+            CertState::Suspended => return Err(Error::invalid(format!("Signing certificate '{}' is suspended.", row.cert.subject_dn))),
+            CertState::Valid => {}
         }
         let t = now();
         if t >= row.cert.not_after || t < row.cert.not_before {
@@ -287,7 +287,7 @@ impl Service {
         self.check_usable(&row)?;
         // CSC v2 §8.3.3 / v1 §8.3.3: an oauth2code credential is authorized on the service's
         // consent page only.
-        if row.auth_mode == crate::AuthMode::OAuth2Code.as_str() {
+        if row.auth_mode == crate::AuthMode::OAuth2Code {
             return Err(Error::invalid(
                 "The credential is authorized through OAuth 2.0 (authMode oauth2code): credentials/authorize cannot be used",
             ));
@@ -324,7 +324,7 @@ impl Service {
         let sad_hash = token_hash(&sad);
         // Sole control: the SAD carries the PIN key, sealed under itself.
         let sole_key = match (&row.pin_wrap_salt, pin_for_key) {
-            (Some(salt), Some(pin)) => Some(crate::sole::wrap_for(&*self.pin_key(&pin, salt).await?, &sad, &sad_hash)?),
+            (Some(salt), Some(pin)) => Some(crate::sole::seal_for(&*self.pin_key(&pin, salt).await?, &sad, &sad_hash)?),
             _ => None,
         };
         let t = now();
@@ -395,12 +395,8 @@ impl Service {
     async fn verify_otp(&self, row: &CredentialRow, code: &str) -> Result<bool> {
         match row.otp_kind.as_deref() {
             Some("totp") => {
-                let sealed = row
-                    .otp_secret_b64
-                    .as_deref()
-                    .and_then(b64::decode_lenient)
-                    .ok_or_else(|| Error::Internal("damaged OTP record".into()))?;
-                let secret = self.keystore.open(&sealed, &otp_binding(&row.id))?;
+                let sealed = row.otp_secret.as_deref().ok_or_else(|| Error::Internal("damaged OTP record".into()))?;
+                let secret = self.keystore.open(sealed, &otp_binding(&row.id))?;
                 let Some(step) = totp_match(&secret, code, now()) else { return Ok(false) };
                 // RFC 6238 §5.2: each code is accepted once; later steps only.
                 Ok(self.store.use_totp_step(&row.id, step).await?)
@@ -445,8 +441,8 @@ impl Service {
             check_digests(h)?;
             // A consent covers exactly the documents the signer saw: an OAuth authorization
             // (and any oauth2code credential's) cannot be widened here.
-            let from_oauth = self.store.token(&token_hash(sad)).await?.is_some_and(|t| t.kind == "credential");
-            if from_oauth || row.auth_mode == crate::AuthMode::OAuth2Code.as_str() {
+            let from_oauth = self.store.token(&token_hash(sad)).await?.is_some_and(|t| t.kind == TokenKind::Credential);
+            if from_oauth || row.auth_mode == crate::AuthMode::OAuth2Code {
                 return Err(Error::invalid(
                     "Invalid parameter hashes: an authorization given on the consent page covers only the documents approved there",
                 ));
@@ -463,7 +459,7 @@ impl Service {
                 .filter(|s| s.user_id == session.user_id && s.credential_id == row.id && !s.revoked)
                 .and_then(|s| s.sole_key)
             {
-                Some(sealed) => Some(crate::sole::rewrap(&sealed, (sad, &token_hash(sad)), (&fresh, &fresh_hash))?),
+                Some(sealed) => Some(crate::sole::rewrap_sealed(&sealed, (sad, &token_hash(sad)), (&fresh, &fresh_hash))?),
                 None => None,
             },
             None => None,

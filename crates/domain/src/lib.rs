@@ -19,7 +19,7 @@ mod signing;
 mod sole;
 mod timestamp;
 
-pub use admin::{AuthMode, KeyStorage, NewCredential, NewCredentialResult, OtpKind};
+pub use admin::{AuthMode, KeyStorage, NewCredential, NewCredentialResult, OtpKind, UserSummary};
 pub use auth::Tokens;
 pub use cloudsign_ades::digest as digest_of;
 pub use cloudsign_keys::pkcs11::Pkcs11Config;
@@ -31,7 +31,7 @@ pub use service::{Config, CredentialScope, RequestContext, Service, Session};
 pub use signdoc::{DocItem, Format, Level, Packaging, SignDocInput};
 pub use signing::SignHashInput;
 
-pub use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+pub use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 pub use cloudsign_store::{AuditEvent, Store};
 
 /// Seconds since the Unix epoch.

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudsign_csc::{KeyAlgorithm, b64};
+use cloudsign_asn1::{KeyAlgorithm, b64};
 use cloudsign_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use cloudsign_keys::software::SoftwareKeystore;
-use cloudsign_keys::{KeyBackend, SigningKey};
+use cloudsign_keys::{KeyBackend, KeyBackendKind, KeyBackends, SigningKey};
 use cloudsign_pki::tsa::Tsa;
-use cloudsign_pki::{CA_KEY, CaNames, IssuedCert, IssuingCa, ca_key_binding};
-use cloudsign_store::{CaRow, CertRow, CredentialRow, NewAudit, Store};
+use cloudsign_pki::{CA_KEY, CaNames, IssuingCa, ca_key_binding};
+use cloudsign_store::{CaRow, CertState, CredentialRow, NewAudit, Store};
 
 use crate::otp::{OtpSender, OutboxSender};
 use crate::secrets::Argon2Cost;
@@ -151,14 +151,16 @@ pub struct Service {
     pub(crate) cfg: Config,
     pub(crate) otp_sender: Arc<dyn OtpSender>,
     pub(crate) tsa: Option<Tsa>,
-    /// The PKCS#11 token, loaded on first use.
-    pub(crate) hsm: Option<Arc<Pkcs11Backend>>,
-    /// The issuing CA's key is in the HSM: its signatures (CRL, OCSP) block.
+    /// Every configured key backend (the software keystore, and the PKCS#11 token if one is
+    /// configured, loaded on first use), by the kind key records name.
+    pub(crate) backends: KeyBackends,
+    /// The issuing CA's key blocks (it is in an HSM): its signatures (CRL, OCSP) are made off
+    /// the async workers.
     pub(crate) ca_in_hsm: bool,
     /// The root's key and names, for its CRL (ARL), which long-term signatures embed.
     root_key: Arc<dyn SigningKey>,
     ca_names: CaNames,
-    /// The TSA's key is in the HSM.
+    /// The TSA's key blocks (it is in an HSM).
     pub(crate) tsa_in_hsm: bool,
     /// Unwrapped keys by credential id, with the stored handle they came from: a key replaced
     /// by another process (renewal with a new key) is not served from a stale entry.
@@ -181,7 +183,7 @@ const HOT_CACHE_TTL: Duration = Duration::from_secs(30);
 const HOT_CACHE_ENTRIES: usize = 10_000;
 
 /// An unwrapped key, when it was unwrapped, and the stored handle it came from.
-type CachedKey = (Arc<dyn SigningKey>, Instant, String);
+type CachedKey = (Arc<dyn SigningKey>, Instant, Vec<u8>);
 
 const KEK_CHECK: &str = "cloudsign key-encryption key check";
 
@@ -199,30 +201,29 @@ impl Service {
                 "the key-encryption key does not match this database (configure the same key on every node)".into(),
             ));
         }
-        let hsm = cfg
-            .pkcs11
-            .as_ref()
-            .map(|c| Arc::new(Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() })));
-        let backends = Backends { software: keystore.clone(), hsm: hsm.clone() };
+        let mut backends = KeyBackends::new(keystore.clone());
+        if let Some(c) = &cfg.pkcs11 {
+            let hsm = Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() });
+            backends = backends.with(Arc::new(hsm));
+        }
         let names = CaNames { organization: cfg.organization.clone(), country: cfg.country.clone() };
         if store.ca("issuing").await?.is_none() {
             store.meta_insert_if_absent("ca_organization", &names.organization).await?;
             store.meta_insert_if_absent("ca_country", names.country.as_deref().unwrap_or("")).await?;
-            let backend_name = cfg.ca_key_backend.as_str();
+            let kind = cfg.ca_key_backend;
             let (root, issuing) =
-                cloudsign_pki::create_hierarchy_at(backends.get(backend_name)?.as_ref(), &names, cfg.public_url.as_deref())?;
-            let rows = [ca_row("root", root, backend_name), ca_row("issuing", issuing, backend_name)];
+                cloudsign_pki::create_hierarchy_at(ca_backend(&backends, kind)?.as_ref(), &names, cfg.public_url.as_deref())?;
+            let rows = [ca_row("root", root, kind), ca_row("issuing", issuing, kind)];
             // Another node may have won the race; then its hierarchy is the one we load.
             store.insert_ca_hierarchy(&rows).await?;
         }
         let issuing = store.ca("issuing").await?.ok_or_else(|| Error::Internal("CA hierarchy missing".into()))?;
         let root = store.ca("root").await?.ok_or_else(|| Error::Internal("CA root missing".into()))?;
-        let handle = b64::decode_lenient(&issuing.key_handle_b64).ok_or_else(|| Error::Internal("damaged CA key record".into()))?;
         // At start, HSM calls may block: there is no request to hold up yet.
-        let key = backends.get(&issuing.key_backend)?.load(CA_KEY, &handle, &ca_key_binding("issuing"))?;
-        let ca_in_hsm = issuing.key_backend == "pkcs11";
-        let issuing_cert = issued_cert(&issuing.cert)?;
-        let root_der = b64::decode_lenient(&root.cert.der_b64).ok_or_else(|| Error::Internal("damaged CA record".into()))?;
+        let key = ca_backend(&backends, issuing.key_backend)?.load(CA_KEY, &issuing.key_handle, &ca_key_binding("issuing"))?;
+        let ca_in_hsm = key.blocks();
+        let issuing_cert = issuing.cert.clone();
+        let root_der = root.cert.der.clone();
         // The issuer name must stay the one in the stored CA certificate even if `organization` or
         // `country` change later (they then apply to new end-entity subjects only).
         let ca_names = CaNames {
@@ -233,11 +234,10 @@ impl Service {
                 None => names.country.clone(),
             },
         };
-        let root_handle = b64::decode_lenient(&root.key_handle_b64).ok_or_else(|| Error::Internal("damaged CA key record".into()))?;
-        let root_key = backends.get(&root.key_backend)?.load(CA_KEY, &root_handle, &ca_key_binding("root"))?;
+        let root_key = ca_backend(&backends, root.key_backend)?.load(CA_KEY, &root.key_handle, &ca_key_binding("root"))?;
         let ca = IssuingCa::new(&ca_names, key, &issuing_cert, root_der, cfg.public_url.clone());
         let (tsa, tsa_in_hsm) = if cfg.tsa_enabled {
-            let (tsa, in_hsm) = open_tsa(&store, &backends, cfg.ca_key_backend.as_str(), &ca, &ca_names, &cfg.tsa_policy).await?;
+            let (tsa, in_hsm) = open_tsa(&store, &backends, cfg.ca_key_backend, &ca, &ca_names, &cfg.tsa_policy).await?;
             (Some(tsa), in_hsm)
         } else {
             (None, false)
@@ -252,7 +252,7 @@ impl Service {
             cfg,
             otp_sender,
             tsa,
-            hsm,
+            backends,
             ca_in_hsm,
             tsa_in_hsm,
             root_key,
@@ -302,8 +302,8 @@ impl Service {
             .ok_or_else(|| Error::Internal("certificate not issued by the current issuing CA".into()))?;
         let response = self.ocsp_answer(&req).await?;
         // OCSPResponse.responseStatus must be successful (0): an error response is no evidence.
-        let mut outer = cloudsign_pki::der::Reader::new(&response);
-        let status = outer.expect(0x30).and_then(|body| cloudsign_pki::der::Reader::new(body).expect(0x0A));
+        let mut outer = cloudsign_asn1::der::Reader::new(&response);
+        let status = outer.expect(0x30).and_then(|body| cloudsign_asn1::der::Reader::new(body).expect(0x0A));
         if status != Some(&[0u8][..]) {
             return Err(Error::Internal("the OCSP responder could not answer for the signer's certificate".into()));
         }
@@ -318,7 +318,7 @@ impl Service {
                 CertStatus::Unknown
             } else {
                 match self.store.cert_status_by_serial(&q.serial_hex).await? {
-                    Some((status, at, reason)) if status != "valid" => {
+                    Some((status, at, reason)) if status != CertState::Valid => {
                         CertStatus::Revoked { at: at.unwrap_or(0), reason: reason.unwrap_or(0) }
                     }
                     Some(_) => CertStatus::Good,
@@ -375,23 +375,21 @@ impl Service {
         &self.dummy_password_hash
     }
 
-    /// Load the PKCS#11 module and log in now: a misconfigured HSM is reported at start (the
-    /// service still starts; HSM-backed credentials answer `temporarily_unavailable`).
+    /// Reach the configured external key backends now (load the PKCS#11 module, log in): a
+    /// misconfigured HSM is reported at start (the service still starts; HSM-backed
+    /// credentials answer `temporarily_unavailable`). Returns whether there is any.
     pub async fn check_hsm(&self) -> Result<bool> {
-        let Some(hsm) = self.hsm.clone() else { return Ok(false) };
-        tokio::task::spawn_blocking(move || hsm.check()).await.map_err(|e| Error::Internal(e.to_string()))??;
-        Ok(true)
+        let external: Vec<Arc<dyn KeyBackend>> = self.backends.external().cloned().collect();
+        let any = !external.is_empty();
+        for backend in external {
+            tokio::task::spawn_blocking(move || backend.check()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        Ok(any)
     }
 
-    /// The key backend a credential's key lives in.
-    pub(crate) fn backend_of(&self, key_backend: &str) -> Result<Arc<dyn KeyBackend>> {
-        match key_backend {
-            "pkcs11" => match &self.hsm {
-                Some(h) => Ok(h.clone()),
-                None => Err(Error::Unavailable("the key is in a PKCS#11 token, and none is configured".into())),
-            },
-            _ => Ok(self.keystore.clone()),
-        }
+    /// The key backend a credential's key lives in (`Unavailable` when it is not configured).
+    pub(crate) fn backend_of(&self, kind: KeyBackendKind) -> Result<Arc<dyn KeyBackend>> {
+        Ok(self.backends.get(kind)?)
     }
 
     /// The unwrapped key of a credential, from the cache or its backend. The cache keeps aws-lc
@@ -402,7 +400,7 @@ impl Service {
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
             if let Some((key, at, handle)) = cache.get(&cred.id) {
-                if at.elapsed() < ttl && *handle == cred.key_handle_b64 {
+                if at.elapsed() < ttl && *handle == cred.key_handle {
                     return Ok(key.clone());
                 }
                 cache.remove(&cred.id);
@@ -410,20 +408,21 @@ impl Service {
         }
         let algorithm =
             KeyAlgorithm::from_name(&cred.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", cred.key_algo)))?;
-        let handle = b64::decode_lenient(&cred.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
         let binding = credential_key_binding(&cred.id);
-        let key = if cred.key_backend == "pkcs11" {
-            let backend = self.backend_of(&cred.key_backend)?;
+        let backend = self.backend_of(cred.key_backend)?;
+        // A backend that blocks (an HSM) is called off the async workers.
+        let key = if backend.blocks() {
+            let handle = cred.key_handle.clone();
             tokio::task::spawn_blocking(move || backend.load(algorithm, &handle, &binding))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??
         } else {
-            self.keystore.load(algorithm, &handle, &binding)?
+            backend.load(algorithm, &cred.key_handle, &binding)?
         };
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;
             cache.retain(|_, (_, at, _)| at.elapsed() < ttl);
-            cache.insert(cred.id.clone(), (key.clone(), Instant::now(), cred.key_handle_b64.clone()));
+            cache.insert(cred.id.clone(), (key.clone(), Instant::now(), cred.key_handle.clone()));
         }
         Ok(key)
     }
@@ -476,26 +475,16 @@ impl Service {
     }
 }
 
-/// The key backends by stored name, at start.
-struct Backends {
-    software: Arc<SoftwareKeystore>,
-    hsm: Option<Arc<Pkcs11Backend>>,
+/// The backend of the CA-side keys, at start: a missing one is a configuration error (the
+/// service cannot start without its CA).
+fn ca_backend(backends: &KeyBackends, kind: KeyBackendKind) -> Result<Arc<dyn KeyBackend>> {
+    backends.get(kind).map_err(|_| Error::Internal(format!("the CA keys are in {}, and none is configured", kind.describe())))
 }
 
-impl Backends {
-    fn get(&self, name: &str) -> Result<Arc<dyn KeyBackend>> {
-        match (name, &self.hsm) {
-            ("pkcs11", Some(h)) => Ok(h.clone()),
-            ("pkcs11", None) => Err(Error::Internal("the CA keys are in a PKCS#11 token, and none is configured (pkcs11_module)".into())),
-            _ => Ok(self.software.clone()),
-        }
-    }
-}
-
-/// Run a signing step that may call the HSM: on the multi-threaded runtime, tell tokio this
-/// worker blocks, so other requests move to the other workers.
-pub(crate) fn blocking_if<T>(hsm: bool, f: impl FnOnce() -> T) -> T {
-    if hsm && tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread) {
+/// Run a signing step with a key that blocks (an HSM): on the multi-threaded runtime, tell
+/// tokio this worker blocks, so other requests move to the other workers.
+pub(crate) fn blocking_if<T>(blocks: bool, f: impl FnOnce() -> T) -> T {
+    if blocks && tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread) {
         tokio::task::block_in_place(f)
     } else {
         f()
@@ -507,28 +496,22 @@ pub(crate) fn blocking_if<T>(hsm: bool, f: impl FnOnce() -> T) -> T {
 /// key is in the HSM.
 async fn open_tsa(
     store: &Store,
-    backends: &Backends,
-    new_backend: &str,
+    backends: &KeyBackends,
+    new_backend: KeyBackendKind,
     ca: &IssuingCa,
     names: &CaNames,
     policy: &str,
 ) -> Result<(Tsa, bool)> {
     if store.ca("tsa").await?.is_none() {
-        let generated = backends.get(new_backend)?.generate(KeyAlgorithm::EcdsaP256, &ca_key_binding("tsa"))?;
+        let generated = ca_backend(backends, new_backend)?.generate(KeyAlgorithm::EcdsaP256, &ca_key_binding("tsa"))?;
         let cert = ca.issue_tsa_cert(names, generated.key.as_ref(), 5 * 365)?;
-        let row = CaRow {
-            name: "tsa".into(),
-            cert: cert_row(&cert),
-            key_handle_b64: b64::encode(&generated.handle),
-            key_backend: new_backend.into(),
-        };
+        let row = CaRow { name: "tsa".into(), cert: cert.clone(), key_handle: generated.handle, key_backend: new_backend };
         store.insert_ca_if_absent(&row).await?;
     }
     let row = store.ca("tsa").await?.ok_or_else(|| Error::Internal("TSA record missing".into()))?;
-    let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged TSA key record".into()))?;
-    let key = backends.get(&row.key_backend)?.load(KeyAlgorithm::EcdsaP256, &handle, &ca_key_binding("tsa"))?;
-    let cert = b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged TSA record".into()))?;
-    Ok((Tsa::new(key, cert, ca.issuing_der.clone(), policy)?, row.key_backend == "pkcs11"))
+    let key = ca_backend(backends, row.key_backend)?.load(KeyAlgorithm::EcdsaP256, &row.key_handle, &ca_key_binding("tsa"))?;
+    let blocks = key.blocks();
+    Ok((Tsa::new(key, row.cert.der, ca.issuing_der.clone(), policy)?, blocks))
 }
 
 /// The binding under which a credential's key handle is sealed.
@@ -536,28 +519,6 @@ pub(crate) fn credential_key_binding(id: &str) -> String {
     format!("credential:{id}")
 }
 
-fn ca_row(name: &str, r: cloudsign_pki::CaRecord, backend: &str) -> CaRow {
-    CaRow { name: name.into(), cert: cert_row(&r.cert), key_handle_b64: b64::encode(&r.key_handle), key_backend: backend.into() }
-}
-
-pub(crate) fn cert_row(c: &IssuedCert) -> CertRow {
-    CertRow {
-        der_b64: b64::encode(&c.der),
-        serial_hex: c.serial_hex.clone(),
-        subject_dn: c.subject_dn.clone(),
-        issuer_dn: c.issuer_dn.clone(),
-        not_before: c.not_before,
-        not_after: c.not_after,
-    }
-}
-
-fn issued_cert(c: &CertRow) -> Result<IssuedCert> {
-    Ok(IssuedCert {
-        der: b64::decode_lenient(&c.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?,
-        serial_hex: c.serial_hex.clone(),
-        subject_dn: c.subject_dn.clone(),
-        issuer_dn: c.issuer_dn.clone(),
-        not_before: c.not_before,
-        not_after: c.not_after,
-    })
+fn ca_row(name: &str, r: cloudsign_pki::CaRecord, backend: KeyBackendKind) -> CaRow {
+    CaRow { name: name.into(), cert: r.cert, key_handle: r.key_handle, key_backend: backend }
 }

@@ -4,8 +4,8 @@
 //! pays one signature per document and, when bound, must list each document's digest; it is
 //! consumed with the audit record before anything is signed, as for signHash.
 
-use cloudsign_ades::{cades, jades, pades, xades};
-use cloudsign_csc::SignAlgorithm;
+use cloudsign_ades::{cades, format, jades, pades, xades};
+use cloudsign_asn1::SignAlgorithm;
 use cloudsign_pki::tsa::Request;
 
 use std::sync::Arc;
@@ -17,56 +17,8 @@ use crate::signing::{check_scheme, sad_hash_for};
 use crate::timestamp::now_millis;
 use crate::{Error, RequestContext, Result, Service, Session, now};
 
-/// AdES conformance level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Basic signature.
-    BB,
-    /// With a signature time-stamp.
-    BT,
-    /// B-T with the validation material (certificates up to the root, the CRL, an OCSP
-    /// response for the signer's certificate) inside.
-    BLT,
-    /// B-LT with an archive time-stamp over it all (CAdES archive-time-stamp-v3, XAdES
-    /// ArchiveTimeStamp, JAdES arcTst, PAdES a document time-stamp).
-    BLTA,
-}
-
-impl Level {
-    /// B-LT and above carry validation material.
-    fn long_term(self) -> bool {
-        matches!(self, Level::BLT | Level::BLTA)
-    }
-}
-
-/// The AdES format of a signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// CAdES (CMS).
-    Cades,
-    /// JAdES (JWS compact, detached unencoded payload).
-    Jades,
-    /// XAdES (XML signature).
-    Xades,
-    /// PAdES (the signature inside the PDF).
-    Pades,
-}
-
-/// Where the signature and the document are (`signed_envelope_property`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packaging {
-    /// The signature alone.
-    Detached,
-    /// CAdES: the document inside the CMS.
-    Attached,
-    /// XAdES: the signature inside the XML; PAdES: inside the PDF (a new revision).
-    Enveloped,
-    /// XAdES: the document inside the signature.
-    Enveloping,
-    /// PAdES: a certification signature (DocMDP, changes limited to filling in forms and
-    /// signing), the document's first.
-    Certification,
-}
+// One definition of format, level and packaging for every signer (the CLI's too).
+pub use cloudsign_ades::format::{Format, Level, Packaging};
 
 /// One document to sign.
 pub struct DocItem {
@@ -117,9 +69,9 @@ impl Service {
             if item.format == Format::Jades {
                 // RFC 7518 §3.4: ES256/384/512 fix the curve as well as the hash.
                 let fits = match (key, item.scheme) {
-                    (cloudsign_csc::KeyAlgorithm::EcdsaP256, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha256,
-                    (cloudsign_csc::KeyAlgorithm::EcdsaP384, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha384,
-                    (cloudsign_csc::KeyAlgorithm::EcdsaP521, SignAlgorithm::Ecdsa(h)) => h == cloudsign_csc::HashAlgorithm::Sha512,
+                    (cloudsign_asn1::KeyAlgorithm::EcdsaP256, SignAlgorithm::Ecdsa(h)) => h == cloudsign_asn1::HashAlgorithm::Sha256,
+                    (cloudsign_asn1::KeyAlgorithm::EcdsaP384, SignAlgorithm::Ecdsa(h)) => h == cloudsign_asn1::HashAlgorithm::Sha384,
+                    (cloudsign_asn1::KeyAlgorithm::EcdsaP521, SignAlgorithm::Ecdsa(h)) => h == cloudsign_asn1::HashAlgorithm::Sha512,
                     _ => true,
                 };
                 if !fits {
@@ -140,8 +92,7 @@ impl Service {
         }
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
         let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
-        let certificate =
-            cloudsign_csc::b64::decode_lenient(&row.cert.der_b64).ok_or_else(|| Error::Internal("damaged certificate record".into()))?;
+        let certificate = row.cert.der.clone();
         // B-LT: the validation data can be made (the CRLs, the signer certificate's OCSP
         // response) — tried before the SAD is spent, so that a failure here costs nothing. What
         // goes into the signatures is made again after their time-stamps (`sign_docs`).
@@ -282,8 +233,8 @@ impl Service {
                 }
                 if level == Level::BLTA {
                     // EN 319 142-1 §5.4.3: a document time-stamp over everything so far.
-                    let placeholder =
-                        pades::add_signature(&mut pdf, pades::Kind::DocumentTimestamp, token_allowance + 32).map_err(internal)?;
+                    let reserve = format::document_timestamp_reserve(token_allowance);
+                    let placeholder = pades::add_signature(&mut pdf, pades::Kind::DocumentTimestamp, reserve).map_err(internal)?;
                     let hash = scheme.hash();
                     let (before, after) = placeholder.signed_parts();
                     let mut data = Vec::with_capacity(out.len() + before.len() + after.len());
@@ -325,7 +276,7 @@ impl Service {
     }
 
     /// The signature time-stamp token over `imprint`, when the level asks for one.
-    fn signature_timestamp(&self, level: Level, imprint: (cloudsign_csc::HashAlgorithm, Vec<u8>)) -> Result<Option<Vec<u8>>> {
+    fn signature_timestamp(&self, level: Level, imprint: (cloudsign_asn1::HashAlgorithm, Vec<u8>)) -> Result<Option<Vec<u8>>> {
         match level {
             Level::BB => Ok(None),
             _ => self.tsa_token(imprint.0, imprint.1).map(Some),
@@ -333,7 +284,7 @@ impl Service {
     }
 
     /// A token from our TSA over `digest` (checked enabled before the SAD was spent).
-    fn tsa_token(&self, hash: cloudsign_csc::HashAlgorithm, digest: Vec<u8>) -> Result<Vec<u8>> {
+    fn tsa_token(&self, hash: cloudsign_asn1::HashAlgorithm, digest: Vec<u8>) -> Result<Vec<u8>> {
         let tsa = self.tsa.as_ref().ok_or_else(|| Error::Internal("the time-stamping authority is not enabled".into()))?;
         let req = Request { hash, digest, nonce: None, cert_req: true };
         Ok(crate::service::blocking_if(self.tsa_in_hsm, || tsa.token(&req, now_millis()))?)
@@ -360,18 +311,16 @@ impl Service {
         let document = item.document.as_deref().unwrap_or_default();
         let bad = |e: cloudsign_ades::AdesError| Error::invalid(format!("Invalid parameter documents: {e}"));
         // The reader owns its copy: it lives on into the second pass (DSS, document time-stamp).
-        let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document.to_vec())).map_err(bad)?;
+        let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(document.to_vec())).map_err(|e| bad(e.into()))?;
         let hash = item.scheme.hash();
         // The placeholder is sized from the real signature: the CMS with a maximum-size value,
         // and the time-stamp token (our TSA's certificates plus its fixed-size content).
-        let probe = cades::prepare_pades(&vec![0; hash.len()], params).map_err(bad)?;
-        let max_signature = vec![0xff; max_signature_len(item.scheme, params.certificate)];
         let token_allowance = match item.level {
-            // A probe token from our TSA (its size does not depend on the imprint) + margin.
             Level::BB => 0,
-            _ => self.tsa_token(hash, vec![0; hash.len()])?.len() + 256,
+            // A probe token from our TSA (its size does not depend on the imprint) + margin.
+            _ => format::timestamp_allowance(self.tsa_token(hash, vec![0; hash.len()])?.len()),
         };
-        let reserve = probe.finish(&max_signature, None, None, None).len() + token_allowance + 32;
+        let reserve = format::pades_reserve(params, 0, token_allowance).map_err(bad)?;
         let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
         let (before, after) = placeholder.signed_parts();
         let prepared = cades::prepare_pades(&cloudsign_ades::digest_parts(hash, &[document, before, after]), params).map_err(bad)?;
@@ -466,15 +415,4 @@ fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-/// The largest DER signature value a key of this certificate can give: reserves room in a PDF.
-fn max_signature_len(scheme: SignAlgorithm, certificate: &[u8]) -> usize {
-    let key_bytes = cloudsign_pki::der::subject_and_key(certificate).map(|(_, k)| k.len()).unwrap_or(512);
-    match scheme {
-        // ECDSA-Sig-Value: two INTEGERs of at most the point's coordinate size plus a 0x00 each.
-        SignAlgorithm::Ecdsa(_) => key_bytes + 16,
-        // RSA: the modulus length (the key's DER is a little longer: an upper bound).
-        _ => key_bytes,
-    }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use cloudsign_csc::{KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::{KeyAlgorithm, SignAlgorithm};
 use cloudsign_keys::SigningKey;
-use cloudsign_store::{ConsumeOutcome, CredentialRow, NewAudit, SadGuard};
+use cloudsign_store::{ConsumeOutcome, ConsumeSad, CredentialRow, NewAudit, SadGuard};
 use serde_json::json;
 
 use crate::credentials::sad_outcome;
@@ -88,11 +88,11 @@ impl Service {
         }
         let (Ok(key_algorithm), Ok(sad_hash)) = (check_request(&row, input), sad_hash_of(session, input)) else { return Ok(None) };
         let Ok(key) = self.signing_key(&row).await else { return Ok(None) };
-        let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle_b64 };
+        let guard = SadGuard { token_hash: bearer_hash, key_handle: &row.key_handle };
         // A refusal falls back to fresh reads; a database error is final (a retry could spend
         // signatures twice if the first commit did land).
         let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();
-        let consumed = self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, Some(&guard)).await?;
+        let consumed = self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, Some(guard)).await?;
         if consumed != ConsumeOutcome::Consumed {
             return Ok(None);
         }
@@ -156,7 +156,7 @@ impl Service {
         scheme: SignAlgorithm,
         digests_hex: Vec<String>,
         sad_hash: &str,
-        guard: Option<&SadGuard<'_>>,
+        guard: Option<SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
         let hash = scheme.hash();
         // Serialized from borrowed fields (keys in the order `json!` would sort them): at 100
@@ -184,7 +184,17 @@ impl Service {
         .map_err(|e| Error::Internal(e.to_string()))?;
         let t = now();
         let audit = NewAudit { at: t, actor: &session.user_name, event, outcome: "ok", credential_id: Some(&row.id), detail: &detail };
-        Ok(self.store.consume_sad(sad_hash, &session.user_id, &row.id, hash.oid(), digests_hex, t, &audit, guard).await?)
+        let consume = ConsumeSad {
+            hash: sad_hash,
+            user_id: &session.user_id,
+            credential_id: &row.id,
+            hash_algo: hash.oid(),
+            digests_hex,
+            now: t,
+            audit,
+            guard,
+        };
+        Ok(self.store.consume_sad(consume).await?)
     }
 
     /// Sign what a consumed SAD paid for. A failure now is final (and audited): the signatures
@@ -204,8 +214,8 @@ impl Service {
         // in slices that fit the inline budget with a yield between them, so a batch of 100
         // never holds a worker long and never pays hand-offs to the blocking pool (on a small
         // VM each cross-thread wake-up costs more than a P-256 signature). Expensive ones (RSA)
-        // and HSM calls, which block, go to the blocking pool.
-        let in_process = row.key_backend != "pkcs11";
+        // and keys that block (an HSM's) go to the blocking pool.
+        let in_process = !key.blocks();
         let per_signature = estimated_micros(key_algorithm);
         let signed = if in_process && per_signature <= INLINE_BUDGET_MICROS {
             let slice = (INLINE_BUDGET_MICROS / per_signature) as usize;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cloudsign_csc::{KeyAlgorithm, b64};
+use cloudsign_asn1::{KeyAlgorithm, b64};
 use cloudsign_keys::SigningKey;
 use cloudsign_keys::software::{SoftwareKeystore, open_with_key, seal_with_key};
 use cloudsign_store::CredentialRow;
@@ -32,26 +32,37 @@ fn transport_key(token: &str) -> [u8; 32] {
 }
 
 /// Seal the PIN key under `token` (a SAD or a code); `label` binds it to that record.
+pub(crate) fn seal_for(pin_key: &[u8], token: &str, label: &str) -> Result<Vec<u8>> {
+    Ok(seal_with_key(&transport_key(token), pin_key, &format!("sole:{label}"))?)
+}
+
+/// [`seal_for`], as base64 text (an authorization code's grant carries it in its JSON).
 pub(crate) fn wrap_for(pin_key: &[u8], token: &str, label: &str) -> Result<String> {
-    Ok(b64::encode(&seal_with_key(&transport_key(token), pin_key, &format!("sole:{label}"))?))
+    Ok(b64::encode(&seal_for(pin_key, token, label)?))
 }
 
-/// Recover the PIN key sealed by [`wrap_for`].
-pub(crate) fn unwrap_from(sealed_b64: &str, token: &str, label: &str) -> Result<Zeroizing<Vec<u8>>> {
+/// Recover the PIN key sealed by [`seal_for`].
+pub(crate) fn unwrap_from(sealed: &[u8], token: &str, label: &str) -> Result<Zeroizing<Vec<u8>>> {
+    open_with_key(&transport_key(token), sealed, &format!("sole:{label}")).map_err(|_| Error::invalid("Invalid parameter SAD"))
+}
+
+/// Move the PIN key from under one token (an old SAD) to under another (the new SAD).
+pub(crate) fn rewrap_sealed(sealed: &[u8], from: (&str, &str), to: (&str, &str)) -> Result<Vec<u8>> {
+    let pin_key = unwrap_from(sealed, from.0, from.1)?;
+    seal_for(&pin_key, to.0, to.1)
+}
+
+/// Move the PIN key from under a code (the base64 text of [`wrap_for`], from its grant) to
+/// under the token the code is exchanged for.
+pub(crate) fn rewrap(sealed_b64: &str, from: (&str, &str), to: (&str, &str)) -> Result<Vec<u8>> {
     let sealed = b64::decode_lenient(sealed_b64).ok_or_else(|| Error::Internal("damaged sole-control record".into()))?;
-    open_with_key(&transport_key(token), &sealed, &format!("sole:{label}")).map_err(|_| Error::invalid("Invalid parameter SAD"))
-}
-
-/// Move the PIN key from under one token (an old SAD, a code) to under another.
-pub(crate) fn rewrap(sealed_b64: &str, from: (&str, &str), to: (&str, &str)) -> Result<String> {
-    let pin_key = unwrap_from(sealed_b64, from.0, from.1)?;
-    wrap_for(&pin_key, to.0, to.1)
+    rewrap_sealed(&sealed, from, to)
 }
 
 impl Service {
     /// The PIN-derived key of a sole-control credential (argon2id, on the blocking pool).
-    pub(crate) async fn pin_key(&self, pin: &str, salt_b64: &str) -> Result<Zeroizing<[u8; 32]>> {
-        let salt = b64::decode_lenient(salt_b64).ok_or_else(|| Error::Internal("damaged sole-control salt".into()))?;
+    pub(crate) async fn pin_key(&self, pin: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let salt = salt.to_vec();
         let pin = Zeroizing::new(pin.to_string());
         let cost = self.cfg.argon2;
         tokio::task::spawn_blocking(move || derive(pin.as_bytes(), &salt, cost)).await.map_err(|e| Error::Internal(e.to_string()))?
@@ -67,8 +78,7 @@ impl Service {
     /// The clear PKCS#8 of a sole-control credential (zeroized on drop).
     pub(crate) fn open_sole(&self, row: &CredentialRow, pin_key: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let binding = credential_key_binding(&row.id);
-        let handle = b64::decode_lenient(&row.key_handle_b64).ok_or_else(|| Error::Internal("damaged key record".into()))?;
-        let inner = self.keystore.open(&handle, &binding)?;
+        let inner = self.keystore.open(&row.key_handle, &binding)?;
         // A wrong PIN key cannot happen after a PIN check; a failure here is a damaged record.
         Ok(open_with_key(pin_key, &inner, &binding)?)
     }

@@ -1,7 +1,7 @@
 //! Time-stamping: `signatures/timestamp` (CSC v1 §11.10, v2 §11.13) and the RFC 3161 HTTP
 //! endpoint, both on the built-in TSA.
 
-use cloudsign_csc::HashAlgorithm;
+use cloudsign_asn1::HashAlgorithm;
 use cloudsign_pki::tsa::{Failure, Request};
 use serde_json::json;
 

@@ -5,11 +5,14 @@
 #![warn(missing_docs)]
 
 pub mod pkcs11;
+mod registry;
 pub mod software;
+
+pub use registry::{KeyBackendKind, KeyBackends};
 
 use std::sync::Arc;
 
-use cloudsign_csc::{KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::{KeyAlgorithm, SignAlgorithm};
 
 /// Why a key operation failed. Messages never carry key material.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,11 @@ pub trait SigningKey: Send + Sync {
     fn public_key_raw(&self) -> &[u8];
     /// Sign one digest. ECDSA values are DER `ECDSA-Sig-Value`; RSA values are `k` bytes.
     fn sign_digest(&self, scheme: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Whether signing waits on something outside the process (an HSM, a device): such calls
+    /// belong on a blocking thread, never on an async worker. In-process keys do not block.
+    fn blocks(&self) -> bool {
+        false
+    }
 }
 
 /// A freshly generated key: what to store, and its public half.
@@ -56,6 +64,17 @@ pub struct GeneratedKey {
 
 /// A place where keys are generated and kept.
 pub trait KeyBackend: Send + Sync {
+    /// Which backend this is (what key records store to find it again).
+    fn kind(&self) -> KeyBackendKind;
+    /// Whether its calls (generate, load, destroy, and its keys' signatures) wait on something
+    /// outside the process, and so belong on a blocking thread.
+    fn blocks(&self) -> bool {
+        false
+    }
+    /// Reach the backend now (load a module, log in), to report a misconfiguration at start.
+    fn check(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
     /// Generate a key. `binding` ties the stored handle to its owner record (e.g. the
     /// credential id) so that handles cannot be swapped between records.
     fn generate(&self, algorithm: KeyAlgorithm, binding: &str) -> Result<GeneratedKey, KeyError>;

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::der::{Reader, seq, tlv, uint};
+use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
@@ -24,7 +25,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use crate::{GeneratedKey, KeyBackend, KeyError, SigningKey};
+use crate::{GeneratedKey, KeyBackend, KeyBackendKind, KeyError, SigningKey};
 
 /// Where the token is and how to log in.
 pub struct Pkcs11Config {
@@ -194,6 +195,19 @@ fn curve_params(algorithm: KeyAlgorithm) -> Option<&'static [u8]> {
 }
 
 impl KeyBackend for Pkcs11Backend {
+    fn kind(&self) -> KeyBackendKind {
+        KeyBackendKind::Pkcs11
+    }
+
+    /// Every call goes to the token (PKCS#11 functions are synchronous).
+    fn blocks(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        Pkcs11Backend::check(self)
+    }
+
     fn generate(&self, algorithm: KeyAlgorithm, binding: &str) -> Result<GeneratedKey, KeyError> {
         let mut id = [0u8; 16];
         SystemRandom::new().fill(&mut id).map_err(|_| KeyError::Crypto("random generator"))?;
@@ -280,7 +294,7 @@ impl KeyBackend for Pkcs11Backend {
                 if n.iter().skip_while(|b| **b == 0).count() * 8 != algorithm.bits() as usize {
                     return Err(KeyError::Crypto("RSA modulus size does not match the recorded key type"));
                 }
-                let rsa_public_key = tlv(0x30, &[uint(&n), uint(&e)].concat());
+                let rsa_public_key = seq(&[&uint(&n), &uint(&e)]);
                 (rsa_spki(&rsa_public_key), rsa_public_key)
             }
         };
@@ -312,6 +326,11 @@ impl SigningKey for Pkcs11Key {
 
     fn public_key_raw(&self) -> &[u8] {
         &self.raw
+    }
+
+    /// C_Sign is a synchronous call into the token.
+    fn blocks(&self) -> bool {
+        true
     }
 
     fn sign_digest(&self, scheme: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -364,66 +383,32 @@ fn digest_info_prefix(h: HashAlgorithm) -> &'static [u8] {
     }
 }
 
-fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = body.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A DER INTEGER from unsigned big-endian bytes.
-fn uint(bytes: &[u8]) -> Vec<u8> {
-    let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
-    let mut body = if trimmed.is_empty() { vec![0] } else { trimmed };
-    if body[0] & 0x80 != 0 {
-        body.insert(0, 0);
-    }
-    tlv(0x02, &body)
-}
-
 /// PKCS#11 §2.3.3: CKA_EC_POINT is the DER OCTET STRING of the point; some tokens give the
 /// bare point.
 fn unwrap_octet_string(p: &[u8]) -> Vec<u8> {
-    if p.first() == Some(&0x04) && p.len() > 2 {
-        let (len, header) = match p[1] {
-            n if n < 0x80 => (n as usize, 2),
-            0x81 if p.len() > 3 => (p[2] as usize, 3),
-            _ => (0, 0),
-        };
-        if header > 0 && header + len == p.len() {
-            return p[header..].to_vec();
-        }
+    let mut r = Reader::new(p);
+    match r.next() {
+        Some((0x04, content, _)) if r.is_empty() && !content.is_empty() => content.to_vec(),
+        _ => p.to_vec(),
     }
-    p.to_vec()
 }
 
 /// RFC 5480 SubjectPublicKeyInfo for an EC point.
 fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
     const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-    let algorithm = tlv(0x30, &[EC_PUBLIC_KEY, curve].concat());
-    tlv(0x30, &[algorithm, tlv(0x03, &[&[0u8][..], point].concat())].concat())
+    let algorithm = seq(&[EC_PUBLIC_KEY, curve]);
+    seq(&[&algorithm, &tlv(0x03, &[&[0u8][..], point].concat())])
 }
 
 /// RFC 3279 SubjectPublicKeyInfo for an RSA key.
 fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
     const RSA_ENCRYPTION_NULL: &[u8] = &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
-    tlv(0x30, &[RSA_ENCRYPTION_NULL, &tlv(0x03, &[&[0u8][..], rsa_public_key].concat())].concat())
+    seq(&[RSA_ENCRYPTION_NULL, &tlv(0x03, &[&[0u8][..], rsa_public_key].concat())])
 }
 
 /// PKCS#11 §2.3.1: CKM_ECDSA gives r ‖ s; X.509 and CMS want `ECDSA-Sig-Value` (RFC 5480).
 fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, KeyError> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) {
-        return Err(KeyError::Crypto("malformed ECDSA signature from the token"));
-    }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    Ok(tlv(0x30, &[uint(r), uint(s)].concat()))
+    cloudsign_asn1::der::ecdsa_sig_value(raw).ok_or(KeyError::Crypto("malformed ECDSA signature from the token"))
 }
 
 #[cfg(test)]

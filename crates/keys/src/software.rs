@@ -11,10 +11,10 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaKeyPair};
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{GeneratedKey, KeyBackend, KeyError, SigningKey};
+use crate::{GeneratedKey, KeyBackend, KeyBackendKind, KeyError, SigningKey};
 
 /// Length of the key-encryption key.
 pub const KEK_LEN: usize = 32;
@@ -152,6 +152,10 @@ fn ec(alg: &'static EcdsaSigningAlgorithm, pkcs8: &[u8]) -> Result<EcdsaKeyPair,
 }
 
 impl KeyBackend for SoftwareKeystore {
+    fn kind(&self) -> KeyBackendKind {
+        KeyBackendKind::Software
+    }
+
     fn generate(&self, algorithm: KeyAlgorithm, binding: &str) -> Result<GeneratedKey, KeyError> {
         let pkcs8 = Self::generate_pkcs8(algorithm)?;
         let key = Self::key_from_pkcs8(algorithm, &pkcs8)?;

@@ -5,7 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod cms;
-pub mod der;
+use cloudsign_asn1::der;
 pub mod ocsp;
 pub mod tsa;
 pub mod x509;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 use cloudsign_keys::{KeyBackend, KeyError, SigningKey};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SerialNumber,
@@ -37,21 +37,8 @@ pub enum PkiError {
 }
 
 /// A certificate and what the API reports about it.
-#[derive(Debug, Clone)]
-pub struct IssuedCert {
-    /// DER encoding.
-    pub der: Vec<u8>,
-    /// Serial number, upper-case hex (CSC `cert.serialNumber`).
-    pub serial_hex: String,
-    /// RFC 4514 subject.
-    pub subject_dn: String,
-    /// RFC 4514 issuer.
-    pub issuer_dn: String,
-    /// Start of validity, Unix seconds.
-    pub not_before: i64,
-    /// End of validity, Unix seconds.
-    pub not_after: i64,
-}
+/// A certificate the CA issued, with its metadata.
+pub type IssuedCert = cloudsign_asn1::cert::CertInfo;
 
 /// A CA certificate with its stored key handle, for persisting a new hierarchy.
 pub struct CaRecord {
@@ -280,7 +267,7 @@ impl IssuingCa {
         if let Some(base) = &self.public_url {
             p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![format!("{base}/crl")] }];
             // AuthorityInfoAccess { id-ad-ocsp, uniformResourceIdentifier [6] }
-            let ocsp = der::seq(&[&der::oid("1.3.6.1.5.5.7.48.1"), &der::tlv(0x86, format!("{base}/ocsp").as_bytes())]);
+            let ocsp = der::seq(&[&der::oid(cloudsign_asn1::oid::ID_AD_OCSP), &der::tlv(0x86, format!("{base}/ocsp").as_bytes())]);
             p.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der::seq(&[&ocsp])));
         }
         p.use_authority_key_identifier_extension = true;
@@ -413,12 +400,12 @@ pub fn generalized_time(unix: i64) -> String {
 /// The subject public key of a certificate as `public_key_raw` gives it (RFC 5280 §4.1.2.7:
 /// the BIT STRING of SubjectPublicKeyInfo): an EC point or a DER RSAPublicKey.
 pub fn subject_public_key(cert_der: &[u8]) -> Option<Vec<u8>> {
-    der::subject_and_key(cert_der).map(|(_, key)| key).filter(|k| !k.is_empty())
+    cloudsign_asn1::cert::subject_and_key(cert_der).map(|(_, key)| key).filter(|k| !k.is_empty())
 }
 
 /// PEM armour for a certificate.
 pub fn pem_certificate(der: &[u8]) -> String {
-    let b64 = cloudsign_csc::b64::encode(der);
+    let b64 = cloudsign_asn1::b64::encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());

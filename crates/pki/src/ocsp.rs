@@ -1,16 +1,13 @@
 //! The OCSP responder (RFC 6960): requests are parsed and BasicOCSPResponses built by hand on
-//! the DER module; the issuing CA signs its responses itself (§2.6: the CA that issued the
+//! the foundation's DER reader and writer (no OCSP crate exists for the der 0.8 generation); the issuing CA signs its responses itself (§2.6: the CA that issued the
 //! certificate is an authorized responder), so relying parties need no extra certificate.
 
 use aws_lc_rs::digest;
-use cloudsign_csc::{HashAlgorithm, SignAlgorithm, oid::decode_oid};
+use cloudsign_asn1::oid::{ID_PKIX_OCSP_BASIC, ID_PKIX_OCSP_NONCE, SHA1, decode_oid};
+use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
 
-use crate::der::{self, Reader};
 use crate::{IssuingCa, PkiError};
-
-const ID_PKIX_OCSP_BASIC: &str = "1.3.6.1.5.5.7.48.1.1";
-const ID_PKIX_OCSP_NONCE: &str = "1.3.6.1.5.5.7.48.1.2";
-const SHA1: &str = "1.3.14.3.2.26";
+use cloudsign_asn1::der::{self, Reader};
 
 /// The status of one certificate, as the CA's records say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +62,8 @@ impl Request {
     /// CertID, no nonce): how the service asks itself for the OCSP response it embeds in a
     /// long-term (B-LT) signature.
     pub fn for_certificate(cert_der: &[u8], ca: &IssuingCa) -> Option<Request> {
-        let (ca_name, ca_key) = der::subject_and_key(&ca.issuing_der)?;
-        let (issuer, serial) = der::issuer_and_serial(cert_der)?;
+        let (ca_name, ca_key) = cloudsign_asn1::cert::subject_and_key(&ca.issuing_der)?;
+        let (issuer, serial) = cloudsign_asn1::cert::issuer_and_serial(cert_der)?;
         if issuer != ca_name {
             return None;
         }
@@ -80,7 +77,7 @@ impl Request {
 
     /// Parse a DER OCSPRequest against the CA's name and key. `None`: malformed.
     pub fn parse(der_bytes: &[u8], ca: &IssuingCa) -> Option<Request> {
-        let (ca_name, ca_key) = der::subject_and_key(&ca.issuing_der)?;
+        let (ca_name, ca_key) = cloudsign_asn1::cert::subject_and_key(&ca.issuing_der)?;
         let mut outer = Reader::new(der_bytes);
         let mut request = Reader::new(outer.expect(0x30)?);
         let mut tbs = Reader::new(request.expect(0x30)?);
@@ -153,7 +150,8 @@ impl IssuingCa {
             })
             .collect();
         let response_refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
-        let (ca_name, _) = der::subject_and_key(&self.issuing_der).ok_or_else(|| PkiError::Build("unreadable CA certificate".into()))?;
+        let (ca_name, _) =
+            cloudsign_asn1::cert::subject_and_key(&self.issuing_der).ok_or_else(|| PkiError::Build("unreadable CA certificate".into()))?;
         let extensions = match &req.nonce {
             Some(nonce) => der::explicit(1, &der::seq(&[nonce])),
             None => Vec::new(),

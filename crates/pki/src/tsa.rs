@@ -1,26 +1,26 @@
 //! The built-in time-stamping authority (RFC 3161, with the ESS signing-certificate-v2
 //! attribute of RFC 5816). Requests are parsed, and tokens and responses built, by hand on the
-//! small DER module: the structures are few and fixed.
+//! foundation's DER reader and writer (`cloudsign_asn1::der`): the structures are few and fixed.
+//! Not with `der` derive: the default policy (below) is a UUID OID whose 128-bit arc does not
+//! fit `const-oid`'s `ObjectIdentifier` (u32 arcs), and TSTInfo's `policy` is one of its fields
+//! (RFC 3161 §2.4.2); and no TSP crate exists for the der 0.8 generation.
 
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use cloudsign_csc::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
+use cloudsign_asn1::oid::{ID_CT_TST_INFO, SHA256, decode_oid};
+use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
 use cloudsign_keys::SigningKey;
 
 use crate::PkiError;
-use crate::der::{self, Reader};
+use cloudsign_asn1::der::{self, Reader};
 
-/// id-kp-timeStamping.
-pub const ID_KP_TIME_STAMPING: &str = "1.3.6.1.5.5.7.3.8";
+pub use cloudsign_asn1::oid::ID_KP_TIME_STAMPING;
 /// The default TSA policy: a UUID-derived OID (ITU-T X.667 `2.25`), so it needs no registration.
 pub const DEFAULT_POLICY: &str = "2.25.270497441424498136419815473036385318735";
 
 use crate::cms::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2};
-
-const ID_CT_TST_INFO: &str = "1.2.840.113549.1.9.16.1.4";
-const SHA256: &str = "2.16.840.1.101.3.4.2.1";
 
 /// Why a request is refused: RFC 3161 §2.4.2 PKIFailureInfo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Request {
         }
         let mut imprint = Reader::new(r.expect(0x30).ok_or(Failure::BadRequest)?);
         let mut alg = Reader::new(imprint.expect(0x30).ok_or(Failure::BadRequest)?);
-        let oid = cloudsign_csc::oid::decode_oid(alg.expect(0x06).ok_or(Failure::BadRequest)?).ok_or(Failure::BadRequest)?;
+        let oid = decode_oid(alg.expect(0x06).ok_or(Failure::BadRequest)?).ok_or(Failure::BadRequest)?;
         let hash = HashAlgorithm::from_oid(&oid).ok_or(Failure::BadAlg)?;
         let digest = imprint.expect(0x04).ok_or(Failure::BadRequest)?.to_vec();
         if digest.len() != hash.len() {
@@ -101,7 +101,7 @@ impl Request {
         while let Some((tag, content, _)) = r.next() {
             match tag {
                 0x06 => {
-                    if cloudsign_csc::oid::decode_oid(content).as_deref() != Some(policy) {
+                    if decode_oid(content).as_deref() != Some(policy) {
                         return Err(Failure::UnacceptedPolicy);
                     }
                 }
@@ -138,7 +138,8 @@ pub struct Tsa {
 impl Tsa {
     /// A TSA signing with `key`, certified by `cert_der` (issued by `issuing_der`).
     pub fn new(key: Arc<dyn SigningKey>, cert_der: Vec<u8>, issuing_der: Vec<u8>, policy: &str) -> Result<Tsa, PkiError> {
-        let (issuer, serial) = der::issuer_and_serial(&cert_der).ok_or_else(|| PkiError::Build("unreadable TSA certificate".into()))?;
+        let (issuer, serial) =
+            cloudsign_asn1::cert::issuer_and_serial(&cert_der).ok_or_else(|| PkiError::Build("unreadable TSA certificate".into()))?;
         let scheme = match key.algorithm() {
             KeyAlgorithm::EcdsaP256 => SignAlgorithm::Ecdsa(HashAlgorithm::Sha256),
             KeyAlgorithm::EcdsaP384 => SignAlgorithm::Ecdsa(HashAlgorithm::Sha384),

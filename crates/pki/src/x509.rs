@@ -3,18 +3,14 @@
 //! and the OCSP request about it (RFC 6960 §4.1). Used to gather long-term validation data for
 //! certificates from any CA, not only ours.
 
-use cloudsign_csc::oid::decode_oid;
+use cloudsign_asn1::oid::{ID_AD_OCSP, ID_CE_CRL_DISTRIBUTION_POINTS, ID_PE_AUTHORITY_INFO_ACCESS, ID_PKIX_OCSP_BASIC, decode_oid};
 
-use crate::der::{self, Reader};
-
-const ID_PE_AUTHORITY_INFO_ACCESS: &str = "1.3.6.1.5.5.7.1.1";
-const ID_AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
-const ID_CE_CRL_DISTRIBUTION_POINTS: &str = "2.5.29.31";
+use cloudsign_asn1::der::{self, Reader};
 
 /// The subject and issuer Names (whole DER encodings).
 pub fn subject_and_issuer(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let (issuer, _) = der::issuer_and_serial(cert)?;
-    let (subject, _) = der::subject_and_key(cert)?;
+    let (issuer, _) = cloudsign_asn1::cert::issuer_and_serial(cert)?;
+    let (subject, _) = cloudsign_asn1::cert::subject_and_key(cert)?;
     Some((subject, issuer))
 }
 
@@ -125,10 +121,10 @@ pub enum CertIdHash {
 /// answer from a cache.
 pub fn ocsp_request(cert: &[u8], issuer: &[u8], hash: CertIdHash) -> Option<Vec<u8>> {
     use aws_lc_rs::digest;
-    let (issuer_name, issuer_key) = der::subject_and_key(issuer)?;
-    let (_, serial) = der::issuer_and_serial(cert)?;
+    let (issuer_name, issuer_key) = cloudsign_asn1::cert::subject_and_key(issuer)?;
+    let (_, serial) = cloudsign_asn1::cert::issuer_and_serial(cert)?;
     let (alg, oid) = match hash {
-        CertIdHash::Sha256 => (&digest::SHA256, cloudsign_csc::HashAlgorithm::Sha256.oid()),
+        CertIdHash::Sha256 => (&digest::SHA256, cloudsign_asn1::HashAlgorithm::Sha256.oid()),
         CertIdHash::Sha1 => (&digest::SHA1_FOR_LEGACY_USE_ONLY, "1.3.14.3.2.26"),
     };
     let h = |d: &[u8]| digest::digest(alg, d).as_ref().to_vec();
@@ -175,8 +171,7 @@ pub enum OcspStatus {
 /// among its SingleResponses); `None` when the response is not a successful basic response
 /// about it.
 pub fn ocsp_status(response: &[u8], cert: &[u8]) -> Option<OcspStatus> {
-    const ID_PKIX_OCSP_BASIC: &str = "1.3.6.1.5.5.7.48.1.1";
-    let (_, serial) = der::issuer_and_serial(cert)?;
+    let (_, serial) = cloudsign_asn1::cert::issuer_and_serial(cert)?;
     let serial = Reader::new(&serial).expect(0x02)?;
     let mut outer = Reader::new(Reader::new(response).expect(0x30)?);
     if outer.expect(0x0a)? != [0] {

@@ -124,7 +124,7 @@ async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOu
     }
     if let [one] = batch {
         // Alone: the transaction is the job's, as without grouping.
-        return vec![match crate::consume_in(c, &one.job).await {
+        return vec![match crate::sad::consume_in(c, &one.job).await {
             Ok((v, true)) => c.commit_open().await.map(|()| v),
             Ok((v, false)) => {
                 c.rollback_open().await;
@@ -160,7 +160,7 @@ async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOu
 /// is a failure of the savepoint statements themselves.
 async fn in_savepoint(c: &mut Conn<'_>, job: &ConsumeJob) -> Result<Result<Option<ConsumeOutcome>>> {
     c.exec("SAVEPOINT consume", &[]).await?;
-    let decided: Result<Decided> = crate::consume_in(c, job).await;
+    let decided: Result<Decided> = crate::sad::consume_in(c, job).await;
     let keep = matches!(decided, Ok((_, true)));
     if !keep {
         c.exec("ROLLBACK TO consume", &[]).await?;
@@ -191,7 +191,7 @@ impl OwnedAudit {
 #[cfg(test)]
 mod tests {
     use crate::tests::store;
-    use crate::{ConsumeOutcome, NewAudit, NewSad, Store};
+    use crate::{ConsumeOutcome, ConsumeSad, NewAudit, NewSad, Store};
 
     async fn sad(store: &Store, hash: &str, remaining: i64, bound: Option<&[String]>) {
         let s = NewSad {
@@ -210,7 +210,17 @@ mod tests {
 
     async fn consume(store: Store, hash: &'static str, digest: &'static str) -> ConsumeOutcome {
         let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: "ok", credential_id: Some("c"), detail: "{}" };
-        store.consume_sad(hash, "u", "c", "2.16.840.1.101.3.4.2.1", vec![digest.to_string()], 2, &audit, None).await.unwrap()
+        let consume = ConsumeSad {
+            hash,
+            user_id: "u",
+            credential_id: "c",
+            hash_algo: "2.16.840.1.101.3.4.2.1",
+            digests_hex: vec![digest.to_string()],
+            now: 2,
+            audit,
+            guard: None,
+        };
+        store.consume_sad(consume).await.unwrap()
     }
 
     /// Requests queued behind the writer share one transaction, and each gets its own outcome:

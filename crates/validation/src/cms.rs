@@ -1,9 +1,9 @@
 //! CMS SignedData (RFC 5652) as CAdES (ETSI EN 319 122-1), PAdES and RFC 3161 time-stamp
 //! tokens carry it: parsed without trusting it, then checked piece by piece by [`crate::engine`].
 
-use cloudsign_csc::HashAlgorithm;
-use cloudsign_csc::der::Reader;
-use cloudsign_csc::oid::decode_oid;
+use cloudsign_asn1::HashAlgorithm;
+use cloudsign_asn1::der::Reader;
+use cloudsign_asn1::oid::decode_oid;
 use cloudsign_pki::cms::{ID_MESSAGE_DIGEST, ID_RI_OCSP_RESPONSE, ID_SIGNED_DATA, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME};
 
 /// A CMS structure that cannot be read.

@@ -6,7 +6,7 @@
 //! reaches (B-B, B-T, B-LT, B-LTA).
 
 use cloudsign_ades::digest;
-use cloudsign_csc::HashAlgorithm;
+use cloudsign_asn1::HashAlgorithm;
 use serde::Serialize;
 
 use crate::cms::{self, SignedData, SignerId, SignerInfo};

@@ -5,7 +5,7 @@
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use cloudsign_csc::HashAlgorithm;
+use cloudsign_asn1::HashAlgorithm;
 
 use crate::engine::{self, Context, SignatureReport};
 use crate::path::TrustAnchors;
@@ -177,7 +177,7 @@ fn cms_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
     }
     let text = String::from_utf8_lossy(bytes);
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    cloudsign_csc::b64::decode_lenient(body.trim()).filter(|d| d.first() == Some(&0x30)).ok_or_else(unknown_kind)
+    cloudsign_asn1::b64::decode_lenient(body.trim()).filter(|d| d.first() == Some(&0x30)).ok_or_else(unknown_kind)
 }
 
 fn digest_reader<R: Read>(mut r: R, hash: HashAlgorithm) -> Option<Vec<u8>> {

@@ -11,7 +11,7 @@
 //! Payloads: attached (base64url), unencoded (`b64: false`, RFC 7797) attached or detached, and
 //! detached (RFC 7515 Appendix F): an empty payload is the `detached_payload` given.
 
-use cloudsign_csc::{HashAlgorithm, b64};
+use cloudsign_asn1::{HashAlgorithm, b64};
 use serde_json::{Map, Value};
 
 use crate::engine::{Context, Indication, SignatureReport, SubIndication};

@@ -5,8 +5,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use cloudsign_ades::pdf::{Obj, Pdf};
-use cloudsign_csc::HashAlgorithm;
+use cloudsign_asn1::HashAlgorithm;
+use cloudsign_pdf::{Obj, Pdf, Prefix};
 
 use crate::engine::{self, Context, PdfCoverage, SignatureReport, TimestampReport};
 
@@ -138,7 +138,7 @@ fn changes_after<F: Read + Seek>(file: &mut F, end: u64) -> Vec<String> {
             current.push((n, full.object(n).unwrap_or(Obj::Null)));
         }
     }
-    let Ok(mut signed) = Pdf::open(std::io::BufReader::new(cloudsign_ades::pdf::Prefix::new(&mut *file, end))) else {
+    let Ok(mut signed) = Pdf::open(std::io::BufReader::new(Prefix::new(&mut *file, end))) else {
         return vec!["the signed revision cannot be read".into()];
     };
     let mut out = Vec::new();
@@ -301,7 +301,7 @@ fn signatures<R: Read + Seek>(pdf: &mut Pdf<R>) -> Result<Vec<Found>, String> {
             _ => [0; 4],
         };
         let claimed = match sig.get("M") {
-            Some(Obj::Str(m)) => pdf_date(&String::from_utf8_lossy(m)),
+            Some(Obj::Str(m)) => cloudsign_pdf::date::parse(&String::from_utf8_lossy(m)),
             _ => None,
         };
         out.push(Found {
@@ -313,19 +313,6 @@ fn signatures<R: Read + Seek>(pdf: &mut Pdf<R>) -> Result<Vec<Found>, String> {
         });
     }
     Ok(out)
-}
-
-/// `D:YYYYMMDDHHmmSS` (offset ignored when absent; honoured when present) to Unix seconds.
-fn pdf_date(s: &str) -> Option<i64> {
-    let s = s.strip_prefix("D:").unwrap_or(s);
-    let digits = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
-    let base = crate::cms::parse_time(0x18, format!("{}Z", s.get(0..14)?).as_bytes())?;
-    let offset = match s.as_bytes().get(14) {
-        Some(b'+') => digits(15..17).unwrap_or(0) * 3600 + digits(18..20).unwrap_or(0) * 60,
-        Some(b'-') => -(digits(15..17).unwrap_or(0) * 3600 + digits(18..20).unwrap_or(0) * 60),
-        _ => 0,
-    };
-    Some(base - offset)
 }
 
 /// The Document Security Store's certificates, OCSP responses and CRLs (EN 319 142-1 §5.4.2).

@@ -9,8 +9,9 @@ use crate::x509::{
     self, Certificate, Extension, OID_KP_OCSP_SIGNING, OID_SHA1, X509Error, algorithm_parts, bit_string_octets, key_usage, names_match,
     next_whole, parse_extensions, read_time, single,
 };
-use cloudsign_csc::der::Reader;
-use cloudsign_csc::oid::{HashAlgorithm, decode_oid};
+use cloudsign_asn1::HashAlgorithm;
+use cloudsign_asn1::der::Reader;
+use cloudsign_asn1::oid::decode_oid;
 
 const ID_PKIX_OCSP_BASIC: &str = "1.3.6.1.5.5.7.48.1.1";
 const EXT_CRL_NUMBER: &str = "2.5.29.20";

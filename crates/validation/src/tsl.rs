@@ -28,7 +28,7 @@
 //! values are normalized to spaces before parsing (XML 1.0 §3.3.3; uppsala 0.12 keeps them), as
 //! `cloudsign-ades`'s XAdES module does, so that canonical forms match libxml2's.
 
-use cloudsign_csc::HashAlgorithm;
+use cloudsign_asn1::HashAlgorithm;
 
 use crate::path::TrustAnchors;
 use crate::x509::{self, Certificate, Scheme};
@@ -159,7 +159,7 @@ pub fn load(xml: &[u8], operator_certs: &[Certificate]) -> Result<TrustedList> {
     }
     let xml = xml.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(xml);
     let text = std::str::from_utf8(xml).map_err(|_| TslError::Xml("not UTF-8".into()))?;
-    let normalized = cloudsign_ades::xades::normalize_attribute_whitespace(text);
+    let normalized = cloudsign_xml::normalize_attribute_whitespace(text);
     let text = normalized.as_deref().unwrap_or(text);
     let doc = parse(text)?;
     let root = doc.document_element().ok_or_else(|| TslError::Xml("no root element".into()))?;
@@ -286,8 +286,8 @@ fn transforms(doc: &uppsala::Document<'_>, reference: uppsala::NodeId) -> Result
 /// At most one canonicalization transform (none: inclusive C14N 1.0, the XMLDSig default).
 /// Same-document references select no comments, so a "with comments" variant is the same as
 /// the one without.
-fn single_c14n(transforms: &[(String, Vec<String>)]) -> Result<(bergshamra_c14n::C14nMode, Vec<String>)> {
-    use bergshamra_c14n::C14nMode::*;
+fn single_c14n(transforms: &[(String, Vec<String>)]) -> Result<(cloudsign_xml::C14nMode, Vec<String>)> {
+    use cloudsign_xml::C14nMode::*;
     match transforms {
         [] => Ok((Inclusive, Vec::new())),
         [(uri, prefixes)] => {
@@ -303,8 +303,8 @@ fn single_c14n(transforms: &[(String, Vec<String>)]) -> Result<(bergshamra_c14n:
     }
 }
 
-fn c14n_mode(uri: &str) -> Result<bergshamra_c14n::C14nMode> {
-    bergshamra_c14n::C14nMode::from_uri(uri).ok_or_else(|| TslError::Unsupported(format!("canonicalization or transform {uri:?}")))
+fn c14n_mode(uri: &str) -> Result<cloudsign_xml::C14nMode> {
+    cloudsign_xml::C14nMode::from_uri(uri).ok_or_else(|| TslError::Unsupported(format!("canonicalization or transform {uri:?}")))
 }
 
 /// The `PrefixList` of an `ec:InclusiveNamespaces` child of a transform or canonicalization method.
@@ -321,7 +321,7 @@ fn canonical_list(
     doc: &uppsala::Document<'_>,
     sig: uppsala::NodeId,
     root_only: bool,
-    mode: bergshamra_c14n::C14nMode,
+    mode: cloudsign_xml::C14nMode,
     prefixes: &[String],
 ) -> Result<Vec<u8>> {
     let text = doc.input_text();
@@ -341,16 +341,16 @@ fn canonical_list(
 fn c14n_subtree(
     doc: &uppsala::Document<'_>,
     element: uppsala::NodeId,
-    mode: bergshamra_c14n::C14nMode,
+    mode: cloudsign_xml::C14nMode,
     prefixes: &[String],
 ) -> Result<Vec<u8>> {
     let fragment =
-        cloudsign_ades::xades::subtree_in_context(doc, element, mode).ok_or_else(|| TslError::Xml("no source for the element".into()))?;
+        cloudsign_xml::subtree_in_context(doc, element, mode).ok_or_else(|| TslError::Xml("no source for the element".into()))?;
     c14n_doc(&parse(&fragment)?, mode, prefixes)
 }
 
-fn c14n_doc(doc: &uppsala::Document<'_>, mode: bergshamra_c14n::C14nMode, prefixes: &[String]) -> Result<Vec<u8>> {
-    bergshamra_c14n::canonicalize_doc(doc, mode, None, prefixes).map_err(|e| TslError::Xml(format!("canonicalization: {e}")))
+fn c14n_doc(doc: &uppsala::Document<'_>, mode: cloudsign_xml::C14nMode, prefixes: &[String]) -> Result<Vec<u8>> {
+    cloudsign_xml::canonicalize(doc, mode, prefixes).map_err(|e| TslError::Xml(format!("canonicalization: {e}")))
 }
 
 /// The one element whose `Id` is `id`, if exactly one has it.
@@ -498,7 +498,7 @@ fn text(doc: &uppsala::Document<'_>, node: uppsala::NodeId) -> String {
 /// Base64 text content (whitespace ignored).
 fn base64(doc: &uppsala::Document<'_>, node: uppsala::NodeId) -> Result<Vec<u8>> {
     let text: String = doc.text_content_deep(node).chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    cloudsign_csc::b64::decode_lenient(&text).ok_or_else(|| TslError::Structure(format!("{} is not base64", local_name(doc, node))))
+    cloudsign_asn1::b64::decode_lenient(&text).ok_or_else(|| TslError::Structure(format!("{} is not base64", local_name(doc, node))))
 }
 
 #[cfg(test)]
@@ -530,11 +530,5 @@ mod tests {
         assert_eq!(&wide[..3], &[0x30, 0x81, 0x8A]);
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
         assert!(ecdsa_raw_to_der(&[]).is_none());
-    }
-
-    #[test]
-    fn attribute_whitespace() {
-        assert_eq!(cloudsign_ades::xades::normalize_attribute_whitespace("<a b=\"x\ty\r\nz\">\t</a>").unwrap(), "<a b=\"x y z\">\t</a>");
-        assert_eq!(cloudsign_ades::xades::normalize_attribute_whitespace("<a b=\"x\"><!-- \t --></a>"), None);
     }
 }

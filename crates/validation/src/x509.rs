@@ -6,13 +6,14 @@
 //! step), so no input can exhaust the stack.
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
-use cloudsign_csc::der::Reader;
-use cloudsign_csc::oid::{self as csc_oid, HashAlgorithm, decode_oid};
+use cloudsign_asn1::der::Reader;
+use cloudsign_asn1::oid::{self as asn1_oid, decode_oid};
+use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
 
 /// rsaEncryption (key and, in CMS, signature algorithm).
-pub const OID_RSA_ENCRYPTION: &str = csc_oid::RSA_ENCRYPTION;
+pub const OID_RSA_ENCRYPTION: &str = asn1_oid::RSA_ENCRYPTION;
 /// id-RSASSA-PSS.
-pub const OID_RSASSA_PSS: &str = csc_oid::RSASSA_PSS;
+pub const OID_RSASSA_PSS: &str = asn1_oid::RSASSA_PSS;
 /// id-ecPublicKey (key and, in CMS, signature algorithm).
 pub const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// id-Ed25519.
@@ -468,9 +469,9 @@ impl KeyType {
 
 fn curve_name(oid: &str) -> Option<(&'static str, u32)> {
     Some(match oid {
-        csc_oid::CURVE_P256 => ("P-256", 256),
-        csc_oid::CURVE_P384 => ("P-384", 384),
-        csc_oid::CURVE_P521 => ("P-521", 521),
+        asn1_oid::CURVE_P256 => ("P-256", 256),
+        asn1_oid::CURVE_P384 => ("P-384", 384),
+        asn1_oid::CURVE_P521 => ("P-521", 521),
         "1.3.36.3.3.2.8.1.1.7" => ("brainpoolP256r1", 256),
         "1.3.36.3.3.2.8.1.1.11" => ("brainpoolP384r1", 384),
         "1.3.36.3.3.2.8.1.1.13" => ("brainpoolP512r1", 512),
@@ -551,19 +552,19 @@ impl Scheme {
         let (oid, params) = algorithm_parts(algorithm).ok_or(X509Error::Malformed("signature AlgorithmIdentifier"))?;
         let need_digest = || digest.ok_or_else(|| X509Error::UnsupportedAlgorithm(format!("{oid} without a digest algorithm")));
         Ok(match oid.as_str() {
-            csc_oid::SHA256_WITH_RSA => Scheme::RsaPkcs1(Sha256),
-            csc_oid::SHA384_WITH_RSA => Scheme::RsaPkcs1(Sha384),
-            csc_oid::SHA512_WITH_RSA => Scheme::RsaPkcs1(Sha512),
-            csc_oid::ECDSA_WITH_SHA256 => Scheme::Ecdsa(Sha256),
-            csc_oid::ECDSA_WITH_SHA384 => Scheme::Ecdsa(Sha384),
-            csc_oid::ECDSA_WITH_SHA512 => Scheme::Ecdsa(Sha512),
+            asn1_oid::SHA256_WITH_RSA => Scheme::RsaPkcs1(Sha256),
+            asn1_oid::SHA384_WITH_RSA => Scheme::RsaPkcs1(Sha384),
+            asn1_oid::SHA512_WITH_RSA => Scheme::RsaPkcs1(Sha512),
+            asn1_oid::ECDSA_WITH_SHA256 => Scheme::Ecdsa(Sha256),
+            asn1_oid::ECDSA_WITH_SHA384 => Scheme::Ecdsa(Sha384),
+            asn1_oid::ECDSA_WITH_SHA512 => Scheme::Ecdsa(Sha512),
             OID_RSA_ENCRYPTION => Scheme::RsaPkcs1(need_digest()?),
             OID_EC_PUBLIC_KEY => Scheme::Ecdsa(need_digest()?),
             OID_ED25519 => Scheme::Ed25519,
             OID_RSASSA_PSS => {
                 let params = params.ok_or_else(|| X509Error::UnsupportedAlgorithm("RSASSA-PSS with default (SHA-1) parameters".into()))?;
-                match csc_oid::SignAlgorithm::resolve(OID_RSASSA_PSS, None, Some(params)) {
-                    Ok(csc_oid::SignAlgorithm::RsaPss(h)) => Scheme::RsaPss(h),
+                match SignAlgorithm::resolve(OID_RSASSA_PSS, None, Some(params)) {
+                    Ok(SignAlgorithm::RsaPss(h)) => Scheme::RsaPss(h),
                     Ok(_) => return Err(X509Error::UnsupportedAlgorithm("RSASSA-PSS".into())),
                     Err(why) => return Err(X509Error::UnsupportedAlgorithm(format!("RSASSA-PSS: {why}"))),
                 }
@@ -641,15 +642,15 @@ pub fn verify_scheme(spki: &[u8], scheme: Scheme, message: &[u8], signature: &[u
         Scheme::Ecdsa(h) => {
             let KeyType::Ec { curve } = &key else { return Err(mismatch()) };
             match (curve.as_str(), h) {
-                (csc_oid::CURVE_P256, Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
-                (csc_oid::CURVE_P256, Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
-                (csc_oid::CURVE_P256, Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
-                (csc_oid::CURVE_P384, Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
-                (csc_oid::CURVE_P384, Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
-                (csc_oid::CURVE_P384, Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
-                (csc_oid::CURVE_P521, Sha256) => &signature::ECDSA_P521_SHA256_ASN1,
-                (csc_oid::CURVE_P521, Sha384) => &signature::ECDSA_P521_SHA384_ASN1,
-                (csc_oid::CURVE_P521, Sha512) => &signature::ECDSA_P521_SHA512_ASN1,
+                (asn1_oid::CURVE_P256, Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
+                (asn1_oid::CURVE_P256, Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
+                (asn1_oid::CURVE_P256, Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
+                (asn1_oid::CURVE_P384, Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
+                (asn1_oid::CURVE_P384, Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
+                (asn1_oid::CURVE_P384, Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
+                (asn1_oid::CURVE_P521, Sha256) => &signature::ECDSA_P521_SHA256_ASN1,
+                (asn1_oid::CURVE_P521, Sha384) => &signature::ECDSA_P521_SHA384_ASN1,
+                (asn1_oid::CURVE_P521, Sha512) => &signature::ECDSA_P521_SHA512_ASN1,
                 _ => return Err(X509Error::UnsupportedAlgorithm(format!("ECDSA on {}", key.description()))),
             }
         }
@@ -914,7 +915,7 @@ pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>> {
         let after = rest.get(start + begin.len()..).unwrap_or_default();
         let stop = after.find(&end).ok_or(X509Error::Malformed("PEM: missing END line"))?;
         let body: String = after.get(..stop).unwrap_or_default().chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        out.push(cloudsign_csc::b64::decode_lenient(&body).ok_or(X509Error::Malformed("PEM: bad base64"))?);
+        out.push(cloudsign_asn1::b64::decode_lenient(&body).ok_or(X509Error::Malformed("PEM: bad base64"))?);
         rest = after.get(stop + end.len()..).unwrap_or_default();
     }
     Ok(out)
@@ -922,7 +923,7 @@ pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 pub(crate) mod test_pki {
-    //! The PKI of `tests/fixtures/make-pki.sh`, built once per test process with the openssl CLI.
+    //! The PKI of `crates/test-support/fixtures/make-pki.sh`, built once per test process with the openssl CLI.
 
     use std::collections::HashMap;
     use std::sync::OnceLock;
@@ -935,7 +936,7 @@ pub(crate) mod test_pki {
         FILES.get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("cloudsign-validation-pki-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make-pki.sh");
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-support/fixtures/make-pki.sh");
             let out = std::process::Command::new("sh").arg(script).arg(&dir).output().expect("run sh");
             let files = std::fs::read_dir(&dir)
                 .into_iter()
@@ -974,11 +975,11 @@ pub(crate) mod test_pki {
 mod tests {
     use super::test_pki::{cert, read};
     use super::*;
-    use cloudsign_pki::der;
+    use cloudsign_asn1::der;
 
     fn pss_algorithm(h: HashAlgorithm) -> Vec<u8> {
         let hash = der::algorithm(h.oid());
-        let mgf = der::seq(&[&der::oid(csc_oid::MGF1), &hash]);
+        let mgf = der::seq(&[&der::oid(asn1_oid::MGF1), &hash]);
         let params = der::seq(&[&der::explicit(0, &hash), &der::explicit(1, &mgf), &der::explicit(2, &der::small_uint(h.len() as u64))]);
         der::seq(&[&der::oid(OID_RSASSA_PSS), &params])
     }
@@ -1042,10 +1043,10 @@ mod tests {
         let msg = read("msg.txt");
         let (ec, rsa, inter) = (cert("leaf-ec"), cert("leaf-rsa"), cert("inter"));
         let cases: Vec<(&Certificate, Vec<u8>, &str)> = vec![
-            (&ec, der::algorithm(csc_oid::ECDSA_WITH_SHA256), "msg.ecdsa-sha256.sig"),
-            (&inter, der::algorithm(csc_oid::ECDSA_WITH_SHA384), "msg.ecdsa-p384-sha384.sig"),
-            (&rsa, with_null(csc_oid::SHA256_WITH_RSA), "msg.rsa-sha256.sig"),
-            (&rsa, with_null(csc_oid::SHA512_WITH_RSA), "msg.rsa-sha512.sig"),
+            (&ec, der::algorithm(asn1_oid::ECDSA_WITH_SHA256), "msg.ecdsa-sha256.sig"),
+            (&inter, der::algorithm(asn1_oid::ECDSA_WITH_SHA384), "msg.ecdsa-p384-sha384.sig"),
+            (&rsa, with_null(asn1_oid::SHA256_WITH_RSA), "msg.rsa-sha256.sig"),
+            (&rsa, with_null(asn1_oid::SHA512_WITH_RSA), "msg.rsa-sha512.sig"),
             (&rsa, pss_algorithm(Sha256), "msg.rsa-pss-sha256.sig"),
             (&rsa, pss_algorithm(Sha384), "msg.rsa-pss-sha384.sig"),
         ];
@@ -1080,7 +1081,7 @@ mod tests {
         // Wrong digest in the PSS parameters, wrong key type, SHA-1.
         assert!(verify_signature(&rsa.spki, &pss_algorithm(Sha384), &msg, &read("msg.rsa-pss-sha256.sig")).is_err());
         assert!(matches!(
-            verify_signature(&ec.spki, &with_null(csc_oid::SHA256_WITH_RSA), &msg, &read("msg.rsa-sha256.sig")),
+            verify_signature(&ec.spki, &with_null(asn1_oid::SHA256_WITH_RSA), &msg, &read("msg.rsa-sha256.sig")),
             Err(X509Error::KeyMismatch { .. })
         ));
         assert!(matches!(

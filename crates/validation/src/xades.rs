@@ -7,17 +7,17 @@
 //! signature time-stamp (the best signature time), the certificate path and each certificate's
 //! revocation status, and the level (B-B, B-T, B-LT, B-LTA).
 //!
-//! Canonicalization is done by `bergshamra-c14n` on `uppsala` documents. A document subset (a
-//! subtree referenced by Id, `ds:SignedInfo`, ...) is canonicalized from its source text,
-//! re-parsed as a document of its own with the namespace declarations (and, for inclusive
-//! C14N, the `xml:` attributes) it inherits declared on it; the enveloped-signature transform
-//! cuts the `ds:Signature` out of the source. Supported transforms: enveloped-signature,
-//! exclusive C14N 1.0 (with `InclusiveNamespaces`), inclusive C14N 1.0 and 1.1 (with and
-//! without comments), base64. XPath and XSLT transforms are refused (FORMAT_FAILURE).
+//! Canonicalization is done by `cloudsign-xml` (bergshamra-c14n) on `uppsala` documents. A document
+//! subset (a subtree referenced by Id, `ds:SignedInfo`, ...) is canonicalized from its source text,
+//! re-parsed as a document of its own with the namespace declarations (and, for inclusive C14N, the
+//! `xml:` attributes) it inherits declared on it; the enveloped-signature transform cuts the
+//! `ds:Signature` out of the source. Supported transforms: enveloped-signature, exclusive C14N 1.0
+//! (with `InclusiveNamespaces`), inclusive C14N 1.0 and 1.1 (with and without comments), base64.
+//! XPath and XSLT transforms are refused (FORMAT_FAILURE).
 
-use bergshamra_c14n::C14nMode;
 use cloudsign_ades::digest;
-use cloudsign_csc::{HashAlgorithm, b64};
+use cloudsign_asn1::{HashAlgorithm, b64};
+use cloudsign_xml::C14nMode;
 use uppsala::{Document, NodeId};
 
 use crate::engine::{Context, Evidence, Indication, SignatureReport, SubIndication, conclude, fail, new_report, rfc3339};
@@ -47,7 +47,7 @@ pub fn validate_xades(xml: &[u8], detached: Option<&[u8]>, ctx: &Context<'_>) ->
     let failure = |e: String| vec![SignatureReport::format_failure("signature 1".to_string(), FORMAT, e)];
     let bom = if xml.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
     let Ok(text) = std::str::from_utf8(&xml[bom..]) else { return failure("the XML document is not UTF-8".into()) };
-    let normalized = cloudsign_ades::xades::normalize_attribute_whitespace(text);
+    let normalized = cloudsign_xml::normalize_attribute_whitespace(text);
     let text = normalized.as_deref().unwrap_or(text);
     let doc = match parse_document(text) {
         Ok(d) => d,
@@ -159,14 +159,14 @@ fn c14n_nodes(doc: &Document<'_>, nodes: Nodes, mode: C14nMode, prefixes: &[Stri
         None => text[range.clone()].to_string(),
     };
     let canonical = match nodes.apex {
-        None => bergshamra_c14n::canonicalize_doc(&parse_document(&source)?, mode, None, prefixes),
+        None => cloudsign_xml::canonicalize(&parse_document(&source)?, mode, prefixes),
         Some(e) => {
             let name = doc.element(e).ok_or("not an element")?.name.prefixed_name().into_owned();
             if source.get(1..1 + name.len()) != Some(name.as_str()) {
                 return Err("unexpected element source".into());
             }
-            source.insert_str(1 + name.len(), &cloudsign_ades::xades::inherited_context(doc, e, mode));
-            bergshamra_c14n::canonicalize_doc(&parse_fragment(&source)?, mode, None, prefixes)
+            source.insert_str(1 + name.len(), &cloudsign_xml::inherited_context(doc, e, mode));
+            cloudsign_xml::canonicalize(&parse_fragment(&source)?, mode, prefixes)
         }
     };
     canonical.map_err(|e| format!("canonicalization: {e}"))
@@ -265,9 +265,7 @@ fn reference_output(doc: &Document<'_>, sig: NodeId, reference: NodeId, detached
                     Data::Octets(o) => {
                         let text = String::from_utf8(o).map_err(|_| format_err("the transform input is not UTF-8 XML"))?;
                         let parsed = parse_document(&text).map_err(format_err)?;
-                        Data::Octets(
-                            bergshamra_c14n::canonicalize_doc(&parsed, mode, None, &prefixes).map_err(|e| format_err(e.to_string()))?,
-                        )
+                        Data::Octets(cloudsign_xml::canonicalize(&parsed, mode, &prefixes).map_err(|e| format_err(e.to_string()))?)
                     }
                 }
             }
@@ -340,13 +338,7 @@ fn signature_method(doc: &Document<'_>, method: NodeId) -> Result<Scheme, Failur
 
 /// XMLDSig 1.1 §6.4.3 / RFC 7518 §3.4: ECDSA values are r ‖ s; the verifier takes DER.
 pub(crate) fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 2 * 66 {
-        return None;
-    }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let r = cloudsign_pki::der::uint(r);
-    let s = cloudsign_pki::der::uint(s);
-    Some(cloudsign_pki::der::seq(&[&r, &s]))
+    cloudsign_asn1::der::ecdsa_sig_value(raw)
 }
 
 /// Verify a signature value made with `scheme` (ECDSA values as r ‖ s).

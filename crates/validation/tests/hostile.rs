@@ -6,6 +6,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cloudsign_test_support::pdf::one_page_pdf;
+use cloudsign_test_support::pki::self_signed_p256;
+use cloudsign_test_support::run;
 use cloudsign_validation::file::{Fetched, Inputs, validate_file};
 use cloudsign_validation::path::TrustAnchors;
 use cloudsign_validation::policy::Policy;
@@ -24,30 +27,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-}
-
-/// A one-page PDF with a classic cross-reference table (offsets computed).
-fn one_page_pdf() -> Vec<u8> {
-    let objects =
-        ["<</Type /Catalog/Pages 2 0 R>>", "<</Type /Pages/Kids [3 0 R]/Count 1>>", "<</Type /Page/Parent 2 0 R/MediaBox [0 0 100 100]>>"];
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(b"xref\n0 4\n0000000000 65535 f\r\n");
-    for o in offsets {
-        out.extend_from_slice(format!("{o:010} 00000 n\r\n").as_bytes());
-    }
-    out.extend_from_slice(format!("trailer\n<</Size 4/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n").as_bytes());
-    out
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("openssl runs");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
@@ -85,29 +64,12 @@ fn mutated_signatures_never_crash_and_stay_fast() {
     let dir = std::env::temp_dir().join(format!("cloudsign-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = |f: &str| dir.join(f);
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=hostile",
-            "-days",
-            "2",
-            "-keyout",
-        ])
-        .arg(p("key.pem"))
-        .arg("-out")
-        .arg(p("cert.pem")));
+    self_signed_p256(&p("key.pem"), &p("cert.pem"), "/CN=hostile", 2, &[]);
 
     // A one-page PDF, a signature field reserved by cloudsign's writer, and openssl's CMS over
     // exactly the bytes the /ByteRange covers.
-    let original = one_page_pdf();
-    let mut pdf = cloudsign_ades::pdf::Pdf::open(std::io::Cursor::new(original.clone())).unwrap();
+    let original = one_page_pdf("hostile");
+    let mut pdf = cloudsign_pdf::Pdf::open(std::io::Cursor::new(original.clone())).unwrap();
     let placeholder =
         cloudsign_ades::pades::add_signature(&mut pdf, cloudsign_ades::pades::Kind::Signature { signing_time: 0 }, 4096).unwrap();
     let (before, after) = placeholder.signed_parts();

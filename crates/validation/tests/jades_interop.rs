@@ -2,8 +2,8 @@
 //! with an unencoded detached payload `b64: false` + `crit`, general serialization with PS256,
 //! `sigD` by URI hash) and by cloudsign-ades at B-T and with an archive time-stamp (signed with
 //! `openssl pkeyutl`, time-stamped by `openssl ts`). The test PKI is
-//! `tests/fixtures/make-pki.sh` plus signers and a TSA without revocation sources, so that
-//! the validation needs no revocation data.
+//! cloudsign-test-support's `fixtures/make-pki.sh` plus signers and a TSA without revocation
+//! sources, so that the validation needs no revocation data.
 
 mod common;
 
@@ -11,24 +11,11 @@ use std::process::Command;
 
 use common::{now, pki, python, read, run};
 
-use cloudsign_validation::engine::{Context, Indication, SignatureReport, SubIndication};
+use cloudsign_validation::engine::{Indication, SignatureReport, SubIndication};
 use cloudsign_validation::jades::validate_jades;
-use cloudsign_validation::path::TrustAnchors;
 
 fn validate_with(xml: &[u8], detached: Option<&[u8]>, anchor: &str) -> Vec<SignatureReport> {
-    let anchors = TrustAnchors::from_pem(&String::from_utf8(read(anchor)).unwrap()).unwrap();
-    let ctx = Context {
-        anchors: &anchors,
-        embedded_certificates: &[],
-        embedded_crls: &[],
-        embedded_ocsps: &[],
-        fetched_crls: &[],
-        fetched_ocsps: &[],
-        now: now(),
-        archive_times: &[],
-        max_revocation_age: None,
-    };
-    validate_jades(xml, detached, &ctx)
+    common::validate_against(anchor, |ctx| validate_jades(xml, detached, ctx))
 }
 
 fn validate(xml: &[u8], detached: Option<&[u8]>) -> SignatureReport {
@@ -93,7 +80,7 @@ fn jwcrypto_compact_attached_es256() {
     assert_eq!(r.claimed_signing_time.as_deref(), Some("2025-06-01T12:00:00Z"));
     // Changed content: a JWS has no separate digest, the signature value fails.
     let parts: Vec<&str> = text.split('.').collect();
-    let other = cloudsign_csc::b64::encode_url(b"{\"invoice\": 43}");
+    let other = cloudsign_asn1::b64::encode_url(b"{\"invoice\": 43}");
     let changed = format!("{}.{}.{}", parts[0], other, parts[2]);
     assert_failed(&validate(changed.as_bytes(), None), Indication::TotalFailed, SubIndication::SigCryptoFailure);
     assert_failed(&validate(flip_signature(&text).as_bytes(), None), Indication::TotalFailed, SubIndication::SigCryptoFailure);
@@ -156,7 +143,7 @@ fn jwcrypto_sigd_by_uri_hash() {
 
 #[test]
 fn malformed_jws_is_a_format_failure() {
-    let ec_header = |h: &str| format!("{}.{}.{}", cloudsign_csc::b64::encode_url(h.as_bytes()), "eyJhIjoxfQ", "AAAA");
+    let ec_header = |h: &str| format!("{}.{}.{}", cloudsign_asn1::b64::encode_url(h.as_bytes()), "eyJhIjoxfQ", "AAAA");
     let cases = [
         "".to_string(),
         "not a jws".to_string(),
@@ -190,7 +177,7 @@ fn malformed_jws_is_a_format_failure() {
     );
     assert_failed(&validate(&jws, None), Indication::Indeterminate, SubIndication::FormatFailure);
     // alg none is refused.
-    let none = format!("{}.eyJhIjoxfQ.", cloudsign_csc::b64::encode_url(b"{\"alg\":\"none\"}"));
+    let none = format!("{}.eyJhIjoxfQ.", cloudsign_asn1::b64::encode_url(b"{\"alg\":\"none\"}"));
     assert_ne!(validate(none.as_bytes(), None).indication, Indication::TotalPassed);
 }
 
@@ -199,7 +186,7 @@ fn malformed_jws_is_a_format_failure() {
 #[test]
 fn cloudsign_jades_b_t_and_archive() {
     use cloudsign_ades::jades::{Params, add_archive_timestamp, archive_input, prepare_detached, prepare_sigd};
-    use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
+    use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
     let dir = pki();
     let cert = read("signer-ec.der");
     let chain = [read("inter.der")];

@@ -2,8 +2,8 @@
 //! a template, ECDSA with exclusive C14N and RSA with inclusive C14N 1.0), signxml (XMLSigner
 //! enveloped ECDSA with C14N 1.1, XAdESSigner with RSA-PSS), and cloudsign-ades at B-T (signed
 //! with `openssl pkeyutl`, time-stamped by `openssl ts`). The test PKI is
-//! `tests/fixtures/make-pki.sh` plus signers and a TSA without revocation sources, so that
-//! the validation needs no revocation data.
+//! cloudsign-test-support's `fixtures/make-pki.sh` plus signers and a TSA without revocation
+//! sources, so that the validation needs no revocation data.
 
 mod common;
 
@@ -11,24 +11,11 @@ use std::process::Command;
 
 use common::{now, pki, python, read, run};
 
-use cloudsign_validation::engine::{Context, Indication, SignatureReport, SubIndication};
-use cloudsign_validation::path::TrustAnchors;
+use cloudsign_validation::engine::{Indication, SignatureReport, SubIndication};
 use cloudsign_validation::xades::validate_xades;
 
 fn validate_with(xml: &[u8], detached: Option<&[u8]>, anchor: &str) -> Vec<SignatureReport> {
-    let anchors = TrustAnchors::from_pem(&String::from_utf8(read(anchor)).unwrap()).unwrap();
-    let ctx = Context {
-        anchors: &anchors,
-        embedded_certificates: &[],
-        embedded_crls: &[],
-        embedded_ocsps: &[],
-        fetched_crls: &[],
-        fetched_ocsps: &[],
-        now: now(),
-        archive_times: &[],
-        max_revocation_age: None,
-    };
-    validate_xades(xml, detached, &ctx)
+    common::validate_against(anchor, |ctx| validate_xades(xml, detached, ctx))
 }
 
 fn validate(xml: &[u8]) -> SignatureReport {
@@ -210,7 +197,7 @@ fn hostile_xml_is_a_format_failure() {
 #[test]
 fn cloudsign_xades_b_t() {
     use cloudsign_ades::xades::{Input, Params, prepare};
-    use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
+    use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
     let dir = pki();
     let cert = read("signer-ec.der");
     let chain = [read("inter.der")];

@@ -1,26 +1,22 @@
-//! Test harness: the real `cloudsign` binary on a real socket, a throw-away data directory and
-//! (for PostgreSQL) a throw-away database, and the independent oracles (openssl, oathtool).
-#![allow(dead_code)]
+//! Test harness: the real `cloudsign` binary on a real socket (`cloudsign-test-support`'s
+//! [`Env`], [`Server`] and [`Api`], given this crate's binary), and the independent oracles
+//! (openssl, oathtool, certutil) the cli's tests check it with.
+// Each test binary uses a part of the harness.
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+pub use cloudsign_test_support::pdf::one_page_pdf;
+pub use cloudsign_test_support::server::*;
+use cloudsign_test_support::unique;
+pub use cloudsign_test_support::{b64, unb64};
+
+/// The binary under test, for [`Env::new`].
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudsign");
-pub const PASSWORD: &str = "correct horse battery";
-pub const PIN: &str = "246810";
-
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(text).expect("standard base64 in a response")
-}
 
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref().to_vec()
@@ -34,280 +30,13 @@ pub fn sha512(data: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, data).as_ref().to_vec()
 }
 
-fn unique(prefix: &str) -> String {
-    let n: u64 =
-        aws_lc_rs::rand::generate::<[u8; 8]>(&aws_lc_rs::rand::SystemRandom::new()).map(|r| u64::from_le_bytes(r.expose())).unwrap_or(0);
-    format!("{prefix}{}_{n:016x}", std::process::id())
-}
-
-/// Which database a server runs on.
-#[derive(Clone)]
-pub enum Db {
-    Sqlite,
-    /// A fresh PostgreSQL database (dropped when the `Env` goes away).
-    Postgres(String),
-}
-
-/// A data directory + database shared by one or more server processes and admin commands.
-pub struct Env {
-    pub dir: PathBuf,
-    pub db: Db,
-    pub extra_env: Vec<(String, String)>,
-}
-
-pub const PG_HOST: &str = "127.0.0.1";
-
-impl Env {
-    pub fn new(db: &str) -> Env {
-        let dir = std::env::temp_dir().join(unique("cloudsign-test-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = match db {
-            "sqlite" => Db::Sqlite,
-            "postgres" => {
-                let name = unique("cs_");
-                let out = Command::new("psql")
-                    .args(["-h", PG_HOST, "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
-                    .output()
-                    .expect("psql (postgresql-client) must be installed");
-                assert!(out.status.success(), "cannot create database: {}", String::from_utf8_lossy(&out.stderr));
-                Db::Postgres(name)
-            }
-            other => panic!("unknown db {other}"),
-        };
-        // A light argon2 cost keeps the suite fast; the production default is in docs/configuration.md.
-        Env { dir, db, extra_env: vec![("CLOUDSIGN_ARGON2_MEMORY_KIB".into(), "4096".into())] }
-    }
-
-    pub fn with_env(mut self, k: &str, v: &str) -> Self {
-        self.extra_env.push((k.into(), v.into()));
-        self
-    }
-
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env_clear();
-        c.env("PATH", std::env::var("PATH").unwrap_or_default());
-        c.env("CLOUDSIGN_DATA_DIR", &self.dir);
-        if let Db::Postgres(name) = &self.db {
-            // psql connects as the OS user (or PGUSER); the service uses the same role.
-            let role = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into());
-            let query = self.extra_env.iter().find(|(k, _)| k == "TEST_PG_QUERY").map(|(_, v)| format!("?{v}")).unwrap_or_default();
-            c.env("CLOUDSIGN_DATABASE_URL", format!("postgres://{role}@{PG_HOST}:5432/{name}{query}"));
-        }
-        for (k, v) in &self.extra_env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    /// Run `cloudsign admin ARGS` with `stdin`; returns stdout, panics on failure.
-    pub fn admin(&self, args: &[&str], stdin: &str) -> String {
-        let (ok, out, err) = self.admin_result(args, stdin);
-        assert!(ok, "admin {args:?} failed: {err}");
-        out
-    }
-
-    pub fn admin_result(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
-        let mut child =
-            self.command().arg("admin").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    pub fn add_user(&self, name: &str) {
-        self.admin(&["user", "add", name, "--password-stdin"], &format!("{PASSWORD}\n"));
-    }
-
-    /// `admin credential add ... --json`.
-    pub fn add_credential(&self, user: &str, extra: &[&str]) -> Value {
-        let mut args = vec!["credential", "add", "--user", user, "--pin-stdin", "--json"];
-        args.extend_from_slice(extra);
-        let out = self.admin(&args, &format!("{PIN}\n"));
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("credential add output {out:?}: {e}"))
-    }
-
-    pub fn start(&self) -> Server {
-        self.start_with(&[])
-    }
-
-    pub fn start_with(&self, args: &[&str]) -> Server {
-        self.spawn_server(args, &[])
-    }
-
-    /// A server of this environment with some variables changed (e.g. a wrong HSM PIN).
-    pub fn start_env(&self, vars: &[(&str, &str)]) -> Server {
-        self.spawn_server(&[], vars)
-    }
-
-    fn spawn_server(&self, args: &[&str], vars: &[(&str, &str)]) -> Server {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.file("server.log")).unwrap();
-        let mut child = self
-            .command()
-            .envs(vars.iter().copied())
-            .arg("serve")
-            .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not print its URL");
-        let url = line.strip_prefix("cloudsign listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-        Server { child, url }
-    }
-
-    pub fn ca_pem(&self) -> String {
-        self.admin(&["ca", "export"], "")
-    }
-
-    /// Everything the servers of this environment wrote to stderr.
-    pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.file("server.log")).unwrap_or_default()
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Db::Postgres(name) = &self.db {
-            let _ = Command::new("psql")
-                .args(["-h", PG_HOST, "-d", "test", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
-                .output();
-        }
-    }
-}
-
-pub struct Server {
-    pub child: Child,
-    pub url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A CSC v2 client over HTTP, returning (status, body) so tests can assert on errors too.
-pub struct Api {
-    pub http: reqwest::Client,
-    pub base: String,
-    pub token: Option<String>,
-}
-
-impl Api {
-    pub fn new(server: &Server) -> Api {
-        Api { http: reqwest::Client::new(), base: format!("{}/csc/v2", server.url), token: None }
-    }
-
-    /// A client of the CSC v1 adapter.
-    pub fn v1(server: &Server) -> Api {
-        Api { http: reqwest::Client::new(), base: format!("{}/csc/v1", server.url), token: None }
-    }
-
-    pub async fn post(&self, method: &str, body: Value) -> (u16, Value) {
-        self.post_raw(method, body.to_string().into_bytes(), self.token.as_deref()).await
-    }
-
-    pub async fn post_raw(&self, method: &str, body: Vec<u8>, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}/{method}", self.base)).header("content-type", "application/json").body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method}: non-JSON body {text:?} (status {status})"))
-        };
-        (status, value)
-    }
-
-    pub async fn login(&mut self, user: &str) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}/auth/login", self.base))
-            .basic_auth(user, Some(PASSWORD))
-            .json(&json!({"rememberMe": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
-        self.token = Some(body["access_token"].as_str().unwrap().to_string());
-        body
-    }
-
-    pub async fn ok(&self, method: &str, body: Value) -> Value {
-        let (status, value) = self.post(method, body).await;
-        assert_eq!(status, 200, "{method}: {value}");
-        value
-    }
-
-    /// Assert a CSC error: status, `error` code, and a substring of the description.
-    pub async fn err(&self, method: &str, body: Value, status: u16, code: &str, text: &str) -> Value {
-        let (s, v) = self.post(method, body).await;
-        assert_error(method, s, &v, status, code, text);
-        v
-    }
-
-    pub async fn authorize(&self, credential: &str, n: u64, hashes: Option<(&[Vec<u8>], &str)>, auth: Value) -> (u16, Value) {
-        let mut body = json!({"credentialID": credential, "numSignatures": n, "authData": auth});
-        if let Some((hs, oid)) = hashes {
-            body["hashes"] = json!(hs.iter().map(|h| b64(h)).collect::<Vec<_>>());
-            body["hashAlgorithmOID"] = json!(oid);
-        }
-        self.post("credentials/authorize", body).await
-    }
-
-    pub async fn sad(&self, credential: &str, n: u64, hashes: Option<(&[Vec<u8>], &str)>) -> String {
-        let (s, v) = self.authorize(credential, n, hashes, json!([{"id": "PIN", "value": PIN}])).await;
-        assert_eq!(s, 200, "authorize: {v}");
-        v["SAD"].as_str().unwrap().to_string()
-    }
-
-    pub async fn sign(&self, credential: &str, sad: &str, hashes: &[Vec<u8>], sign_algo: &str, hash_oid: Option<&str>) -> (u16, Value) {
-        let mut body = json!({"credentialID": credential, "SAD": sad, "hashes": hashes.iter().map(|h| b64(h)).collect::<Vec<_>>(), "signAlgo": sign_algo});
-        if let Some(oid) = hash_oid {
-            body["hashAlgorithmOID"] = json!(oid);
-        }
-        self.post("signatures/signHash", body).await
-    }
-}
-
-pub fn assert_error(method: &str, status: u16, v: &Value, want_status: u16, code: &str, text: &str) {
-    assert_eq!(status, want_status, "{method}: {v}");
-    assert_eq!(v["error"], code, "{method}: {v}");
-    let d = v["error_description"].as_str().unwrap_or_default();
-    assert!(d.contains(text), "{method}: description {d:?} lacks {text:?}");
-}
-
 pub const SHA256: &str = "2.16.840.1.101.3.4.2.1";
 pub const SHA384: &str = "2.16.840.1.101.3.4.2.2";
 pub const SHA512: &str = "2.16.840.1.101.3.4.2.3";
 
 /// Run a command; panic with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&cloudsign_test_support::run(cmd)).into_owned()
 }
 
 /// Split `admin ca export` (issuing, root) into two files; returns (issuing, root) paths.
@@ -576,31 +305,6 @@ pub fn openssl_ts_verify(env: &Env, reply: &Path, query: &Path) {
         .arg("-untrusted")
         .arg(&issuing));
     assert!(out.contains("Verification: OK"), "{out}");
-}
-
-/// A one-page PDF with a classic cross-reference table.
-pub fn one_page_pdf(text: &str) -> Vec<u8> {
-    let stream = format!("BT /F1 24 Tf 72 720 Td ({text}) Tj ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-    ];
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for o in offsets {
-        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
-    out
 }
 
 /// An NSS database in `<env>/nss` trusting `root`, for `pdfsig -nssdir`.

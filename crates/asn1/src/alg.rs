@@ -1,32 +1,17 @@
-//! Algorithm identifiers (CSC v2 §5 "signAlgo"/"hashAlgorithmOID", RFC 8017, RFC 5758) and the
-//! rules that turn `signAlgo` + `hashAlgorithmOID` + `signAlgoParams` into one signature scheme.
+//! The algorithms the service signs with: digests, key types and signature schemes, their OIDs
+//! (RFC 5754, RFC 8017, RFC 5758, RFC 5480), and the rule that turns a `signAlgo` +
+//! `hashAlgorithmOID` + `signAlgoParams` triple into one scheme.
+//!
+//! The resolution rule lives here and not in the wire crate: which OID implies which digest and
+//! which RSASSA-PSS parameters the signer implements are facts about the algorithms (RFC 8017,
+//! RFC 4055), needed by every caller that names a scheme by OIDs; the CSC adapters only hand
+//! in the three request members and pass the message on as `error_description`
+//! (CSC v2 §11.10, v1 §11.9), which is why the messages name those members.
 
-use crate::der::Reader as Der;
+use pkcs1::RsaPssParamsOwned;
+use pkcs1::der::Decode as _;
 
-/// rsaEncryption: PKCS#1 v1.5 with the digest named separately (`hashAlgorithmOID`).
-pub const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-/// RSASSA-PSS; its parameters come in `signAlgoParams`.
-pub const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
-/// sha256WithRSAEncryption.
-pub const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
-/// sha384WithRSAEncryption.
-pub const SHA384_WITH_RSA: &str = "1.2.840.113549.1.1.12";
-/// sha512WithRSAEncryption.
-pub const SHA512_WITH_RSA: &str = "1.2.840.113549.1.1.13";
-/// ecdsa-with-SHA256.
-pub const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
-/// ecdsa-with-SHA384.
-pub const ECDSA_WITH_SHA384: &str = "1.2.840.10045.4.3.3";
-/// ecdsa-with-SHA512.
-pub const ECDSA_WITH_SHA512: &str = "1.2.840.10045.4.3.4";
-/// id-mgf1.
-pub const MGF1: &str = "1.2.840.113549.1.1.8";
-/// secp256r1.
-pub const CURVE_P256: &str = "1.2.840.10045.3.1.7";
-/// secp384r1.
-pub const CURVE_P384: &str = "1.3.132.0.34";
-/// secp521r1.
-pub const CURVE_P521: &str = "1.3.132.0.35";
+use crate::oid::*;
 
 /// A digest algorithm accepted for signing. SHA-1 and MD5 are refused (ETSI TS 119 312).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,13 +31,14 @@ impl HashAlgorithm {
     /// The dotted OID.
     pub fn oid(self) -> &'static str {
         match self {
-            Self::Sha256 => "2.16.840.1.101.3.4.2.1",
-            Self::Sha384 => "2.16.840.1.101.3.4.2.2",
-            Self::Sha512 => "2.16.840.1.101.3.4.2.3",
+            Self::Sha256 => SHA256,
+            Self::Sha384 => SHA384,
+            Self::Sha512 => SHA512,
         }
     }
 
     /// Digest length in bytes.
+    #[allow(clippy::len_without_is_empty)] // a digest length, never empty
     pub fn len(self) -> usize {
         match self {
             Self::Sha256 => 32,
@@ -247,107 +233,30 @@ impl SignAlgorithm {
     }
 }
 
-/// Parse DER RSASSA-PSS-params and accept only what the signer implements: the same digest for
-/// the message and MGF1, salt length equal to the digest length, trailer field 1.
+/// Parse DER RSASSA-PSS-params (RFC 8017 A.2.3) and accept only what the signer implements:
+/// the same digest for the message and MGF1, salt length equal to the digest length, trailer
+/// field 1. The structure is decoded by `pkcs1`'s typed `RsaPssParams` (der 0.8), which applies
+/// the ASN.1 DEFAULTs, refuses unknown fields, trailing bytes and a trailer field other than 1.
 fn parse_pss_params(der: &[u8]) -> Result<HashAlgorithm, String> {
     let bad = |why: &str| format!("Invalid parameter signAlgoParams: {why}");
-    let mut outer = Der::new(der);
-    let seq = outer.expect(0x30).ok_or_else(|| bad("not a DER SEQUENCE"))?;
-    if !outer.is_empty() {
-        return Err(bad("trailing bytes"));
+    let params = RsaPssParamsOwned::from_der(der).map_err(|_| bad("not DER RSASSA-PSS-params (RFC 8017 A.2.3)"))?;
+    // The DEFAULTs are sha1 and mgf1SHA1 (RFC 8017 A.2.3); sha1 is refused.
+    let hash_oid = params.hash.oid.to_string();
+    if hash_oid == SHA1 {
+        return Err(bad("SHA-1 (the default digest) is not accepted"));
     }
-    let mut fields = Der::new(seq);
-    // RFC 8017 A.2.3 defaults: sha1, mgf1SHA1, salt 20, trailer 1. sha1 is refused, so the
-    // hash and MGF members must be present.
-    let mut hash = None;
-    let mut mgf_hash = None;
-    let mut salt: u64 = 20;
-    while !fields.is_empty() {
-        let (tag, body, _) = fields.next().ok_or_else(|| bad("malformed field"))?;
-        match tag {
-            0xA0 => hash = Some(algorithm_id(body).ok_or_else(|| bad("malformed hashAlgorithm"))?),
-            0xA1 => {
-                let mut alg = Der::new(body);
-                let mut inner = Der::new(alg.expect(0x30).ok_or_else(|| bad("malformed maskGenAlgorithm"))?);
-                let oid = decode_oid(inner.expect(0x06).ok_or_else(|| bad("malformed maskGenAlgorithm"))?);
-                if oid.as_deref() != Some(MGF1) {
-                    return Err(bad("only MGF1 is supported"));
-                }
-                let rest = inner.rest();
-                mgf_hash = Some(algorithm_id_seq(rest).ok_or_else(|| bad("malformed MGF1 digest"))?);
-            }
-            0xA2 => {
-                let mut v = Der::new(body);
-                salt =
-                    decode_uint(v.expect(0x02).ok_or_else(|| bad("malformed saltLength"))?).ok_or_else(|| bad("malformed saltLength"))?;
-            }
-            0xA3 => {
-                let mut v = Der::new(body);
-                let t = decode_uint(v.expect(0x02).ok_or_else(|| bad("malformed trailerField"))?);
-                if t != Some(1) {
-                    return Err(bad("trailerField must be 1"));
-                }
-            }
-            _ => return Err(bad("unknown field")),
-        }
-    }
-    let hash_oid = hash.ok_or_else(|| bad("SHA-1 (the default digest) is not accepted"))?;
     let h = HashAlgorithm::from_oid(&hash_oid).ok_or_else(|| bad("unsupported digest"))?;
+    if params.mask_gen.oid.to_string() != MGF1 {
+        return Err(bad("only MGF1 is supported"));
+    }
+    let mgf_hash = params.mask_gen.parameters.as_ref().map(|a| a.oid.to_string());
     if mgf_hash.as_deref() != Some(h.oid()) {
         return Err(bad("MGF1 must use the same digest as the signature"));
     }
-    if salt != h.len() as u64 {
+    if usize::from(params.salt_len) != h.len() {
         return Err(bad("saltLength must equal the digest length"));
     }
     Ok(h)
-}
-
-/// `[n] EXPLICIT AlgorithmIdentifier` body → OID.
-fn algorithm_id(body: &[u8]) -> Option<String> {
-    algorithm_id_seq(body)
-}
-
-/// A DER `AlgorithmIdentifier` SEQUENCE → its OID (parameters ignored: NULL or absent).
-fn algorithm_id_seq(bytes: &[u8]) -> Option<String> {
-    let mut d = Der::new(bytes);
-    let mut inner = Der::new(d.expect(0x30)?);
-    decode_oid(inner.expect(0x06)?)
-}
-
-fn decode_uint(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 8 || bytes[0] & 0x80 != 0 {
-        return None;
-    }
-    Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-}
-
-/// Dotted-decimal text of a DER OBJECT IDENTIFIER body.
-pub fn decode_oid(bytes: &[u8]) -> Option<String> {
-    // u128: UUID-derived OIDs (2.25.<uuid>) have a 128-bit arc.
-    let mut arcs: Vec<u128> = Vec::new();
-    let mut acc: u128 = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if acc > (u128::MAX >> 7) {
-            return None;
-        }
-        acc = (acc << 7) | u128::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            if arcs.is_empty() {
-                let first = (acc / 40).min(2);
-                arcs.push(first);
-                arcs.push(acc - first * 40);
-            } else {
-                arcs.push(acc);
-            }
-            acc = 0;
-        } else if i == bytes.len() - 1 {
-            return None;
-        }
-    }
-    if arcs.is_empty() {
-        return None;
-    }
-    Some(arcs.iter().map(u128::to_string).collect::<Vec<_>>().join("."))
 }
 
 #[cfg(test)]
@@ -385,8 +294,23 @@ mod tests {
     }
 
     #[test]
-    fn oid_decoding() {
-        assert_eq!(decode_oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08]).as_deref(), Some(MGF1));
-        assert_eq!(decode_oid(&[0x86]), None);
+    fn pss_params_outside_what_the_signer_does_are_refused() {
+        use crate::der::{algorithm, explicit, oid, seq, small_uint};
+        let params = |hash: &str, mgf_hash: &str, salt: u64, extra: &[u8]| {
+            seq(&[
+                &explicit(0, &algorithm(hash)),
+                &explicit(1, &seq(&[&oid(MGF1), &algorithm(mgf_hash)])),
+                &explicit(2, &small_uint(salt)),
+                extra,
+            ])
+        };
+        let resolve = |der: &[u8]| SignAlgorithm::resolve(RSASSA_PSS, None, Some(der));
+        assert_eq!(resolve(&params(SHA384, SHA384, 48, &[])), Ok(SignAlgorithm::RsaPss(HashAlgorithm::Sha384)));
+        assert_eq!(resolve(&params(SHA384, SHA384, 48, &explicit(3, &small_uint(1)))), Ok(SignAlgorithm::RsaPss(HashAlgorithm::Sha384)));
+        assert!(resolve(&params(SHA384, SHA256, 48, &[])).is_err(), "MGF1 digest differs");
+        assert!(resolve(&params(SHA1, SHA1, 20, &[])).is_err(), "explicit SHA-1");
+        assert!(resolve(&params(SHA384, SHA384, 48, &explicit(3, &small_uint(2)))).is_err(), "trailer field 2");
+        assert!(resolve(&params(SHA384, SHA384, 48, &explicit(4, &small_uint(0)))).is_err(), "unknown field");
+        assert!(resolve(&[params(SHA384, SHA384, 48, &[]), vec![0]].concat()).is_err(), "trailing bytes");
     }
 }

@@ -1,9 +1,42 @@
 //! Revocation data from the network: OCSP responses and CRLs fetched from the URLs a
 //! certificate names (RFC 5280 §4.2.1.13, §4.2.2.1), or from a cloudsign service's own
-//! endpoints. Shared by `sign` (B-LT data to embed) and `verify` (online revocation checks).
+//! endpoints. Shared by the signer (B-LT data to embed) and `cloudsign verify` (online
+//! revocation checks).
 
-use anyhow::{Context as _, bail};
 use cloudsign_ades::cades::ValidationData;
+
+/// Revocation data that cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL or the answer is not what was asked for, or the status is not good.
+    #[error("{0}")]
+    Refused(String),
+    /// The request did not get through.
+    #[error("{what}")]
+    Transport {
+        /// What was being fetched, and from where.
+        what: String,
+        /// What the HTTP client said.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// `error: cause: cause`, as a report of a failure that is not fatal.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(FetchError::Refused(format!($($arg)*))) };
+}
 
 /// Long-term validation data for `certs` (the signer's chain and the TSA's): every
 /// certificate, and for each one not self-issued its revocation status — OCSP for end-entity
@@ -11,7 +44,7 @@ use cloudsign_ades::cades::ValidationData;
 /// They come from the URLs the certificate names, which works for any CA; a certificate that
 /// names none is asked about at the service's own endpoints (`/ocsp`, `/arl`: cloudsign
 /// publishes them whether or not its certificates carry URLs).
-pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[Vec<u8>]) -> anyhow::Result<ValidationData> {
+pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[Vec<u8>]) -> Result<ValidationData, FetchError> {
     use cloudsign_pki::x509;
     // Revocation data must be issued after the signature time-stamp (EN 319 102-1 §5.2.5.4,
     // freshness against the best signature time); responders state thisUpdate to the second,
@@ -49,11 +82,11 @@ pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[V
                 continue;
             }
         }
-        let url = crl_url.with_context(|| format!("{name} names no OCSP responder or CRL"))?;
+        let Some(url) = crl_url else { bail!("{name} names no OCSP responder or CRL") };
         let crl = fetch(http, &url, None, &format!("the CRL for {name}")).await?;
         // A CertificateList: SEQUENCE { tbsCertList SEQUENCE, ... }.
         let is_crl =
-            cloudsign_pki::der::Reader::new(&crl).expect(0x30).and_then(|b| cloudsign_pki::der::Reader::new(b).expect(0x30)).is_some();
+            cloudsign_asn1::der::Reader::new(&crl).expect(0x30).and_then(|b| cloudsign_asn1::der::Reader::new(b).expect(0x30)).is_some();
         if !is_crl {
             bail!("{url} did not return a CRL for {name}");
         }
@@ -69,8 +102,8 @@ pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[V
 const MAX_FETCH: usize = 16 << 20;
 
 /// GET or POST `url` (http or https only: the URL comes from a certificate), bounded in size.
-pub async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u8>>, what: &str) -> anyhow::Result<Vec<u8>> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{what}: {url:?} is not a URL"))?;
+pub async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u8>>, what: &str) -> Result<Vec<u8>, FetchError> {
+    let Ok(parsed) = reqwest::Url::parse(url) else { bail!("{what}: {url:?} is not a URL") };
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("{what}: only http(s) URLs are fetched, not {url}");
     }
@@ -78,12 +111,13 @@ pub async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u
         Some(body) => http.post(parsed).header("Content-Type", "application/ocsp-request").body(body),
         None => http.get(parsed),
     };
-    let mut resp = request.send().await.with_context(|| format!("cannot fetch {what} from {url}"))?;
+    let transport = |source| FetchError::Transport { what: format!("cannot fetch {what} from {url}"), source };
+    let mut resp = request.send().await.map_err(transport)?;
     if !resp.status().is_success() {
         bail!("cannot fetch {what} from {url} (HTTP {})", resp.status());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.with_context(|| format!("cannot fetch {what} from {url}"))? {
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
         if body.len() + chunk.len() > MAX_FETCH {
             bail!("{what} from {url} is larger than {MAX_FETCH} bytes");
         }
@@ -94,12 +128,12 @@ pub async fn fetch(http: &reqwest::Client, url: &str, ocsp_request: Option<Vec<u
 
 /// An OCSP response that says `good` about `cert`: SHA-256 CertID first, then SHA-1 (RFC 5019
 /// responders know only SHA-1). A revoked certificate is an error: nothing is signed with it.
-pub async fn fetch_ocsp(http: &reqwest::Client, url: &str, cert: &[u8], issuer: &[u8], name: &str) -> anyhow::Result<Vec<u8>> {
+pub async fn fetch_ocsp(http: &reqwest::Client, url: &str, cert: &[u8], issuer: &[u8], name: &str) -> Result<Vec<u8>, FetchError> {
     use cloudsign_pki::x509::{CertIdHash, OcspStatus, ocsp_request, ocsp_status};
     let what = format!("the OCSP status of {name}");
     let mut last = None;
     for hash in [CertIdHash::Sha256, CertIdHash::Sha1] {
-        let request = ocsp_request(cert, issuer, hash).context("cannot build an OCSP request")?;
+        let Some(request) = ocsp_request(cert, issuer, hash) else { bail!("cannot build an OCSP request") };
         let body = fetch(http, url, Some(request), &what).await?;
         match ocsp_status(&body, cert) {
             Some(OcspStatus::Good) => return Ok(body),
@@ -140,7 +174,7 @@ pub async fn fetch_available(http: &reqwest::Client, certs: &[Vec<u8>]) -> (Vec<
                         got = true;
                         break;
                     }
-                    Err(e) => problems.push(format!("{e:#}")),
+                    Err(e) => problems.push(chain(&e)),
                 }
             }
         }
@@ -155,7 +189,7 @@ pub async fn fetch_available(http: &reqwest::Client, certs: &[Vec<u8>]) -> (Vec<
                     }
                     break;
                 }
-                Err(e) => problems.push(format!("{e:#}")),
+                Err(e) => problems.push(chain(&e)),
             }
         }
     }

@@ -1,384 +1,15 @@
-//! A minimal PDF reader and incremental-update writer (ISO 32000-1 §7), enough to add a
-//! signature to any PDF without loading it: the reader seeks to the few objects a signature
-//! touches (trailer, catalog, AcroForm, first page), from classic cross-reference tables, xref
-//! streams, hybrid files and object streams. The original bytes are never rewritten: an
-//! incremental update (§7.5.6) appends the new and changed objects, so existing signatures
-//! stay valid and memory does not grow with the file.
+//! Reading: the cross-reference sections (§7.5.4, §7.5.8), objects in the file and in object
+//! streams (§7.5.7), and the few stream data a signature and its validation need.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::AdesError;
-
-fn err(msg: impl Into<String>) -> AdesError {
-    AdesError::Pdf(msg.into())
-}
-
-/// A PDF object (§7.3). Strings keep their bytes; reals keep their text.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Obj {
-    /// `null`
-    Null,
-    /// `true` / `false`
-    Bool(bool),
-    /// An integer.
-    Int(i64),
-    /// A real number, as written.
-    Real(String),
-    /// A name, decoded (without `/`).
-    Name(Vec<u8>),
-    /// A string's bytes (literal or hexadecimal).
-    Str(Vec<u8>),
-    /// An array.
-    Array(Vec<Obj>),
-    /// A dictionary.
-    Dict(Dict),
-    /// An indirect reference.
-    Ref(u32, u16),
-}
-
-/// A dictionary, in its original key order.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Dict(pub Vec<(Vec<u8>, Obj)>);
-
-impl Dict {
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Obj> {
-        self.0.iter().find(|(k, _)| k == key.as_bytes()).map(|(_, v)| v)
-    }
-
-    /// Set `key` (replacing, or appending).
-    pub fn set(&mut self, key: &str, value: Obj) {
-        match self.0.iter_mut().find(|(k, _)| k == key.as_bytes()) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((key.as_bytes().to_vec(), value)),
-        }
-    }
-
-    /// Whether `key` names `/value`.
-    pub fn name_is(&self, key: &str, value: &str) -> bool {
-        matches!(self.get(key), Some(Obj::Name(n)) if n == value.as_bytes())
-    }
-}
-
-impl Obj {
-    /// A name object.
-    pub fn name(n: &str) -> Obj {
-        Obj::Name(n.as_bytes().to_vec())
-    }
-
-    /// Serialize (§7.3): strings as hexadecimal strings, which need no escaping.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Obj::Null => out.extend_from_slice(b"null"),
-            Obj::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Obj::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            Obj::Real(r) => out.extend_from_slice(r.as_bytes()),
-            Obj::Name(n) => {
-                out.push(b'/');
-                for &c in n {
-                    // §7.3.5: delimiters, whitespace, '#' and non-printables as #xx.
-                    if c <= b' ' || c >= 0x7f || c == b'#' || is_delimiter(c) {
-                        out.extend_from_slice(format!("#{c:02X}").as_bytes());
-                    } else {
-                        out.push(c);
-                    }
-                }
-            }
-            Obj::Str(s) => {
-                out.push(b'<');
-                out.extend_from_slice(hex_upper(s).as_bytes());
-                out.push(b'>');
-            }
-            Obj::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
-                    item.write(out);
-                }
-                out.push(b']');
-            }
-            Obj::Dict(d) => {
-                out.extend_from_slice(b"<<");
-                for (k, v) in &d.0 {
-                    Obj::Name(k.clone()).write(out);
-                    out.push(b' ');
-                    v.write(out);
-                }
-                out.extend_from_slice(b">>");
-            }
-            Obj::Ref(n, g) => out.extend_from_slice(format!("{n} {g} R").as_bytes()),
-        }
-    }
-}
-
-pub(crate) fn hex_upper(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-fn is_whitespace(c: u8) -> bool {
-    matches!(c, 0 | 9 | 10 | 12 | 13 | 32)
-}
-
-fn is_delimiter(c: u8) -> bool {
-    matches!(c, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
-}
-
-/// Parsing ran off the end of the bytes read so far: read more and retry.
-struct Truncated;
-
-type Parse<T> = Result<T, ParseError>;
-
-enum ParseError {
-    Truncated(Truncated),
-    Bad(String),
-}
-
-fn bad<T>(msg: &str) -> Parse<T> {
-    Err(ParseError::Bad(msg.to_string()))
-}
-
-/// A tokenizer and object parser over a window of the file.
-struct Lexer<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Lexer<'a> {
-    fn peek(&self) -> Parse<u8> {
-        self.b.get(self.pos).copied().ok_or(ParseError::Truncated(Truncated))
-    }
-
-    fn skip_ws(&mut self) -> Parse<()> {
-        loop {
-            let c = self.peek()?;
-            if is_whitespace(c) {
-                self.pos += 1;
-            } else if c == b'%' {
-                while !matches!(self.peek()?, b'\r' | b'\n') {
-                    self.pos += 1;
-                }
-            } else {
-                return Ok(());
-            }
-        }
-    }
-
-    /// A run of regular characters.
-    fn regular(&mut self) -> Parse<&'a [u8]> {
-        let start = self.pos;
-        while let Some(&c) = self.b.get(self.pos) {
-            if is_whitespace(c) || is_delimiter(c) {
-                break;
-            }
-            self.pos += 1;
-        }
-        if self.pos == self.b.len() {
-            return Err(ParseError::Truncated(Truncated));
-        }
-        Ok(&self.b[start..self.pos])
-    }
-
-    fn keyword(&mut self, word: &[u8]) -> Parse<bool> {
-        self.skip_ws()?;
-        let save = self.pos;
-        if self.regular()? == word {
-            Ok(true)
-        } else {
-            self.pos = save;
-            Ok(false)
-        }
-    }
-
-    fn uint(&mut self) -> Parse<Option<u64>> {
-        self.skip_ws()?;
-        let save = self.pos;
-        let tok = self.regular()?;
-        match std::str::from_utf8(tok).ok().and_then(|t| t.parse::<u64>().ok()) {
-            Some(n) if !tok.is_empty() && tok.iter().all(u8::is_ascii_digit) => Ok(Some(n)),
-            _ => {
-                self.pos = save;
-                Ok(None)
-            }
-        }
-    }
-
-    fn object(&mut self, depth: usize) -> Parse<Obj> {
-        if depth > 64 {
-            return bad("objects nested too deeply");
-        }
-        self.skip_ws()?;
-        let c = self.peek()?;
-        match c {
-            b'/' => {
-                self.pos += 1;
-                let raw = self.regular()?;
-                let mut name = Vec::with_capacity(raw.len());
-                let mut i = 0;
-                while i < raw.len() {
-                    if raw[i] == b'#'
-                        && i + 3 <= raw.len()
-                        && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("zz"), 16)
-                    {
-                        name.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    name.push(raw[i]);
-                    i += 1;
-                }
-                Ok(Obj::Name(name))
-            }
-            b'(' => self.literal_string().map(Obj::Str),
-            b'<' if self.b.get(self.pos + 1) == Some(&b'<') => {
-                self.pos += 2;
-                let mut d = Dict::default();
-                loop {
-                    self.skip_ws()?;
-                    if self.peek()? == b'>' {
-                        match self.b.get(self.pos + 1) {
-                            Some(b'>') => {}
-                            Some(_) => return bad("malformed dictionary end"),
-                            None => return Err(ParseError::Truncated(Truncated)),
-                        }
-                        self.pos += 2;
-                        return Ok(Obj::Dict(d));
-                    }
-                    let Obj::Name(key) = self.object(depth + 1)? else { return bad("a dictionary key is not a name") };
-                    let value = self.object(depth + 1)?;
-                    d.0.push((key, value));
-                }
-            }
-            b'<' => {
-                self.pos += 1;
-                let mut digits = Vec::new();
-                loop {
-                    let c = self.peek()?;
-                    self.pos += 1;
-                    match c {
-                        b'>' => break,
-                        c if c.is_ascii_hexdigit() => digits.push(c),
-                        c if is_whitespace(c) => {}
-                        _ => return bad("malformed hexadecimal string"),
-                    }
-                }
-                if digits.len() % 2 == 1 {
-                    digits.push(b'0');
-                }
-                Ok(Obj::Str(
-                    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0)).collect(),
-                ))
-            }
-            b'[' => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                loop {
-                    self.skip_ws()?;
-                    if self.peek()? == b']' {
-                        self.pos += 1;
-                        return Ok(Obj::Array(items));
-                    }
-                    items.push(self.object(depth + 1)?);
-                }
-            }
-            b'0'..=b'9' | b'+' | b'-' | b'.' => {
-                let tok = self.regular()?;
-                let text = std::str::from_utf8(tok).map_err(|_| ParseError::Bad("malformed number".into()))?;
-                if let Ok(n) = text.parse::<i64>() {
-                    // `n g R`: an indirect reference.
-                    if n >= 0 && tok.iter().all(u8::is_ascii_digit) {
-                        let save = self.pos;
-                        if let Some(g) = self.uint()?
-                            && self.keyword(b"R")?
-                        {
-                            return Ok(Obj::Ref(n as u32, g as u16));
-                        }
-                        self.pos = save;
-                    }
-                    Ok(Obj::Int(n))
-                } else if text.parse::<f64>().is_ok() {
-                    Ok(Obj::Real(text.to_string()))
-                } else {
-                    bad("malformed number")
-                }
-            }
-            _ => match self.regular()? {
-                b"true" => Ok(Obj::Bool(true)),
-                b"false" => Ok(Obj::Bool(false)),
-                b"null" => Ok(Obj::Null),
-                _ => bad("unexpected token"),
-            },
-        }
-    }
-
-    /// §7.3.4.2: balanced parentheses, backslash escapes, octal codes, line continuations.
-    fn literal_string(&mut self) -> Parse<Vec<u8>> {
-        self.pos += 1;
-        let mut out = Vec::new();
-        let mut depth = 1;
-        loop {
-            let c = self.peek()?;
-            self.pos += 1;
-            match c {
-                b'(' => {
-                    depth += 1;
-                    out.push(c);
-                }
-                b')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(out);
-                    }
-                    out.push(c);
-                }
-                b'\\' => {
-                    let e = self.peek()?;
-                    self.pos += 1;
-                    match e {
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'0'..=b'7' => {
-                            let mut v = u32::from(e - b'0');
-                            for _ in 0..2 {
-                                match self.peek()? {
-                                    d @ b'0'..=b'7' => {
-                                        v = v * 8 + u32::from(d - b'0');
-                                        self.pos += 1;
-                                    }
-                                    _ => break,
-                                }
-                            }
-                            out.push(v as u8);
-                        }
-                        b'\r' => {
-                            if self.peek()? == b'\n' {
-                                self.pos += 1;
-                            }
-                        }
-                        b'\n' => {}
-                        other => out.push(other),
-                    }
-                }
-                _ => out.push(c),
-            }
-        }
-    }
-}
+use crate::object::{Dict, Lexer, Obj, Parse, ParseError, bad};
+use crate::{PdfError, err};
 
 /// Where an object lives (§7.5.4, §7.5.8.3).
 #[derive(Debug, Clone, Copy)]
-enum Entry {
+pub(crate) enum Entry {
     InFile { offset: u64, generation: u16 },
     InStream { stream: u32, index: u32 },
 }
@@ -388,18 +19,18 @@ enum Entry {
 pub struct Pdf<R> {
     src: R,
     /// Length of the original file.
-    file_len: u64,
+    pub(crate) file_len: u64,
     /// Offset (in the whole output) of the newest cross-reference section.
-    last_xref: u64,
+    pub(crate) last_xref: u64,
     /// Bytes appended so far by updates.
-    appended: u64,
-    xref: HashMap<u32, Entry>,
-    trailer: Dict,
-    xref_stream: bool,
-    size: u32,
-    changed: HashMap<u32, Obj>,
+    pub(crate) appended: u64,
+    pub(crate) xref: HashMap<u32, Entry>,
+    pub(crate) trailer: Dict,
+    pub(crate) xref_stream: bool,
+    pub(crate) size: u32,
+    pub(crate) changed: HashMap<u32, Obj>,
     object_streams: HashMap<u32, ObjectStream>,
-    ends_with_eol: bool,
+    pub(crate) ends_with_eol: bool,
     /// Bytes inflated so far (against [`MAX_INFLATED`]).
     inflated: usize,
 }
@@ -415,7 +46,7 @@ struct StreamAt {
 
 const MAX_OBJECT_WINDOW: usize = 64 << 20;
 /// ISO 32000-1 Annex C: at most 8,388,607 indirect objects.
-const MAX_OBJECTS: i64 = 8_388_607;
+pub(crate) const MAX_OBJECTS: i64 = 8_388_607;
 /// Cross-reference sections followed (`/Prev`, `/XRefStm`).
 const MAX_SECTIONS: usize = 4096;
 /// Bytes inflated from cross-reference and object streams in all, per open PDF: a
@@ -427,7 +58,7 @@ const MAX_CACHED_STREAMS: usize = 16;
 impl<R: Read + Seek> Pdf<R> {
     /// Open a PDF: read its trailer and every cross-reference section (following `/Prev` and
     /// `/XRefStm`).
-    pub fn open(mut src: R) -> Result<Pdf<R>, AdesError> {
+    pub fn open(mut src: R) -> Result<Pdf<R>, PdfError> {
         let file_len = src.seek(SeekFrom::End(0)).map_err(|e| err(format!("cannot read the PDF: {e}")))?;
         let mut head = [0u8; 8];
         read_exact_at(&mut src, 0, &mut head).map_err(|_| err("not a PDF file (too short)"))?;
@@ -492,7 +123,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// Parse one cross-reference section; entries already known (from newer sections) win.
-    fn read_xref_section(&mut self, offset: u64) -> Result<(Dict, bool), AdesError> {
+    fn read_xref_section(&mut self, offset: u64) -> Result<(Dict, bool), PdfError> {
         let probe = read_at(&mut self.src, offset, 4).map_err(|e| err(format!("cannot read the PDF: {e}")))?;
         if probe == b"xref" {
             let mut window = 1 << 16;
@@ -564,7 +195,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// `n g obj <object> [stream]` at `offset`.
-    fn parse_indirect_at(&mut self, offset: u64) -> Result<(u32, u16, Obj, Option<StreamAt>), AdesError> {
+    fn parse_indirect_at(&mut self, offset: u64) -> Result<(u32, u16, Obj, Option<StreamAt>), PdfError> {
         let mut window = 4096usize;
         loop {
             let buf = read_at(&mut self.src, offset, window).map_err(|e| err(format!("cannot read the PDF: {e}")))?;
@@ -608,7 +239,7 @@ impl<R: Read + Seek> Pdf<R> {
 
     /// A stream's decoded data (FlateDecode with PNG predictors, or unfiltered): used for
     /// cross-reference and object streams only, which are small.
-    fn stream_data(&mut self, s: &StreamAt) -> Result<Vec<u8>, AdesError> {
+    fn stream_data(&mut self, s: &StreamAt) -> Result<Vec<u8>, PdfError> {
         let length = match s.dict.get("Length") {
             Some(Obj::Int(n)) if *n >= 0 => *n as usize,
             // Only an object stored plainly in the file: one inside an object stream could lead
@@ -661,7 +292,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// The current version of object `num` (an update's, or the file's).
-    pub fn object(&mut self, num: u32) -> Result<Obj, AdesError> {
+    pub fn object(&mut self, num: u32) -> Result<Obj, PdfError> {
         if let Some(o) = self.changed.get(&num) {
             return Ok(o.clone());
         }
@@ -743,7 +374,7 @@ impl<R: Read + Seek> Pdf<R> {
 
     /// The decoded data of stream object `num` (unfiltered or FlateDecode; bounded like the
     /// cross-reference streams): what a validator reads from a DSS.
-    pub fn stream(&mut self, num: u32) -> Result<Vec<u8>, AdesError> {
+    pub fn stream(&mut self, num: u32) -> Result<Vec<u8>, PdfError> {
         let Some(Entry::InFile { offset, .. }) = self.xref.get(&num).copied() else {
             return Err(err(format!("object {num} is not a stream in the file")));
         };
@@ -753,7 +384,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// Follow a reference (one level).
-    pub fn resolve(&mut self, obj: &Obj) -> Result<Obj, AdesError> {
+    pub fn resolve(&mut self, obj: &Obj) -> Result<Obj, PdfError> {
         match obj {
             Obj::Ref(n, _) => self.object(*n),
             other => Ok(other.clone()),
@@ -776,7 +407,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// The catalog's object number and dictionary.
-    pub fn catalog(&mut self) -> Result<(u32, Dict), AdesError> {
+    pub fn catalog(&mut self) -> Result<(u32, Dict), PdfError> {
         let Some(Obj::Ref(n, _)) = self.trailer.get("Root").cloned() else { return Err(err("the trailer has no /Root")) };
         match self.object(n)? {
             Obj::Dict(d) => Ok((n, d)),
@@ -785,7 +416,7 @@ impl<R: Read + Seek> Pdf<R> {
     }
 
     /// The first page's object number and dictionary (walking the page tree, §7.7.3).
-    pub fn first_page(&mut self) -> Result<(u32, Dict), AdesError> {
+    pub fn first_page(&mut self) -> Result<(u32, Dict), PdfError> {
         let (_, catalog) = self.catalog()?;
         let mut node = catalog.get("Pages").cloned().ok_or_else(|| err("the catalog has no /Pages"))?;
         for _ in 0..64 {
@@ -805,167 +436,10 @@ impl<R: Read + Seek> Pdf<R> {
         }
         Err(err("page tree too deep"))
     }
-
-    /// A new object number.
-    pub fn allocate(&mut self) -> u32 {
-        // /Size is at most MAX_OBJECTS (checked at open): far from u32::MAX.
-        self.size += 1;
-        self.size - 1
-    }
-
-    /// The generation number of object `num` (0 for new objects).
-    pub fn generation(&self, num: u32) -> u16 {
-        match self.xref.get(&num) {
-            Some(Entry::InFile { generation, .. }) => *generation,
-            _ => 0,
-        }
-    }
-
-    /// Start an incremental update.
-    pub fn update(&self) -> Update {
-        let mut body = Vec::new();
-        if self.appended == 0 && !self.ends_with_eol {
-            body.push(b'\n');
-        }
-        let generations = self
-            .xref
-            .iter()
-            .filter_map(|(n, e)| match e {
-                Entry::InFile { generation, .. } if *generation != 0 => Some((*n, *generation)),
-                _ => None,
-            })
-            .collect();
-        Update { base: self.len(), body, offsets: Vec::new(), generations }
-    }
-
-    /// Close `update`: its cross-reference section (of the file's kind) and trailer go at the
-    /// end; the objects it wrote become the current versions. Returns the update's bytes.
-    pub fn finish(&mut self, mut update: Update, changed: Vec<(u32, Obj)>) -> Vec<u8> {
-        let xref_offset = update.base + update.body.len() as u64;
-        let mut trailer = Dict::default();
-        for key in ["Root", "Info", "ID"] {
-            if let Some(v) = self.trailer.get(key) {
-                trailer.set(key, v.clone());
-            }
-        }
-        update.offsets.sort_unstable();
-        let generation = |n: u32| update.generations.get(&n).copied().unwrap_or(0);
-        if self.xref_stream {
-            // §7.5.8: an uncompressed cross-reference stream; it lists itself too.
-            let own = self.allocate();
-            update.offsets.push((own, xref_offset));
-            let mut data = Vec::new();
-            let mut index = Vec::new();
-            for group in contiguous(&update.offsets) {
-                index.push(Obj::Int(i64::from(group[0].0)));
-                index.push(Obj::Int(group.len() as i64));
-                for (n, off) in group {
-                    data.push(1);
-                    data.extend_from_slice(&off.to_be_bytes()[3..]);
-                    data.extend_from_slice(&generation(*n).to_be_bytes());
-                }
-            }
-            trailer.set("Type", Obj::name("XRef"));
-            trailer.set("Size", Obj::Int(i64::from(self.size)));
-            trailer.set("Index", Obj::Array(index));
-            trailer.set("W", Obj::Array(vec![Obj::Int(1), Obj::Int(5), Obj::Int(2)]));
-            trailer.set("Prev", Obj::Int(self.last_xref as i64));
-            trailer.set("Length", Obj::Int(data.len() as i64));
-            update.body.extend_from_slice(format!("{own} 0 obj\n").as_bytes());
-            Obj::Dict(trailer.clone()).write(&mut update.body);
-            update.body.extend_from_slice(b"\nstream\n");
-            update.body.extend_from_slice(&data);
-            update.body.extend_from_slice(b"\nendstream\nendobj\n");
-        } else {
-            update.body.extend_from_slice(b"xref\n");
-            for group in contiguous(&update.offsets) {
-                update.body.extend_from_slice(format!("{} {}\n", group[0].0, group.len()).as_bytes());
-                for (n, off) in group {
-                    update.body.extend_from_slice(format!("{off:010} {:05} n\r\n", generation(*n)).as_bytes());
-                }
-            }
-            trailer.set("Size", Obj::Int(i64::from(self.size)));
-            trailer.set("Prev", Obj::Int(self.last_xref as i64));
-            update.body.extend_from_slice(b"trailer\n");
-            Obj::Dict(trailer.clone()).write(&mut update.body);
-            update.body.push(b'\n');
-        }
-        update.body.extend_from_slice(format!("startxref\n{xref_offset}\n%%EOF\n").as_bytes());
-        self.last_xref = xref_offset;
-        self.appended += update.body.len() as u64;
-        for (n, o) in changed {
-            self.changed.insert(n, o);
-        }
-        update.body
-    }
-}
-
-/// Runs of consecutive object numbers, for cross-reference subsections.
-fn contiguous(offsets: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    for i in 1..=offsets.len() {
-        if i == offsets.len() || offsets[i].0 != offsets[i - 1].0 + 1 {
-            if start < i {
-                groups.push(&offsets[start..i]);
-            }
-            start = i;
-        }
-    }
-    groups
-}
-
-/// An incremental update being written.
-pub struct Update {
-    base: u64,
-    /// The update's bytes so far.
-    pub body: Vec<u8>,
-    offsets: Vec<(u32, u64)>,
-    /// Existing objects with a generation other than 0: a new version keeps it (§7.5.6).
-    generations: HashMap<u32, u16>,
-}
-
-impl Update {
-    /// Append object `num` (generation 0), returning where its serialization starts in `body`.
-    pub fn object(&mut self, num: u32, obj: &Obj) -> usize {
-        let at = self.body.len();
-        self.offsets.push((num, self.base + at as u64));
-        let generation = self.generations.get(&num).copied().unwrap_or(0);
-        self.body.extend_from_slice(format!("{num} {generation} obj\n").as_bytes());
-        let start = self.body.len();
-        obj.write(&mut self.body);
-        self.body.extend_from_slice(b"\nendobj\n");
-        start
-    }
-
-    /// Append an object already serialized (with its `n 0 obj` and `endobj`), returning where
-    /// it starts in `body`.
-    pub fn raw_object(&mut self, num: u32, bytes: &[u8]) -> usize {
-        let at = self.body.len();
-        self.offsets.push((num, self.base + at as u64));
-        self.body.extend_from_slice(bytes);
-        at
-    }
-
-    /// Append a stream object with unfiltered `data`.
-    pub fn stream(&mut self, num: u32, mut dict: Dict, data: &[u8]) {
-        self.offsets.push((num, self.base + self.body.len() as u64));
-        dict.set("Length", Obj::Int(data.len() as i64));
-        self.body.extend_from_slice(format!("{num} 0 obj\n").as_bytes());
-        Obj::Dict(dict).write(&mut self.body);
-        self.body.extend_from_slice(b"\nstream\n");
-        self.body.extend_from_slice(data);
-        self.body.extend_from_slice(b"\nendstream\nendobj\n");
-    }
-
-    /// Where the update starts in the whole file.
-    pub fn base(&self) -> u64 {
-        self.base
-    }
 }
 
 /// Undo PNG predictors (§7.4.4.4, predictors 10–15: a filter-type byte per row).
-fn png_unpredict(data: &[u8], columns: usize) -> Result<Vec<u8>, AdesError> {
+fn png_unpredict(data: &[u8], columns: usize) -> Result<Vec<u8>, PdfError> {
     let stride = columns + 1;
     if !data.len().is_multiple_of(stride) {
         return Err(err("malformed predictor data"));
@@ -1043,86 +517,6 @@ fn read_exact_at<R: Read + Seek>(src: &mut R, offset: u64, buf: &mut [u8]) -> st
     src.read_exact(buf)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Obj {
-        let t = format!("{text} ");
-        let mut lx = Lexer { b: t.as_bytes(), pos: 0 };
-        match lx.object(0) {
-            Ok(o) => o,
-            Err(_) => panic!("cannot parse {text}"),
-        }
-    }
-
-    #[test]
-    fn objects_parse_and_serialize() {
-        assert_eq!(parse("12 0 R"), Obj::Ref(12, 0));
-        assert_eq!(parse("[1 2 R 3]"), Obj::Array(vec![Obj::Ref(1, 2), Obj::Int(3)]));
-        assert_eq!(parse("(a\\(b\\)c\\101\\\nd)"), Obj::Str(b"a(b)cAd".to_vec()));
-        assert_eq!(parse("<41 42 4>"), Obj::Str(b"AB@".to_vec()));
-        assert_eq!(parse("/A#20B"), Obj::Name(b"A B".to_vec()));
-        assert_eq!(parse("-1.5"), Obj::Real("-1.5".into()));
-        let d = parse("<</Type/Page/Kids[1 0 R]%comment\n/N null>>");
-        let mut out = Vec::new();
-        d.write(&mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "<</Type /Page/Kids [1 0 R]/N null>>");
-        let mut out = Vec::new();
-        Obj::Name(b"A B#".to_vec()).write(&mut out);
-        assert_eq!(out, b"/A#20B#23");
-    }
-
-    /// A file whose only cross-reference section is the stream `dict` (empty data).
-    fn xref_stream_only(dict: &str) -> Vec<u8> {
-        let mut out = b"%PDF-1.7\n".to_vec();
-        let at = out.len();
-        out.extend_from_slice(format!("1 0 obj\n{dict}\nstream\n\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n").as_bytes());
-        out
-    }
-
-    #[test]
-    fn hostile_cross_reference_streams_are_refused_not_obeyed() {
-        // A predictor row width that would size a terabyte allocation.
-        let columns = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 0/DecodeParms<</Predictor 12/Columns 1099511627776>>>>");
-        assert!(Pdf::open(std::io::Cursor::new(columns)).is_err());
-        // Object numbers beyond the format's limit.
-        let size = xref_stream_only("<</Type/XRef/Size 4294967295/W[1 1 1]/Length 0/Root 1 0 R>>");
-        assert!(Pdf::open(std::io::Cursor::new(size)).is_err());
-        let index = xref_stream_only("<</Type/XRef/Size 2/Index[0 67108864]/W[0 0 0]/Length 0/Root 1 0 R>>");
-        assert!(Pdf::open(std::io::Cursor::new(index)).is_err());
-        // A /Length that is not a plain object of the file.
-        let length = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 7 0 R/Root 1 0 R>>");
-        assert!(Pdf::open(std::io::Cursor::new(length)).is_err());
-    }
-
-    #[test]
-    fn deep_nesting_and_runaway_strings_are_errors() {
-        // 100,000 nested arrays: refused at the depth limit, no stack overflow.
-        let deep = format!("{}{} ", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(Lexer { b: deep.as_bytes(), pos: 0 }.object(0).is_err());
-        let dicts = format!("{}{} ", "<</A ".repeat(10_000), ">>".repeat(10_000));
-        assert!(Lexer { b: dicts.as_bytes(), pos: 0 }.object(0).is_err());
-        // An unterminated string or dictionary asks for more input instead of running off.
-        assert!(matches!(Lexer { b: b"(abc", pos: 0 }.object(0), Err(ParseError::Truncated(_))));
-        assert!(matches!(Lexer { b: b"<</A 1", pos: 0 }.object(0), Err(ParseError::Truncated(_))));
-    }
-
-    #[test]
-    fn png_up_predictor() {
-        let data = [2, 1, 2, 2, 1, 1];
-        assert_eq!(png_unpredict(&data, 2).unwrap(), vec![1, 2, 2, 3]);
-    }
-
-    #[test]
-    fn consecutive_numbers_form_subsections() {
-        let offsets = [(3, 10), (4, 20), (7, 30)];
-        let groups = contiguous(&offsets);
-        assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].len(), 2);
-    }
-}
-
 /// A reader over the first `len` bytes of another: a PDF as it was at an earlier revision
 /// (incremental updates only append).
 pub struct Prefix<R> {
@@ -1161,5 +555,48 @@ impl<R: Read + Seek> Seek for Prefix<R> {
         };
         self.pos = target.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose only cross-reference section is the stream `dict` (empty data).
+    fn xref_stream_only(dict: &str) -> Vec<u8> {
+        let mut out = b"%PDF-1.7\n".to_vec();
+        let at = out.len();
+        out.extend_from_slice(format!("1 0 obj\n{dict}\nstream\n\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n").as_bytes());
+        out
+    }
+
+    #[test]
+    fn hostile_cross_reference_streams_are_refused_not_obeyed() {
+        // A predictor row width that would size a terabyte allocation.
+        let columns = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 0/DecodeParms<</Predictor 12/Columns 1099511627776>>>>");
+        assert!(Pdf::open(std::io::Cursor::new(columns)).is_err());
+        // Object numbers beyond the format's limit.
+        let size = xref_stream_only("<</Type/XRef/Size 4294967295/W[1 1 1]/Length 0/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(size)).is_err());
+        let index = xref_stream_only("<</Type/XRef/Size 2/Index[0 67108864]/W[0 0 0]/Length 0/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(index)).is_err());
+        // A /Length that is not a plain object of the file.
+        let length = xref_stream_only("<</Type/XRef/Size 2/W[1 1 1]/Length 7 0 R/Root 1 0 R>>");
+        assert!(Pdf::open(std::io::Cursor::new(length)).is_err());
+    }
+
+    #[test]
+    fn png_up_predictor() {
+        let data = [2, 1, 2, 2, 1, 1];
+        assert_eq!(png_unpredict(&data, 2).unwrap(), vec![1, 2, 2, 3]);
+    }
+
+    #[test]
+    fn not_a_pdf_is_refused() {
+        assert!(Pdf::open(std::io::Cursor::new(b"hello world".to_vec())).is_err());
+        let mut broken = cloudsign_test_support::pdf::one_page_pdf("reader");
+        let n = broken.len();
+        broken.truncate(n - 20);
+        assert!(Pdf::open(std::io::Cursor::new(broken)).is_err());
     }
 }

@@ -1,8 +1,11 @@
-//! Base64 as the CSC API uses it.
+//! Base64, one codec for every place DER and digests travel as text: PEM bodies (RFC 7468),
+//! XML `base64Binary` (XMLDSig, XAdES, trusted lists), JOSE base64url (RFC 7515 §2) and the
+//! CSC API's JSON (re-exported as `cloudsign_csc::b64`).
 //!
 //! CSC v1 §5 / v2 §5: JSON bodies carry standard base64 with padding; the OAuth query string
 //! carries base64url. Clients mix them up in practice, so input accepts both alphabets with or
-//! without padding, and output is always standard base64 with padding.
+//! without padding, and output is standard base64 with padding ([`encode`]) or base64url
+//! without padding ([`encode_url`]).
 
 use base64::Engine as _;
 use base64::alphabet;

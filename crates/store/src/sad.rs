@@ -1,0 +1,320 @@
+//! `sads` and `sad_hashes`: signature activation data (by hash) with the digests bound to it;
+//! issue, consumption (one transaction: count, digests, audit record) and extension.
+
+use crate::audit::{INSERT_AUDIT, NewAudit};
+use crate::codec::encode;
+use crate::db::{Conn, P};
+use crate::{Result, Store, StoreError, group};
+
+/// A SAD as stored (looked up when consumption fails, to say why).
+#[derive(Debug, Clone)]
+pub struct SadRow {
+    /// Owner.
+    pub user_id: String,
+    /// Credential.
+    pub credential_id: String,
+    /// Signatures left.
+    pub remaining: i64,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+    /// Superseded by extendTransaction or revoked.
+    pub revoked: bool,
+    /// Sole control: the credential's PIN-derived key, sealed under a key derived from the SAD.
+    pub sole_key: Option<Vec<u8>>,
+}
+
+/// A new SAD to store.
+#[derive(Clone, Copy)]
+pub struct NewSad<'a> {
+    /// SHA-256 of the SAD, hex.
+    pub hash: &'a str,
+    /// Owner.
+    pub user_id: &'a str,
+    /// Credential.
+    pub credential_id: &'a str,
+    /// Signatures authorized.
+    pub remaining: i64,
+    /// OID of `digests`, when bound.
+    pub hash_algo: Option<&'a str>,
+    /// Bound digests (hex), or `None` for an unbound SAD.
+    pub digests: Option<&'a [String]>,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Now.
+    pub now: i64,
+    /// Sole control: the PIN-derived key sealed under the SAD.
+    pub sole_key: Option<&'a [u8]>,
+}
+
+/// Conditions re-checked inside the consuming transaction when the caller's token and
+/// credential rows came from a cache: the write, not the cache, decides.
+#[derive(Clone, Copy)]
+pub struct SadGuard<'a> {
+    /// The bearer token (hash): live, not revoked, its user enabled.
+    pub token_hash: &'a str,
+    /// The credential's stored key handle: unchanged, and the credential enabled, unlocked,
+    /// valid and within its certificate's validity.
+    pub key_handle: &'a [u8],
+}
+
+/// One SAD consumption ([`Store::consume_sad`]): `digests_hex.len()` signatures of the SAD
+/// `hash`, each digest once if the SAD is bound, with the audit record of the signature.
+pub struct ConsumeSad<'a> {
+    /// SHA-256 of the SAD, hex.
+    pub hash: &'a str,
+    /// The caller: the SAD must be theirs.
+    pub user_id: &'a str,
+    /// The credential: the SAD must be for it.
+    pub credential_id: &'a str,
+    /// OID of the digests' algorithm: a bound SAD must have been bound with it.
+    pub hash_algo: &'a str,
+    /// The digests (hex), one signature each.
+    pub digests_hex: Vec<String>,
+    /// Now (Unix seconds): the SAD must not have expired.
+    pub now: i64,
+    /// Written in the consuming transaction, so no signature goes unaudited.
+    pub audit: NewAudit<'a>,
+    /// Set when the caller's token and credential rows came from a cache.
+    pub guard: Option<SadGuard<'a>>,
+}
+
+/// Why a SAD could not be consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// Consumed; the signatures may be made.
+    Consumed,
+    /// No such SAD for this user and credential (or superseded).
+    Unknown,
+    /// Expired.
+    Expired,
+    /// Fewer signatures left than asked.
+    Exhausted {
+        /// Signatures left.
+        remaining: i64,
+    },
+    /// A digest is not among the bound ones (or already used).
+    HashNotAuthorized,
+    /// The digest algorithm differs from the bound one.
+    HashAlgorithmMismatch,
+}
+
+impl Store {
+    /// Store a SAD with its bound digests.
+    pub async fn insert_sad(&self, s: &NewSad<'_>) -> Result<()> {
+        transaction!(self.db, |c| {
+            insert_sad(&mut c, s).await?;
+            Ok(((), true))
+        })
+    }
+
+    /// Look a SAD up (to explain a refusal).
+    pub async fn sad(&self, hash: &str) -> Result<Option<SadRow>> {
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt("SELECT user_id, credential_id, remaining, expires_at, revoked, sole_key FROM sads WHERE hash = $1", &[P::S(hash)])
+            .await?;
+        row.map(|r| {
+            Ok(SadRow {
+                user_id: r.str("user_id")?,
+                credential_id: r.str("credential_id")?,
+                remaining: r.i64("remaining")?,
+                expires_at: r.i64("expires_at")?,
+                revoked: r.flag("revoked")?,
+                sole_key: r.opt_bytes("sole_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Consume `digests_hex.len()` signatures of a SAD, and each digest once if the SAD is
+    /// bound, and write the audit record, in one transaction: all or nothing. The first
+    /// statement takes the SAD row's write lock, so concurrent consumers (threads or server
+    /// processes on one PostgreSQL) queue behind it and see the decremented count. On SQLite,
+    /// requests waiting for the one writer share a transaction (group commit, see `group.rs`).
+    pub async fn consume_sad(&self, consume: ConsumeSad<'_>) -> Result<ConsumeOutcome> {
+        let ConsumeSad { hash, user_id, credential_id, now, guard, .. } = consume;
+        let n = consume.digests_hex.len() as i64;
+        let job = group::ConsumeJob::from(consume);
+        let outcome = if self.db.is_postgres() {
+            transaction!(self.db, |c| { consume_in(&mut c, &job).await })?
+        } else {
+            let (_queued, mut done) = self.consumers.push(job);
+            tokio::select! {
+                biased;
+                // Another request's transaction ran this one.
+                r = &mut done => r.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??,
+                w = self.db.write() => {
+                    let mut w = w?;
+                    match done.try_recv() {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            tokio::task::yield_now().await;
+                            self.consumers.lead(&mut w).await;
+                            drop(w);
+                            done.await.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Some(o) => Ok(o),
+            // A guarded caller falls back to fresh reads, which explain the refusal.
+            None if guard.is_some() => Ok(ConsumeOutcome::Unknown),
+            None => self.explain_refusal(hash, user_id, credential_id, n, now).await,
+        }
+    }
+
+    async fn explain_refusal(&self, hash: &str, user_id: &str, credential_id: &str, n: i64, now: i64) -> Result<ConsumeOutcome> {
+        let Some(s) = self.sad(hash).await? else { return Ok(ConsumeOutcome::Unknown) };
+        Ok(if s.user_id != user_id || s.credential_id != credential_id || s.revoked {
+            ConsumeOutcome::Unknown
+        } else if s.expires_at <= now {
+            ConsumeOutcome::Expired
+        } else if s.remaining < n {
+            ConsumeOutcome::Exhausted { remaining: s.remaining }
+        } else {
+            ConsumeOutcome::Unknown
+        })
+    }
+
+    /// extendTransaction: supersede `old` by `new`, carrying the remaining count and the
+    /// unused bound digests (plus the new ones), in one transaction. Returns the outcome for
+    /// `old` (Consumed means the new SAD is stored) and the count carried over.
+    pub async fn extend_sad(
+        &self,
+        old: &str,
+        user_id: &str,
+        credential_id: &str,
+        new: &NewSad<'_>,
+        extra_digests: &[String],
+    ) -> Result<(ConsumeOutcome, i64)> {
+        let result = transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $4 AND remaining > 0 \
+                     RETURNING remaining, bound, hash_algo",
+                    &[P::S(old), P::S(user_id), P::S(credential_id), P::I(new.now)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok((None, false)) };
+            let remaining = row.i64("remaining")?;
+            let bound = row.flag("bound")?;
+            let old_algo = row.opt_str("hash_algo")?;
+            let mut digests: Vec<String> = Vec::new();
+            if bound {
+                for r in c.all("SELECT digest FROM sad_hashes WHERE sad = $1 AND used = 0 ORDER BY idx", &[P::S(old)]).await? {
+                    digests.push(r.str("digest")?);
+                }
+                if !extra_digests.is_empty() && new.hash_algo.is_some() && old_algo.as_deref() != new.hash_algo {
+                    return Ok((Some((ConsumeOutcome::HashAlgorithmMismatch, remaining)), false));
+                }
+            }
+            digests.extend(extra_digests.iter().cloned());
+            if digests.len() as i64 > remaining {
+                return Ok((Some((ConsumeOutcome::Exhausted { remaining }, remaining)), false));
+            }
+            let algo = if bound { old_algo.as_deref() } else { new.hash_algo };
+            let keep_bound = bound || !extra_digests.is_empty();
+            let fresh = NewSad { remaining, hash_algo: algo, digests: keep_bound.then_some(digests.as_slice()), ..*new };
+            insert_sad(&mut c, &fresh).await?;
+            // The first SAD of the line (an OAuth credential token, say): revoking it reaches
+            // every extension (`redeem_code` on a replayed code).
+            c.exec(
+                "UPDATE sads SET origin = (SELECT COALESCE(origin, hash) FROM sads WHERE hash = $2) WHERE hash = $1",
+                &[P::S(fresh.hash), P::S(old)],
+            )
+            .await?;
+            Ok((Some((ConsumeOutcome::Consumed, remaining)), true))
+        })?;
+        match result {
+            Some(r) => Ok(r),
+            None => Ok((self.explain_refusal(old, user_id, credential_id, 1, new.now).await?, 0)),
+        }
+    }
+}
+
+pub(crate) async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
+    let sole_key = s.sole_key.map(encode);
+    c.exec(
+        "INSERT INTO sads (hash, user_id, credential_id, remaining, bound, hash_algo, expires_at, revoked, created_at, sole_key) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+        &[P::S(s.hash), P::S(s.user_id), P::S(s.credential_id), P::I(s.remaining), P::I(i64::from(s.digests.is_some())), P::OS(s.hash_algo), P::I(s.expires_at), P::I(s.now), P::OS(sole_key.as_deref())],
+    )
+    .await?;
+    if let Some(digests) = s.digests {
+        for (i, d) in digests.iter().enumerate() {
+            c.exec("INSERT INTO sad_hashes (sad, idx, digest, used) VALUES ($1, $2, $3, 0)", &[P::S(s.hash), P::I(i as i64), P::S(d)])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The statements of one SAD consumption (see [`Store::consume_sad`]), in the caller's
+/// transaction: `(None, false)` when the SAD's conditions do not hold.
+pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
+    let n = job.digests_hex.len() as i64;
+    let (hash, user_id, credential_id, now) = (job.hash.as_str(), job.user_id.as_str(), job.credential_id.as_str(), job.now);
+    let row = match &job.guard {
+        None => {
+            c.opt(
+                "UPDATE sads SET remaining = remaining - $4 \
+                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                 RETURNING bound, hash_algo",
+                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
+            )
+            .await?
+        }
+        Some((token_hash, key_handle)) => {
+            c.opt(
+                "UPDATE sads SET remaining = remaining - $4 \
+                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
+                 AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
+                   AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
+                 AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
+                   AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5) \
+                 RETURNING bound, hash_algo",
+                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)],
+            )
+            .await?
+        }
+    };
+    let Some(row) = row else { return Ok((None, false)) };
+    if row.flag("bound")? {
+        if row.opt_str("hash_algo")?.as_deref() != Some(job.hash_algo.as_str()) {
+            return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
+        }
+        for d in &job.digests_hex {
+            let used = c
+                .exec(
+                    "UPDATE sad_hashes SET used = 1 WHERE sad = $1 AND idx = (SELECT MIN(idx) FROM sad_hashes WHERE sad = $1 AND digest = $2 AND used = 0)",
+                    &[P::S(hash), P::S(d)],
+                )
+                .await?;
+            if used != 1 {
+                return Ok((Some(ConsumeOutcome::HashNotAuthorized), false));
+            }
+        }
+    }
+    c.exec(INSERT_AUDIT, &job.audit.params()).await?;
+    Ok((Some(ConsumeOutcome::Consumed), true))
+}
+
+impl<'a> From<ConsumeSad<'a>> for group::ConsumeJob {
+    /// Owned, so that the request holding the writer can run it for this one (group commit);
+    /// the key handle is compared in SQL in its stored (base64) form.
+    fn from(c: ConsumeSad<'a>) -> Self {
+        group::ConsumeJob {
+            hash: c.hash.to_string(),
+            user_id: c.user_id.to_string(),
+            credential_id: c.credential_id.to_string(),
+            hash_algo: c.hash_algo.to_string(),
+            digests_hex: c.digests_hex,
+            now: c.now,
+            audit: (&c.audit).into(),
+            guard: c.guard.map(|g| (g.token_hash.to_string(), encode(g.key_handle))),
+        }
+    }
+}
