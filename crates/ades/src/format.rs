@@ -21,6 +21,20 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format.
+    pub const ALL: [Format; 4] = [Format::Pades, Format::Cades, Format::Xades, Format::Jades];
+
+    /// The lower-case identifier (`pades`, `cades`, `xades`, `jades`), as `cloudsign sign
+    /// --format` takes it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Format::Cades => "cades",
+            Format::Jades => "jades",
+            Format::Xades => "xades",
+            Format::Pades => "pades",
+        }
+    }
+
     /// The name ETSI gives it (`CAdES`, `JAdES`, `XAdES`, `PAdES`).
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +62,9 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 4] = [Level::BB, Level::BT, Level::BLT, Level::BLTA];
+
     /// B-LT and above carry validation material.
     pub fn long_term(self) -> bool {
         matches!(self, Level::BLT | Level::BLTA)
@@ -83,6 +100,24 @@ pub enum Packaging {
     /// PAdES: a certification signature (DocMDP), the document's first — CSC's
     /// `Certification` envelope property.
     Certification,
+}
+
+impl Packaging {
+    /// Every packaging.
+    pub const ALL: [Packaging; 5] =
+        [Packaging::Detached, Packaging::Attached, Packaging::Enveloped, Packaging::Enveloping, Packaging::Certification];
+
+    /// The lower-case identifier (`detached`, `attached`, `enveloped`, `enveloping`,
+    /// `certification`), as `cloudsign sign --packaging` takes it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Packaging::Detached => "detached",
+            Packaging::Attached => "attached",
+            Packaging::Enveloped => "enveloped",
+            Packaging::Enveloping => "enveloping",
+            Packaging::Certification => "certification",
+        }
+    }
 }
 
 /// The largest DER signature value the key of `certificate` can produce, for `scheme`: it sizes
@@ -176,5 +211,7 @@ mod tests {
         assert!(Level::BB < Level::BT && Level::BT < Level::BLT && Level::BLT < Level::BLTA);
         assert!(Level::BLTA.long_term() && !Level::BT.long_term() && !Level::BB.timestamped());
         assert_eq!(format!("{} {}", Format::Pades.name(), Level::BLTA.name()), "PAdES B-LTA");
+        assert_eq!(Format::ALL.map(Format::id), ["pades", "cades", "xades", "jades"]);
+        assert_eq!(Packaging::ALL.map(Packaging::id).len(), 5);
     }
 }

@@ -322,10 +322,10 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     if json {
                         println!(
                             "{}",
-                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo, "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind, "backend": c.key_backend.as_str(), "authMode": c.auth_mode.as_str(), "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
+                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo.name(), "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind.map(|k| k.as_str()), "backend": c.key_backend.as_str(), "authMode": c.auth_mode.as_str(), "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
                         );
                     } else {
-                        println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo, c.scal, state);
+                        println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo.name(), c.scal, state);
                     }
                 }
             }

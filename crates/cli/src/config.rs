@@ -237,10 +237,12 @@ impl Settings {
             pkcs11: None,
             renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
             renewal_new_key: self.renewal_key.as_deref() == Some("new"),
-            ca_key_backend: match self.ca_backend.as_deref() {
-                Some("pkcs11") => cloudsign_domain::KeyStorage::Pkcs11,
-                _ => cloudsign_domain::KeyStorage::Software,
-            },
+            // An unknown name is refused by `open_service` before this is used.
+            ca_key_backend: self
+                .ca_backend
+                .as_deref()
+                .and_then(cloudsign_domain::KeyStorage::parse)
+                .unwrap_or(cloudsign_domain::KeyStorage::Software),
         }
     }
 

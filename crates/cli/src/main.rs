@@ -124,7 +124,7 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
     let url = settings.database_url();
     let store = Store::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
     if let Some(b) = settings.ca_backend.as_deref() {
-        anyhow::ensure!(b == "software" || b == "pkcs11", "ca_backend is software or pkcs11, not {b:?}");
+        anyhow::ensure!(cloudsign_domain::KeyStorage::parse(b).is_some(), "ca_backend is software or pkcs11, not {b:?}");
     }
     let mut cfg = settings.domain();
     cfg.pkcs11 = settings.pkcs11()?;

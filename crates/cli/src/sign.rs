@@ -6,81 +6,19 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
-use cloudsign_ades::format;
+use cloudsign_ades::format::{Format, Level, Packaging};
 use cloudsign_client::signer::{self, Interaction, Progress, Secret, SignError, SignRequest, SignedFile};
 use zeroize::Zeroizing;
 
-/// `--format` (clap's spelling of `cloudsign_ades::Format`).
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum Format {
-    /// PDF (ETSI EN 319 142), the signature inside the PDF.
-    Pades,
-    /// CMS (ETSI EN 319 122), any file.
-    Cades,
-    /// XML (ETSI EN 319 132).
-    Xades,
-    /// JWS (ETSI TS 119 182-1), any file as the detached payload.
-    Jades,
-}
-
-impl From<Format> for format::Format {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Pades => format::Format::Pades,
-            Format::Cades => format::Format::Cades,
-            Format::Xades => format::Format::Xades,
-            Format::Jades => format::Format::Jades,
-        }
-    }
-}
-
-/// `--level`.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub enum Level {
-    #[value(name = "B-B")]
-    BB,
-    #[value(name = "B-T")]
-    BT,
-    #[value(name = "B-LT")]
-    BLt,
-    #[value(name = "B-LTA")]
-    BLta,
-}
-
-impl From<Level> for format::Level {
-    fn from(l: Level) -> Self {
-        match l {
-            Level::BB => format::Level::BB,
-            Level::BT => format::Level::BT,
-            Level::BLt => format::Level::BLT,
-            Level::BLta => format::Level::BLTA,
-        }
-    }
-}
-
-/// `--packaging`.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum Packaging {
-    /// The signature in its own file, the data untouched.
-    Detached,
-    /// The data inside the signature (CAdES).
-    Attached,
-    /// The signature inside the document (PAdES, XAdES).
-    Enveloped,
-    /// The document inside the signature (XAdES).
-    Enveloping,
-}
-
-impl From<Packaging> for format::Packaging {
-    fn from(p: Packaging) -> Self {
-        match p {
-            Packaging::Detached => format::Packaging::Detached,
-            Packaging::Attached => format::Packaging::Attached,
-            Packaging::Enveloped => format::Packaging::Enveloped,
-            Packaging::Enveloping => format::Packaging::Enveloping,
-        }
-    }
+/// A clap parser for one of the `cloudsign_ades::format` enums, by the names the enum itself
+/// gives (so `--help` lists them and there is no second definition of the values here).
+fn by_name<T: Copy + Send + Sync + 'static>(all: &'static [T], name: fn(T) -> &'static str) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(all.iter().map(|v| name(*v))).map(move |s| {
+        // PossibleValuesParser has already refused anything but these names.
+        all.iter().copied().find(|v| name(*v) == s).unwrap_or(all[0])
+    })
 }
 
 /// `--api`.
@@ -89,6 +27,9 @@ pub enum Api {
     V1,
     V2,
 }
+
+/// `--packaging`: a certification signature is asked for with `--certify`, not as a packaging.
+const CLI_PACKAGINGS: [Packaging; 4] = [Packaging::Detached, Packaging::Attached, Packaging::Enveloped, Packaging::Enveloping];
 
 #[derive(Args)]
 pub struct SignArgs {
@@ -105,13 +46,13 @@ pub struct SignArgs {
     #[arg(long)]
     credential: String,
     /// Signature format (default: pades for .pdf files, cades otherwise).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = by_name(&Format::ALL, Format::id))]
     format: Option<Format>,
     /// AdES level (default B-T; JAdES B-B).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = by_name(&Level::ALL, Level::name))]
     level: Option<Level>,
     /// Packaging (defaults: PAdES inside the PDF, CAdES and JAdES detached).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = by_name(&CLI_PACKAGINGS, Packaging::id))]
     packaging: Option<Packaging>,
     /// PAdES: make a certification signature (DocMDP) allowing 1: no changes, 2: filling in
     /// forms and signing, 3: those and annotations. Only as the document's first signature.
@@ -183,9 +124,9 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         },
         user: a.user,
         credential: a.credential,
-        format: a.format.map(Into::into),
-        level: a.level.map(Into::into),
-        packaging: a.packaging.map(Into::into),
+        format: a.format,
+        level: a.level,
+        packaging: a.packaging,
         certify: a.certify,
         sigd: a.sigd,
         out: a.out,

@@ -5,6 +5,7 @@
 
 use cloudsign_asn1::KeyAlgorithm;
 use cloudsign_keys::KeyBackendKind;
+use cloudsign_store::Outcome;
 use cloudsign_store::{CertState, CredentialRow, UserRow};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -22,14 +23,8 @@ const SOLE_CONTROL_MIN_PIN: usize = 8;
 const SOLE_CONTROL_PIN_RULE: &str =
     "sole-control PINs need at least 8 characters: with a copy of the database and the key-encryption key, a PIN can be guessed offline";
 
-/// Second factor of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtpKind {
-    /// RFC 6238 TOTP from an authenticator app.
-    Totp,
-    /// A code the service sends on `credentials/getChallenge`.
-    Online,
-}
+/// Second factor of a credential (the store's type: one definition).
+pub use cloudsign_store::OtpKind;
 
 /// `admin credential add`.
 pub struct NewCredential {
@@ -133,7 +128,7 @@ impl Service {
             cloudsign_store::StoreError::Conflict => Error::invalid(format!("user {name} already exists")),
             other => other.into(),
         })?;
-        self.audit("admin", "admin.user.add", "ok", None, json!({"user": name})).await
+        self.audit("admin", "admin.user.add", Outcome::Ok, None, json!({"user": name})).await
     }
 
     /// Enable or disable a user (disabling revokes the user's tokens).
@@ -141,7 +136,8 @@ impl Service {
         if !self.store.set_user_disabled(name, disabled).await? {
             return Err(Error::invalid(format!("no user {name}")));
         }
-        self.audit("admin", if disabled { "admin.user.disable" } else { "admin.user.enable" }, "ok", None, json!({"user": name})).await
+        self.audit("admin", if disabled { "admin.user.disable" } else { "admin.user.enable" }, Outcome::Ok, None, json!({"user": name}))
+            .await
     }
 
     /// Delete a user, its credentials (keys included), tokens and SADs.
@@ -151,7 +147,7 @@ impl Service {
             self.forget_key(&c.id);
         }
         self.store.delete_user(name).await?;
-        self.audit("admin", "admin.user.delete", "ok", None, json!({"user": name})).await
+        self.audit("admin", "admin.user.delete", Outcome::Ok, None, json!({"user": name})).await
     }
 
     /// Create a credential: generate the key in the keystore, have the CA certify it, and
@@ -200,7 +196,7 @@ impl Service {
 
         let (otp_kind, otp_secret, otpauth) = match req.otp {
             None => (None, None, None),
-            Some(OtpKind::Online) => (Some("online".to_string()), None, None),
+            Some(OtpKind::Online) => (Some(OtpKind::Online), None, None),
             Some(OtpKind::Totp) => {
                 let secret = Zeroizing::new(random_bytes(20)?);
                 let sealed = self.keystore.seal(&secret, &otp_binding(&id))?;
@@ -212,13 +208,13 @@ impl Service {
                     crate::secrets::TOTP_DIGITS,
                     crate::secrets::TOTP_PERIOD
                 ));
-                (Some("totp".to_string()), Some(sealed), Some(uri))
+                (Some(OtpKind::Totp), Some(sealed), Some(uri))
             }
         };
         let row = CredentialRow {
             id: id.clone(),
             user_id: user.id.clone(),
-            key_algo: req.key.name().into(),
+            key_algo: req.key,
             key_handle: handle,
             cert: cert.clone(),
             scal: i64::from(req.scal),
@@ -243,9 +239,9 @@ impl Service {
         self.audit(
             "admin",
             "admin.credential.add",
-            "ok",
+            Outcome::Ok,
             Some(&id),
-            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "soleControl": req.sole_control, "multisign": req.multisign, "otp": row.otp_kind, "serial": cert.serial_hex}),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "soleControl": req.sole_control, "multisign": req.multisign, "otp": row.otp_kind.map(|k| k.as_str()), "serial": cert.serial_hex}),
         )
         .await?;
         Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })
@@ -257,7 +253,8 @@ impl Service {
             return Err(Error::invalid(format!("no credential {id}")));
         }
         self.forget_key(id);
-        self.audit("admin", if disabled { "admin.credential.disable" } else { "admin.credential.enable" }, "ok", Some(id), json!({})).await
+        self.audit("admin", if disabled { "admin.credential.disable" } else { "admin.credential.enable" }, Outcome::Ok, Some(id), json!({}))
+            .await
     }
 
     /// Revoke a credential's certificate (final). `reason` is an RFC 5280 CRLReason name:
@@ -277,7 +274,7 @@ impl Service {
             return Err(Error::invalid(format!("no credential {id} with a valid or suspended certificate")));
         }
         self.forget_key(id);
-        self.audit("admin", "admin.credential.revoke", "ok", Some(id), json!({"reason": reason})).await
+        self.audit("admin", "admin.credential.revoke", Outcome::Ok, Some(id), json!({"reason": reason})).await
     }
 
     /// Suspend a credential's certificate (CRLReason certificateHold) until resumed.
@@ -285,7 +282,7 @@ impl Service {
         if !self.store.set_cert_status(id, &[CertState::Valid], CertState::Suspended, Some(6), now()).await? {
             return Err(Error::invalid(format!("no credential {id} with a valid certificate")));
         }
-        self.audit("admin", "admin.credential.suspend", "ok", Some(id), json!({})).await
+        self.audit("admin", "admin.credential.suspend", Outcome::Ok, Some(id), json!({})).await
     }
 
     /// Lift a suspension.
@@ -293,7 +290,7 @@ impl Service {
         if !self.store.set_cert_status(id, &[CertState::Suspended], CertState::Valid, None, now()).await? {
             return Err(Error::invalid(format!("no suspended credential {id}")));
         }
-        self.audit("admin", "admin.credential.resume", "ok", Some(id), json!({})).await
+        self.audit("admin", "admin.credential.resume", Outcome::Ok, Some(id), json!({})).await
     }
 
     /// Unlock a credential locked by failed attempts.
@@ -301,7 +298,7 @@ impl Service {
         if !self.store.unlock_credential(id).await? {
             return Err(Error::invalid(format!("no credential {id}")));
         }
-        self.audit("admin", "admin.credential.unlock", "ok", Some(id), json!({})).await
+        self.audit("admin", "admin.credential.unlock", Outcome::Ok, Some(id), json!({})).await
     }
 
     /// Delete a credential and its key.
@@ -313,7 +310,7 @@ impl Service {
             return Err(Error::invalid(format!("no credential {id}")));
         }
         self.forget_key(id);
-        self.audit("admin", "admin.credential.delete", "ok", Some(id), json!({})).await
+        self.audit("admin", "admin.credential.delete", Outcome::Ok, Some(id), json!({})).await
     }
 
     /// Change a credential's PIN: the current PIN is checked (and counted, like an
@@ -353,7 +350,7 @@ impl Service {
         let pin_hash = tokio::task::spawn_blocking(move || hash_secret(&new, cost)).await.map_err(|e| Error::Internal(e.to_string()))??;
         self.store.update_credential_pin(id, &pin_hash, pin_format, &handle, salt.as_deref()).await?;
         self.forget_key(id);
-        self.audit("admin", "admin.credential.change-pin", "ok", Some(id), json!({"soleControl": salt.is_some()})).await
+        self.audit("admin", "admin.credential.change-pin", Outcome::Ok, Some(id), json!({"soleControl": salt.is_some()})).await
     }
 
     /// Renew a credential's certificate (same subject, a fresh validity period). With the same
@@ -370,7 +367,7 @@ impl Service {
             return Err(Error::invalid("a sole-control key is opened only with the PIN: renew it with the same key"));
         }
         let user = self.store.user_by_id(&row.user_id).await?.ok_or_else(|| Error::Internal("credential without owner".into()))?;
-        let algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+        let algorithm = row.key_algo;
         let (cert, handle) = if new_key {
             let backend = self.backend_of(row.key_backend)?;
             let binding = credential_key_binding(id);
@@ -412,7 +409,7 @@ impl Service {
         self.audit(
             actor,
             "credential.renew",
-            "ok",
+            Outcome::Ok,
             Some(id),
             json!({"oldSerial": row.cert.serial_hex, "serial": cert.serial_hex, "notAfter": cert.not_after, "newKey": new_key}),
         )
@@ -441,7 +438,7 @@ impl Service {
                 Ok(_) => renewed += 1,
                 Err(e) => {
                     tracing::warn!(credential = %row.id, error = %e, "certificate renewal failed");
-                    self.audit("system", "credential.renew", "failed", Some(&row.id), json!({"error": e.to_string()})).await?;
+                    self.audit("system", "credential.renew", Outcome::Failed, Some(&row.id), json!({"error": e.to_string()})).await?;
                 }
             }
         }

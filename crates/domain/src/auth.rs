@@ -1,6 +1,7 @@
 //! Service authorization (CSC v2 §8.2, §11.2, §11.3): password login, refresh tokens, bearer
 //! resolution and revocation.
 
+use cloudsign_store::Outcome;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -37,7 +38,7 @@ impl Service {
     ) -> Result<Tokens> {
         let user = self.check_password(ctx, user_name, password, "auth.login").await?;
         let tokens = self.issue_tokens(&user.id, remember_me, None).await?;
-        self.audit(&user.name, "auth.login", "ok", None, json!({"client": ctx.client, "rememberMe": remember_me})).await?;
+        self.audit(&user.name, "auth.login", Outcome::Ok, None, json!({"client": ctx.client, "rememberMe": remember_me})).await?;
         Ok(tokens)
     }
 
@@ -61,8 +62,14 @@ impl Service {
             && let LoginAttempt::Throttled { retry_after } =
                 self.store.begin_login_attempt(&u.id, now(), LOGIN_FREE_FAILURES, LOGIN_MAX_DELAY_SECONDS).await?
         {
-            self.audit(user_name, event, "refused", None, json!({"client": ctx.client, "reason": "throttled", "retryAfter": retry_after}))
-                .await?;
+            self.audit(
+                user_name,
+                event,
+                Outcome::Refused,
+                None,
+                json!({"client": ctx.client, "reason": "throttled", "retryAfter": retry_after}),
+            )
+            .await?;
             return Err(Error::Throttled { retry_after: retry_after as u64 });
         }
         let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_password_hash().to_string());
@@ -73,7 +80,7 @@ impl Service {
                 Ok(u)
             }
             _ => {
-                self.audit(user_name, event, "refused", None, json!({"client": ctx.client})).await?;
+                self.audit(user_name, event, Outcome::Refused, None, json!({"client": ctx.client})).await?;
                 Err(Error::AuthenticationFailed)
             }
         }
@@ -83,12 +90,12 @@ impl Service {
     /// working and a new one is returned with the new access token.
     pub async fn login_refresh(&self, ctx: &RequestContext, refresh_token: &str) -> Result<Tokens> {
         let Some(user_id) = self.store.consume_refresh_token(&token_hash(refresh_token), None, now()).await? else {
-            self.audit("-", "auth.login", "refused", None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
+            self.audit("-", "auth.login", Outcome::Refused, None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
             return Err(Error::invalid("Invalid refresh_token"));
         };
         let user = self.store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or_else(|| Error::invalid("Invalid refresh_token"))?;
         let tokens = self.issue_tokens(&user.id, true, None).await?;
-        self.audit(&user.name, "auth.login", "ok", None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
+        self.audit(&user.name, "auth.login", Outcome::Ok, None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
         Ok(tokens)
     }
 
@@ -100,16 +107,8 @@ impl Service {
         let parent = refresh_token.as_deref().map(token_hash);
         if let Some(hash) = &parent {
             let expires_at = t + self.cfg.refresh_token_ttl as i64;
-            let token = NewToken {
-                hash,
-                kind: TokenKind::Refresh.as_str(),
-                user_id,
-                parent: None,
-                client_id,
-                credential_id: None,
-                expires_at,
-                now: t,
-            };
+            let token =
+                NewToken { hash, kind: TokenKind::Refresh, user_id, parent: None, client_id, credential_id: None, expires_at, now: t };
             self.store.insert_token(&token).await?;
         }
         let access_token = new_token()?;
@@ -117,7 +116,7 @@ impl Service {
         let expires_at = t + self.cfg.access_token_ttl as i64;
         let token = NewToken {
             hash: &hash,
-            kind: TokenKind::Access.as_str(),
+            kind: TokenKind::Access,
             user_id,
             parent: parent.as_deref(),
             client_id,
@@ -169,7 +168,14 @@ impl Service {
             return Err(Error::invalid("Invalid parameter token_type_hint"));
         }
         let found = self.store.revoke_token(&token_hash(token), &session.user_id).await?;
-        self.audit(&session.user_name, "auth.revoke", if found { "ok" } else { "refused" }, None, json!({"client": ctx.client})).await?;
+        self.audit(
+            &session.user_name,
+            "auth.revoke",
+            if found { Outcome::Ok } else { Outcome::Refused },
+            None,
+            json!({"client": ctx.client}),
+        )
+        .await?;
         if !found {
             return Err(Error::invalid("Invalid parameter token"));
         }

@@ -2,7 +2,8 @@
 //! (§11.6 authorize, §11.8 getChallenge, §11.9 extendTransaction).
 
 use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm};
-use cloudsign_store::{CertState, ConsumeOutcome, CredentialRow, NewSad, TokenKind};
+use cloudsign_store::Outcome;
+use cloudsign_store::{CertState, ConsumeOutcome, CredentialRow, NewSad, OtpKind, TokenKind};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -147,8 +148,8 @@ const PIN: AuthFactor = AuthFactor {
 
 pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
     let mut factors = vec![AuthFactor { format: if row.pin_format == "A" { "A" } else { "N" }, ..PIN }];
-    match row.otp_kind.as_deref() {
-        Some("totp") => factors.push(AuthFactor {
+    match row.otp_kind {
+        Some(OtpKind::Totp) => factors.push(AuthFactor {
             id: "OTP",
             kind: FactorKind::Password,
             format: "N",
@@ -156,7 +157,7 @@ pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
             label: "One-time code",
             description: "The 6-digit code from your authenticator app",
         }),
-        Some("online") => factors.push(AuthFactor {
+        Some(OtpKind::Online) => factors.push(AuthFactor {
             id: "OTP",
             kind: FactorKind::ChallengeResponse,
             format: "N",
@@ -194,8 +195,7 @@ impl Service {
             CertState::Valid if t < row.cert.not_before || t >= row.cert.not_after => CertStatus::Expired,
             CertState::Valid => CertStatus::Valid,
         };
-        let key_algorithm =
-            KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", row.key_algo)))?;
+        let key_algorithm = row.key_algo;
         Ok(CredentialView {
             id: row.id.clone(),
             description: row.description.clone(),
@@ -272,7 +272,7 @@ impl Service {
                 self.audit(
                     &session.user_name,
                     "credentials.authorize",
-                    "refused",
+                    Outcome::Refused,
                     Some(&credential_id),
                     json!({"client": ctx.client, "reason": e.to_string()}),
                 )
@@ -345,7 +345,7 @@ impl Service {
         self.audit(
             &session.user_name,
             "credentials.authorize",
-            "ok",
+            Outcome::Ok,
             Some(&row.id),
             json!({"client": ctx.client, "clientData": ctx.client_data, "numSignatures": input.num_signatures, "hashes": digests_hex, "hashAlgorithmOID": input.hashes.as_ref().map(|h| h.algorithm.oid())}),
         )
@@ -383,7 +383,7 @@ impl Service {
         self.audit(
             &session.user_name,
             "credentials.authorize",
-            "refused",
+            Outcome::Refused,
             Some(&row.id),
             json!({"client": ctx.client, "reason": reason, "locked": locked}),
         )
@@ -393,15 +393,15 @@ impl Service {
     }
 
     async fn verify_otp(&self, row: &CredentialRow, code: &str) -> Result<bool> {
-        match row.otp_kind.as_deref() {
-            Some("totp") => {
+        match row.otp_kind {
+            Some(OtpKind::Totp) => {
                 let sealed = row.otp_secret.as_deref().ok_or_else(|| Error::Internal("damaged OTP record".into()))?;
                 let secret = self.keystore.open(sealed, &otp_binding(&row.id))?;
                 let Some(step) = totp_match(&secret, code, now()) else { return Ok(false) };
                 // RFC 6238 §5.2: each code is accepted once; later steps only.
                 Ok(self.store.use_totp_step(&row.id, step).await?)
             }
-            Some("online") => {
+            Some(OtpKind::Online) => {
                 let Some((hash, expires_at)) = self.store.take_otp_challenge(&row.id).await? else { return Ok(false) };
                 Ok(expires_at > now() && ct_eq(online_otp_hash(&row.id, code).as_bytes(), hash.as_bytes()))
             }
@@ -414,14 +414,14 @@ impl Service {
     pub async fn get_challenge(&self, session: &Session, ctx: &RequestContext, credential_id: &str, auth_object_id: &str) -> Result<()> {
         let row = self.own_credential(session, credential_id).await?;
         self.check_usable(&row)?;
-        if row.otp_kind.as_deref() != Some("online") || auth_object_id != "OTP" {
+        if row.otp_kind != Some(OtpKind::Online) || auth_object_id != "OTP" {
             return Err(Error::invalid("Invalid parameter authObjectID: no challenge-response object with this id"));
         }
         let n = u32::from_be_bytes(random_bytes(4)?.try_into().map_err(|_| Error::Internal("random".into()))?);
         let code = Zeroizing::new(format!("{:06}", n % 1_000_000));
         self.store.put_otp_challenge(&row.id, &online_otp_hash(&row.id, &code), now() + self.cfg.otp_ttl as i64).await?;
         self.otp_sender.send(&session.user_name, &row.id, &code).map_err(|e| Error::Unavailable(format!("OTP delivery failed: {e}")))?;
-        self.audit(&session.user_name, "credentials.getChallenge", "ok", Some(&row.id), json!({"client": ctx.client})).await?;
+        self.audit(&session.user_name, "credentials.getChallenge", Outcome::Ok, Some(&row.id), json!({"client": ctx.client})).await?;
         Ok(())
     }
 
@@ -482,7 +482,7 @@ impl Service {
         self.audit(
             &session.user_name,
             "credentials.extendTransaction",
-            if result.is_ok() { "ok" } else { "refused" },
+            if result.is_ok() { Outcome::Ok } else { Outcome::Refused },
             Some(&row.id),
             json!({"client": ctx.client, "remaining": remaining, "hashes": extra}),
         )

@@ -12,7 +12,7 @@ use cloudsign_keys::software::SoftwareKeystore;
 use cloudsign_keys::{KeyBackend, KeyBackendKind, KeyBackends, SigningKey};
 use cloudsign_pki::tsa::Tsa;
 use cloudsign_pki::{CA_KEY, CaNames, IssuingCa, ca_key_binding};
-use cloudsign_store::{CaRow, CertState, CredentialRow, NewAudit, Store};
+use cloudsign_store::{CaRow, CertState, CredentialRow, NewAudit, Outcome, Store};
 
 use crate::otp::{OtpSender, OutboxSender};
 use crate::secrets::Argon2Cost;
@@ -406,8 +406,7 @@ impl Service {
                 cache.remove(&cred.id);
             }
         }
-        let algorithm =
-            KeyAlgorithm::from_name(&cred.key_algo).ok_or_else(|| Error::Internal(format!("unknown key type {}", cred.key_algo)))?;
+        let algorithm = cred.key_algo;
         let binding = credential_key_binding(&cred.id);
         let backend = self.backend_of(cred.key_backend)?;
         // A backend that blocks (an HSM) is called off the async workers.
@@ -465,7 +464,7 @@ impl Service {
         &self,
         actor: &str,
         event: &str,
-        outcome: &str,
+        outcome: Outcome,
         credential_id: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<()> {

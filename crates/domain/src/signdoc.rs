@@ -7,6 +7,7 @@
 use cloudsign_ades::{cades, format, jades, pades, xades};
 use cloudsign_asn1::SignAlgorithm;
 use cloudsign_pki::tsa::Request;
+use cloudsign_store::Outcome;
 
 use std::sync::Arc;
 
@@ -111,7 +112,7 @@ impl Service {
             self.audit(
                 &session.user_name,
                 "signatures.signDoc",
-                "failed",
+                Outcome::Failed,
                 Some(&row.id),
                 serde_json::json!({"client": ctx.client, "error": e.to_string()}),
             )

@@ -2,6 +2,7 @@
 //! SAD is touched; the SAD is consumed (with its audit record) in one transaction before any
 //! signature is made, so a refused request signs nothing and a count is never exceeded.
 
+use cloudsign_store::Outcome;
 use std::sync::Arc;
 
 use cloudsign_asn1::{KeyAlgorithm, SignAlgorithm};
@@ -45,8 +46,14 @@ impl Service {
         if let Err(e) = &result
             && !matches!(e, Error::Internal(_) | Error::Unavailable(_))
         {
-            self.audit(&session.user_name, event, "refused", Some(credential_id), json!({"client": ctx.client, "reason": e.to_string()}))
-                .await?;
+            self.audit(
+                &session.user_name,
+                event,
+                Outcome::Refused,
+                Some(credential_id),
+                json!({"client": ctx.client, "reason": e.to_string()}),
+            )
+            .await?;
         }
         result
     }
@@ -183,7 +190,8 @@ impl Service {
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
         let t = now();
-        let audit = NewAudit { at: t, actor: &session.user_name, event, outcome: "ok", credential_id: Some(&row.id), detail: &detail };
+        let audit =
+            NewAudit { at: t, actor: &session.user_name, event, outcome: Outcome::Ok, credential_id: Some(&row.id), detail: &detail };
         let consume = ConsumeSad {
             hash: sad_hash,
             user_id: &session.user_id,
@@ -248,7 +256,7 @@ impl Service {
                 self.audit(
                     &session.user_name,
                     "signatures.signHash",
-                    "failed",
+                    Outcome::Failed,
                     Some(&row.id),
                     json!({"client": ctx.client, "error": e.to_string()}),
                 )
@@ -265,7 +273,7 @@ fn check_request(row: &CredentialRow, input: &SignHashInput) -> Result<KeyAlgori
 }
 
 pub(crate) fn check_scheme(row: &CredentialRow, scheme: SignAlgorithm, digests: &[Vec<u8>]) -> Result<KeyAlgorithm> {
-    let key_algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+    let key_algorithm = row.key_algo;
     if !key_algorithm.schemes().contains(&scheme) {
         return Err(Error::invalid(format!(
             "Invalid parameter signAlgo: {} is not usable with this {} key",

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cloudsign_asn1::{KeyAlgorithm, b64};
+use cloudsign_asn1::b64;
 use cloudsign_keys::SigningKey;
 use cloudsign_keys::software::{SoftwareKeystore, open_with_key, seal_with_key};
 use cloudsign_store::CredentialRow;
@@ -86,7 +86,7 @@ impl Service {
     /// The signing key of a sole-control credential, from the PIN key a SAD carried. Never
     /// cached: without the SAD, the key cannot be opened again.
     pub(crate) fn sole_signing_key(&self, row: &CredentialRow, pin_key: &[u8]) -> Result<Arc<dyn SigningKey>> {
-        let algorithm = KeyAlgorithm::from_name(&row.key_algo).ok_or_else(|| Error::Internal("unknown key type".into()))?;
+        let algorithm = row.key_algo;
         let pkcs8 = self.open_sole(row, pin_key)?;
         Ok(SoftwareKeystore::key_from_pkcs8_der(algorithm, &pkcs8)?)
     }

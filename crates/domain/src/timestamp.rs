@@ -3,6 +3,7 @@
 
 use cloudsign_asn1::HashAlgorithm;
 use cloudsign_pki::tsa::{Failure, Request};
+use cloudsign_store::Outcome;
 use serde_json::json;
 
 use crate::{Error, RequestContext, Result, Service, Session};
@@ -41,7 +42,7 @@ impl Service {
         self.audit(
             &session.user_name,
             "signatures.timestamp",
-            "ok",
+            Outcome::Ok,
             None,
             json!({"client": ctx.client, "hashAlgo": hash.oid(), "hash": imprint}),
         )
@@ -60,7 +61,7 @@ impl Service {
             Ok(r) => json!({"client": ctx.client, "hashAlgo": r.hash.oid(), "hash": crate::secrets::hex(&r.digest)}),
             Err(f) => json!({"client": ctx.client, "reason": f.text()}),
         };
-        self.audit("-", "tsa.timestamp", if parsed.is_ok() { "ok" } else { "refused" }, None, detail).await?;
+        self.audit("-", "tsa.timestamp", if parsed.is_ok() { Outcome::Ok } else { Outcome::Refused }, None, detail).await?;
         Ok(response)
     }
 }

@@ -3,6 +3,31 @@
 use crate::db::{Conn, P};
 use crate::{Result, Store};
 
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Refused: bad input, a wrong factor, a policy that says no.
+    Refused,
+    /// Accepted, then failed inside the service (a signing or renewal error).
+    Failed,
+    /// The signer said no on the consent page.
+    Denied,
+}
+
+impl Outcome {
+    /// The stored name (`ok`, `refused`, `failed`, `denied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::Denied => "denied",
+        }
+    }
+}
+
 /// An audit event.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -14,7 +39,8 @@ pub struct AuditEvent {
     pub actor: String,
     /// What: `auth.login`, `credentials.authorize`, `signatures.signHash`, `admin.user.add`, ...
     pub event: String,
-    /// `ok` or `refused`/`failed`.
+    /// `ok`, `refused`, `failed` or `denied` ([`Outcome::as_str`]); read as text, so that
+    /// records of any version can be listed.
     pub outcome: String,
     /// The credential concerned, if any.
     pub credential_id: Option<String>,
@@ -32,7 +58,7 @@ pub struct NewAudit<'a> {
     /// What.
     pub event: &'a str,
     /// Outcome.
-    pub outcome: &'a str,
+    pub outcome: Outcome,
     /// Credential.
     pub credential_id: Option<&'a str>,
     /// JSON detail.
@@ -43,7 +69,8 @@ pub(crate) const INSERT_AUDIT: &str =
     "INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)";
 
 async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<()> {
-    c.exec(INSERT_AUDIT, &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome), P::OS(e.credential_id), P::S(e.detail)]).await?;
+    c.exec(INSERT_AUDIT, &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome.as_str()), P::OS(e.credential_id), P::S(e.detail)])
+        .await?;
     Ok(())
 }
 

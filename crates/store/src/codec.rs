@@ -49,6 +49,15 @@ impl StoredName for cloudsign_keys::KeyBackendKind {
     }
 }
 
+impl StoredName for cloudsign_asn1::KeyAlgorithm {
+    fn stored(self) -> &'static str {
+        self.name()
+    }
+    fn from_stored(name: &str) -> Option<Self> {
+        Self::from_name(name)
+    }
+}
+
 impl Row {
     /// A base64 TEXT column as bytes.
     pub(crate) fn bytes(&self, col: &str) -> Result<Vec<u8>> {
@@ -65,5 +74,12 @@ impl Row {
     pub(crate) fn name<T: StoredName>(&self, col: &str) -> Result<T> {
         let text = self.str(col)?;
         T::from_stored(&text).ok_or_else(|| StoreError::Db(format!("column {col}: unknown value {text:?}")))
+    }
+
+    /// A nullable TEXT column holding an enum's name.
+    pub(crate) fn opt_name<T: StoredName>(&self, col: &str) -> Result<Option<T>> {
+        self.opt_str(col)?
+            .map(|text| T::from_stored(&text).ok_or_else(|| StoreError::Db(format!("column {col}: unknown value {text:?}"))))
+            .transpose()
     }
 }

@@ -1,6 +1,7 @@
 //! `credentials` (keys, certificates, PIN and OTP state, attempt counting, TOTP replay),
 //! `cert_history` (certificates a renewal replaced) and `otp_challenges` (pending online OTPs).
 
+use cloudsign_asn1::KeyAlgorithm;
 use cloudsign_keys::KeyBackendKind;
 
 use crate::ca::{CertRow, cert_row};
@@ -77,6 +78,34 @@ impl StoredName for AuthMode {
     }
 }
 
+/// A credential's one-time password, besides its PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpKind {
+    /// RFC 6238 TOTP from an authenticator app (CSC `generator` "totp", an offline OTP).
+    Totp,
+    /// A code the service sends on `credentials/getChallenge` / `sendOTP` (an online OTP).
+    Online,
+}
+
+impl OtpKind {
+    /// The stored name (`totp`, `online`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Online => "online",
+        }
+    }
+}
+
+impl StoredName for OtpKind {
+    fn stored(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_stored(name: &str) -> Option<Self> {
+        [Self::Totp, Self::Online].into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// A signing credential.
 #[derive(Debug, Clone)]
 pub struct CredentialRow {
@@ -84,8 +113,8 @@ pub struct CredentialRow {
     pub id: String,
     /// Owner.
     pub user_id: String,
-    /// Key type name (`ecdsa-p256`, ...).
-    pub key_algo: String,
+    /// Key type (stored by name: `ecdsa-p256`, ...).
+    pub key_algo: KeyAlgorithm,
     /// The key's handle in its backend (software: the sealed key; PKCS#11: the key's CKA_ID).
     pub key_handle: Vec<u8>,
     /// The end-entity certificate.
@@ -98,8 +127,8 @@ pub struct CredentialRow {
     pub pin_hash: String,
     /// `N` (digits only) or `A`.
     pub pin_format: String,
-    /// `totp`, `online` or none.
-    pub otp_kind: Option<String>,
+    /// The second factor, if any.
+    pub otp_kind: Option<OtpKind>,
     /// Sealed TOTP secret.
     pub otp_secret: Option<Vec<u8>>,
     /// Consecutive failed (or in-flight) authorization attempts.
@@ -135,14 +164,14 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
     Ok(CredentialRow {
         id: r.str("id")?,
         user_id: r.str("user_id")?,
-        key_algo: r.str("key_algo")?,
+        key_algo: r.name("key_algo")?,
         key_handle: r.bytes("key_handle")?,
         cert: cert_row(r)?,
         scal: r.i64("scal")?,
         multisign: r.i64("multisign")?,
         pin_hash: r.str("pin_hash")?,
         pin_format: r.str("pin_format")?,
-        otp_kind: r.opt_str("otp_kind")?,
+        otp_kind: r.opt_name("otp_kind")?,
         otp_secret: r.opt_bytes("otp_secret")?,
         failed_attempts: r.i64("failed_attempts")?,
         locked: r.flag("locked")?,
@@ -175,7 +204,7 @@ impl Store {
                 &[
                     P::S(&c.id),
                     P::S(&c.user_id),
-                    P::S(&c.key_algo),
+                    P::S(c.key_algo.stored()),
                     P::S(&handle),
                     P::S(&der),
                     P::S(&c.cert.serial_hex),
@@ -187,7 +216,7 @@ impl Store {
                     P::I(c.multisign),
                     P::S(&c.pin_hash),
                     P::S(&c.pin_format),
-                    P::OS(c.otp_kind.as_deref()),
+                    P::OS(c.otp_kind.map(OtpKind::as_str)),
                     P::OS(otp_secret.as_deref()),
                     P::OS(c.description.as_deref()),
                     P::I(c.created_at),

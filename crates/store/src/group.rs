@@ -40,7 +40,7 @@ pub(crate) struct OwnedAudit {
     pub(crate) at: i64,
     pub(crate) actor: String,
     pub(crate) event: String,
-    pub(crate) outcome: String,
+    pub(crate) outcome: crate::Outcome,
     pub(crate) credential_id: Option<String>,
     pub(crate) detail: String,
 }
@@ -175,7 +175,7 @@ impl From<&crate::NewAudit<'_>> for OwnedAudit {
             at: a.at,
             actor: a.actor.to_string(),
             event: a.event.to_string(),
-            outcome: a.outcome.to_string(),
+            outcome: a.outcome,
             credential_id: a.credential_id.map(str::to_string),
             detail: a.detail.to_string(),
         }
@@ -184,7 +184,14 @@ impl From<&crate::NewAudit<'_>> for OwnedAudit {
 
 impl OwnedAudit {
     pub(crate) fn params(&self) -> [P<'_>; 6] {
-        [P::I(self.at), P::S(&self.actor), P::S(&self.event), P::S(&self.outcome), P::OS(self.credential_id.as_deref()), P::S(&self.detail)]
+        [
+            P::I(self.at),
+            P::S(&self.actor),
+            P::S(&self.event),
+            P::S(self.outcome.as_str()),
+            P::OS(self.credential_id.as_deref()),
+            P::S(&self.detail),
+        ]
     }
 }
 
@@ -209,7 +216,7 @@ mod tests {
     }
 
     async fn consume(store: Store, hash: &'static str, digest: &'static str) -> ConsumeOutcome {
-        let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: "ok", credential_id: Some("c"), detail: "{}" };
+        let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: crate::Outcome::Ok, credential_id: Some("c"), detail: "{}" };
         let consume = ConsumeSad {
             hash,
             user_id: "u",

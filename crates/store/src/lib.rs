@@ -51,11 +51,11 @@ mod tests;
 mod tokens;
 mod users;
 
-pub use audit::{AuditEvent, NewAudit};
+pub use audit::{AuditEvent, NewAudit, Outcome};
 pub use ca::{CaRow, CertRow, RevokedCert};
 pub use cloudsign_keys::KeyBackendKind;
-pub use credentials::{AuthMode, CertState, CredentialRow};
-pub use oauth::{ClientRow, CodeIssue, CodeRow, OAuthRequestRow, Redeemed};
+pub use credentials::{AuthMode, CertState, CredentialRow, OtpKind};
+pub use oauth::{ClientRow, CodeIssue, CodeRow, OAuthRequestRow, Redeemed, RequestKind};
 pub use sad::{ConsumeOutcome, ConsumeSad, NewSad, SadGuard, SadRow};
 pub use tokens::{NewToken, TokenKind, TokenRow};
 pub use users::{LoginAttempt, UserRow};

@@ -6,6 +6,25 @@ use crate::sad::{NewSad, insert_sad};
 use crate::tokens::{NewToken, insert_token};
 use crate::{Result, Store};
 
+/// What a pending authorization request (`oauth_requests`) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A pushed authorization request (RFC 9126), waiting for its `request_uri` to be used.
+    Par,
+    /// An authorization in progress in the signer's browser (login, then consent).
+    Flow,
+}
+
+impl RequestKind {
+    /// The stored name (`par`, `flow`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Par => "par",
+            Self::Flow => "flow",
+        }
+    }
+}
+
 /// A registered OAuth 2.0 client (RFC 6749 §2).
 #[derive(Debug, Clone)]
 pub struct ClientRow {
@@ -118,42 +137,42 @@ impl Store {
         })
     }
 
-    /// Store a pending authorization request (`kind` `par` or `flow`).
-    pub async fn put_oauth_request(&self, hash: &str, kind: &str, client_id: &str, request: &str, expires_at: i64) -> Result<()> {
+    /// Store a pending authorization request.
+    pub async fn put_oauth_request(&self, hash: &str, kind: RequestKind, client_id: &str, request: &str, expires_at: i64) -> Result<()> {
         self.db
             .write()
             .await?
             .exec(
                 "INSERT INTO oauth_requests (hash, kind, client_id, request, user_id, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)",
-                &[P::S(hash), P::S(kind), P::S(client_id), P::S(request), P::I(expires_at)],
+                &[P::S(hash), P::S(kind.as_str()), P::S(client_id), P::S(request), P::I(expires_at)],
             )
             .await?;
         Ok(())
     }
 
     /// A live pending request of `kind`.
-    pub async fn oauth_request(&self, hash: &str, kind: &str, now: i64) -> Result<Option<OAuthRequestRow>> {
+    pub async fn oauth_request(&self, hash: &str, kind: RequestKind, now: i64) -> Result<Option<OAuthRequestRow>> {
         let row = self
             .db
             .read()
             .await?
             .opt(
                 "SELECT client_id, request, user_id, expires_at FROM oauth_requests WHERE hash = $1 AND kind = $2 AND expires_at > $3",
-                &[P::S(hash), P::S(kind), P::I(now)],
+                &[P::S(hash), P::S(kind.as_str()), P::I(now)],
             )
             .await?;
         row.as_ref().map(oauth_request_row).transpose()
     }
 
     /// Remove a live pending request and return it: each is used once.
-    pub async fn take_oauth_request(&self, hash: &str, kind: &str, now: i64) -> Result<Option<OAuthRequestRow>> {
+    pub async fn take_oauth_request(&self, hash: &str, kind: RequestKind, now: i64) -> Result<Option<OAuthRequestRow>> {
         let row = self
             .db
             .write()
             .await?
             .opt(
                 "DELETE FROM oauth_requests WHERE hash = $1 AND kind = $2 AND expires_at > $3 RETURNING client_id, request, user_id, expires_at",
-                &[P::S(hash), P::S(kind), P::I(now)],
+                &[P::S(hash), P::S(kind.as_str()), P::I(now)],
             )
             .await?;
         row.as_ref().map(oauth_request_row).transpose()

@@ -56,10 +56,8 @@ pub struct TokenRow {
 pub struct NewToken<'a> {
     /// SHA-256 of the token, hex.
     pub hash: &'a str,
-    /// `access`, `refresh` or `credential`: a [`TokenKind`]'s stored name
-    /// ([`TokenKind::as_str`]). Text rather than the enum while the OAuth code builds it from
-    /// literals; the store writes what it is given, and reads it back as a [`TokenKind`].
-    pub kind: &'a str,
+    /// Access, refresh or credential token.
+    pub kind: TokenKind,
     /// Owner.
     pub user_id: &'a str,
     /// The refresh token (hash) an access token was issued with.
@@ -80,7 +78,7 @@ pub(crate) async fn insert_token(c: &mut Conn<'_>, t: &NewToken<'_>) -> Result<(
          VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)",
         &[
             P::S(t.hash),
-            P::S(t.kind),
+            P::S(t.kind.as_str()),
             P::S(t.user_id),
             P::OS(t.parent),
             P::I(t.expires_at),

@@ -5,6 +5,7 @@
 use cloudsign_asn1::{HashAlgorithm, b64};
 use cloudsign_csc::oauth::{AuthorizationDetail, AuthorizeRequest};
 use cloudsign_store::ClientRow;
+use cloudsign_store::{Outcome, RequestKind};
 use serde_json::json;
 
 use super::{
@@ -104,8 +105,11 @@ impl Service {
         })?;
         let handle = new_token()?;
         let body = serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.put_oauth_request(&token_hash(&handle), "par", &client.id, &body, now() + PAR_TTL as i64).await.map_err(Error::from)?;
-        self.audit("-", "oauth2.par", "ok", None, json!({"client": ctx.client, "client_id": client.id})).await?;
+        self.store
+            .put_oauth_request(&token_hash(&handle), RequestKind::Par, &client.id, &body, now() + PAR_TTL as i64)
+            .await
+            .map_err(Error::from)?;
+        self.audit("-", "oauth2.par", Outcome::Ok, None, json!({"client": ctx.client, "client_id": client.id})).await?;
         Ok((format!("{REQUEST_URI_PREFIX}{handle}"), PAR_TTL))
     }
 
@@ -128,7 +132,7 @@ impl Service {
                 let handle = uri.strip_prefix(REQUEST_URI_PREFIX).unwrap_or_default();
                 let row = self
                     .store
-                    .take_oauth_request(&token_hash(handle), "par", now())
+                    .take_oauth_request(&token_hash(handle), RequestKind::Par, now())
                     .await
                     .map_err(|e| internal(e.into()))?
                     .filter(|r| r.client_id == client.id)
@@ -140,7 +144,7 @@ impl Service {
         let flow = new_token().map_err(internal)?;
         let body = serde_json::to_string(&request).map_err(|e| internal(Error::Internal(e.to_string())))?;
         self.store
-            .put_oauth_request(&token_hash(&flow), "flow", &client.id, &body, now() + self.cfg.oauth_flow_ttl as i64)
+            .put_oauth_request(&token_hash(&flow), RequestKind::Flow, &client.id, &body, now() + self.cfg.oauth_flow_ttl as i64)
             .await
             .map_err(|e| internal(e.into()))?;
         Ok(flow)
@@ -153,7 +157,8 @@ impl Service {
 
     /// The flow's request, its client and the user once logged in.
     pub(super) async fn load_flow(&self, flow: &str) -> std::result::Result<(AuthorizationRequest, ClientRow, Option<String>), FlowError> {
-        let row = self.store.oauth_request(&token_hash(flow), "flow", now()).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
+        let row =
+            self.store.oauth_request(&token_hash(flow), RequestKind::Flow, now()).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
         let request: AuthorizationRequest = serde_json::from_str(&row.request).map_err(|e| Error::Internal(e.to_string()))?;
         let client = self.store.client(&row.client_id).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
         Ok((request, client, row.user_id))
@@ -168,7 +173,7 @@ impl Service {
 
     /// End the flow: what makes an approval (or a refusal) count once.
     pub(super) async fn take_flow(&self, flow: &str) -> std::result::Result<(), FlowError> {
-        self.store.take_oauth_request(&token_hash(flow), "flow", now()).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
+        self.store.take_oauth_request(&token_hash(flow), RequestKind::Flow, now()).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The client registry (administration) and client authentication (RFC 6749 §2.3.1).
 
 use cloudsign_store::ClientRow;
+use cloudsign_store::Outcome;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -86,7 +87,7 @@ impl Service {
         self.audit(
             "admin",
             "admin.client.add",
-            "ok",
+            Outcome::Ok,
             None,
             json!({"client_id": row.id, "name": row.name, "redirect_uris": row.redirect_uris, "confidential": confidential, "user": user}),
         )
@@ -123,7 +124,7 @@ impl Service {
         if !self.store.delete_client(id).await? {
             return Err(Error::invalid(format!("no client {id}")));
         }
-        self.audit("admin", "admin.client.delete", "ok", None, json!({"client_id": id})).await
+        self.audit("admin", "admin.client.delete", Outcome::Ok, None, json!({"client_id": id})).await
     }
 
     /// RFC 6749 §2.3.1: a confidential client proves its secret (compared in constant time);

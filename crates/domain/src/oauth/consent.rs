@@ -2,6 +2,7 @@
 //! §8.3.2: the signer authorizes the credential with its PIN and OTP on the consent page).
 
 use cloudsign_asn1::{HashAlgorithm, b64};
+use cloudsign_store::Outcome;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -75,7 +76,7 @@ impl Service {
                 Some(CredentialConsent {
                     subject: row.cert.subject_dn.clone(),
                     issuer: row.cert.issuer_dn.clone(),
-                    key: row.key_algo.clone(),
+                    key: row.key_algo.name().into(),
                     num_signatures: g.num_signatures,
                     description: g.description.clone(),
                     hash_algorithm: algorithm.map(|a| a.name().to_string()),
@@ -130,23 +131,23 @@ impl Service {
                 return Err(refuse(ErrorCode::InvalidRequest, "The credential (SCAL 2) requires the hashes to be signed".into()));
             }
             if let Some(algorithm) = g.hash_algorithm.as_deref().and_then(HashAlgorithm::from_oid) {
-                let key = cloudsign_asn1::KeyAlgorithm::from_name(&row.key_algo);
+                let key = Some(row.key_algo);
                 if !key.is_some_and(|k| k.schemes().iter().any(|s| s.hash() == algorithm)) {
                     return Err(refuse(
                         ErrorCode::InvalidRequest,
-                        format!("{} digests cannot be signed with this {} key", algorithm.name(), row.key_algo),
+                        format!("{} digests cannot be signed with this {} key", algorithm.name(), row.key_algo.name()),
                     ));
                 }
             }
             // An online OTP is sent now, so that it is waiting when the consent page shows.
-            if row.otp_kind.as_deref() == Some("online") {
+            if row.otp_kind == Some(cloudsign_store::OtpKind::Online) {
                 self.get_challenge(&session, ctx, &row.id, "OTP").await?;
             }
         }
         if !self.store.set_oauth_request_user(&token_hash(flow), &user.id).await.map_err(Error::from)? {
             return Err(FlowError::NoFlow);
         }
-        self.audit(&user.name, "oauth2.login", "ok", None, json!({"client": ctx.client, "client_id": client.id})).await?;
+        self.audit(&user.name, "oauth2.login", Outcome::Ok, None, json!({"client": ctx.client, "client_id": client.id})).await?;
         Ok(())
     }
 
@@ -173,7 +174,7 @@ impl Service {
             self.audit(
                 &user.name,
                 "oauth2.consent",
-                "denied",
+                Outcome::Denied,
                 credential_id.as_deref(),
                 json!({"client": ctx.client, "client_id": client.id}),
             )
@@ -206,8 +207,14 @@ impl Service {
                 // The last attempt failed (the credential is now locked), or it was locked already.
                 Err(Error::Locked | Error::InvalidPin { .. } | Error::InvalidOtp { .. }) => {
                     self.take_flow(flow).await?;
-                    self.audit(&user.name, "oauth2.consent", "refused", Some(&row.id), json!({"client": ctx.client, "reason": "locked"}))
-                        .await?;
+                    self.audit(
+                        &user.name,
+                        "oauth2.consent",
+                        Outcome::Refused,
+                        Some(&row.id),
+                        json!({"client": ctx.client, "reason": "locked"}),
+                    )
+                    .await?;
                     return Err(FlowError::Redirect(back(ErrorCode::AccessDenied, "PIN locked: too many failed attempts")));
                 }
                 Err(e) => return Err(e.into()),
@@ -231,7 +238,7 @@ impl Service {
         self.audit(
             &user.name,
             "oauth2.consent",
-            "ok",
+            Outcome::Ok,
             credential_id.as_deref(),
             json!({"client": ctx.client, "client_id": client.id, "numSignatures": request.credential.as_ref().map(|g| g.num_signatures), "hashes": digests}),
         )

@@ -3,6 +3,7 @@
 
 use cloudsign_asn1::b64;
 use cloudsign_csc::oauth::{RevocationRequest, TokenRequest};
+use cloudsign_store::Outcome;
 use cloudsign_store::{ClientRow, CodeIssue, NewSad, NewToken, Redeemed, TokenKind};
 use serde_json::json;
 
@@ -43,7 +44,7 @@ impl Service {
                 self.audit(
                     "-",
                     "oauth2.token",
-                    "refused",
+                    Outcome::Refused,
                     None,
                     json!({"client": ctx.client, "grant_type": grant_type, "reason": e.description}),
                 )
@@ -57,8 +58,8 @@ impl Service {
             _ => self.token_from_refresh(&client, p).await,
         };
         let (outcome, reason) = match &result {
-            Ok(_) => ("ok", None),
-            Err(e) => ("refused", Some(e.description.clone())),
+            Ok(_) => (Outcome::Ok, None),
+            Err(e) => (Outcome::Refused, Some(e.description.clone())),
         };
         let credential = result.as_ref().ok().and_then(|(_, _, c)| c.clone());
         let actor = result.as_ref().map(|(_, user, _)| user.as_str()).unwrap_or("-");
@@ -124,7 +125,7 @@ impl Service {
         let credential_id = request.credential.as_ref().map(|g| g.credential_id.as_str());
         let access = NewToken {
             hash: &access_hash,
-            kind: if credential_id.is_some() { TokenKind::Credential } else { TokenKind::Access }.as_str(),
+            kind: if credential_id.is_some() { TokenKind::Credential } else { TokenKind::Access },
             user_id: &user.id,
             parent: issue_refresh.as_deref(),
             client_id: Some(&client.id),
@@ -134,7 +135,7 @@ impl Service {
         };
         let refresh = issue_refresh.as_deref().map(|hash| NewToken {
             hash,
-            kind: TokenKind::Refresh.as_str(),
+            kind: TokenKind::Refresh,
             user_id: &user.id,
             parent: None,
             client_id: Some(&client.id),
@@ -217,8 +218,14 @@ impl Service {
             return Err(OAuthError::new(ErrorCode::UnsupportedTokenType, "token_type_hint is access_token or refresh_token"));
         }
         let found = self.store.revoke_client_token(&token_hash(token), &client.id).await.map_err(Error::from)?;
-        self.audit("-", "oauth2.revoke", if found { "ok" } else { "refused" }, None, json!({"client": ctx.client, "client_id": client.id}))
-            .await?;
+        self.audit(
+            "-",
+            "oauth2.revoke",
+            if found { Outcome::Ok } else { Outcome::Refused },
+            None,
+            json!({"client": ctx.client, "client_id": client.id}),
+        )
+        .await?;
         if !found {
             return Err(OAuthError::request("Invalid parameter token"));
         }
