@@ -17,11 +17,21 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub database_url: Option<String>,
+    pub store_timeout_ms: Option<u64>,
+    pub database_max_connections: Option<u32>,
     pub kek: Option<String>,
     pub kek_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub body_limit: Option<usize>,
+    pub header_read_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub rate_limit: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub trusted_proxies: Option<String>,
+    pub log_requests: Option<String>,
+    pub metrics_listen: Option<String>,
     pub service_name: Option<String>,
     pub region: Option<String>,
     pub lang: Option<String>,
@@ -57,11 +67,21 @@ const KEYS: &[&str] = &[
     "data_dir",
     "listen",
     "database_url",
+    "store_timeout_ms",
+    "database_max_connections",
     "kek",
     "kek_file",
     "tls_cert",
     "tls_key",
     "body_limit",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+    "rate_limit",
+    "rate_limit_burst",
+    "trusted_proxies",
+    "log_requests",
+    "metrics_listen",
     "service_name",
     "region",
     "lang",
@@ -94,7 +114,14 @@ const KEYS: &[&str] = &[
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
 const NUMERIC: &[&str] = &[
+    "store_timeout_ms",
+    "database_max_connections",
     "body_limit",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+    "rate_limit",
+    "rate_limit_burst",
     "access_token_ttl",
     "refresh_token_ttl",
     "sad_ttl",
@@ -143,11 +170,21 @@ impl Settings {
             data_dir,
             listen,
             database_url,
+            store_timeout_ms,
+            database_max_connections,
             kek,
             kek_file,
             tls_cert,
             tls_key,
             body_limit,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+            rate_limit,
+            rate_limit_burst,
+            trusted_proxies,
+            log_requests,
+            metrics_listen,
             service_name,
             region,
             lang,
@@ -203,6 +240,52 @@ impl Settings {
         }
     }
 
+    /// How long a request waits for the database before it is answered 503 (default 2 s), and
+    /// PostgreSQL's pool size (default 16).
+    pub fn store_options(&self) -> cloudsign_domain::StoreOptions {
+        let d = cloudsign_domain::StoreOptions::default();
+        cloudsign_domain::StoreOptions {
+            timeout: self.store_timeout_ms.map_or(d.timeout, |ms| std::time::Duration::from_millis(ms.max(1))),
+            max_connections: self.database_max_connections.unwrap_or(d.max_connections),
+        }
+    }
+
+    /// The HTTP limits: defaults from `cloudsign_server::Limits`, `0` turns one off.
+    pub fn limits(&self) -> anyhow::Result<cloudsign_server::Limits> {
+        let d = cloudsign_server::Limits::default();
+        let seconds = |v: Option<u64>, d: Option<std::time::Duration>| match v {
+            Some(0) => None,
+            Some(s) => Some(std::time::Duration::from_secs(s)),
+            None => d,
+        };
+        let trusted_proxies = match &self.trusted_proxies {
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    cloudsign_server::IpNet::parse(s).with_context(|| format!("trusted_proxies: {s:?} is not an address or CIDR range"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => d.trusted_proxies,
+        };
+        Ok(cloudsign_server::Limits {
+            header_read_timeout: seconds(self.header_read_timeout, d.header_read_timeout),
+            idle_timeout: seconds(self.idle_timeout, d.idle_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            rate_limit: self.rate_limit.unwrap_or(d.rate_limit),
+            rate_limit_burst: self.rate_limit_burst.unwrap_or(d.rate_limit_burst),
+            trusted_proxies,
+        })
+    }
+
+    /// `log_requests`: `off`, `errors` (default) or `all`.
+    pub fn log_requests(&self) -> anyhow::Result<cloudsign_server::LogRequests> {
+        match &self.log_requests {
+            None => Ok(cloudsign_server::LogRequests::Errors),
+            Some(v) => cloudsign_server::LogRequests::parse(v).with_context(|| format!("log_requests is off, errors or all, not {v:?}")),
+        }
+    }
+
     pub fn domain(&self) -> Config {
         let d = Config::default();
         let mut argon2 = d.argon2;
@@ -246,10 +329,16 @@ impl Settings {
         }
     }
 
-    /// Create the data directory (mode 0700) if needed.
+    /// Create the data directory (mode 0700) if needed. It holds the key-encryption key and the
+    /// SQLite database (argon2 hashes of PINs and passwords, sealed keys): an existing directory
+    /// that others can read or enter is tightened to 0700, and so is any file in it that others
+    /// can read (to 0600), with a warning; what cannot be tightened (not ours) is refused.
     pub fn ensure_data_dir(&self) -> anyhow::Result<PathBuf> {
         let dir = self.data_dir();
-        if !dir.exists() {
+        if dir.exists() {
+            #[cfg(unix)]
+            tighten(&dir)?;
+        } else {
             let mut b = std::fs::DirBuilder::new();
             b.recursive(true);
             #[cfg(unix)]
@@ -261,7 +350,41 @@ impl Settings {
         }
         Ok(dir)
     }
+}
 
+/// See [`Settings::ensure_data_dir`].
+#[cfg(unix)]
+fn tighten(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let restrict = |path: &Path, mode: u32| -> anyhow::Result<()> {
+        let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let was = meta.permissions().mode() & 0o777;
+        if meta.file_type().is_symlink() || was & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(was & mode)).with_context(|| {
+            format!(
+                "{} is open to other users (mode {was:o}) and cannot be restricted to {mode:o}; fix it or use another data_dir",
+                path.display()
+            )
+        })?;
+        tracing::warn!(path = %path.display(), was = format!("{was:o}"), now = format!("{:o}", was & mode), "data directory entry was open to other users");
+        Ok(())
+    };
+    if !dir.is_dir() {
+        bail!("data directory {} is not a directory", dir.display());
+    }
+    restrict(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read data directory {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            restrict(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+impl Settings {
     /// The key-encryption key: `kek` (base64, from the file or `CLOUDSIGN_KEK`) when set, so that
     /// several nodes share it; otherwise the key file, created (mode 0600) on first use.
     /// The PKCS#11 token, when `pkcs11_module` is set: `pkcs11_token` names it, and the user
@@ -337,5 +460,19 @@ mod tests {
         assert_eq!(merged.listen(), "127.0.0.1:2");
         assert_eq!(merged.sad_ttl, Some(10));
         assert!(toml::from_str::<Settings>("no_such_key = 1").is_err(), "typos are reported");
+    }
+
+    #[test]
+    fn http_limits() {
+        let s: Settings = toml::from_str("idle_timeout = 0\nrate_limit = 5\ntrusted_proxies = \"10.0.0.0/8, 192.0.2.1\"\n").unwrap();
+        let l = s.limits().unwrap();
+        assert_eq!(l.idle_timeout, None, "0 turns a timeout off");
+        assert_eq!(l.header_read_timeout, Some(std::time::Duration::from_secs(10)));
+        assert_eq!((l.rate_limit, l.rate_limit_burst, l.max_connections), (5, 200, 4096));
+        assert_eq!(l.trusted_proxies.len(), 2);
+        let bad = Settings { trusted_proxies: Some("10.0.0.0/99".into()), ..Default::default() };
+        assert!(bad.limits().is_err());
+        assert_eq!(s.log_requests().unwrap(), cloudsign_server::LogRequests::Errors);
+        assert!(Settings { log_requests: Some("loud".into()), ..Default::default() }.log_requests().is_err());
     }
 }

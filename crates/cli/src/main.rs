@@ -105,7 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             service.close().await;
             result
         }
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => bench::run(args, Settings::load(cli.config.as_deref(), flags)?).await,
         Command::Sign(args) => sign::run(args).await,
         Command::Verify(args) => {
             let code = verify::run(args).await?;
@@ -122,7 +122,9 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
     settings.ensure_data_dir()?;
     let kek = settings.key_encryption_key()?;
     let url = settings.database_url();
-    let store = Store::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
+    let store = Store::connect_with(&url, settings.store_options())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
     if let Some(b) = settings.ca_backend.as_deref() {
         anyhow::ensure!(cloudsign_domain::KeyStorage::parse(b).is_some(), "ca_backend is software or pkcs11, not {b:?}");
     }
@@ -159,6 +161,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (None, None) => None,
             _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
         },
+        limits: settings.limits()?,
+        log_requests: settings.log_requests()?,
+        metrics_listen: settings.metrics_listen.clone(),
     };
     match service.check_hsm().await {
         Ok(true) => tracing::info!("PKCS#11 token ready"),
@@ -166,6 +171,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(e) => {
             tracing::error!(error = %e, "PKCS#11 token unavailable: HSM-backed credentials will answer temporarily_unavailable until it is")
         }
+    }
+    if cfg.metrics_listen.is_some() {
+        // `cloudsign_hsm_up`: the backends' check (module loaded, logged in; no new login after
+        // a refused PIN) now and every 30 s; a failed operation in between sets it to 0 at once.
+        let probe = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                let up = match probe.check_hsm().await {
+                    Ok(true) => Some(true),
+                    Ok(false) => None,
+                    Err(_) => Some(false),
+                };
+                cloudsign_domain::metrics::METRICS.hsm_checked(up);
+            }
+        });
     }
     let bound = cloudsign_server::bind(&settings.listen(), &cfg).await?;
     let base_url = service.config().public_url.clone().unwrap_or_else(|| bound.url());
@@ -191,6 +213,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("cloudsign listening on {}", bound.url());
     std::io::stdout().flush()?;
     tracing::info!(url = %bound.url(), database = %redact_url(&settings.database_url()), "serving CSC API v2 at /csc/v2/");
+    if let Some(at) = bound.metrics_addr {
+        tracing::info!(url = %format!("http://{at}/metrics"), "serving Prometheus metrics");
+    }
     cloudsign_server::serve(bound, app).await?;
     service.close().await;
     Ok(())

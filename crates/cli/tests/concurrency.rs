@@ -74,6 +74,29 @@ async fn parallel_sign_hash(env: &Env, nodes: usize) {
         assert_eq!(refused, requests - expected / per_request);
     }
 
+    // A SAD bound to 10 digests, each sent twice, spread over the nodes: each digest signs
+    // once (PostgreSQL batches run bound consumptions in savepoints; a refusal undoes only its
+    // own statements).
+    let docs: Vec<Vec<u8>> = (0..10).map(|i| format!("bound {i}").into_bytes()).collect();
+    let digests: Vec<Vec<u8>> = docs.iter().map(|d| sha256(d)).collect();
+    let sad = apis[0].sad(&id, 10, Some((&digests, "2.16.840.1.101.3.4.2.1"))).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let api = Api { http: apis[i % nodes].http.clone(), base: apis[i % nodes].base.clone(), token: token.clone() };
+        let (id, sad, digest) = (id.clone(), sad.clone(), digests[i % 10].clone());
+        tasks.push(tokio::spawn(async move { api.sign(&id, &sad, &[digest], ECDSA_SHA256, Some("2.16.840.1.101.3.4.2.1")).await }));
+    }
+    let mut bound_signed = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => bound_signed += 1,
+            400 => assert_eq!(body["error"], "invalid_request", "{body}"),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert_eq!(bound_signed, 10, "each bound digest signs exactly once");
+
     // The audit log agrees: one record per successful request.
     let audit = env.admin(&["audit", "--json", "--limit", "100000"], "");
     let ok: usize = audit
@@ -82,6 +105,6 @@ async fn parallel_sign_hash(env: &Env, nodes: usize) {
         .filter(|e| e["event"] == "signatures.signHash" && e["outcome"] == "ok")
         .map(|e| e["detail"]["hashes"].as_array().unwrap().len())
         .sum();
-    assert_eq!(ok, 20 + 18);
+    assert_eq!(ok, 20 + 18 + 10);
     drop(servers);
 }

@@ -149,6 +149,10 @@ async fn signing_flow(db: &str) {
     assert!(again["refresh_token"].is_string());
     let (s, v) = api.post_raw("auth/login", json!({"refresh_token": refresh}).to_string().into_bytes(), None).await;
     assert_error("auth/login", s, &v, 400, "invalid_request", "refresh_token");
+    // RFC 9700 §4.14.2: the rotated refresh token presented again revoked its whole line, the
+    // first login's access token included.
+    api.err("credentials/list", json!({}), 401, "expired_token", "").await;
+    api.login("alice").await;
 
     // Revoking the access token shuts it out at once.
     let token = api.token.clone().unwrap();
@@ -612,12 +616,21 @@ async fn remembered_rows_never_outvote_the_database() {
     env.admin(&["credential", "resume", &id], "");
     assert_eq!(sign(&api).await.0, 200);
     ok += 1;
-    // The bearer token revoked: 401 at once; a new login signs on with the same SAD.
+    // The bearer token revoked: 401 at once; after a new login the SAD that token obtained is
+    // revoked too (a new one signs on).
     let token = api.token.clone().unwrap();
     assert_eq!(api.post("auth/revoke", json!({"token": token})).await.0, 204);
     let (s, v) = sign(&api).await;
     assert_error("signHash (revoked token)", s, &v, 401, "expired_token", "");
     api.login("alice").await;
+    let (s, v) = sign(&api).await;
+    assert_error("signHash (SAD of a revoked token)", s, &v, 400, "invalid_request", "Invalid parameter SAD");
+    let sad = api.sad(&id, 100, None).await;
+    let sign = |api: &Api| {
+        let (id, sad, digest) = (id.clone(), sad.clone(), digest.clone());
+        let api = Api { http: api.http.clone(), base: api.base.clone(), token: api.token.clone() };
+        async move { api.sign(&id, &sad, &[digest], ECDSA_SHA256, None).await }
+    };
     assert_eq!(sign(&api).await.0, 200);
     ok += 1;
     // A key replaced by another process (renewal with a new key) is not used from memory.
@@ -636,7 +649,7 @@ async fn remembered_rows_never_outvote_the_database() {
     let signed = audit.lines().filter(|l| l.contains("\"signatures.signHash\"") && l.contains("\"outcome\":\"ok\"")).count();
     assert_eq!(signed, ok);
     let refused = audit.lines().filter(|l| l.contains("\"signatures.signHash\"") && l.contains("\"outcome\":\"refused\"")).count();
-    assert_eq!(refused, 2, "disabled and suspended are audited refusals: {audit}");
+    assert_eq!(refused, 3, "disabled, suspended and the revoked token's SAD are audited refusals: {audit}");
 }
 
 #[tokio::test]

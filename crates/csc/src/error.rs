@@ -31,6 +31,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the spec's table.
+    pub const ALL: [Self; 11] = [
+        Self::InvalidRequest,
+        Self::AuthenticationError,
+        Self::InvalidAuthenticationData,
+        Self::InvalidPin,
+        Self::InvalidOtp,
+        Self::InvalidToken,
+        Self::ExpiredToken,
+        Self::AccessDenied,
+        Self::ServerError,
+        Self::TemporarilyUnavailable,
+        Self::NotImplemented,
+    ];
+
     /// The spelling on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,9 +66,35 @@ impl ErrorCode {
 
 /// The JSON error body.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = csc::ErrorBody))]
 pub struct ErrorBody {
     /// The error code.
+    #[cfg_attr(feature = "openapi", schema(schema_with = error_code_schema))]
     pub error: &'static str,
     /// Human-readable text. Never carries a secret.
     pub error_description: String,
+}
+
+/// The `error` member as the OpenAPI document describes it: one of the codes the service
+/// sends (v1 and v2 together; v1 uses `invalid_pin`/`invalid_otp`, v2
+/// `invalid_authentication_data`).
+#[cfg(feature = "openapi")]
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        let mut seen: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), ErrorCode::ALL.len());
+    }
 }

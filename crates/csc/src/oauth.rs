@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// An OAuth error code (RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::ErrorCode))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Missing, repeated or malformed parameter.
@@ -58,6 +59,7 @@ impl ErrorCode {
 
 /// The error body of the token, revocation and PAR endpoints (RFC 6749 §5.2).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::ErrorResponse))]
 pub struct ErrorResponse {
     /// `error`.
     pub error: ErrorCode,
@@ -70,6 +72,7 @@ pub struct ErrorResponse {
 /// RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 9126 §2.1, RFC 9396 §2, and the CSC credential-scope
 /// parameters (CSC v2 §8.3.2, v1 §8.3.2).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::AuthorizeRequest))]
 #[serde(default)]
 pub struct AuthorizeRequest {
     /// `response_type` (`code`).
@@ -124,6 +127,7 @@ pub struct AuthorizeRequest {
 
 /// The parameters of `oauth2/token` (RFC 6749 §4.1.3, §4.4.2, §6).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::TokenRequest))]
 #[serde(default)]
 pub struct TokenRequest {
     /// `grant_type`: `authorization_code`, `client_credentials` or `refresh_token`.
@@ -158,6 +162,7 @@ pub struct TokenRequest {
 
 /// The parameters of `oauth2/revoke` (RFC 7009 §2.1).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::RevocationRequest))]
 #[serde(default)]
 pub struct RevocationRequest {
     /// `token`.
@@ -176,6 +181,7 @@ pub struct RevocationRequest {
 
 /// A token endpoint answer (RFC 6749 §5.1; CSC v2 §8.3.3).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::TokenResponse))]
 pub struct TokenResponse {
     /// The access token (service scope) or the credential token, a SAD (credential scope).
     pub access_token: String,
@@ -200,6 +206,7 @@ pub struct TokenResponse {
 ///
 /// The members are declared in the order the service has always sent them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::PushedAuthorizationResponse))]
 pub struct PushedAuthorizationResponse {
     /// Lifetime of the `request_uri` in seconds.
     pub expires_in: u64,
@@ -214,6 +221,7 @@ pub struct PushedAuthorizationResponse {
 /// one is named in the error); they are written in the order the service has always sent
 /// them, see the `Serialize` impl.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::AuthorizationDetail))]
 pub struct AuthorizationDetail {
     /// `type`: `credential`.
     #[serde(rename = "type")]
@@ -267,6 +275,7 @@ impl Serialize for AuthorizationDetail {
 
 /// A document digest of an [`AuthorizationDetail`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::DocumentDigest))]
 pub struct DocumentDigest {
     /// The digest, base64 (standard or URL-safe).
     pub hash: String,
@@ -278,6 +287,7 @@ pub struct DocumentDigest {
 ///
 /// The members are declared in alphabetical order, the order the service has always sent them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::AuthorizationServerMetadata))]
 pub struct AuthorizationServerMetadata {
     /// RFC 9396 §10.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

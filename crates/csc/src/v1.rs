@@ -13,6 +13,7 @@ pub const SPECS: &str = "1.0.4.0";
 
 /// §11.1 `info` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::InfoResponse))]
 pub struct InfoResponse {
     /// API version implemented.
     pub specs: String,
@@ -38,6 +39,7 @@ pub struct InfoResponse {
 
 /// §11.4 `credentials/list` request.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::ListRequest))]
 pub struct ListRequest {
     /// Must be absent with user-bound tokens.
     #[serde(rename = "userID", skip_serializing_if = "Option::is_none")]
@@ -55,6 +57,7 @@ pub struct ListRequest {
 
 /// §11.4 `credentials/list` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::ListResponse))]
 pub struct ListResponse {
     /// One page of credential identifiers.
     #[serde(rename = "credentialIDs")]
@@ -66,6 +69,7 @@ pub struct ListResponse {
 
 /// §11.5 `credentials/info` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::InfoCredentialRequest))]
 pub struct InfoCredentialRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -89,6 +93,7 @@ pub struct InfoCredentialRequest {
 
 /// §11.5 `credentials/info` response: the authorization part is flat (`authMode`, `PIN`, `OTP`).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::CredentialInfo))]
 pub struct CredentialInfo {
     /// Free text.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +126,7 @@ pub struct CredentialInfo {
 
 /// The `PIN` group; `presence` is a string (`"true"`, `"false"`, `"optional"`).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::PinInfo))]
 pub struct PinInfo {
     /// `"true"`.
     pub presence: String,
@@ -137,6 +143,7 @@ pub struct PinInfo {
 
 /// The `OTP` group.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::OtpInfo))]
 pub struct OtpInfo {
     /// `"true"` or `"false"`.
     pub presence: String,
@@ -162,6 +169,7 @@ pub struct OtpInfo {
 
 /// §11.6 `credentials/authorize` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::AuthorizeRequest))]
 pub struct AuthorizeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -188,6 +196,7 @@ pub struct AuthorizeRequest {
 
 /// §11.7 `credentials/sendOTP` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::SendOtpRequest))]
 pub struct SendOtpRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -199,6 +208,7 @@ pub struct SendOtpRequest {
 
 /// §11.8 `credentials/extendTransaction` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::ExtendTransactionRequest))]
 pub struct ExtendTransactionRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -206,6 +216,7 @@ pub struct ExtendTransactionRequest {
     /// More digests to bind. Some clients send one string instead of an array
     /// (csc-api.md §8.8); both are accepted.
     #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = one_or_many_schema))]
     pub hash: Option<Vec<String>>,
     /// The current SAD.
     #[serde(rename = "SAD")]
@@ -217,6 +228,7 @@ pub struct ExtendTransactionRequest {
 
 /// §11.9 `signatures/signHash` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v1::SignHashRequest))]
 pub struct SignHashRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -238,6 +250,14 @@ pub struct SignHashRequest {
     /// Opaque client data.
     #[serde(rename = "clientData", skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
+}
+
+/// The schema of a [`one_or_many`] member: a string, or an array of strings.
+#[cfg(feature = "openapi")]
+pub fn one_or_many_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    OneOfBuilder::new().item(string()).item(ArrayBuilder::new().items(string())).build().into()
 }
 
 /// A string or an array of strings (samples of both specs write a bare string where the tables

@@ -11,6 +11,7 @@ pub const SPECS: &str = "2.0.0.2";
 
 /// §11.1 `info` request.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::InfoRequest))]
 pub struct InfoRequest {
     /// Preferred response language.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -19,6 +20,7 @@ pub struct InfoRequest {
 
 /// §11.1 `info` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::InfoResponse))]
 pub struct InfoResponse {
     /// API version implemented.
     pub specs: String,
@@ -60,6 +62,7 @@ pub struct InfoResponse {
 
 /// `info.signAlgorithms`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignAlgorithms))]
 pub struct SignAlgorithms {
     /// Signature algorithm OIDs.
     pub algos: Vec<String>,
@@ -70,6 +73,7 @@ pub struct SignAlgorithms {
 
 /// `info.signature_formats`.
 #[derive(Debug, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignatureFormats))]
 pub struct SignatureFormats {
     /// `C`, `X`, `P`, `J`.
     pub formats: Vec<String>,
@@ -79,6 +83,7 @@ pub struct SignatureFormats {
 
 /// §11.2 `auth/login` request (the user's credentials travel in the Basic header).
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::LoginRequest))]
 pub struct LoginRequest {
     /// Log in again with a refresh token instead of a password.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +98,7 @@ pub struct LoginRequest {
 
 /// §11.2 `auth/login` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::LoginResponse))]
 pub struct LoginResponse {
     /// The service access token.
     pub access_token: String,
@@ -105,6 +111,7 @@ pub struct LoginResponse {
 
 /// §11.3 `auth/revoke` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::RevokeRequest))]
 pub struct RevokeRequest {
     /// The token to revoke.
     pub token: String,
@@ -118,6 +125,7 @@ pub struct RevokeRequest {
 
 /// §11.4 `credentials/list` request.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::ListRequest))]
 pub struct ListRequest {
     /// Must be absent with user-bound tokens.
     #[serde(rename = "userID", skip_serializing_if = "Option::is_none")]
@@ -153,6 +161,7 @@ pub struct ListRequest {
 
 /// §11.4 `credentials/list` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::ListResponse))]
 pub struct ListResponse {
     /// The caller's credential identifiers.
     #[serde(rename = "credentialIDs")]
@@ -167,6 +176,7 @@ pub struct ListResponse {
 
 /// §11.5 `credentials/info` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::InfoCredentialRequest))]
 pub struct InfoCredentialRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -190,6 +200,7 @@ pub struct InfoCredentialRequest {
 
 /// §11.5 `credentials/info` response; in `credentials/list` it also carries `credentialID`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::CredentialInfo))]
 pub struct CredentialInfo {
     /// Present only inside `credentials/list`.
     #[serde(rename = "credentialID", skip_serializing_if = "Option::is_none")]
@@ -220,6 +231,7 @@ fn scal_default() -> String {
 
 /// `key` member.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::KeyInfo))]
 pub struct KeyInfo {
     /// `enabled` or `disabled`. A client reading another service's answer does without it.
     #[serde(default)]
@@ -236,6 +248,7 @@ pub struct KeyInfo {
 
 /// `cert` member.
 #[derive(Debug, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::CertInfo))]
 pub struct CertInfo {
     /// `valid`, `expired`, `revoked` or `suspended`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,6 +275,7 @@ pub struct CertInfo {
 
 /// `auth` member.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthInfo))]
 pub struct AuthInfo {
     /// `explicit` or `oauth2code`.
     pub mode: String,
@@ -275,6 +289,7 @@ pub struct AuthInfo {
 
 /// One element of `auth.objects`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthObject))]
 pub struct AuthObject {
     /// `Password`, `ChallengeResponse`, ...
     #[serde(rename = "type")]
@@ -297,6 +312,7 @@ pub struct AuthObject {
 
 /// One element of `authData`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthDatum))]
 pub struct AuthDatum {
     /// The object id (`PIN`, `OTP`).
     pub id: String,
@@ -307,6 +323,7 @@ pub struct AuthDatum {
 
 /// §11.6 `credentials/authorize` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthorizeRequest))]
 pub struct AuthorizeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -333,6 +350,7 @@ pub struct AuthorizeRequest {
 
 /// §11.6 / §11.9 response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SadResponse))]
 pub struct SadResponse {
     /// Signature activation data.
     #[serde(rename = "SAD")]
@@ -344,6 +362,7 @@ pub struct SadResponse {
 
 /// §11.9 `credentials/extendTransaction` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::ExtendTransactionRequest))]
 pub struct ExtendTransactionRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -364,6 +383,7 @@ pub struct ExtendTransactionRequest {
 
 /// §11.8 `credentials/getChallenge` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::GetChallengeRequest))]
 pub struct GetChallengeRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -378,6 +398,7 @@ pub struct GetChallengeRequest {
 
 /// §11.10 `signatures/signHash` request.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignHashRequest))]
 pub struct SignHashRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -412,6 +433,7 @@ pub struct SignHashRequest {
 
 /// §11.10 `signatures/signHash` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignHashResponse))]
 pub struct SignHashResponse {
     /// Base64 signature values in the order of `hashes`.
     pub signatures: Vec<String>,
@@ -419,6 +441,7 @@ pub struct SignHashResponse {
 
 /// §11.13 `signatures/timestamp` request (the same in v1 §11.10).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::TimestampRequest))]
 pub struct TimestampRequest {
     /// Base64 digest.
     pub hash: String,
@@ -436,6 +459,7 @@ pub struct TimestampRequest {
 
 /// §11.13 `signatures/timestamp` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::TimestampResponse))]
 pub struct TimestampResponse {
     /// Base64 DER TimeStampToken.
     pub timestamp: String,
@@ -443,6 +467,7 @@ pub struct TimestampResponse {
 
 /// §11.11 `signatures/signDoc` request.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignDocRequest))]
 pub struct SignDocRequest {
     /// The credential.
     #[serde(rename = "credentialID")]
@@ -471,9 +496,11 @@ pub struct SignDocRequest {
 
 /// A `documentDigests` element.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::DocumentDigests))]
 pub struct DocumentDigests {
     /// Base64 digests (a bare string is accepted).
     #[serde(default, deserialize_with = "crate::v1::one_or_many")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::v1::one_or_many_schema))]
     pub hashes: Option<Vec<String>>,
     /// Their algorithm.
     #[serde(rename = "hashAlgorithmOID")]
@@ -485,6 +512,7 @@ pub struct DocumentDigests {
 
 /// A `documents` element.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::Document))]
 pub struct Document {
     /// Base64 document.
     pub document: String,
@@ -495,6 +523,7 @@ pub struct Document {
 
 /// What `documentDigests` and `documents` elements share.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignatureOptions))]
 pub struct SignatureOptions {
     /// `C`, `X`, `P` or `J`.
     pub signature_format: String,
@@ -514,6 +543,7 @@ pub struct SignatureOptions {
 
 /// §11.11 `signatures/signDoc` response.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::SignDocResponse))]
 pub struct SignDocResponse {
     /// Documents with their signature inside (attached CAdES).
     #[serde(rename = "DocumentWithSignature", skip_serializing_if = "Option::is_none")]

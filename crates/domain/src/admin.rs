@@ -325,7 +325,7 @@ impl Service {
         if row.pin_wrap_salt.is_some() && new.chars().count() < SOLE_CONTROL_MIN_PIN {
             return Err(Error::invalid(SOLE_CONTROL_PIN_RULE));
         }
-        let session = crate::Session { user_id: row.user_id.clone(), user_name: "admin".into(), credential: None };
+        let session = crate::Session { user_id: row.user_id.clone(), user_name: "admin".into(), credential: None, token_hash: None };
         let ctx = crate::RequestContext { client: "admin change-pin".into(), client_data: None };
         let current_for_key = current.clone();
         match self.verify_factors(&session, &ctx, &row, current, None).await {

@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 
 use cloudsign_store::{LoginAttempt, NewToken, TokenKind, UserRow};
 
+use crate::credentials::{AttemptGuard, AttemptOf, lapsed};
 use crate::secrets::{new_token, token_hash};
 use crate::service::CredentialScope;
 use crate::{Error, RequestContext, Result, Service, Session, now};
@@ -37,7 +38,7 @@ impl Service {
         remember_me: bool,
     ) -> Result<Tokens> {
         let user = self.check_password(ctx, user_name, password, "auth.login").await?;
-        let tokens = self.issue_tokens(&user.id, remember_me, None).await?;
+        let tokens = self.issue_tokens(&user.id, remember_me, None, None).await?;
         self.audit(&user.name, "auth.login", Outcome::Ok, None, json!({"client": ctx.client, "rememberMe": remember_me})).await?;
         Ok(tokens)
     }
@@ -48,8 +49,11 @@ impl Service {
     /// Password guessing is slowed per account (`Store::begin_login_attempt`): after
     /// `LOGIN_FREE_FAILURES` consecutive failures each attempt waits for its slot, 2, 4, 8, ...
     /// seconds apart up to `LOGIN_MAX_DELAY_SECONDS`, and an attempt before its slot is refused
-    /// without running argon2. The count lives in the store, so it holds across nodes and
-    /// restarts; a right password (or `admin user enable`) resets it.
+    /// without running argon2. Only wrong passwords count: a check holds a place while it runs
+    /// (a possible failure), and one that would go past the free failures while others are in
+    /// flight waits for them (`wait_for_attempt`), so right passwords sent at once are never
+    /// throttled. The count lives in the store, so it holds across nodes and restarts; a right
+    /// password (or `admin user enable`) resets it.
     pub(crate) async fn check_password(
         &self,
         ctx: &RequestContext,
@@ -58,27 +62,48 @@ impl Service {
         event: &str,
     ) -> Result<UserRow> {
         let user = self.store.user_by_name(user_name).await?;
-        if let Some(u) = &user
-            && let LoginAttempt::Throttled { retry_after } =
-                self.store.begin_login_attempt(&u.id, now(), LOGIN_FREE_FAILURES, LOGIN_MAX_DELAY_SECONDS).await?
-        {
-            self.audit(
-                user_name,
-                event,
-                Outcome::Refused,
-                None,
-                json!({"client": ctx.client, "reason": "throttled", "retryAfter": retry_after}),
-            )
-            .await?;
-            return Err(Error::Throttled { retry_after: retry_after as u64 });
+        let mut guard = None;
+        if let Some(u) = &user {
+            let lease = new_token()?;
+            let attempt = self
+                .wait_for_attempt(|| async {
+                    Ok(match self.store.begin_login_attempt(&u.id, &lease, now(), LOGIN_FREE_FAILURES, LOGIN_MAX_DELAY_SECONDS).await? {
+                        LoginAttempt::Busy => None,
+                        decided => Some(decided),
+                    })
+                })
+                .await?;
+            if let LoginAttempt::Throttled { retry_after } = attempt {
+                self.audit(
+                    user_name,
+                    event,
+                    Outcome::Refused,
+                    None,
+                    json!({"client": ctx.client, "reason": "throttled", "retryAfter": retry_after}),
+                )
+                .await?;
+                return Err(Error::Throttled { retry_after: retry_after as u64 });
+            }
+            guard = Some(AttemptGuard::new(self, AttemptOf::User(u.id.clone()), lease));
         }
         let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_password_hash().to_string());
         let matches = self.verify_secret_bounded(password, stored).await?;
-        match user {
-            Some(u) if matches && !u.disabled => {
-                self.store.login_succeeded(&u.id).await?;
-                Ok(u)
+        // A disabled account's right password counts as a failure: its backoff must not tell
+        // whether a guess was right.
+        let ok = matches && user.as_ref().is_some_and(|u| !u.disabled);
+        if let (Some(u), Some(g)) = (&user, guard.as_mut()) {
+            let held = if ok {
+                self.store.login_succeeded(&u.id, g.lease(), now()).await
+            } else {
+                self.store.login_failed(&u.id, g.lease(), now()).await
+            };
+            g.ended(self);
+            if !held? {
+                return Err(lapsed());
             }
+        }
+        match user {
+            Some(u) if ok => Ok(u),
             _ => {
                 self.audit(user_name, event, Outcome::Refused, None, json!({"client": ctx.client})).await?;
                 Err(Error::AuthenticationFailed)
@@ -88,27 +113,45 @@ impl Service {
 
     /// Log in again with a refresh token. The refresh token is rotated: the old one stops
     /// working and a new one is returned with the new access token.
+    /// A refresh token presented again after its rotation revokes the whole line (RFC 9700
+    /// §4.14.2, `Store::consume_refresh_token`).
     pub async fn login_refresh(&self, ctx: &RequestContext, refresh_token: &str) -> Result<Tokens> {
-        let Some(user_id) = self.store.consume_refresh_token(&token_hash(refresh_token), None, now()).await? else {
+        let old = token_hash(refresh_token);
+        let Some(user_id) = self.store.consume_refresh_token(&old, None, now()).await? else {
             self.audit("-", "auth.login", Outcome::Refused, None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
             return Err(Error::invalid("Invalid refresh_token"));
         };
         let user = self.store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or_else(|| Error::invalid("Invalid refresh_token"))?;
-        let tokens = self.issue_tokens(&user.id, true, None).await?;
+        let tokens = self.issue_tokens(&user.id, true, None, Some(&old)).await?;
         self.audit(&user.name, "auth.login", Outcome::Ok, None, json!({"client": ctx.client, "grant": "refresh_token"})).await?;
         Ok(tokens)
     }
 
     /// Issue a service access token (and a refresh token), for `auth/login` (`client_id`
-    /// `None`) or an OAuth client.
-    pub(crate) async fn issue_tokens(&self, user_id: &str, with_refresh: bool, client_id: Option<&str>) -> Result<Tokens> {
+    /// `None`) or an OAuth client. A refresh token that replaces a rotated one (`rotated_from`)
+    /// descends from it (`parent`), so that the rotated one presented again revokes it.
+    pub(crate) async fn issue_tokens(
+        &self,
+        user_id: &str,
+        with_refresh: bool,
+        client_id: Option<&str>,
+        rotated_from: Option<&str>,
+    ) -> Result<Tokens> {
         let t = now();
         let refresh_token = if with_refresh { Some(new_token()?) } else { None };
         let parent = refresh_token.as_deref().map(token_hash);
         if let Some(hash) = &parent {
             let expires_at = t + self.cfg.refresh_token_ttl as i64;
-            let token =
-                NewToken { hash, kind: TokenKind::Refresh, user_id, parent: None, client_id, credential_id: None, expires_at, now: t };
+            let token = NewToken {
+                hash,
+                kind: TokenKind::Refresh,
+                user_id,
+                parent: rotated_from,
+                client_id,
+                credential_id: None,
+                expires_at,
+                now: t,
+            };
             self.store.insert_token(&token).await?;
         }
         let access_token = new_token()?;
@@ -143,7 +186,7 @@ impl Service {
         if row.revoked || row.expires_at <= now() {
             return Err(Error::ExpiredToken);
         }
-        let session = Session { user_id: row.user_id, user_name: row.user_name, credential };
+        let session = Session { user_id: row.user_id, user_name: row.user_name, credential, token_hash: Some(hash.clone()) };
         Self::remember(&self.hot_sessions, &hash, &session);
         Ok(session)
     }
@@ -159,7 +202,8 @@ impl Service {
     }
 
     /// Revoke one of the caller's tokens (CSC v2 §11.3). Revoking a refresh token also revokes
-    /// the access tokens issued with it; revoking an access token leaves the refresh token.
+    /// the access tokens issued with it and the refresh tokens it was rotated into; revoking an
+    /// access token leaves the refresh token. The SADs the revoked tokens obtained stop working.
     pub async fn revoke(&self, session: &Session, ctx: &RequestContext, token: &str, hint: Option<&str>) -> Result<()> {
         if let Some(h) = hint
             && h != "access_token"

@@ -329,19 +329,26 @@ impl Service {
         };
         let t = now();
         let digests_hex: Option<Vec<String>> = input.hashes.as_ref().map(|h| h.digests.iter().map(|d| crate::secrets::hex(d)).collect());
-        self.store
-            .insert_sad(&NewSad {
-                sole_key: sole_key.as_deref(),
-                hash: &sad_hash,
-                user_id: &session.user_id,
-                credential_id: &row.id,
-                remaining: input.num_signatures as i64,
-                hash_algo: input.hashes.as_ref().map(|h| h.algorithm.oid()),
-                digests: digests_hex.as_deref(),
-                expires_at: t + self.cfg.sad_ttl as i64,
-                now: t,
-            })
-            .await?;
+        let new = NewSad {
+            sole_key: sole_key.as_deref(),
+            hash: &sad_hash,
+            user_id: &session.user_id,
+            credential_id: &row.id,
+            remaining: input.num_signatures as i64,
+            hash_algo: input.hashes.as_ref().map(|h| h.algorithm.oid()),
+            digests: digests_hex.as_deref(),
+            expires_at: t + self.cfg.sad_ttl as i64,
+            now: t,
+        };
+        // The SAD hangs from the token that obtained it: revoking the token revokes the SAD.
+        match &session.token_hash {
+            Some(token) => {
+                if !self.store.insert_sad_for_token(&new, token).await? {
+                    return Err(Error::ExpiredToken);
+                }
+            }
+            None => self.store.insert_sad(&new).await?,
+        }
         self.audit(
             &session.user_name,
             "credentials.authorize",
@@ -353,8 +360,11 @@ impl Service {
         Ok(Sad { token: sad, expires_in: self.cfg.sad_ttl })
     }
 
-    /// The PIN (and OTP) check with its attempt accounting. The attempt is counted before
-    /// argon2 runs, so parallel guesses cannot exceed the limit.
+    /// The PIN (and OTP) check with its attempt accounting. The check takes a place among the
+    /// credential's attempts before argon2 runs, and failures plus checks in flight never exceed
+    /// `max_auth_attempts`, so parallel guesses cannot get past the lockout; only a failure is
+    /// counted, so right PINs sent at once never lock the credential. A check that finds every
+    /// place taken waits for one (`wait_for_attempt`).
     pub(crate) async fn verify_factors(
         &self,
         session: &Session,
@@ -364,9 +374,21 @@ impl Service {
         otp: Option<Zeroizing<String>>,
     ) -> Result<()> {
         let max = self.cfg.max_auth_attempts;
-        let Some(attempt) = self.store.begin_attempt(&row.id, max).await? else {
+        let lease = new_token()?;
+        // `Some(true)`: admitted; `Some(false)`: locked; `None`: every place is in flight.
+        let admitted = self
+            .wait_for_attempt(|| async {
+                Ok(match self.store.begin_attempt(&row.id, &lease, max, now()).await? {
+                    Some(true) => Some(true),
+                    Some(false) => None,
+                    None => Some(false),
+                })
+            })
+            .await?;
+        if !admitted {
             return Err(Error::Locked); // audited by `authorize`
-        };
+        }
+        let mut guard = AttemptGuard::new(self, AttemptOf::Credential(row.id.clone()), lease);
         let stored = row.pin_hash.clone();
         let pin_ok = self.verify_secret_bounded(pin, stored).await?;
         let otp_ok = match (pin_ok, otp) {
@@ -375,10 +397,13 @@ impl Service {
             (true, Some(code)) => self.verify_otp(row, &code).await?,
         };
         if pin_ok && otp_ok {
-            self.store.attempt_succeeded(&row.id).await?;
-            return Ok(());
+            let held = self.store.attempt_succeeded(&row.id, guard.lease(), now()).await;
+            guard.ended(self);
+            return if held? { Ok(()) } else { Err(lapsed()) };
         }
-        let locked = self.store.attempt_failed(&row.id, max).await?;
+        let failed = self.store.attempt_failed(&row.id, guard.lease(), max, now()).await;
+        guard.ended(self);
+        let Some((failures, locked)) = failed? else { return Err(lapsed()) };
         let reason = if pin_ok { "wrong OTP" } else { "wrong PIN" };
         self.audit(
             &session.user_name,
@@ -388,7 +413,7 @@ impl Service {
             json!({"client": ctx.client, "reason": reason, "locked": locked}),
         )
         .await?;
-        let attempts_left = (max - attempt).max(0);
+        let attempts_left = (max - failures).max(0);
         Err(if pin_ok { Error::InvalidOtp { attempts_left } } else { Error::InvalidPin { attempts_left } })
     }
 
@@ -477,7 +502,10 @@ impl Service {
             now: t,
             sole_key: sole_key.as_deref(),
         };
-        let (outcome, remaining) = self.store.extend_sad(&token_hash(sad), &session.user_id, &row.id, &new, &extra).await?;
+        let (outcome, remaining) = self
+            .store
+            .extend_sad_for_token(&token_hash(sad), &session.user_id, &row.id, &new, &extra, session.token_hash.as_deref())
+            .await?;
         let result = sad_outcome(outcome);
         self.audit(
             &session.user_name,
@@ -522,4 +550,62 @@ pub(crate) fn otp_binding(credential_id: &str) -> String {
 
 fn online_otp_hash(credential_id: &str, code: &str) -> String {
     token_hash(&format!("{credential_id}:{code}"))
+}
+
+/// A check that outlived its place (`auth_attempts` lease): its result is not used, since the
+/// place may have gone to another attempt meanwhile.
+pub(crate) fn lapsed() -> Error {
+    Error::Unavailable("the authentication check took too long; try again".into())
+}
+
+/// Whose attempt a place is.
+pub(crate) enum AttemptOf {
+    /// A credential's PIN (and OTP).
+    Credential(String),
+    /// A user's password.
+    User(String),
+}
+
+/// An admitted PIN or password check. If the request goes away before the check ends (the
+/// client disconnected), dropping the guard gives the place back without counting anything: no
+/// answer was sent, so nothing was learnt.
+pub(crate) struct AttemptGuard {
+    store: cloudsign_store::Store,
+    of: AttemptOf,
+    lease: String,
+    armed: bool,
+}
+
+impl AttemptGuard {
+    pub(crate) fn new(service: &Service, of: AttemptOf, lease: String) -> Self {
+        Self { store: service.store.clone(), of, lease, armed: true }
+    }
+
+    pub(crate) fn lease(&self) -> &str {
+        &self.lease
+    }
+
+    /// The check ended (its result was recorded or refused): wake those waiting for a place.
+    pub(crate) fn ended(&mut self, service: &Service) {
+        self.armed = false;
+        service.attempt_ended();
+    }
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let (store, lease) = (self.store.clone(), std::mem::take(&mut self.lease));
+        let of = std::mem::replace(&mut self.of, AttemptOf::User(String::new()));
+        handle.spawn(async move {
+            // Best effort: a place that is not given back lapses after its lease.
+            let _ = match of {
+                AttemptOf::Credential(id) => store.abandon_attempt(&id, &lease).await,
+                AttemptOf::User(id) => store.abandon_login_attempt(&id, &lease).await,
+            };
+        });
+    }
 }

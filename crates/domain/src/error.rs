@@ -54,6 +54,7 @@ impl Error {
 
 impl From<cloudsign_store::StoreError> for Error {
     fn from(e: cloudsign_store::StoreError) -> Self {
+        crate::metrics::METRICS.store_error(&e);
         match e {
             cloudsign_store::StoreError::Conflict => Error::InvalidRequest("already exists".into()),
             cloudsign_store::StoreError::Unavailable(m) => Error::Unavailable(m),
@@ -65,7 +66,7 @@ impl From<cloudsign_store::StoreError> for Error {
 impl From<cloudsign_keys::KeyError> for Error {
     fn from(e: cloudsign_keys::KeyError) -> Self {
         match e {
-            cloudsign_keys::KeyError::Unavailable(m) => Error::Unavailable(m),
+            cloudsign_keys::KeyError::Unavailable(m) => crate::metrics::METRICS.hsm_error_then(Error::Unavailable(m)),
             other => Error::Internal(other.to_string()),
         }
     }

@@ -7,9 +7,11 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod audit;
 mod auth;
 mod credentials;
 mod error;
+pub mod metrics;
 pub mod oauth;
 pub mod otp;
 pub mod secrets;
@@ -32,7 +34,7 @@ pub use signdoc::{DocItem, Format, Level, Packaging, SignDocInput};
 pub use signing::SignHashInput;
 
 pub use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm, SignAlgorithm};
-pub use cloudsign_store::{AuditEvent, Store};
+pub use cloudsign_store::{AuditEvent, Store, StoreOptions};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

@@ -114,6 +114,9 @@ pub struct Session {
     /// Set when the bearer is an OAuth credential-scope token: the session reaches that
     /// credential only, and the token itself is the SAD.
     pub credential: Option<CredentialScope>,
+    /// The bearer token's hash, when the session comes from one: SADs are linked to it, so
+    /// that revoking the token revokes them.
+    pub token_hash: Option<String>,
 }
 
 /// The reach of a credential-scope token.
@@ -174,7 +177,16 @@ pub struct Service {
     /// memory for a few dozen milliseconds, and the blocking pool would otherwise run hundreds
     /// at once under a flood of logins.
     secret_slots: tokio::sync::Semaphore,
+    /// Woken when a PIN or password check in this process ends, for the attempts waiting for a
+    /// place (`wait_for_attempt`); other nodes' checks are seen by polling.
+    attempt_ended: tokio::sync::Notify,
 }
+
+/// How long a PIN or password check waits for a place among the attempts in flight before it
+/// is answered `temporarily_unavailable` (nothing counted).
+const ATTEMPT_WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting check asks the store again (places freed by other nodes).
+const ATTEMPT_POLL: Duration = Duration::from_millis(20);
 
 /// How long signHash's fast path trusts a remembered row before reading it again (it never
 /// trusts it alone: the consuming write re-checks).
@@ -262,6 +274,7 @@ impl Service {
             hot_credentials: Mutex::new(HashMap::new()),
             dummy_password_hash,
             secret_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
+            attempt_ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -371,6 +384,35 @@ impl Service {
             .map_err(|e| Error::Internal(e.to_string()))?
     }
 
+    /// Ask the store for a place for a PIN or password check (`ask` answers `None` when every
+    /// place is taken by checks in flight) until one is free, for at most `ATTEMPT_WAIT`: a
+    /// check is never refused, and never counted, because others are still running.
+    pub(crate) async fn wait_for_attempt<T, F, Fut>(&self, mut ask: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let deadline = tokio::time::Instant::now() + ATTEMPT_WAIT;
+        loop {
+            // Registered before asking, so an end between the answer and the wait is not missed.
+            let mut ended = std::pin::pin!(self.attempt_ended.notified());
+            ended.as_mut().enable();
+            if let Some(decided) = ask().await? {
+                return Ok(decided);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Unavailable("too many authentication attempts in flight for this account or credential".into()));
+            }
+            let _ = tokio::time::timeout(ATTEMPT_POLL.min(deadline - now), ended).await;
+        }
+    }
+
+    /// A PIN or password check ended: wake the attempts waiting for its place.
+    pub(crate) fn attempt_ended(&self) {
+        self.attempt_ended.notify_waiters();
+    }
+
     pub(crate) fn dummy_password_hash(&self) -> &str {
         &self.dummy_password_hash
     }
@@ -468,6 +510,7 @@ impl Service {
         credential_id: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<()> {
+        crate::metrics::METRICS.audited(event, outcome, credential_id.is_some(), &detail);
         let detail = detail.to_string();
         self.store.audit(&NewAudit { at: now(), actor, event, outcome, credential_id, detail: &detail }).await?;
         Ok(())

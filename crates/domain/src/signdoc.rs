@@ -106,8 +106,9 @@ impl Service {
         }
         let digests_hex: Vec<String> = input.items.iter().map(|i| crate::secrets::hex(&i.digest)).collect();
         sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex, &sad_hash, None).await?)?;
+        crate::metrics::METRICS.sad_spent(input.items.len());
         // From here the signatures are paid for: a failure is final, and audited as such.
-        let result = self.sign_docs(&key, &certificate, input.items).await;
+        let result = self.sign_docs(&key, &certificate, input.items).await.map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s));
         if let Err(e) = &result {
             self.audit(
                 &session.user_name,

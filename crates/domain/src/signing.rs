@@ -218,6 +218,7 @@ impl Service {
     ) -> Result<Vec<Vec<u8>>> {
         let scheme = input.scheme;
         let digests_len = input.digests.len();
+        crate::metrics::METRICS.sad_spent(digests_len);
         // Software signatures that are cheap one by one (ECDSA) run on the request's own task,
         // in slices that fit the inline budget with a yield between them, so a batch of 100
         // never holds a worker long and never pays hand-offs to the blocking pool (on a small
@@ -251,7 +252,7 @@ impl Service {
             .map_err(|e| Error::Internal(e.to_string()))?
         };
         match signed {
-            Ok(signatures) => Ok(signatures),
+            Ok(signatures) => Ok(crate::metrics::METRICS.signed_then(row.key_backend, signatures)),
             Err(e) => {
                 self.audit(
                     &session.user_name,

@@ -91,9 +91,13 @@ fn map(e: Error, v1: bool) -> ApiError {
             tracing::error!(%detail, "internal error");
             ApiError::new(S::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "Internal error")
         }
+        // A store or HSM fault (the store's errors are classified in `store/src/db.rs`): the
+        // request may be retried; RFC 9110 §15.6.4 lets a 503 say when.
         Error::Unavailable(detail) => {
             tracing::warn!(%detail, "backend unavailable");
-            ApiError::new(S::SERVICE_UNAVAILABLE, ErrorCode::TemporarilyUnavailable, "The service is temporarily unavailable")
+            let mut e = ApiError::new(S::SERVICE_UNAVAILABLE, ErrorCode::TemporarilyUnavailable, "The service is temporarily unavailable");
+            e.retry_after = Some(1);
+            e
         }
     }
 }

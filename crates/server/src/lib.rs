@@ -5,7 +5,10 @@
 
 mod error;
 mod extract;
+mod limits;
+mod metrics;
 mod oauth;
+mod openapi;
 mod shared;
 mod v1;
 mod v2;
@@ -23,6 +26,7 @@ use axum::response::Response;
 use cloudsign_domain::Service;
 
 pub use error::ApiError;
+pub use limits::{IpNet, Limits};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -31,11 +35,40 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// TLS certificate chain (PEM) and private key (PEM); plain HTTP when absent.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Timeouts, the connection cap and the rate limits.
+    pub limits: Limits,
+    /// Which requests the access log records.
+    pub log_requests: LogRequests,
+    /// Where `/metrics` is served (never on the API's address); `None`: nowhere.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, tls: None }
+        Self { body_limit: 1024 * 1024, tls: None, limits: Limits::default(), log_requests: LogRequests::Errors, metrics_listen: None }
+    }
+}
+
+/// Which requests reach the access log (target `cloudsign::http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRequests {
+    /// None.
+    Off,
+    /// Responses with a status of 400 or more (the default: a successful request costs no log write).
+    Errors,
+    /// Every request.
+    All,
+}
+
+impl LogRequests {
+    /// `off`, `errors` or `all`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "off" => Some(Self::Off),
+            "errors" => Some(Self::Errors),
+            "all" => Some(Self::All),
+            _ => None,
+        }
     }
 }
 
@@ -46,13 +79,28 @@ pub(crate) struct AppState {
     pub base_url: Arc<str>,
     /// Cookies carry `Secure` (the service is reached over https).
     pub secure_cookies: bool,
+    /// The per-client limit of the unauthenticated endpoints; `None`: off.
+    pub rate_limiter: Option<Arc<limits::RateLimiter>>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpNet]>,
+    pub log_requests: LogRequests,
+    /// Per-route request metrics are recorded (a metrics listener is configured).
+    pub metrics: bool,
 }
 
 /// The application router. `base_url` is the address clients use (the configured public
 /// URL, or the bound address): the OAuth issuer and the base of its endpoints.
 pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Router {
     let base_url = base_url.trim_end_matches('/');
-    let state = AppState { service, secure_cookies: base_url.starts_with("https://"), base_url: base_url.into() };
+    let state = AppState {
+        service,
+        secure_cookies: base_url.starts_with("https://"),
+        base_url: base_url.into(),
+        rate_limiter: limits::RateLimiter::new(cfg.limits.rate_limit, cfg.limits.rate_limit_burst).map(Arc::new),
+        trusted_proxies: cfg.limits.trusted_proxies.clone().into(),
+        log_requests: cfg.log_requests,
+        metrics: cfg.metrics_listen.is_some(),
+    };
     Router::new()
         .merge(oauth::routes())
         .route("/tsa", axum::routing::post(tsa))
@@ -60,6 +108,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .route("/arl", axum::routing::get(arl))
         .route("/validation/v1/verify", axum::routing::post(validation::verify))
         .route("/validation/v1/openapi.json", axum::routing::get(validation::openapi))
+        .route("/openapi.json", axum::routing::get(openapi::openapi))
         .route("/ocsp", axum::routing::post(ocsp_post))
         .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())
@@ -67,7 +116,8 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -126,16 +176,32 @@ async fn ocsp_answer(state: &AppState, der: &[u8]) -> Response {
     }
 }
 
-/// Access log (method, path, status, duration; never headers or bodies: they carry
-/// passwords, PINs, tokens and SADs), and `Cache-Control: no-store` on every response.
-async fn log_request(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let started = Instant::now();
+/// `Cache-Control: no-store` on every response; the access log (method, path, status,
+/// duration; never headers or bodies: they carry passwords, PINs, tokens and SADs) as
+/// `log_requests` says; the request metrics when a metrics listener is configured. With the
+/// defaults a successful request costs neither a clock read nor a log write.
+async fn observe(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+    let timed = state.metrics || state.log_requests != LogRequests::Off;
+    let started = timed.then(Instant::now);
+    // Cloning these shares their bytes; the path is only formatted when a line is written.
+    let method = timed.then(|| req.method().clone());
+    let uri = (state.log_requests != LogRequests::Off).then(|| req.uri().clone());
+    let route = state.metrics.then(|| req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned()));
     let mut response = next.run(req).await;
     // Responses carry tokens and SADs: never cached (RFC 6749 §5.1).
     response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    tracing::info!(target: "cloudsign::http", %method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64);
+    if let Some(started) = started {
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        if let Some(route) = route {
+            metrics::HTTP.request(route.as_deref().unwrap_or("unmatched"), status, took);
+        }
+        if let (Some(uri), Some(method)) = (uri, method)
+            && (state.log_requests == LogRequests::All || status >= 400)
+        {
+            tracing::info!(target: "cloudsign::http", %method, path = %uri.path(), status, micros = took.as_micros() as u64);
+        }
+    }
     response
 }
 
@@ -146,6 +212,11 @@ pub struct Bound {
     /// The address actually bound.
     pub addr: SocketAddr,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    limits: Limits,
+    /// The metrics listener, when configured.
+    metrics: Option<std::net::TcpListener>,
+    /// Its address.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Bound {
@@ -167,21 +238,39 @@ pub async fn bind(listen: &str, cfg: &ServerConfig) -> anyhow::Result<Bound> {
         ),
         None => None,
     };
-    Ok(Bound { listener, addr, tls })
+    let metrics = match &cfg.metrics_listen {
+        Some(at) => Some(std::net::TcpListener::bind(at).map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {at}: {e}"))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+    Ok(Bound { listener, addr, tls, limits: cfg.limits.clone(), metrics, metrics_addr })
 }
 
 /// Serve until SIGINT/SIGTERM, then drain connections for up to 10 seconds.
 pub async fn serve(bound: Bound, app: Router) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
+    let metrics_handle = axum_server::Handle::new();
+    let (shutdown, metrics_shutdown) = (handle.clone(), metrics_handle.clone());
     tokio::spawn(async move {
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+        metrics_shutdown.shutdown();
     });
+    if let Some(listener) = bound.metrics {
+        let server = axum_server::from_tcp(listener)?.handle(metrics_handle);
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(metrics::router().into_make_service()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    let acceptor = limits::LimitAcceptor::new(&bound.limits);
     match bound.tls {
-        Some(tls) => axum_server::from_tcp_rustls(bound.listener, tls)?.handle(handle).serve(make).await?,
-        None => axum_server::from_tcp(bound.listener)?.handle(handle).serve(make).await?,
+        Some(tls) => {
+            axum_server::from_tcp_rustls(bound.listener, tls)?.map(|tls| tls.acceptor(acceptor)).handle(handle).serve(make).await?
+        }
+        None => axum_server::from_tcp(bound.listener)?.acceptor(acceptor).handle(handle).serve(make).await?,
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The validation service in the spirit of ETSI TS 119 442 (JSON over HTTP):
 //! `POST /validation/v1/verify` takes a signed document (or a signature and its detached
-//! content) and returns the report `cloudsign verify --json` prints. `GET
-//! /validation/v1/openapi.json` describes it.
+//! content) and returns the report `cloudsign verify --json` prints. The service's OpenAPI
+//! document (`/openapi.json`, also at the old `/validation/v1/openapi.json`) describes it.
 //!
 //! Trust anchors: the service's own root, plus any the request names. Revocation data: what the
 //! signatures embed, and for certificates this service issued, its own OCSP responses and CRLs,
@@ -19,8 +19,9 @@ use serde_json::json;
 use crate::AppState;
 
 /// The request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = validation::VerifyRequest)]
 pub(crate) struct VerifyRequest {
     /// The signed document or the signature (base64).
     document: String,
@@ -45,7 +46,22 @@ fn bad(description: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request", "error_description": description.into()}))).into_response()
 }
 
-pub(crate) async fn verify(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    // A body over the limit is a JSON error like every other refusal, not axum's plain text.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": "invalid_request", "error_description": "Request body too large"})),
+            )
+                .into_response();
+        }
+        Err(_) => return bad("The request body could not be read"),
+    };
     let req: VerifyRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad(format!("Invalid request: {e}")),
@@ -119,6 +135,51 @@ pub(crate) async fn verify(State(state): State<AppState>, body: axum::body::Byte
     }
 }
 
+/// `GET /validation/v1/openapi.json`, the address this API's own document had: now the whole
+/// service's document (`crate::openapi`), which includes this API.
 pub(crate) async fn openapi() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../assets/validation-openapi.json")).into_response()
+    crate::openapi::openapi().await
+}
+
+/// The report's schemas for the OpenAPI document. The report types live in
+/// `cloudsign-validation`, which knows nothing of OpenAPI, so they are written here, as
+/// `cloudsign verify --json` prints them (`engine.rs`: `SignatureReport`, `TimestampReport`,
+/// `CertificateReport`, `PdfCoverage`).
+pub(crate) fn report_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    let string = json!({"type": "string"});
+    let nullable = |t: &str| json!({"type": [t, "null"]});
+    vec![
+        (
+            "validation.Report",
+            json!({"type": "object", "required": ["policy", "signatures"], "properties": {
+                "policy": string,
+                "signatures": {"type": "array", "items": {"$ref": "#/components/schemas/validation.SignatureReport"}},
+            }}),
+        ),
+        (
+            "validation.SignatureReport",
+            json!({"type": "object", "required": ["id", "format", "indication", "errors"], "properties": {
+                "id": {"type": "string", "description": "PDF field name, or the signature's position."},
+                "format": {"type": "string", "description": "PAdES, PAdES document time-stamp, CAdES, XAdES, JAdES."},
+                "indication": {"type": "string", "enum": ["TOTAL-PASSED", "TOTAL-FAILED", "INDETERMINATE"]},
+                "sub_indication": {"type": "string", "description": "ETSI EN 319 102-1 §5.1.3, e.g. HASH_FAILURE, REVOKED, TRY_LATER."},
+                "errors": {"type": "array", "items": string},
+                "signer": nullable("string"),
+                "key": nullable("string"),
+                "key_bits": nullable("integer"),
+                "digest_algorithm": nullable("string"),
+                "claimed_signing_time": nullable("string"),
+                "proven_signing_time": nullable("string"),
+                "timestamps": {"type": "array", "items": {"type": "object"}},
+                "chain": {"type": "array", "items": {"type": "object"}},
+                "level": {"type": ["string", "null"], "description": "B-B, B-T, B-LT, B-LTA."},
+                "pdf": {"type": "object", "properties": {
+                    "byte_range": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
+                    "covers_whole_file": {"type": "boolean"},
+                    "later_revisions": {"type": "integer"},
+                    "changes": {"type": "array", "items": string},
+                }},
+            }}),
+        ),
+    ]
 }

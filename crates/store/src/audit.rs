@@ -1,7 +1,36 @@
-//! `audit`: the append-only event log.
+//! `audit`: the append-only event log, hash-chained, with signed checkpoints.
+//!
+//! Every record carries `hash = SHA-256(canonical(seq, at, actor, event, outcome,
+//! credential_id, detail, prev_hash))` ([`record_hash`]) and the hash of the record before it
+//! (`prev_hash`; the first record's is [`GENESIS`]). The chain is appended only by
+//! [`insert_audit`], inside the transaction that inserts the record: it advances the one-row
+//! chain head (`audit_head`) with `UPDATE ... RETURNING`, which gives the record its `seq`
+//! (head + 1) and its `prev_hash` (the head's hash), and stores the new hash back into the head.
+//!
+//! Why this is exactly-once and gap-free, on either database:
+//! * PostgreSQL: the UPDATE takes the head row's lock until commit, so appenders in several
+//!   processes queue on it. Under READ COMMITTED a waiting UPDATE re-reads the row as its
+//!   holder committed it (PostgreSQL manual, "13.2.1 Read Committed Isolation Level"), so it
+//!   chains to the committed predecessor. A transaction that rolls back undoes its head update
+//!   with its record (unlike a sequence, which would leave a gap); one that commits has both.
+//! * SQLite: one writer, so appends are serialized by the write lock; in a group-commit batch
+//!   each request's append is inside its savepoint, so a refused request's append is undone and
+//!   the chain follows the order in which the batch kept the records.
+//!
+//! Lock order (PostgreSQL): a transaction that takes the head lock and then waits for another
+//! row lock could deadlock with one that holds that row and waits for the head. So the head is
+//! either taken last (a lone record: [`insert_audit`] is the transaction's last statement) or
+//! first ([`lock_chain`], at the start of a batch that writes several records).
+//!
+//! The chain makes any edit that is not recomputed over every later record visible; signed
+//! checkpoints (`audit_checkpoints`: seq, hash, time and the CA's signature over them, made by
+//! the domain) make a recomputed chain visible too, up to the last checkpoint.
 
+use aws_lc_rs::digest;
+
+use crate::codec::{decode, encode};
 use crate::db::{Conn, P};
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// How an audited action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +75,19 @@ pub struct AuditEvent {
     pub credential_id: Option<String>,
     /// JSON detail (never secrets).
     pub detail: String,
+    /// The chain hash of the record before (hex); `None` only for a row not written by the
+    /// service.
+    pub prev_hash: Option<String>,
+    /// This record's chain hash (hex, [`record_hash`]); `None` likewise.
+    pub hash: Option<String>,
+}
+
+impl AuditEvent {
+    /// The hash this record's content and `prev_hash` give when it sits at `seq`.
+    pub fn computed_hash(&self, seq: i64) -> Option<String> {
+        let prev = self.prev_hash.as_deref()?;
+        Some(record_hash(seq, self.at, &self.actor, &self.event, &self.outcome, self.credential_id.as_deref(), &self.detail, prev))
+    }
 }
 
 /// An audit event to write.
@@ -65,44 +107,267 @@ pub struct NewAudit<'a> {
     pub detail: &'a str,
 }
 
-pub(crate) const INSERT_AUDIT: &str =
-    "INSERT INTO audit (at, actor, event, outcome, credential_id, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+/// A signed checkpoint of the chain: the CA's signature over [`checkpoint_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    /// The last record covered.
+    pub seq: i64,
+    /// Its chain hash (hex).
+    pub hash: String,
+    /// When the checkpoint was made (Unix seconds).
+    pub at: i64,
+    /// The signature (for the built-in CA: ECDSA P-384 with SHA-384, DER).
+    pub signature: Vec<u8>,
+}
 
-async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<()> {
-    c.exec(INSERT_AUDIT, &[P::I(e.at), P::S(e.actor), P::S(e.event), P::S(e.outcome.as_str()), P::OS(e.credential_id), P::S(e.detail)])
-        .await?;
+/// The `prev_hash` of the first record: 32 zero bytes, hex.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Domain label of the record encoding (a new encoding gets a new label).
+const RECORD_LABEL: &[u8] = b"cloudsign audit record v1\0";
+/// Domain label of the checkpoint encoding.
+const CHECKPOINT_LABEL: &[u8] = b"cloudsign audit checkpoint v1\0";
+
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The chain hash of a record (lowercase hex SHA-256). The canonical encoding, for anyone
+/// re-checking an export: the label `cloudsign audit record v1` and a NUL byte; `seq` and `at`
+/// as 8-byte big-endian two's complement; then `actor`, `event`, `outcome` as UTF-8, each
+/// preceded by its length in bytes (8-byte big-endian); `credential_id` as one byte 0 (absent)
+/// or 1 followed by the length-prefixed value; `detail` length-prefixed; `prev_hash` as its 64
+/// hex characters, length-prefixed. Length prefixes make the encoding injective.
+#[allow(clippy::too_many_arguments)]
+pub fn record_hash(
+    seq: i64,
+    at: i64,
+    actor: &str,
+    event: &str,
+    outcome: &str,
+    credential_id: Option<&str>,
+    detail: &str,
+    prev_hash: &str,
+) -> String {
+    let mut m = Vec::with_capacity(RECORD_LABEL.len() + 128 + detail.len());
+    m.extend_from_slice(RECORD_LABEL);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&at.to_be_bytes());
+    field(&mut m, actor.as_bytes());
+    field(&mut m, event.as_bytes());
+    field(&mut m, outcome.as_bytes());
+    match credential_id {
+        None => m.push(0),
+        Some(c) => {
+            m.push(1);
+            field(&mut m, c.as_bytes());
+        }
+    }
+    field(&mut m, detail.as_bytes());
+    field(&mut m, prev_hash.as_bytes());
+    hex(digest::digest(&digest::SHA256, &m).as_ref())
+}
+
+/// The bytes a checkpoint signs: the label `cloudsign audit checkpoint v1` and a NUL byte,
+/// `seq` and `at` (8-byte big-endian), the hash's 64 hex characters length-prefixed.
+pub fn checkpoint_message(seq: i64, hash: &str, at: i64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CHECKPOINT_LABEL.len() + 88);
+    m.extend_from_slice(CHECKPOINT_LABEL);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&at.to_be_bytes());
+    field(&mut m, hash.as_bytes());
+    m
+}
+
+/// Append one record to the chain, in the caller's transaction (see the module comment). Every
+/// audit record is written through here: [`Store::audit`] and the consuming transaction of a
+/// signature (`sad.rs`, `group.rs`). Returns the record's `seq`.
+pub(crate) async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<i64> {
+    let head = c
+        .opt("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash", &[])
+        .await?
+        .ok_or_else(|| StoreError::Db("the audit chain head is missing".into()))?;
+    let (seq, prev) = (head.i64("seq")?, head.str("hash")?);
+    let outcome = e.outcome.as_str();
+    let hash = record_hash(seq, e.at, e.actor, e.event, outcome, e.credential_id, e.detail, &prev);
+    c.exec(
+        "INSERT INTO audit (seq, at, actor, event, outcome, credential_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[P::I(seq), P::I(e.at), P::S(e.actor), P::S(e.event), P::S(outcome), P::OS(e.credential_id), P::S(e.detail), P::S(&prev), P::S(&hash)],
+    )
+    .await?;
+    c.exec("UPDATE audit_head SET hash = $1 WHERE id = 1", &[P::S(&hash)]).await?;
+    Ok(seq)
+}
+
+/// PostgreSQL: take the chain head's row lock now, at the start of a transaction that will
+/// append several records among other row locks (a group-commit batch), so that the head is
+/// never taken after another row lock (see "Lock order" above). A no-op on SQLite, where the
+/// transaction already holds the one write lock.
+pub(crate) async fn lock_chain(c: &mut Conn<'_>) -> Result<()> {
+    if matches!(c, Conn::Sqlite(_)) {
+        return Ok(());
+    }
+    c.opt("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE", &[]).await?;
     Ok(())
 }
 
+/// Schema step: create the chain head and chain the records written before the chain existed
+/// (in `seq` order, gaps included: the link, not seq arithmetic, is what the verifier follows).
+/// Runs once, in the migration that adds the columns, so that a row inserted later by hand
+/// without a hash is never adopted into the chain.
+pub(crate) async fn chain_existing(c: &mut Conn<'_>) -> Result<u64> {
+    let rows = c.all("SELECT seq, at, actor, event, outcome, credential_id, detail FROM audit ORDER BY seq", &[]).await?;
+    let mut prev = GENESIS.to_string();
+    let mut last = 0;
+    for r in &rows {
+        let seq = r.i64("seq")?;
+        let cred = r.opt_str("credential_id")?;
+        let hash = record_hash(
+            seq,
+            r.i64("at")?,
+            &r.str("actor")?,
+            &r.str("event")?,
+            &r.str("outcome")?,
+            cred.as_deref(),
+            &r.str("detail")?,
+            &prev,
+        );
+        c.exec("UPDATE audit SET prev_hash = $1, hash = $2 WHERE seq = $3", &[P::S(&prev), P::S(&hash), P::I(seq)]).await?;
+        prev = hash;
+        last = seq;
+    }
+    c.exec("DELETE FROM audit_head", &[]).await?;
+    c.exec("INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)", &[P::I(last), P::S(&prev)]).await?;
+    Ok(rows.len() as u64)
+}
+
+const SELECT_EVENT: &str = "SELECT seq, at, actor, event, outcome, credential_id, detail, prev_hash, hash FROM audit";
+
+fn event_of(r: &crate::db::Row) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        seq: r.i64("seq")?,
+        at: r.i64("at")?,
+        actor: r.str("actor")?,
+        event: r.str("event")?,
+        outcome: r.str("outcome")?,
+        credential_id: r.opt_str("credential_id")?,
+        detail: r.str("detail")?,
+        prev_hash: r.opt_str("prev_hash")?,
+        hash: r.opt_str("hash")?,
+    })
+}
+
 impl Store {
-    /// Append an audit event.
+    /// Append an audit event (its own transaction, so that the chain head and the record
+    /// commit together).
     pub async fn audit(&self, e: &NewAudit<'_>) -> Result<()> {
-        insert_audit(&mut self.db.write().await?, e).await
+        transaction!(self.db, |c| {
+            insert_audit(&mut c, e).await?;
+            Ok(((), true))
+        })
     }
 
     /// The latest `limit` events, oldest first.
     pub async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>> {
-        let rows = self
-            .db
-            .read()
-            .await?
-            .all("SELECT seq, at, actor, event, outcome, credential_id, detail FROM audit ORDER BY seq DESC LIMIT $1", &[P::I(limit)])
-            .await?;
-        let mut events = rows
-            .iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    seq: r.i64("seq")?,
-                    at: r.i64("at")?,
-                    actor: r.str("actor")?,
-                    event: r.str("event")?,
-                    outcome: r.str("outcome")?,
-                    credential_id: r.opt_str("credential_id")?,
-                    detail: r.str("detail")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let sql = format!("{SELECT_EVENT} ORDER BY seq DESC LIMIT $1");
+        let rows = self.db.read().await?.all(&sql, &[P::I(limit)]).await?;
+        let mut events = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
         events.reverse();
         Ok(events)
+    }
+
+    /// Up to `limit` events with `seq > after`, in `seq` order (verification and export page
+    /// through the log with this).
+    pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>> {
+        let sql = format!("{SELECT_EVENT} WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = self.db.read().await?.all(&sql, &[P::I(after), P::I(limit)]).await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    /// The chain head: the last appended record's seq and hash (`0` and [`GENESIS`] before the
+    /// first).
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        let row = self.db.read().await?.opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[]).await?;
+        match row {
+            Some(r) => Ok((r.i64("seq")?, r.str("hash")?)),
+            None => Err(StoreError::Db("the audit chain head is missing".into())),
+        }
+    }
+
+    /// Store a signed checkpoint (a second one for the same seq and time is ignored).
+    pub async fn insert_audit_checkpoint(&self, c: &AuditCheckpoint) -> Result<()> {
+        let sig = encode(&c.signature);
+        self.db
+            .write()
+            .await?
+            .exec(
+                "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[P::I(c.seq), P::S(&c.hash), P::I(c.at), P::S(&sig)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every checkpoint, by seq then time.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        let rows = self.db.read().await?.all("SELECT seq, hash, at, signature FROM audit_checkpoints ORDER BY seq, at", &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditCheckpoint {
+                    seq: r.i64("seq")?,
+                    hash: r.str("hash")?,
+                    at: r.i64("at")?,
+                    signature: decode("signature", &r.str("signature")?)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoding_is_injective_in_its_fields() {
+        let a = record_hash(1, 2, "ab", "c", "ok", None, "{}", GENESIS);
+        assert_ne!(a, record_hash(1, 2, "a", "bc", "ok", None, "{}", GENESIS));
+        assert_ne!(a, record_hash(1, 2, "ab", "c", "ok", Some(""), "{}", GENESIS));
+        assert_ne!(a, record_hash(2, 2, "ab", "c", "ok", None, "{}", GENESIS));
+        assert_eq!(a, record_hash(1, 2, "ab", "c", "ok", None, "{}", GENESIS));
+        assert_eq!(a.len(), 64);
+    }
+
+    /// Records appended concurrently form one chain, seq 1..n without gaps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_form_one_chain() {
+        let (dir, store) = crate::tests::store().await;
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let detail = format!("{{\"i\":{i}}}");
+                let e = NewAudit { at: i, actor: "u", event: "e", outcome: Outcome::Ok, credential_id: None, detail: &detail };
+                store.audit(&e).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let events = store.audit_page(0, 1000).await.unwrap();
+        let mut prev = GENESIS.to_string();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as i64 + 1);
+            assert_eq!(e.prev_hash.as_deref(), Some(prev.as_str()));
+            assert_eq!(e.computed_hash(e.seq), e.hash);
+            prev = e.hash.clone().unwrap();
+        }
+        assert_eq!(store.audit_head().await.unwrap(), (events.len() as i64, prev));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

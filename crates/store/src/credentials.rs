@@ -6,7 +6,7 @@ use cloudsign_keys::KeyBackendKind;
 
 use crate::ca::{CertRow, cert_row};
 use crate::codec::{StoredName, encode};
-use crate::db::{P, Row};
+use crate::db::{Conn, P, Row};
 use crate::{Result, Store};
 
 /// A certificate's stored status. Expiry is computed from the certificate, not stored.
@@ -131,7 +131,7 @@ pub struct CredentialRow {
     pub otp_kind: Option<OtpKind>,
     /// Sealed TOTP secret.
     pub otp_secret: Option<Vec<u8>>,
-    /// Consecutive failed (or in-flight) authorization attempts.
+    /// Consecutive failed authorization attempts (checks in flight are not counted here).
     pub failed_attempts: i64,
     /// Locked after too many failures.
     pub locked: bool,
@@ -375,50 +375,76 @@ impl Store {
         })
     }
 
-    /// Reserve one authorization attempt before the factors are checked, so that parallel
-    /// guesses cannot outrun the lockout: the counter goes up first and comes back to zero
-    /// only on success. Returns the attempt number, or `None` if the credential is locked or
-    /// has no attempts left (in which case it is marked locked).
-    pub async fn begin_attempt(&self, id: &str, max_attempts: i64) -> Result<Option<i64>> {
-        let mut c = self.db.write().await?;
-        let row = c
-            .opt(
-                "UPDATE credentials SET failed_attempts = failed_attempts + 1 WHERE id = $1 AND locked = 0 AND failed_attempts < $2 RETURNING failed_attempts",
-                &[P::S(id), P::I(max_attempts)],
-            )
-            .await?;
-        match row {
-            Some(r) => Ok(Some(r.i64("failed_attempts")?)),
-            None => {
-                c.exec("UPDATE credentials SET locked = 1 WHERE id = $1 AND failed_attempts >= $2", &[P::S(id), P::I(max_attempts)])
-                    .await?;
-                Ok(None)
+    /// Ask to check the factors of a credential, before argon2 runs. Failures and checks in
+    /// flight together never exceed `max_attempts`, so parallel guesses cannot outrun the
+    /// lockout, while a right PIN never counts as a failure: an admitted check holds a lease
+    /// (`auth_attempts`) and only [`Store::attempt_failed`] raises the failure counter. Returns
+    /// `Some(true)` when admitted under `lease` (end it with `attempt_succeeded`,
+    /// `attempt_failed` or `abandon_attempt`), `Some(false)` when every attempt left is in
+    /// flight (ask again when one ends), `None` when the credential is locked (it is marked
+    /// locked if its failures reached the limit).
+    pub async fn begin_attempt(&self, id: &str, lease: &str, max_attempts: i64, now: i64) -> Result<Option<bool>> {
+        let subject = credential_subject(id);
+        transaction!(self.db, |c| {
+            // A no-op write that takes the credential's row lock (PostgreSQL): admissions on
+            // several nodes queue here and each sees the leases the previous one committed.
+            let row = c
+                .opt(
+                    "UPDATE credentials SET failed_attempts = failed_attempts WHERE id = $1 RETURNING failed_attempts, locked",
+                    &[P::S(id)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok((None, false)) };
+            if row.flag("locked")? {
+                return Ok((None, false));
             }
-        }
-    }
-
-    /// The attempt succeeded: clear the counter.
-    pub async fn attempt_succeeded(&self, id: &str) -> Result<()> {
-        self.db.write().await?.exec("UPDATE credentials SET failed_attempts = 0 WHERE id = $1", &[P::S(id)]).await?;
-        Ok(())
-    }
-
-    /// The attempt failed: the counter stays up; lock when it reached the limit. Returns
-    /// whether the credential is now locked.
-    pub async fn attempt_failed(&self, id: &str, max_attempts: i64) -> Result<bool> {
-        let row = self
-            .db
-            .write()
-            .await?
-            .opt(
-                "UPDATE credentials SET locked = CASE WHEN failed_attempts >= $2 THEN 1 ELSE locked END WHERE id = $1 RETURNING locked",
-                &[P::S(id), P::I(max_attempts)],
-            )
-            .await?;
-        Ok(match row {
-            Some(r) => r.flag("locked")?,
-            None => false,
+            let failures = row.i64("failed_attempts")?;
+            if failures >= max_attempts {
+                c.exec("UPDATE credentials SET locked = 1 WHERE id = $1", &[P::S(id)]).await?;
+                return Ok((None, true));
+            }
+            let admitted = take_lease(&mut c, &subject, lease, max_attempts - failures, now).await?;
+            Ok((Some(admitted), admitted))
         })
+    }
+
+    /// The admitted check succeeded: the failure counter starts again. Returns `false` (and
+    /// changes nothing) if the lease had lapsed: its place may have been given to another
+    /// attempt, so the result must not be used.
+    pub async fn attempt_succeeded(&self, id: &str, lease: &str, now: i64) -> Result<bool> {
+        transaction!(self.db, |c| {
+            c.exec("UPDATE credentials SET failed_attempts = 0 WHERE id = $1", &[P::S(id)]).await?;
+            let held = release_lease(&mut c, &credential_subject(id), lease, now).await?;
+            Ok((held, held))
+        })
+    }
+
+    /// The admitted check failed: count the failure, and lock when the failures reach
+    /// `max_attempts`. Returns the failures so far and whether the credential is now locked, or
+    /// `None` (changing nothing) if the lease had lapsed.
+    pub async fn attempt_failed(&self, id: &str, lease: &str, max_attempts: i64, now: i64) -> Result<Option<(i64, bool)>> {
+        transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE credentials SET failed_attempts = failed_attempts + 1, \
+                     locked = CASE WHEN failed_attempts + 1 >= $2 THEN 1 ELSE locked END WHERE id = $1 RETURNING failed_attempts, locked",
+                    &[P::S(id), P::I(max_attempts)],
+                )
+                .await?;
+            let held = release_lease(&mut c, &credential_subject(id), lease, now).await?;
+            match row {
+                Some(r) if held => Ok((Some((r.i64("failed_attempts")?, r.flag("locked")?)), true)),
+                _ => Ok((None, false)),
+            }
+        })
+    }
+
+    /// Give an admitted check's place back without a result (the request went away before
+    /// its answer could be sent, so nothing was learnt from it).
+    pub async fn abandon_attempt(&self, id: &str, lease: &str) -> Result<()> {
+        let mut c = self.db.write().await?;
+        c.exec("DELETE FROM auth_attempts WHERE subject = $1 AND id = $2", &[P::S(&credential_subject(id)), P::S(lease)]).await?;
+        Ok(())
     }
 
     /// Record a TOTP time step as used, refusing it if that step or a later one was used
@@ -456,4 +482,37 @@ impl Store {
             .await?;
         row.map(|r| Ok((r.str("code_hash")?, r.i64("expires_at")?))).transpose()
     }
+}
+
+/// How long an admitted PIN or password check keeps its place (`auth_attempts`). A check takes
+/// milliseconds to seconds (argon2, queued behind the others); a place is lost only if its
+/// process dies, and comes back after this long.
+pub(crate) const ATTEMPT_LEASE_SECONDS: i64 = 60;
+
+fn credential_subject(id: &str) -> String {
+    format!("credential:{id}")
+}
+
+/// Take one of `places` for `subject` under `lease`, if one is free; lapsed leases are dropped
+/// first. Run inside a transaction that holds the subject's row lock.
+pub(crate) async fn take_lease(c: &mut Conn<'_>, subject: &str, lease: &str, places: i64, now: i64) -> Result<bool> {
+    c.exec("DELETE FROM auth_attempts WHERE subject = $1 AND expires_at <= $2", &[P::S(subject), P::I(now)]).await?;
+    let in_flight = c.opt("SELECT COUNT(*) AS n FROM auth_attempts WHERE subject = $1", &[P::S(subject)]).await?;
+    if in_flight.map(|r| r.i64("n")).transpose()?.unwrap_or(0) >= places {
+        return Ok(false);
+    }
+    c.exec(
+        "INSERT INTO auth_attempts (subject, id, expires_at) VALUES ($1, $2, $3)",
+        &[P::S(subject), P::S(lease), P::I(now + ATTEMPT_LEASE_SECONDS)],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// End a lease; `false` if it had lapsed (or was never taken).
+pub(crate) async fn release_lease(c: &mut Conn<'_>, subject: &str, lease: &str, now: i64) -> Result<bool> {
+    let n = c
+        .exec("DELETE FROM auth_attempts WHERE subject = $1 AND id = $2 AND expires_at > $3", &[P::S(subject), P::S(lease), P::I(now)])
+        .await?;
+    Ok(n == 1)
 }

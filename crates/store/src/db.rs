@@ -8,7 +8,9 @@
 //!
 //! SQL is written once, with `$n` placeholders; for SQLite they become `?n`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -85,41 +87,150 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY {
             return StoreError::Conflict;
         }
-        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked {
+        // Busy, and faults of the file or the disk under it: the database, not the request, is at
+        // fault (503, never 500).
+        use rusqlite::ErrorCode as C;
+        if matches!(
+            f.code,
+            C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::CannotOpen
+                | C::ReadOnly
+                | C::FileLockingProtocolFailed
+        ) {
             return StoreError::Unavailable(e.to_string());
         }
     }
     StoreError::Db(e.to_string())
 }
 
+/// The message prefix of a PostgreSQL failure that a transaction may simply run again: a
+/// serialization failure or a deadlock (SQLSTATE 40001, 40P01; PostgreSQL manual, "Serialization
+/// Failure Handling").
+const RETRYABLE: &str = "transaction conflict: ";
+
+/// Whether `e` is a transaction conflict that running the transaction again may resolve.
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.starts_with(RETRYABLE))
+}
+
+/// SQLSTATEs that say the database, not the request, is at fault (PostgreSQL manual, appendix A):
+/// class 08 connection exception, 53 insufficient resources, 57 operator intervention (57P01
+/// `admin_shutdown` is what `pg_terminate_backend` and `DROP DATABASE ... WITH (FORCE)` send),
+/// 58 system error, 28 authorization (a role or password changed under the running service),
+/// 3D000 the database does not exist (dropped), 55000 it does not accept connections, 55P03 a
+/// lock not available, 57014 a statement cancelled, and a schema that has gone (42P01, 3F000:
+/// a database recreated empty). Each is answered `503 temporarily_unavailable`, never 500.
+fn pg_unavailable(code: &str) -> bool {
+    ["08", "53", "57", "58", "28"].iter().any(|class| code.starts_with(class))
+        || ["3D000", "55000", "55P03", "42P01", "3F000"].contains(&code)
+}
+
 fn pg_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => StoreError::Conflict,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            Some("23505") => StoreError::Conflict,
+            Some("40001" | "40P01") => StoreError::Unavailable(format!("{RETRYABLE}{e}")),
+            Some(code) if pg_unavailable(code) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Db(e.to_string()),
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Db(e.to_string()),
+    }
+}
+
+/// A PostgreSQL operation, bounded by the store timeout: a database that stops answering (a
+/// network partition, a host gone) holds a request no longer than that, then it is answered
+/// 503. sqlx closes a connection whose operation was abandoned when it returns to the pool
+/// (its release ping fails or finds it mid-protocol), so the pool recovers by itself.
+async fn pg_bounded<T>(timeout: Duration, f: impl Future<Output = std::result::Result<T, sqlx::Error>>) -> Result<T> {
+    match tokio::time::timeout(timeout, f).await {
+        Ok(r) => r.map_err(pg_err),
+        Err(_) => Err(StoreError::Unavailable(format!("no answer from the database within {} ms", timeout.as_millis()))),
+    }
+}
+
+/// How the store reaches its database.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// The longest a request waits for the database (a PostgreSQL connection from the pool, a
+    /// PostgreSQL statement's answer, SQLite's lock held by another process) before it is
+    /// answered `503 temporarily_unavailable`.
+    pub timeout: Duration,
+    /// PostgreSQL: connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(2), max_connections: 16 }
     }
 }
 
 /// The database.
 pub(crate) enum Db {
-    Sqlite { writer: Mutex<rusqlite::Connection>, readers: Vec<Mutex<rusqlite::Connection>>, next: AtomicUsize },
-    Pg(PgPool),
+    Sqlite { writer: Arc<Mutex<rusqlite::Connection>>, readers: Vec<Mutex<rusqlite::Connection>>, next: AtomicUsize },
+    Pg(PgPool, Duration),
 }
 
-/// One connection, for a statement or a transaction.
+/// One connection, for a statement or a transaction. The PostgreSQL ones carry the store
+/// timeout that bounds each of their statements.
 pub(crate) enum Conn<'a> {
     Sqlite(MutexGuard<'a, rusqlite::Connection>),
-    Pg(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Pg(sqlx::pool::PoolConnection<sqlx::Postgres>, Duration),
     /// sqlx rolls an unfinished transaction back when it is dropped, so a request cancelled
     /// mid-transaction (client gone) cannot leave a connection inside it.
-    PgTx(sqlx::Transaction<'static, sqlx::Postgres>),
+    PgTx(sqlx::Transaction<'static, sqlx::Postgres>, Duration),
 }
 
-fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+/// SQLite's WAL is copied back and reset (`wal_checkpoint(TRUNCATE)`) once it holds this many
+/// pages (16 MiB at the default 4 KiB page): see [`checkpoint_loop`].
+const WAL_LIMIT_PAGES: i64 = 4096;
+
+/// The database file, its WAL and its shared-memory index hold argon2 hashes of PINs and
+/// passwords and the sealed keys: owner only (0600). A new database is created 0600 before
+/// SQLite opens it, and SQLite gives the `-wal` and `-shm` files the database file's mode
+/// (`robust_open` in os_unix.c); an existing one readable by others is tightened, with a
+/// warning.
+fn secure_sqlite_files(path: &str) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        if path.is_empty() || path == ":memory:" {
+            return Ok(());
+        }
+        let unavailable = |what: &str, e: std::io::Error| StoreError::Unavailable(format!("{what} {path}: {e}"));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(unavailable("cannot create the database", e)),
+        }
+        for file in [path.to_string(), format!("{path}-wal"), format!("{path}-shm")] {
+            let Ok(meta) = std::fs::metadata(&file) else { continue };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| unavailable(&format!("{file} is readable by others (mode {mode:o}) and cannot be restricted:"), e))?;
+                tracing::warn!(file = %file, was = format!("{mode:o}"), "database file was readable by others; now 0600");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_sqlite(path: &str, timeout: Duration) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     // WAL: readers run beside the writer. NORMAL: durable across application crashes (SQLite
-    // "WAL mode" docs). The busy timeout makes the admin CLI and the server wait for each other.
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // "WAL mode" docs). The busy timeout makes the admin CLI and the server wait for each other,
+    // up to the store timeout.
+    conn.busy_timeout(timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -129,42 +240,76 @@ fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
+/// Checkpoints copy the WAL back into the database file and fsync it. Run inline (SQLite's
+/// default, every 1000 pages) that stalls whichever request's commit crosses the mark; this
+/// thread does it instead, once a second, on its own connection. A PASSIVE checkpoint never
+/// waits, but it cannot reset the WAL while readers keep using it, and under sustained load
+/// they always are: the file grew without end (279 MB in a 60 s signHash run, issue 15). So
+/// once the WAL holds [`WAL_LIMIT_PAGES`], the thread takes the writer (requests queue behind
+/// it in-process, as for any write) and runs a TRUNCATE checkpoint, which waits for the
+/// readers' current statements, copies everything back and truncates the file to zero (SQLite
+/// "PRAGMA wal_checkpoint"). The WAL stays under the limit plus one second of writes.
+fn checkpoint_loop(checkpointer: rusqlite::Connection, writer: std::sync::Weak<Mutex<rusqlite::Connection>>) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        // The store was dropped (a test, the admin CLI done): so is this thread.
+        let Some(writer) = writer.upgrade() else { return };
+        // (busy, frames in the WAL, frames checkpointed).
+        let passive = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        match passive {
+            Ok(frames) if frames >= WAL_LIMIT_PAGES => {
+                let _writing = writer.blocking_lock();
+                let started = std::time::Instant::now();
+                match checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+                    Ok(0) => tracing::debug!(frames, ms = started.elapsed().as_millis() as u64, "WAL truncated"),
+                    Ok(_) => tracing::debug!(frames, "WAL truncate checkpoint busy; retried in a second"),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+    }
+}
+
 impl Db {
-    pub(crate) async fn connect(url: &str) -> Result<Db> {
+    pub(crate) async fn connect(url: &str, options: StoreOptions) -> Result<Db> {
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(std::time::Duration::from_secs(10))
+                .max_connections(options.max_connections.max(2))
+                .acquire_timeout(options.timeout)
+                // sqlx pings every connection it takes back (`return_to_pool`), so a broken one
+                // is dropped there; a second ping before each use was one more round trip per
+                // transaction.
+                .test_before_acquire(false)
                 .connect(url)
                 .await
                 .map_err(pg_err)?;
-            return Ok(Db::Pg(pool));
+            return Ok(Db::Pg(pool, options.timeout));
         }
         let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let path = rest.split('?').next().unwrap_or(rest).to_string();
-        let writer = open_sqlite(&path).map_err(sqlite_err)?;
-        // Checkpoints copy the WAL back into the database file and fsync it. Run inline (SQLite's
-        // default, every 1000 pages) that stalls whichever request's commit crosses the mark;
-        // a background thread does it instead, once a second, on its own connection.
+        secure_sqlite_files(&path)?;
+        let timeout = options.timeout;
+        let writer = open_sqlite(&path, timeout).map_err(sqlite_err)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite_err)?;
-        let checkpointer = open_sqlite(&path).map_err(sqlite_err)?;
+        // When the WAL is reset, its file is cut back to this size (SQLite "PRAGMA
+        // journal_size_limit"), so a burst does not leave a large file behind.
+        writer.pragma_update(None, "journal_size_limit", WAL_LIMIT_PAGES * 4096).map_err(sqlite_err)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let checkpointer = open_sqlite(&path, timeout).map_err(sqlite_err)?;
+        let weak = Arc::downgrade(&writer);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                }
-            })
+            .spawn(move || checkpoint_loop(checkpointer, weak))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        let readers = (0..4).map(|_| open_sqlite(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite_err)?;
-        Ok(Db::Sqlite { writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) })
+        let readers =
+            (0..4).map(|_| open_sqlite(&path, timeout).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite_err)?;
+        Ok(Db::Sqlite { writer, readers, next: AtomicUsize::new(0) })
     }
 
     pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self, Db::Pg(_))
+        matches!(self, Db::Pg(..))
     }
 
     /// A connection for reading.
@@ -174,7 +319,7 @@ impl Db {
                 let i = next.fetch_add(1, Ordering::Relaxed) % readers.len();
                 Ok(Conn::Sqlite(readers[i].lock().await))
             }
-            Db::Pg(pool) => Ok(Conn::Pg(pool.acquire().await.map_err(pg_err)?)),
+            Db::Pg(pool, t) => Ok(Conn::Pg(pool.acquire().await.map_err(pg_err)?, *t)),
         }
     }
 
@@ -182,7 +327,7 @@ impl Db {
     pub(crate) async fn write(&self) -> Result<Conn<'_>> {
         match self {
             Db::Sqlite { writer, .. } => Ok(Conn::Sqlite(writer.lock().await)),
-            Db::Pg(pool) => Ok(Conn::Pg(pool.acquire().await.map_err(pg_err)?)),
+            Db::Pg(pool, t) => Ok(Conn::Pg(pool.acquire().await.map_err(pg_err)?, *t)),
         }
     }
 
@@ -195,12 +340,13 @@ impl Db {
                 conn.begin().await?;
                 Ok(conn)
             }
-            Db::Pg(pool) => Ok(Conn::PgTx(pool.begin().await.map_err(pg_err)?)),
+            // `begin` acquires (bounded by the pool's acquire timeout) and then sends BEGIN.
+            Db::Pg(pool, t) => Ok(Conn::PgTx(pg_bounded(*t, pool.begin()).await?, *t)),
         }
     }
 
     pub(crate) async fn close(&self) {
-        if let Db::Pg(pool) = self {
+        if let Db::Pg(pool, _) = self {
             pool.close().await;
         }
     }
@@ -272,8 +418,8 @@ impl Conn<'_> {
     pub(crate) async fn all(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Row>> {
         match self {
             Conn::Sqlite(c) => sqlite_rows(c, sql, params, None).map_err(sqlite_err),
-            Conn::Pg(c) => pg_query(sql, params).fetch_all(&mut **c).await.map_err(pg_err)?.iter().map(pg_row).collect(),
-            Conn::PgTx(c) => pg_query(sql, params).fetch_all(&mut **c).await.map_err(pg_err)?.iter().map(pg_row).collect(),
+            Conn::Pg(c, t) => pg_bounded(*t, pg_query(sql, params).fetch_all(&mut **c)).await?.iter().map(pg_row).collect(),
+            Conn::PgTx(c, t) => pg_bounded(*t, pg_query(sql, params).fetch_all(&mut **c)).await?.iter().map(pg_row).collect(),
         }
     }
 
@@ -281,8 +427,8 @@ impl Conn<'_> {
     pub(crate) async fn opt(&mut self, sql: &str, params: &[P<'_>]) -> Result<Option<Row>> {
         match self {
             Conn::Sqlite(c) => Ok(sqlite_rows(c, sql, params, None).map_err(sqlite_err)?.into_iter().next()),
-            Conn::Pg(c) => pg_query(sql, params).fetch_optional(&mut **c).await.map_err(pg_err)?.as_ref().map(pg_row).transpose(),
-            Conn::PgTx(c) => pg_query(sql, params).fetch_optional(&mut **c).await.map_err(pg_err)?.as_ref().map(pg_row).transpose(),
+            Conn::Pg(c, t) => pg_bounded(*t, pg_query(sql, params).fetch_optional(&mut **c)).await?.as_ref().map(pg_row).transpose(),
+            Conn::PgTx(c, t) => pg_bounded(*t, pg_query(sql, params).fetch_optional(&mut **c)).await?.as_ref().map(pg_row).transpose(),
         }
     }
 
@@ -293,8 +439,8 @@ impl Conn<'_> {
                 let mut stmt = c.prepare_cached(&sqlite_sql(sql)).map_err(sqlite_err)?;
                 stmt.execute(rusqlite::params_from_iter(params.iter())).map(|n| n as u64).map_err(sqlite_err)
             }
-            Conn::Pg(c) => Ok(pg_query(sql, params).execute(&mut **c).await.map_err(pg_err)?.rows_affected()),
-            Conn::PgTx(c) => Ok(pg_query(sql, params).execute(&mut **c).await.map_err(pg_err)?.rows_affected()),
+            Conn::Pg(c, t) => Ok(pg_bounded(*t, pg_query(sql, params).execute(&mut **c)).await?.rows_affected()),
+            Conn::PgTx(c, t) => Ok(pg_bounded(*t, pg_query(sql, params).execute(&mut **c)).await?.rows_affected()),
         }
     }
 
@@ -310,14 +456,14 @@ impl Conn<'_> {
                 }
                 sqlite_step(c, "BEGIN IMMEDIATE")
             }
-            Conn::Pg(_) | Conn::PgTx(_) => Err(StoreError::Db("begin() is for the SQLite writer".into())),
+            Conn::Pg(..) | Conn::PgTx(..) => Err(StoreError::Db("begin() is for the SQLite writer".into())),
         }
     }
 
     /// Commit a transaction from [`Db::transaction`].
     pub(crate) async fn commit(mut self) -> Result<()> {
         match self {
-            Conn::PgTx(t) => t.commit().await.map_err(pg_err),
+            Conn::PgTx(t, timeout) => pg_bounded(timeout, t.commit()).await,
             _ => self.commit_open().await,
         }
     }
@@ -326,16 +472,17 @@ impl Conn<'_> {
     pub(crate) async fn commit_open(&mut self) -> Result<()> {
         match self {
             Conn::Sqlite(c) => sqlite_step(c, "COMMIT"),
-            Conn::PgTx(_) | Conn::Pg(_) => Ok(()),
+            Conn::PgTx(..) | Conn::Pg(..) => Ok(()),
         }
     }
 
     /// Roll back; errors are ignored (the transaction is void either way).
     pub(crate) async fn rollback(mut self) {
         match self {
-            Conn::PgTx(t) => {
-                let _ = t.rollback().await;
-            }
+            // Dropped, not awaited: sqlx queues the ROLLBACK and sends it when the connection
+            // goes back to the pool. A request whose statement has just timed out is answered
+            // now, not after a second wait on the same unresponsive database.
+            Conn::PgTx(t, _) => drop(t),
             _ => self.rollback_open().await,
         }
     }

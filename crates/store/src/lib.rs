@@ -51,7 +51,7 @@ mod tests;
 mod tokens;
 mod users;
 
-pub use audit::{AuditEvent, NewAudit, Outcome};
+pub use audit::{AuditCheckpoint, AuditEvent, GENESIS, NewAudit, Outcome, checkpoint_message, record_hash};
 pub use ca::{CaRow, CertRow, RevokedCert};
 pub use cloudsign_keys::KeyBackendKind;
 pub use credentials::{AuthMode, CertState, CredentialRow, OtpKind};
@@ -60,6 +60,7 @@ pub use sad::{ConsumeOutcome, ConsumeSad, NewSad, SadGuard, SadRow};
 pub use tokens::{NewToken, TokenKind, TokenRow};
 pub use users::{LoginAttempt, UserRow};
 
+pub use db::StoreOptions;
 use db::{Db, P};
 
 /// A store failure.
@@ -90,7 +91,12 @@ pub struct Store {
 impl Store {
     /// Connect and bring the schema up to date. `url` is `sqlite://PATH` or `postgres://...`.
     pub async fn connect(url: &str) -> Result<Self> {
-        let db = Db::connect(url).await?;
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with a timeout and pool size other than the defaults.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self> {
+        let db = Db::connect(url, options).await?;
         schema::migrate(&db).await?;
         Ok(Self { db: std::sync::Arc::new(db), consumers: Default::default() })
     }

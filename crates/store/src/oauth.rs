@@ -128,7 +128,12 @@ impl Store {
     /// Delete a client, revoking every token issued to it; returns whether it existed.
     pub async fn delete_client(&self, id: &str) -> Result<bool> {
         transaction!(self.db, |c| {
-            c.exec("UPDATE sads SET revoked = 1 WHERE hash IN (SELECT hash FROM tokens WHERE client_id = $1)", &[P::S(id)]).await?;
+            c.exec(
+                "UPDATE sads SET revoked = 1 WHERE hash IN (SELECT hash FROM tokens WHERE client_id = $1) \
+                 OR token IN (SELECT hash FROM tokens WHERE client_id = $1)",
+                &[P::S(id)],
+            )
+            .await?;
             c.exec("UPDATE tokens SET revoked = 1 WHERE client_id = $1", &[P::S(id)]).await?;
             c.exec("DELETE FROM oauth_codes WHERE client_id = $1", &[P::S(id)]).await?;
             c.exec("DELETE FROM oauth_requests WHERE client_id = $1", &[P::S(id)]).await?;
@@ -217,6 +222,15 @@ impl Store {
         .transpose()
     }
 
+    /// Burn an unused code after a failed PKCE check (RFC 7636 §4.6; RFC 6749 §4.1.2: a code is
+    /// used once): whoever presented the wrong verifier may hold a stolen code, so it cannot be
+    /// redeemed afterwards, even with the right verifier. Nothing was issued with it, so there
+    /// is nothing to revoke; a later exchange finds no code.
+    pub async fn burn_code(&self, hash: &str) -> Result<bool> {
+        let n = self.db.write().await?.exec("DELETE FROM oauth_codes WHERE hash = $1 AND used = 0", &[P::S(hash)]).await?;
+        Ok(n == 1)
+    }
+
     /// Exchange a code: mark it used and store what it issues, in one transaction, so a code
     /// is redeemed once even by racing requests on several nodes. A second exchange revokes
     /// what the first one issued.
@@ -259,7 +273,9 @@ impl Store {
             c.exec(
                 "UPDATE sads SET revoked = 1 WHERE hash = $1 OR origin = $1 \
                  OR hash IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3) \
-                 OR origin IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3)",
+                 OR origin IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3) \
+                 OR token IN (SELECT hash FROM tokens WHERE client_id = $2 AND user_id = $3) \
+                 OR origin IN (SELECT s.hash FROM sads s JOIN tokens t ON t.hash = s.token WHERE t.client_id = $2 AND t.user_id = $3)",
                 &[P::S(&access), P::S(&client), P::S(&user)],
             )
             .await?;

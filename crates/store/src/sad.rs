@@ -1,7 +1,7 @@
 //! `sads` and `sad_hashes`: signature activation data (by hash) with the digests bound to it;
 //! issue, consumption (one transaction: count, digests, audit record) and extension.
 
-use crate::audit::{INSERT_AUDIT, NewAudit};
+use crate::audit::NewAudit;
 use crate::codec::encode;
 use crate::db::{Conn, P};
 use crate::{Result, Store, StoreError, group};
@@ -137,14 +137,35 @@ impl Store {
         let ConsumeSad { hash, user_id, credential_id, now, guard, .. } = consume;
         let n = consume.digests_hex.len() as i64;
         let job = group::ConsumeJob::from(consume);
+        let abandoned = |_| StoreError::Unavailable("the consuming transaction was abandoned".into());
         let outcome = if self.db.is_postgres() {
-            transaction!(self.db, |c| { consume_in(&mut c, &job).await })?
+            let (_queued, mut done) = self.consumers.push(job);
+            tokio::select! {
+                biased;
+                // A batch started by another request ran this one.
+                r = &mut done => r.map_err(abandoned)??,
+                permit = self.consumers.leader() => match done.try_recv() {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        // Spawned, so that a batch runs to its end even if the request that
+                        // started it goes away: the others in it are waiting for its commit.
+                        let (db, group) = (self.db.clone(), self.consumers.clone());
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            // Let requests already running on this worker join the batch.
+                            tokio::task::yield_now().await;
+                            group.lead_pg(&db).await;
+                        });
+                        done.await.map_err(abandoned)??
+                    }
+                },
+            }
         } else {
             let (_queued, mut done) = self.consumers.push(job);
             tokio::select! {
                 biased;
                 // Another request's transaction ran this one.
-                r = &mut done => r.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??,
+                r = &mut done => r.map_err(abandoned)??,
                 w = self.db.write() => {
                     let mut w = w?;
                     match done.try_recv() {
@@ -153,7 +174,7 @@ impl Store {
                             tokio::task::yield_now().await;
                             self.consumers.lead(&mut w).await;
                             drop(w);
-                            done.await.map_err(|_| StoreError::Db("the consuming transaction was abandoned".into()))??
+                            done.await.map_err(abandoned)??
                         }
                     }
                 }
@@ -191,7 +212,42 @@ impl Store {
         new: &NewSad<'_>,
         extra_digests: &[String],
     ) -> Result<(ConsumeOutcome, i64)> {
+        self.extend_sad_for_token(old, user_id, credential_id, new, extra_digests, None).await
+    }
+
+    /// [`Store::extend_sad`] by a caller holding the access token `token` (hash): the new SAD is
+    /// linked to it, so revoking it (or the token that obtained the first SAD of the line)
+    /// revokes the new SAD. `Unknown` if `token` is no longer live.
+    pub async fn extend_sad_for_token(
+        &self,
+        old: &str,
+        user_id: &str,
+        credential_id: &str,
+        new: &NewSad<'_>,
+        extra_digests: &[String],
+        token: Option<&str>,
+    ) -> Result<(ConsumeOutcome, i64)> {
         let result = transaction!(self.db, |c| {
+            // Lock the live tokens this line hangs from (`revoke_tree` writes them first): a
+            // revocation either ran before, and the old SAD is found revoked, or waits for this
+            // commit and then sees the new SAD.
+            c.exec(
+                "UPDATE tokens SET revoked = revoked WHERE revoked = 0 AND hash IN (SELECT token FROM sads WHERE hash = $1 OR hash = \
+                 (SELECT origin FROM sads WHERE hash = $1) UNION SELECT hash FROM sads WHERE hash = $1 OR hash = (SELECT origin FROM sads WHERE hash = $1))",
+                &[P::S(old)],
+            )
+            .await?;
+            if let Some(t) = token {
+                let live = c
+                    .exec(
+                        "UPDATE tokens SET revoked = revoked WHERE hash = $1 AND revoked = 0 AND expires_at > $2",
+                        &[P::S(t), P::I(new.now)],
+                    )
+                    .await?;
+                if live != 1 {
+                    return Ok((Some((ConsumeOutcome::Unknown, 0)), false));
+                }
+            }
             let row = c
                 .opt(
                     "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $4 AND remaining > 0 \
@@ -223,8 +279,8 @@ impl Store {
             // The first SAD of the line (an OAuth credential token, say): revoking it reaches
             // every extension (`redeem_code` on a replayed code).
             c.exec(
-                "UPDATE sads SET origin = (SELECT COALESCE(origin, hash) FROM sads WHERE hash = $2) WHERE hash = $1",
-                &[P::S(fresh.hash), P::S(old)],
+                "UPDATE sads SET origin = (SELECT COALESCE(origin, hash) FROM sads WHERE hash = $2), token = $3 WHERE hash = $1",
+                &[P::S(fresh.hash), P::S(old), P::OS(token)],
             )
             .await?;
             Ok((Some((ConsumeOutcome::Consumed, remaining)), true))
@@ -252,36 +308,69 @@ pub(crate) async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The consuming UPDATE: the SAD's count, if its conditions hold, with `$extra` conditions.
+macro_rules! consume_update {
+    ($($extra:expr),*) => {
+        concat!(
+            "UPDATE sads SET remaining = remaining - $4 \
+             WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4"
+            $(, $extra)*,
+            " RETURNING bound, hash_algo"
+        )
+    };
+}
+
+/// [`SadGuard`]'s conditions.
+macro_rules! guarded {
+    () => {
+        " AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
+           AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
+         AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
+           AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5)"
+    };
+}
+
+/// Take the job's signatures off its SAD: the row (bound, hash_algo) when the conditions held.
+/// `unbound_only` adds that the SAD binds no digests.
+async fn take_count(c: &mut Conn<'_>, job: &group::ConsumeJob, unbound_only: bool) -> Result<Option<crate::db::Row>> {
+    let n = job.digests_hex.len() as i64;
+    let (hash, user_id, credential_id, now) = (job.hash.as_str(), job.user_id.as_str(), job.credential_id.as_str(), job.now);
+    match &job.guard {
+        None => {
+            let sql = if unbound_only { consume_update!(" AND bound = 0") } else { consume_update!() };
+            c.opt(sql, &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)]).await
+        }
+        Some((token_hash, key_handle)) => {
+            let sql = if unbound_only { consume_update!(" AND bound = 0", guarded!()) } else { consume_update!(guarded!()) };
+            c.opt(sql, &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)]).await
+        }
+    }
+}
+
+/// The audit record of a consumption, in its transaction.
+async fn audit_consumption(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<()> {
+    // The hash chain is appended by the one audit insert (`audit::insert_audit`).
+    job.audit.insert(c).await?;
+    Ok(())
+}
+
+/// A consumption that needs no savepoint (PostgreSQL batches, `group.rs`): when the SAD binds
+/// no digests, the UPDATE either takes the count or changes nothing, so there is nothing to undo
+/// on a refusal. `Some(Consumed)` when it consumed (and wrote the audit record); `None` when
+/// nothing changed: the SAD is bound or refused, and [`consume_in`] decides.
+pub(crate) async fn consume_unbound(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<Option<ConsumeOutcome>> {
+    if take_count(c, job, true).await?.is_none() {
+        return Ok(None);
+    }
+    audit_consumption(c, job).await?;
+    Ok(Some(ConsumeOutcome::Consumed))
+}
+
 /// The statements of one SAD consumption (see [`Store::consume_sad`]), in the caller's
 /// transaction: `(None, false)` when the SAD's conditions do not hold.
 pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
-    let n = job.digests_hex.len() as i64;
-    let (hash, user_id, credential_id, now) = (job.hash.as_str(), job.user_id.as_str(), job.credential_id.as_str(), job.now);
-    let row = match &job.guard {
-        None => {
-            c.opt(
-                "UPDATE sads SET remaining = remaining - $4 \
-                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-                 RETURNING bound, hash_algo",
-                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)],
-            )
-            .await?
-        }
-        Some((token_hash, key_handle)) => {
-            c.opt(
-                "UPDATE sads SET remaining = remaining - $4 \
-                 WHERE hash = $1 AND user_id = $2 AND credential_id = $3 AND revoked = 0 AND expires_at > $5 AND remaining >= $4 \
-                 AND EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $6 AND t.user_id = $2 \
-                   AND t.revoked = 0 AND t.expires_at > $5 AND u.disabled = 0) \
-                 AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = $3 AND c.user_id = $2 AND c.disabled = 0 AND c.locked = 0 \
-                   AND c.cert_status = 'valid' AND c.key_handle = $7 AND c.not_before <= $5 AND c.not_after > $5) \
-                 RETURNING bound, hash_algo",
-                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)],
-            )
-            .await?
-        }
-    };
-    let Some(row) = row else { return Ok((None, false)) };
+    let hash = job.hash.as_str();
+    let Some(row) = take_count(c, job, false).await? else { return Ok((None, false)) };
     if row.flag("bound")? {
         if row.opt_str("hash_algo")?.as_deref() != Some(job.hash_algo.as_str()) {
             return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
@@ -298,7 +387,7 @@ pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Res
             }
         }
     }
-    c.exec(INSERT_AUDIT, &job.audit.params()).await?;
+    audit_consumption(c, job).await?;
     Ok((Some(ConsumeOutcome::Consumed), true))
 }
 

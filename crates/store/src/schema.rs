@@ -13,7 +13,13 @@ use crate::db::{Db, P};
 /// Version 5: password-guessing backoff on users (failed logins, blocked until).
 /// Version 6: the SAD an extended SAD descends from (`origin`), so that revoking a SAD (an OAuth
 /// code replayed) reaches its extensions.
-const SCHEMA_VERSION: &str = "6";
+/// Version 7: the access token a SAD was obtained with (`sads.token`), so that revoking the
+/// token revokes the SAD; authorization attempts in flight (`auth_attempts`), so that only
+/// failures count towards a lockout or backoff.
+/// Version 8: the audit hash chain (`audit.prev_hash`, `audit.hash`, the chain head
+/// `audit_head`) and signed checkpoints (`audit_checkpoints`); records written before are
+/// chained at migration (`audit::chain_existing`).
+const SCHEMA_VERSION: &str = "8";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -50,6 +56,9 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("5", &["ALTER TABLE sads ADD COLUMN origin TEXT"]),
+    ("6", &["ALTER TABLE sads ADD COLUMN token TEXT"]),
+    // Then `audit::chain_existing` (in `migrate`).
+    ("7", &["ALTER TABLE audit ADD COLUMN prev_hash TEXT", "ALTER TABLE audit ADD COLUMN hash TEXT"]),
 ];
 
 const TABLES: &[&str] = &[
@@ -74,7 +83,7 @@ const TABLES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id)",
     "CREATE TABLE IF NOT EXISTS sads (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, remaining BIGINT NOT NULL, \
      bound BIGINT NOT NULL, hash_algo TEXT, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, \
-     sole_key TEXT, origin TEXT)",
+     sole_key TEXT, origin TEXT, token TEXT)",
     "CREATE INDEX IF NOT EXISTS sads_credential ON sads (credential_id)",
     "CREATE TABLE IF NOT EXISTS sad_hashes (sad TEXT NOT NULL, idx BIGINT NOT NULL, digest TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0, \
      PRIMARY KEY (sad, idx))",
@@ -91,7 +100,20 @@ const TABLES: &[&str] = &[
      user_id TEXT, expires_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS oauth_codes (hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, grant_json TEXT NOT NULL, \
      expires_at BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0, issued_access TEXT, issued_refresh TEXT)",
+    // PIN and password checks in flight, each a lease (`subject` is `credential:<id>` or
+    // `user:<id>`): admitted only while failures plus live leases stay under the limit.
+    "CREATE TABLE IF NOT EXISTS auth_attempts (subject TEXT NOT NULL, id TEXT NOT NULL, expires_at BIGINT NOT NULL, \
+     PRIMARY KEY (subject, id))",
+    // The audit chain's head (one row, id 1): the last record's seq and hash (`audit.rs`).
+    "CREATE TABLE IF NOT EXISTS audit_head (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+    // Signed checkpoints of the audit chain: the CA's signature over (seq, hash, at).
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq BIGINT NOT NULL, hash TEXT NOT NULL, at BIGINT NOT NULL, signature TEXT NOT NULL, \
+     PRIMARY KEY (seq, at))",
 ];
+
+/// Indexes on columns that a migration adds: created after the migrations have run.
+const LATE_INDEXES: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS sads_token ON sads (token)", "CREATE INDEX IF NOT EXISTS sads_origin ON sads (origin)"];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
     let pg = db.is_postgres();
@@ -106,10 +128,10 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         }
         let audit = if pg {
             "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
-             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
+             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL, prev_hash TEXT, hash TEXT)"
         } else {
             "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, \
-             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL)"
+             event TEXT NOT NULL, outcome TEXT NOT NULL, credential_id TEXT, detail TEXT NOT NULL, prev_hash TEXT, hash TEXT)"
         };
         conn.exec(audit, &[]).await?;
         // A database that has no meta row was created by the statements above, at the current
@@ -117,6 +139,7 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         let fresh = conn.opt("SELECT v FROM meta WHERE k = 'schema_version'", &[]).await?.is_none();
         if fresh {
             conn.exec("INSERT INTO meta (k, v) VALUES ('schema_version', $1)", &[P::S(SCHEMA_VERSION)]).await?;
+            conn.exec("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1)", &[P::S(crate::audit::GENESIS)]).await?;
         }
         loop {
             let row = conn.opt("SELECT v FROM meta WHERE k = 'schema_version'", &[]).await?;
@@ -125,8 +148,14 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
             for sql in *steps {
                 conn.exec(sql, &[]).await?;
             }
+            if version == "7" {
+                crate::audit::chain_existing(&mut conn).await?;
+            }
             let next = (version.parse::<u32>().unwrap_or(0) + 1).to_string();
             conn.exec("UPDATE meta SET v = $1 WHERE k = 'schema_version'", &[P::S(&next)]).await?;
+        }
+        for sql in LATE_INDEXES {
+            conn.exec(sql, &[]).await?;
         }
         Ok::<(), crate::StoreError>(())
     }

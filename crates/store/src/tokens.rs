@@ -2,6 +2,7 @@
 
 use crate::codec::StoredName;
 use crate::db::{Conn, P};
+use crate::sad::{NewSad, insert_sad};
 use crate::{Result, Store};
 
 /// What a stored token is.
@@ -119,60 +120,92 @@ impl Store {
         }))
     }
 
-    /// Revoke a token; revoking a refresh token also revokes the access tokens issued from it
-    /// (CSC §11.3, RFC 7009 §2.1). Only the user's own tokens are touched. Returns whether a
-    /// token was found.
-    /// A credential-scope token takes its SAD along.
+    /// Revoke a token and every token descended from it: a refresh token takes along the access
+    /// tokens issued with it and the refresh tokens it was rotated into (with theirs), so that
+    /// revoking any refresh token of a line ends the grant (RFC 7009 §2.1). The SADs those tokens
+    /// obtained, and their extensions, stop working too; a credential-scope token takes its own
+    /// SAD along. Only the user's own tokens are touched (CSC §11.3). Returns whether a token was
+    /// found.
     pub async fn revoke_token(&self, hash: &str, user_id: &str) -> Result<bool> {
         transaction!(self.db, |c| {
-            let n = c
-                .exec(
-                    "UPDATE tokens SET revoked = 1 WHERE user_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
-                    &[P::S(hash), P::S(user_id)],
-                )
-                .await?;
-            c.exec(
-                "UPDATE sads SET revoked = 1 WHERE hash = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM tokens t WHERE t.hash = $1 AND t.kind = 'credential')",
-                &[P::S(hash), P::S(user_id)],
-            )
-            .await?;
+            let n = revoke_tree(&mut c, "hash = $1 AND user_id = $2", &[P::S(hash), P::S(user_id)]).await?;
             Ok((n > 0, true))
         })
     }
 
-    /// Atomically revoke a live refresh token (rotation); returns its owner if it was live and
-    /// was issued to `client_id` (`None`: by `auth/login`), so a client cannot redeem another's.
+    /// Rotate a live refresh token: revoke it and return its owner, if it was live and issued to
+    /// `client_id` (`None`: by `auth/login`), so a client cannot redeem another's. A refresh
+    /// token that was already rotated (or revoked) and is presented again is a sign that it
+    /// leaked: every token descended from it is revoked, with the SADs they obtained, so the
+    /// live end of the line stops working (RFC 9700 §4.14.2).
     pub async fn consume_refresh_token(&self, hash: &str, client_id: Option<&str>, now: i64) -> Result<Option<String>> {
-        let row = self
-            .db
-            .write()
-            .await?
-            .opt(
-                "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 \
-                 AND COALESCE(client_id, '') = $3 RETURNING user_id",
-                &[P::S(hash), P::I(now), P::S(client_id.unwrap_or(""))],
-            )
-            .await?;
-        row.map(|r| r.str("user_id")).transpose()
+        transaction!(self.db, |c| {
+            let row = c
+                .opt(
+                    "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = 'refresh' AND revoked = 0 AND expires_at > $2 \
+                     AND COALESCE(client_id, '') = $3 RETURNING user_id",
+                    &[P::S(hash), P::I(now), P::S(client_id.unwrap_or(""))],
+                )
+                .await?;
+            if let Some(r) = row {
+                return Ok((Some(r.str("user_id")?), true));
+            }
+            let n = revoke_tree(&mut c, "hash = $1 AND kind = 'refresh' AND revoked = 1", &[P::S(hash)]).await?;
+            Ok((None, n > 0))
+        })
     }
 
-    /// Revoke a token issued to an OAuth client (RFC 7009): a refresh token takes its access
-    /// tokens along, a credential token its SAD. Returns whether the client had such a token.
+    /// Revoke a token issued to an OAuth client (RFC 7009) with everything descended from it,
+    /// as [`Store::revoke_token`] does. Returns whether the client had such a token.
     pub async fn revoke_client_token(&self, hash: &str, client_id: &str) -> Result<bool> {
         transaction!(self.db, |c| {
-            let n = c
-                .exec(
-                    "UPDATE tokens SET revoked = 1 WHERE client_id = $2 AND (hash = $1 OR (parent = $1 AND EXISTS \
-                     (SELECT 1 FROM tokens p WHERE p.hash = $1 AND p.kind = 'refresh')))",
-                    &[P::S(hash), P::S(client_id)],
-                )
-                .await?;
-            c.exec(
-                "UPDATE sads SET revoked = 1 WHERE hash = $1 AND EXISTS (SELECT 1 FROM tokens t WHERE t.hash = $1 AND t.client_id = $2)",
-                &[P::S(hash), P::S(client_id)],
-            )
-            .await?;
+            let n = revoke_tree(&mut c, "hash = $1 AND client_id = $2", &[P::S(hash), P::S(client_id)]).await?;
             Ok((n > 0, true))
         })
     }
+
+    /// Store a SAD obtained with the access token `token` (hash), so that revoking the token
+    /// revokes the SAD. Returns `false`, storing nothing, if the token is no longer live: it
+    /// was revoked while the factors were checked.
+    pub async fn insert_sad_for_token(&self, s: &NewSad<'_>, token: &str) -> Result<bool> {
+        transaction!(self.db, |c| {
+            // Takes the token's row lock (PostgreSQL): a revocation either ran before (and this
+            // finds the token revoked) or waits for this commit (and then sees the SAD).
+            let live = c
+                .exec(
+                    "UPDATE tokens SET revoked = revoked WHERE hash = $1 AND revoked = 0 AND expires_at > $2",
+                    &[P::S(token), P::I(s.now)],
+                )
+                .await?;
+            if live != 1 {
+                return Ok((false, false));
+            }
+            insert_sad(&mut c, s).await?;
+            c.exec("UPDATE sads SET token = $2 WHERE hash = $1", &[P::S(s.hash), P::S(token)]).await?;
+            Ok((true, true))
+        })
+    }
+}
+
+/// Revoke the tokens matching `root` (a condition on `tokens`, with `params`) and every token
+/// descended from them (`parent`), and the SADs they obtained (`sads.token`) or are
+/// (credential tokens), with the SADs extended from those (`sads.origin`). Returns the number of
+/// tokens touched. The tokens are written first, so that a SAD being issued for one of them
+/// (`insert_sad_for_token`, which locks its token) is either refused or seen here.
+pub(crate) async fn revoke_tree(c: &mut Conn<'_>, root: &str, params: &[P<'_>]) -> Result<u64> {
+    let tree = format!(
+        "WITH RECURSIVE tree(hash) AS (SELECT hash FROM tokens WHERE {root} UNION SELECT t.hash FROM tokens t JOIN tree ON t.parent = tree.hash)"
+    );
+    let n = c.exec(&format!("{tree} UPDATE tokens SET revoked = 1 WHERE hash IN (SELECT hash FROM tree)"), params).await?;
+    if n > 0 {
+        c.exec(
+            &format!(
+                "{tree}, obtained(hash) AS (SELECT hash FROM sads WHERE token IN (SELECT hash FROM tree) OR hash IN (SELECT hash FROM tree)) \
+                 UPDATE sads SET revoked = 1 WHERE hash IN (SELECT hash FROM obtained) OR origin IN (SELECT hash FROM obtained)"
+            ),
+            params,
+        )
+        .await?;
+    }
+    Ok(n)
 }

@@ -1,6 +1,7 @@
 //! `users`: accounts, their password hashes and the password-guessing backoff; deleting a user
 //! takes everything it owns along.
 
+use crate::credentials::{release_lease, take_lease};
 use crate::db::{P, Row};
 use crate::{Result, Store};
 
@@ -29,6 +30,9 @@ pub enum LoginAttempt {
         /// Seconds until the next attempt is taken.
         retry_after: i64,
     },
+    /// Checks in flight may decide the answer (a right password resets the count): ask again
+    /// when one ends.
+    Busy,
 }
 
 const USER_COLS: &str = "id, name, password_hash, disabled, created_at";
@@ -63,41 +67,77 @@ impl Store {
         self.db.read().await?.opt(&sql, &[P::S(name)]).await?.as_ref().map(user_row).transpose()
     }
 
-    /// Count a password attempt on an account before the password is checked, and reserve the
-    /// account's next slot: the first `free` consecutive failures cost nothing, each later
-    /// attempt blocks the account for 2, 4, 8, ... seconds up to `max_delay` (whole seconds: the
-    /// first wait is two so that it is at least one). One transaction, so guesses sent in
-    /// parallel (or to several nodes) cannot all pass. A success resets the count
-    /// ([`Store::login_succeeded`]).
-    pub async fn begin_login_attempt(&self, user_id: &str, now: i64, free: i64, max_delay: i64) -> Result<LoginAttempt> {
+    /// Ask to check a password on an account, before argon2 runs, under `lease`. Only failures
+    /// count ([`Store::login_failed`]); checks in flight hold a lease (`auth_attempts`) and are
+    /// counted as possible failures while they run, so guesses sent in parallel (or to several
+    /// nodes) cannot get past the schedule:
+    /// - while failures plus checks in flight stay under `free`, the check is admitted;
+    /// - otherwise, while any check is in flight, `Busy` (its outcome may reset the count);
+    /// - otherwise (nothing in flight, `free` failures or more) one check is admitted when the
+    ///   account's slot has come, and it reserves the next slot 2, 4, 8, ... seconds later up to
+    ///   `max_delay` (whole seconds: the first wait is two so that it is at least one); before
+    ///   the slot, `Throttled`.
+    ///
+    /// A success resets the count ([`Store::login_succeeded`]).
+    pub async fn begin_login_attempt(&self, user_id: &str, lease: &str, now: i64, free: i64, max_delay: i64) -> Result<LoginAttempt> {
+        let subject = user_subject(user_id);
         transaction!(self.db, |c| {
+            // A no-op write that takes the user's row lock (PostgreSQL), so admissions on
+            // several nodes queue and each sees the leases the previous one committed.
             let row = c
                 .opt(
-                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 AND login_blocked_until <= $2 RETURNING failed_logins",
-                    &[P::S(user_id), P::I(now)],
+                    "UPDATE users SET failed_logins = failed_logins WHERE id = $1 RETURNING failed_logins, login_blocked_until",
+                    &[P::S(user_id)],
                 )
                 .await?;
-            let Some(row) = row else {
-                let until = c.opt("SELECT login_blocked_until FROM users WHERE id = $1", &[P::S(user_id)]).await?;
-                let until = until.map(|r| r.i64("login_blocked_until")).transpose()?.unwrap_or(now);
-                return Ok((LoginAttempt::Throttled { retry_after: (until - now).max(1) }, false));
-            };
-            let n = row.i64("failed_logins")?;
-            if n > free {
-                let delay = (2i64 << (n - free - 1).min(20)).min(max_delay);
-                c.exec("UPDATE users SET login_blocked_until = $2 WHERE id = $1", &[P::S(user_id), P::I(now + delay)]).await?;
+            let Some(row) = row else { return Ok((LoginAttempt::Busy, false)) };
+            let (failures, until) = (row.i64("failed_logins")?, row.i64("login_blocked_until")?);
+            if until <= now && take_lease(&mut c, &subject, lease, free - failures, now).await? {
+                return Ok((LoginAttempt::Allowed, true));
             }
+            // Nothing is admitted beyond `free` while a check is in flight: take_lease with one
+            // place admits only when there is none.
+            if until > now || failures < free || !take_lease(&mut c, &subject, lease, 1, now).await? {
+                let in_flight = c
+                    .opt("SELECT COUNT(*) AS n FROM auth_attempts WHERE subject = $1 AND expires_at > $2", &[P::S(&subject), P::I(now)])
+                    .await?;
+                if in_flight.map(|r| r.i64("n")).transpose()?.unwrap_or(0) > 0 {
+                    return Ok((LoginAttempt::Busy, true));
+                }
+                return Ok((LoginAttempt::Throttled { retry_after: (until - now).max(1) }, true));
+            }
+            let delay = (2i64 << (failures - free).min(20)).min(max_delay);
+            c.exec("UPDATE users SET login_blocked_until = $2 WHERE id = $1", &[P::S(user_id), P::I(now + delay)]).await?;
             Ok((LoginAttempt::Allowed, true))
         })
     }
 
-    /// The password was right: the account's failure count starts again.
-    pub async fn login_succeeded(&self, user_id: &str) -> Result<()> {
-        self.db
-            .write()
-            .await?
-            .exec("UPDATE users SET failed_logins = 0, login_blocked_until = 0 WHERE id = $1 AND failed_logins > 0", &[P::S(user_id)])
-            .await?;
+    /// The admitted check found the right password: the account's failure count starts again.
+    /// Returns `false` (changing nothing) if the lease had lapsed, so the result must not be
+    /// used.
+    pub async fn login_succeeded(&self, user_id: &str, lease: &str, now: i64) -> Result<bool> {
+        transaction!(self.db, |c| {
+            c.exec("UPDATE users SET failed_logins = 0, login_blocked_until = 0 WHERE id = $1 AND failed_logins > 0", &[P::S(user_id)])
+                .await?;
+            let held = release_lease(&mut c, &user_subject(user_id), lease, now).await?;
+            Ok((held, held))
+        })
+    }
+
+    /// The admitted check failed: count the failure. Returns `false` (changing nothing) if the
+    /// lease had lapsed.
+    pub async fn login_failed(&self, user_id: &str, lease: &str, now: i64) -> Result<bool> {
+        transaction!(self.db, |c| {
+            c.exec("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1", &[P::S(user_id)]).await?;
+            let held = release_lease(&mut c, &user_subject(user_id), lease, now).await?;
+            Ok((held, held))
+        })
+    }
+
+    /// Give an admitted check's place back without a result (the request went away).
+    pub async fn abandon_login_attempt(&self, user_id: &str, lease: &str) -> Result<()> {
+        let mut c = self.db.write().await?;
+        c.exec("DELETE FROM auth_attempts WHERE subject = $1 AND id = $2", &[P::S(&user_subject(user_id)), P::S(lease)]).await?;
         Ok(())
     }
 
@@ -154,4 +194,8 @@ impl Store {
             Ok((true, true))
         })
     }
+}
+
+fn user_subject(id: &str) -> String {
+    format!("user:{id}")
 }

@@ -113,7 +113,7 @@ impl Service {
             Err(e) => return Err(e.into()),
         };
         if let Some(g) = &request.credential {
-            let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None };
+            let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None, token_hash: None };
             let refuse = |code: ErrorCode, m: String| FlowError::Redirect(ClientRedirect::refuse(&request, code, m));
             let row = match self.own_credential(&session, &g.credential_id).await {
                 Ok(r) => r,
@@ -182,7 +182,7 @@ impl Service {
             return Ok(back(ErrorCode::AccessDenied, "The user denied the request"));
         }
         if let Some(g) = &request.credential {
-            let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None };
+            let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None, token_hash: None };
             let row = self.own_credential(&session, &g.credential_id).await.map_err(|_| FlowError::NoFlow)?;
             if let Err(e) = self.check_usable(&row) {
                 self.take_flow(flow).await?;

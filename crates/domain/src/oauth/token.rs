@@ -94,7 +94,16 @@ impl Service {
                 None if request.redirect_uri_given => return Err(OAuthError::grant("Missing parameter redirect_uri")),
                 _ => {}
             }
-            check_pkce(&request, given(&p.code_verifier))?;
+            let verifier = given(&p.code_verifier);
+            if let Err(e) = check_pkce(&request, verifier) {
+                // RFC 7636 §4.6 with RFC 6749 §4.1.2: whoever presented a verifier that fails
+                // may hold a stolen code and is guessing, so the code is burnt; the right
+                // verifier cannot redeem it afterwards. A missing verifier guesses nothing.
+                if verifier.is_some() {
+                    self.store.burn_code(&code_hash).await.map_err(Error::from)?;
+                }
+                return Err(e);
+            }
         }
         let t = now();
         let access_token = new_token()?;
@@ -111,7 +120,7 @@ impl Service {
             Some(g) => {
                 // The credential may have been revoked or locked since the consent.
                 if !row.used {
-                    let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None };
+                    let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None, token_hash: None };
                     let cred = self.own_credential(&session, &g.credential_id).await.map_err(|_| OAuthError::grant("Invalid code"))?;
                     self.check_usable(&cred).map_err(|e| OAuthError::grant(e.to_string()))?;
                 }
@@ -188,22 +197,24 @@ impl Service {
         let user = self.store.user_by_id(user_id).await.map_err(Error::from)?.filter(|u| !u.disabled);
         let user = user.ok_or_else(|| OAuthError::new(ErrorCode::UnauthorizedClient, "The client's user is disabled"))?;
         // RFC 6749 §4.4.3: no refresh token for client credentials.
-        let tokens = self.issue_tokens(&user.id, false, Some(&client.id)).await?;
+        let tokens = self.issue_tokens(&user.id, false, Some(&client.id), None).await?;
         Ok((service_response(tokens), user.name, None))
     }
 
     async fn token_from_refresh(&self, client: &ClientRow, p: &TokenRequest) -> OResult<Issued> {
         let refresh = given(&p.refresh_token).or_else(|| given(&p.refresh_token_v1)); // v1 sample spelling (csc-api.md §3.15.4)
         let refresh = refresh.ok_or_else(|| OAuthError::request("Missing parameter refresh_token"))?;
+        let old = token_hash(refresh);
+        // RFC 9700 §4.14.2: a rotated refresh token presented again revokes its whole line.
         let user_id = self
             .store
-            .consume_refresh_token(&token_hash(refresh), Some(&client.id), now())
+            .consume_refresh_token(&old, Some(&client.id), now())
             .await
             .map_err(Error::from)?
             .ok_or_else(|| OAuthError::grant("Invalid refresh_token"))?;
         let user = self.store.user_by_id(&user_id).await.map_err(Error::from)?.filter(|u| !u.disabled);
         let user = user.ok_or_else(|| OAuthError::grant("Invalid refresh_token"))?;
-        let tokens = self.issue_tokens(&user.id, true, Some(&client.id)).await?;
+        let tokens = self.issue_tokens(&user.id, true, Some(&client.id), Some(&old)).await?;
         Ok((service_response(tokens), user.name, None))
     }
 
