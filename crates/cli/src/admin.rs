@@ -30,8 +30,10 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CaCommand,
     },
-    /// Show the audit log.
+    /// Show the audit log (or verify, export, checkpoint it).
     Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
         /// Number of most recent events.
         #[arg(long, default_value_t = 100)]
         limit: i64,
@@ -39,6 +41,21 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain, its head and the signed checkpoints: prints each changed, deleted,
+    /// inserted or reordered record and a truncated tail, and exits non-zero on any finding.
+    Verify,
+    /// Write the records as JSON lines (with their chain hashes), oldest first, for a SIEM.
+    Export {
+        /// Only records after this seq (what an earlier export ended with).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Sign a checkpoint of the chain now (the server also does, periodically and at shutdown).
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -396,7 +413,8 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                 print!("{}", cloudsign_domain::pem_certificate(der));
             }
         }
-        AdminCommand::Audit { limit, json } => {
+        AdminCommand::Audit { command: Some(command), .. } => return audit(service, command).await,
+        AdminCommand::Audit { command: None, limit, json } => {
             for e in service.audit_events(limit).await.map_err(domain)? {
                 if json {
                     println!(
@@ -416,6 +434,45 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `admin audit verify | export | checkpoint`.
+async fn audit(service: &Service, command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify => {
+            let report = service.verify_audit().await.map_err(domain)?;
+            for f in &report.findings {
+                println!("{f}");
+            }
+            if !report.findings.is_empty() {
+                bail!("the audit log was tampered with: {} finding(s)", report.findings.len());
+            }
+            match report.last_checkpoint {
+                Some(s) => println!("ok: {} records, last checkpoint at seq {s}", report.records),
+                None => println!("ok: {} records, no checkpoint yet", report.records),
+            }
+        }
+        AuditCommand::Export { after } => {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = after;
+            loop {
+                let page = service.audit_page(after, 5000).await.map_err(domain)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in page {
+                    let line = json!({"seq": e.seq, "at": e.at, "actor": e.actor, "event": e.event, "outcome": e.outcome, "credentialID": e.credential_id, "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(serde_json::Value::String(e.detail.clone())), "prevHash": e.prev_hash, "hash": e.hash});
+                    writeln!(out, "{line}")?;
+                }
+            }
+            out.flush()?;
+        }
+        AuditCommand::Checkpoint => match service.audit_checkpoint().await.map_err(domain)? {
+            Some(c) => println!("checkpoint at seq {}", c.seq),
+            None => println!("nothing new since the last checkpoint"),
+        },
     }
     Ok(())
 }

@@ -276,7 +276,7 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
         json!({"post": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_token", "summary": "Token endpoint (RFC 6749 §3.2: authorization_code, client_credentials, refresh_token)",
             "security": client, "requestBody": form(schema_ref("oauth.TokenRequest")),
-            "responses": with(ok("200", "The token (RFC 6749 §5.1), never cached.", json_of("oauth.TokenResponse")), &[400, 401, 503], oauth_error),
+            "responses": with(ok("200", "The token (RFC 6749 §5.1), never cached.", json_of("oauth.TokenResponse")), &[400, 401, 429, 503], oauth_error),
         }}),
     );
     let mut revoked = Map::new();
@@ -286,7 +286,7 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
         json!({"post": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_revoke", "summary": "Token revocation (RFC 7009)",
             "security": client, "requestBody": form(schema_ref("oauth.RevocationRequest")),
-            "responses": with(revoked, &[400, 401, 503], oauth_error),
+            "responses": with(revoked, &[400, 401, 429, 503], oauth_error),
         }}),
     );
     paths.insert(
@@ -294,14 +294,14 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
         json!({"post": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_pushed_authorize", "summary": "Pushed authorization request (RFC 9126)",
             "security": client, "requestBody": form(schema_ref("oauth.AuthorizeRequest")),
-            "responses": with(ok("201", "The request_uri (RFC 9126 §2.2).", json_of("oauth.PushedAuthorizationResponse")), &[400, 401, 503], oauth_error),
+            "responses": with(ok("201", "The request_uri (RFC 9126 §2.2).", json_of("oauth.PushedAuthorizationResponse")), &[400, 401, 429, 503], oauth_error),
         }}),
     );
     paths.insert(
         "/.well-known/oauth-authorization-server".into(),
         json!({"get": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_metadata", "summary": "Authorization server metadata (RFC 8414)", "security": [],
-            "responses": ok("200", "The metadata.", json_of("oauth.AuthorizationServerMetadata")),
+            "responses": with(ok("200", "The metadata.", json_of("oauth.AuthorizationServerMetadata")), &[429], csc_error),
         }}),
     );
     // The signer's pages: HTML, their refusals HTML too (RFC 6749 §4.1.2.1: an unverified
@@ -375,7 +375,7 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
         "/oauth2/assets/style.css".into(),
         json!({"get": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_style", "summary": "The pages' stylesheet", "security": [],
-            "responses": ok("200", "CSS.", json!({"text/css; charset=utf-8": {"schema": {"type": "string"}}})),
+            "responses": with(ok("200", "CSS.", json!({"text/css; charset=utf-8": {"schema": {"type": "string"}}})), &[429], csc_error),
         }}),
     );
 }
@@ -442,7 +442,8 @@ fn pki_paths(paths: &mut Map<String, Value>) {
             path.into(),
             json!({"get": {
                 "tags": ["Meta"], "operationId": id, "summary": "This document", "security": [],
-                "responses": ok("200", "OpenAPI 3.1.", json!({"application/json": {"schema": {"type": "object"}}})),
+                // The old address is under the rate-limited `/validation/`.
+                "responses": with(ok("200", "OpenAPI 3.1.", json!({"application/json": {"schema": {"type": "object"}}})), if id == "openapi" { &[][..] } else { &[429][..] }, csc_error),
             }}),
         );
     }
