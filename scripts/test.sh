@@ -14,6 +14,7 @@ command -v certutil >/dev/null || need_apt+=(libnss3-tools)      # NSS trust sto
 command -v xmlsec1 >/dev/null || need_apt+=(xmlsec1)             # XMLDSig/XAdES validator
 command -v xmllint >/dev/null || need_apt+=(libxml2-utils)       # exclusive C14N oracle
 command -v qpdf >/dev/null || need_apt+=(qpdf)                   # PDF structure check of incremental updates
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)             # audit tampering and PRAGMA integrity_check (audit_chain, crash)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)                 # real browser on the consent pages
 command -v node >/dev/null || need_apt+=(nodejs)

@@ -60,6 +60,7 @@ pub struct Settings {
     pub renew_before_days: Option<u32>,
     pub renewal_key: Option<String>,
     pub ca_backend: Option<String>,
+    pub audit_checkpoint_seconds: Option<u64>,
 }
 
 /// The keys, for the environment layer.
@@ -110,6 +111,7 @@ const KEYS: &[&str] = &[
     "renew_before_days",
     "renewal_key",
     "ca_backend",
+    "audit_checkpoint_seconds",
 ];
 
 /// The settings that are numbers (every other one is text, even if it looks like a number).
@@ -134,6 +136,7 @@ const NUMERIC: &[&str] = &[
     "oauth_code_ttl",
     "oauth_flow_ttl",
     "renew_before_days",
+    "audit_checkpoint_seconds",
 ];
 
 impl Settings {
@@ -212,7 +215,8 @@ impl Settings {
             pkcs11_pin_file,
             renew_before_days,
             renewal_key,
-            ca_backend
+            ca_backend,
+            audit_checkpoint_seconds
         )
     }
 

@@ -209,6 +209,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         }
     });
+    // The audit chain's signed checkpoints: every `audit_checkpoint_seconds` (0: only at
+    // shutdown), so that a rewrite of the log is caught back to at most that long ago.
+    let every = settings.audit_checkpoint_seconds.unwrap_or(300);
+    if every > 0 {
+        let notary = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = notary.audit_checkpoint().await {
+                    tracing::warn!(error = %e, "audit checkpoint failed");
+                }
+            }
+        });
+    }
     // Scripts and tests wait for this line.
     println!("cloudsign listening on {}", bound.url());
     std::io::stdout().flush()?;
@@ -217,6 +233,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(url = %format!("http://{at}/metrics"), "serving Prometheus metrics");
     }
     cloudsign_server::serve(bound, app).await?;
+    if let Err(e) = service.audit_checkpoint().await {
+        tracing::warn!(error = %e, "audit checkpoint at shutdown failed");
+    }
     service.close().await;
     Ok(())
 }

@@ -302,15 +302,14 @@ impl Store {
     /// Store a signed checkpoint (a second one for the same seq and time is ignored).
     pub async fn insert_audit_checkpoint(&self, c: &AuditCheckpoint) -> Result<()> {
         let sig = encode(&c.signature);
-        self.db
-            .write()
-            .await?
-            .exec(
+        transaction!(self.db, |t| {
+            t.exec(
                 "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 &[P::I(c.seq), P::S(&c.hash), P::I(c.at), P::S(&sig)],
             )
             .await?;
-        Ok(())
+            Ok(((), true))
+        })
     }
 
     /// Every checkpoint, by seq then time.
@@ -368,6 +367,38 @@ mod tests {
             prev = e.hash.clone().unwrap();
         }
         assert_eq!(store.audit_head().await.unwrap(), (events.len() as i64, prev));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A version-7 database (records without hashes) is chained when it is migrated, and new
+    /// records continue that chain.
+    #[tokio::test]
+    async fn records_written_before_the_chain_are_chained_at_migration() {
+        let (dir, store) = crate::tests::store().await;
+        let e = NewAudit { at: 1, actor: "u", event: "e", outcome: Outcome::Ok, credential_id: Some("c"), detail: "{}" };
+        for _ in 0..3 {
+            store.audit(&e).await.unwrap();
+        }
+        store.close().await;
+        drop(store);
+        let path = dir.join("db.sqlite");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "ALTER TABLE audit DROP COLUMN hash; ALTER TABLE audit DROP COLUMN prev_hash; DROP TABLE audit_head; \
+             DELETE FROM audit WHERE seq = 2; UPDATE meta SET v = '7' WHERE k = 'schema_version'",
+        )
+        .unwrap();
+        drop(c);
+        let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        store.audit(&e).await.unwrap();
+        let events = store.audit_page(0, 10).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3, 4], "legacy seqs kept, gaps included");
+        let mut prev = GENESIS.to_string();
+        for e in &events {
+            assert_eq!(e.prev_hash.as_deref(), Some(prev.as_str()));
+            assert_eq!(e.computed_hash(e.seq), e.hash);
+            prev = e.hash.clone().unwrap();
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
