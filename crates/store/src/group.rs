@@ -332,6 +332,23 @@ mod tests {
         store.consume_sad(consume).await.unwrap()
     }
 
+    /// What both batch tests assert: five requests in one transaction; of three on SAD A (count
+    /// 2) two consumed and one exhausted; B's unbound digest refused (its decrement rolled back)
+    /// at `refused`, C's bound digest consumed at `consumed`; one audit record per consumption.
+    async fn assert_batch(store: &Store, outcomes: &[(&str, ConsumeOutcome)], refused: usize, consumed: usize) {
+        assert_eq!(store.consumers.stats(), (5, 1), "five requests, one transaction");
+        let a: Vec<_> = outcomes.iter().filter(|(h, _)| *h == "A").map(|(_, o)| o.clone()).collect();
+        assert_eq!(a.iter().filter(|o| **o == ConsumeOutcome::Consumed).count(), 2, "{a:?}");
+        assert!(a.contains(&ConsumeOutcome::Exhausted { remaining: 0 }), "{a:?}");
+        assert_eq!(outcomes[refused].1, ConsumeOutcome::HashNotAuthorized);
+        assert_eq!(outcomes[consumed].1, ConsumeOutcome::Consumed);
+        assert_eq!(store.sad("A").await.unwrap().unwrap().remaining, 0);
+        assert_eq!(store.sad("B").await.unwrap().unwrap().remaining, 1, "the refused request's decrement is rolled back");
+        assert_eq!(store.sad("C").await.unwrap().unwrap().remaining, 0);
+        let signed = store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count();
+        assert_eq!(signed, 3, "one audit record per consumption, none for refusals");
+    }
+
     /// Requests queued behind the writer share one transaction, and each gets its own outcome:
     /// a refusal (savepoint rolled back) never undoes another request's consumption, and a
     /// refused request's partial changes (the SAD count it decremented before its digest was
@@ -358,17 +375,7 @@ mod tests {
         for (hash, t) in tasks {
             outcomes.push((hash, t.await.unwrap()));
         }
-        assert_eq!(store.consumers.stats(), (5, 1), "five requests, one transaction");
-        let a: Vec<_> = outcomes.iter().filter(|(h, _)| *h == "A").map(|(_, o)| o.clone()).collect();
-        assert_eq!(a.iter().filter(|o| **o == ConsumeOutcome::Consumed).count(), 2, "{a:?}");
-        assert!(a.contains(&ConsumeOutcome::Exhausted { remaining: 0 }), "{a:?}");
-        assert_eq!(outcomes[3].1, ConsumeOutcome::HashNotAuthorized);
-        assert_eq!(outcomes[4].1, ConsumeOutcome::Consumed);
-        assert_eq!(store.sad("A").await.unwrap().unwrap().remaining, 0);
-        assert_eq!(store.sad("B").await.unwrap().unwrap().remaining, 1, "the refused request's decrement is rolled back");
-        assert_eq!(store.sad("C").await.unwrap().unwrap().remaining, 0);
-        let signed = store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count();
-        assert_eq!(signed, 3, "one audit record per consumption, none for refusals");
+        assert_batch(&store, &outcomes, 3, 4).await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -402,17 +409,7 @@ mod tests {
         for (hash, t) in tasks {
             outcomes.push((hash, t.await.unwrap()));
         }
-        assert_eq!(store.consumers.stats(), (5, 1), "five requests, one transaction");
-        let a: Vec<_> = outcomes.iter().filter(|(h, _)| *h == "A").map(|(_, o)| o.clone()).collect();
-        assert_eq!(a.iter().filter(|o| **o == ConsumeOutcome::Consumed).count(), 2, "{a:?}");
-        assert!(a.contains(&ConsumeOutcome::Exhausted { remaining: 0 }), "{a:?}");
-        assert_eq!(outcomes[0].1, ConsumeOutcome::Consumed);
-        assert_eq!(outcomes[2].1, ConsumeOutcome::HashNotAuthorized);
-        assert_eq!(store.sad("A").await.unwrap().unwrap().remaining, 0);
-        assert_eq!(store.sad("B").await.unwrap().unwrap().remaining, 1, "the refused request's decrement is rolled back");
-        assert_eq!(store.sad("C").await.unwrap().unwrap().remaining, 0);
-        let signed = store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count();
-        assert_eq!(signed, 3, "one audit record per consumption, none for refusals");
+        assert_batch(&store, &outcomes, 2, 0).await;
         store.close().await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(drop_db)).execute(&admin).await;
         admin.close().await;
