@@ -10,6 +10,9 @@ use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Create the store (database, key-encryption key, CA) if there is none yet; every other
+    /// admin command refuses to run without one. On an existing store it changes nothing.
+    Init,
     /// Users (signers).
     User {
         #[command(subcommand)]
@@ -111,7 +114,8 @@ pub enum ClientCommand {
         /// Name shown to signers on the consent page.
         #[arg(long)]
         name: String,
-        /// A redirect URI, matched exactly (repeat for several).
+        /// A redirect URI, matched exactly but for the port of a loopback `http://127.0.0.1/...` or
+        /// `http://[::1]/...` one, which may differ (RFC 8252 §7.3; repeat for several).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         /// A public client (browser or mobile app): no secret, PKCE S256 required.
@@ -225,8 +229,32 @@ pub enum CredentialCommand {
 
 #[derive(Subcommand)]
 pub enum CaCommand {
-    /// Print the CA certificates (issuing CA, then root) as PEM, for relying parties.
-    Export,
+    /// Print the CA certificates as PEM, for relying parties: the issuing CA, then the root
+    /// (the default, as --chain), or only the root (--root).
+    Export {
+        /// Only the root certificate: the trust anchor, for tools that want the anchor alone
+        /// (xmlsec1 --trusted-pem, pyHanko --trust).
+        #[arg(long, conflicts_with = "chain")]
+        root: bool,
+        /// The issuing CA, then the root (the default): the anchor with the intermediate that
+        /// certifies every credential.
+        #[arg(long)]
+        chain: bool,
+    },
+}
+
+/// What `admin init` says (on stderr): whether it created the store, and the root's SHA-256
+/// fingerprint, to compare with `admin ca export --root | openssl x509 -noout -fingerprint -sha256`.
+pub fn report_init(service: &Service, created: bool, location: &str) {
+    let [_, root] = service.ca_chain();
+    let fingerprint: Vec<String> =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, root).as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    if created {
+        eprintln!("created the cloudsign store at {location} with a new CA");
+    } else {
+        eprintln!("the cloudsign store at {location} exists already; nothing changed");
+    }
+    eprintln!("root CA SHA-256 fingerprint: {}", fingerprint.join(":"));
 }
 
 /// Read one secret: the first line of stdin with `from_stdin`, else a hidden prompt (twice).
@@ -261,6 +289,8 @@ fn domain(e: cloudsign_domain::Error) -> anyhow::Error {
 
 pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        // Opening the service (main.rs) created the store; `report_init` has said so.
+        AdminCommand::Init => {}
         AdminCommand::User { command } => match command {
             UserCommand::Add { name, password_stdin } => {
                 let password = read_secret(password_stdin, "Password")?;
@@ -408,8 +438,10 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             }
             ClientCommand::Delete { id } => service.delete_client(&id).await.map_err(domain)?,
         },
-        AdminCommand::Ca { command: CaCommand::Export } => {
-            for der in service.ca_chain() {
+        AdminCommand::Ca { command: CaCommand::Export { root, chain: _ } } => {
+            let [issuing, root_der] = service.ca_chain();
+            let certs: &[&[u8]] = if root { &[root_der] } else { &[issuing, root_der] };
+            for der in certs {
                 print!("{}", cloudsign_domain::pem_certificate(der));
             }
         }

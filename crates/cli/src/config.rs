@@ -53,6 +53,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub oauth_code_ttl: Option<u64>,
     pub oauth_flow_ttl: Option<u64>,
+    /// `[asynchronous]`: asynchronous signing (see `cloudsign_domain::asynchronous`).
+    pub asynchronous: Option<cloudsign_domain::asynchronous::AsyncConfig>,
+    /// `[on_demand]`: on-demand credentials (see `cloudsign_domain::ondemand`).
+    pub on_demand: Option<cloudsign_domain::ondemand::OnDemandConfig>,
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin: Option<String>,
@@ -209,6 +213,8 @@ impl Settings {
             public_url,
             oauth_code_ttl,
             oauth_flow_ttl,
+            asynchronous,
+            on_demand,
             pkcs11_module,
             pkcs11_token,
             pkcs11_pin,
@@ -241,6 +247,26 @@ impl Settings {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}?mode=rwc", self.data_dir().join("cloudsign.db").display()),
+        }
+    }
+
+    /// The SQLite database file, or `None` for PostgreSQL. The URL is read as the store reads
+    /// it (`sqlite://PATH`, `sqlite:PATH` or a bare path, options after `?`).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return None;
+        }
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(&url);
+        Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+
+    /// Where the store is, for messages: the SQLite file (absolute) or the PostgreSQL URL
+    /// without its password.
+    pub fn store_location(&self) -> String {
+        match self.sqlite_path() {
+            Some(p) => std::path::absolute(&p).unwrap_or(p).display().to_string(),
+            None => crate::redact_url(&self.database_url()),
         }
     }
 
@@ -320,6 +346,8 @@ impl Settings {
             public_url: self.public_url.clone().or(d.public_url),
             oauth_code_ttl: self.oauth_code_ttl.unwrap_or(d.oauth_code_ttl),
             oauth_flow_ttl: self.oauth_flow_ttl.unwrap_or(d.oauth_flow_ttl),
+            asynchronous: self.asynchronous.clone().unwrap_or(d.asynchronous),
+            on_demand: self.on_demand.clone().unwrap_or(d.on_demand),
             // Filled by `pkcs11()`, which can fail (PIN file).
             pkcs11: None,
             renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
@@ -464,6 +492,22 @@ mod tests {
         assert_eq!(merged.listen(), "127.0.0.1:2");
         assert_eq!(merged.sad_ttl, Some(10));
         assert!(toml::from_str::<Settings>("no_such_key = 1").is_err(), "typos are reported");
+    }
+
+    #[test]
+    fn the_sqlite_file_is_read_from_the_url_as_the_store_reads_it() {
+        let at = |url: &str| Settings { database_url: Some(url.into()), ..Default::default() }.sqlite_path();
+        assert_eq!(at("sqlite:///var/lib/cs/cloudsign.db?mode=rwc"), Some(PathBuf::from("/var/lib/cs/cloudsign.db")));
+        assert_eq!(at("sqlite:relative.db"), Some(PathBuf::from("relative.db")));
+        assert_eq!(at("/bare/path.db"), Some(PathBuf::from("/bare/path.db")));
+        assert_eq!(at("postgres://u:secret@h/db"), None);
+        assert_eq!(at("postgresql://h/db"), None);
+        let default = Settings { data_dir: Some("/d".into()), ..Default::default() };
+        assert_eq!(default.sqlite_path(), Some(PathBuf::from("/d/cloudsign.db")));
+        assert_eq!(
+            Settings { database_url: Some("postgres://u:secret@h/db".into()), ..Default::default() }.store_location(),
+            "postgres://u:***@h/db"
+        );
     }
 
     #[test]

@@ -25,13 +25,16 @@ use config::Settings;
 #[derive(Parser)]
 #[command(name = "cloudsign", version, about = "Remote signature service (Cloud Signature Consortium API)")]
 struct Cli {
-    /// Configuration file (TOML). Also CLOUDSIGN_CONFIG.
+    /// The service's configuration file (TOML), for serve, admin and bench; sign and verify
+    /// do not read it.
     #[arg(long, global = true, env = "CLOUDSIGN_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (database, key-encryption key). Also CLOUDSIGN_DATA_DIR.
+    /// The service's data directory (database, key-encryption key), for serve and admin. Also
+    /// CLOUDSIGN_DATA_DIR.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH or postgres://... Also CLOUDSIGN_DATABASE_URL.
+    /// The service's database, for serve, admin and bench: sqlite://PATH or postgres://...
+    /// Also CLOUDSIGN_DATABASE_URL.
     #[arg(long, global = true)]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -52,21 +55,27 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Administer users, credentials and the CA on the service's store (works while it runs).
+    /// Administer users, credentials, clients, the CA and the audit log on the service's store
+    /// (works while it runs; `admin init` creates the store).
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
     /// Measure raw signing rate against signHash throughput over HTTP.
     Bench(bench::BenchArgs),
-    /// Sign a local file through a CSC service (the file stays here; only a digest is sent).
+    /// Sign local files through a CSC service (the files stay here; only digests are sent).
     Sign(sign::SignArgs),
-    /// Validate the signatures of a PDF or a CMS signature (exit code 0 only when all pass).
+    /// Validate the signatures of a PDF, XML (XAdES), JWS (JAdES) or CMS (CAdES) file (exit
+    /// code 0 only when all pass).
     Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
+    // Help and usage errors are printed by clap, which ignores a closed stdout.
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        default_sigpipe();
+    }
     let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("CLOUDSIGN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -81,11 +90,46 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Where SIGPIPE does not end the process (not Unix, or `serve`), a closed stdout is
+        // the reader's choice, not a failure: stop quietly, as `head` expects.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Output to a closed pipe (`cloudsign verify FILE | head -1`) ends the process as it ends
+/// `cat` or `grep`: killed by SIGPIPE, with nothing on stderr (exit status 141 in the shell).
+/// Rust ignores SIGPIPE by default, so a write to a closed pipe fails with EPIPE instead and
+/// `println!` panics on it (exit 101, "failed printing to stdout"). Every command but `serve`
+/// gets the default action back before it prints anything; `serve` keeps SIGPIPE ignored, so
+/// that it never dies because whoever read its stdout or stderr went away. Sockets are not
+/// affected either way: std and mio send with MSG_NOSIGNAL (Linux) or SO_NOSIGPIPE (macOS),
+/// so a peer that hangs up is an error, never a signal.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // POSIX signal(2); libc is linked anyway, a binding avoids a dependency for one call.
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SIGPIPE is 13 on Linux, macOS and the BSDs; SIG_DFL is 0.
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: called once at start, before any other thread exists (the tokio runtime is
+    // built afterwards), and it installs the default action, not a handler.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
+/// An error that is a write to a closed pipe (`is_broken_pipe` in `main`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -100,7 +144,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => {
             let settings = Settings::load(cli.config.as_deref(), flags)?;
-            let service = open_service(&settings).await?;
+            // Only `admin init` (and `serve`) create a store: an admin command run from the
+            // wrong directory must not make a second store with a new CA and report on it.
+            let init = matches!(command, admin::AdminCommand::Init);
+            let (service, created) = open_service_with(&settings, init).await?;
+            if init {
+                admin::report_init(&service, created, &settings.store_location());
+            }
             let result = admin::run(&service, command).await;
             service.close().await;
             result
@@ -117,14 +167,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Open the store and the service on the configured data directory and database.
+/// Open the store and the service on the configured data directory and database, creating
+/// them (data directory, key-encryption key, schema, CA) when they do not exist yet.
 pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
-    settings.ensure_data_dir()?;
-    let kek = settings.key_encryption_key()?;
+    Ok(open_service_with(settings, true).await?.0)
+}
+
+/// [`open_service`]; with `create` false, a missing store is refused before anything is
+/// created: no data directory, no key file, no SQLite file, no CA. Also says whether this call
+/// created the store's CA.
+pub async fn open_service_with(settings: &Settings, create: bool) -> anyhow::Result<(Arc<Service>, bool)> {
     let url = settings.database_url();
+    let missing = || {
+        anyhow::anyhow!(
+            "there is no cloudsign store at {}: create one with `cloudsign admin init` (or `cloudsign serve`, which \
+             creates it on first start), or point --data-dir, --database-url or --config at the existing one",
+            settings.store_location()
+        )
+    };
+    if create {
+        settings.ensure_data_dir()?;
+    } else {
+        // Looked at before connecting: connecting creates the file and migrates the schema.
+        let held = Store::holds_ca(&url, settings.store_options())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read database {}: {e}", redact_url(&url)))?;
+        if !held {
+            return Err(missing());
+        }
+    }
     let store = Store::connect_with(&url, settings.store_options())
         .await
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact_url(&url)))?;
+    // A store is a database with its CA: what `Service::open` creates on a new one.
+    let had_ca = store.ca("issuing").await.map_err(|e| anyhow::anyhow!("cannot read database {}: {e}", redact_url(&url)))?.is_some();
+    settings.ensure_data_dir()?;
+    let kek = settings.key_encryption_key()?;
     if let Some(b) = settings.ca_backend.as_deref() {
         anyhow::ensure!(cloudsign_domain::KeyStorage::parse(b).is_some(), "ca_backend is software or pkcs11, not {b:?}");
     }
@@ -134,7 +212,7 @@ pub async fn open_service(settings: &Settings) -> anyhow::Result<Arc<Service>> {
         cloudsign_domain::Error::Internal(m) => anyhow::anyhow!("{m}"),
         other => anyhow::anyhow!("{other}"),
     })?;
-    Ok(Arc::new(service))
+    Ok((Arc::new(service), !had_ca))
 }
 
 /// Drop a password from a database URL before it reaches a message.
@@ -225,9 +303,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    // Scripts and tests wait for this line.
-    println!("cloudsign listening on {}", bound.url());
-    std::io::stdout().flush()?;
+    // Scripts and tests wait for this line. Nobody reading it (a closed stdout) is no reason
+    // to stop serving.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "cloudsign listening on {}", bound.url()).and_then(|()| stdout.flush());
+    drop(stdout);
     tracing::info!(url = %bound.url(), database = %redact_url(&settings.database_url()), "serving CSC API v2 at /csc/v2/");
     if let Some(at) = bound.metrics_addr {
         tracing::info!(url = %format!("http://{at}/metrics"), "serving Prometheus metrics");

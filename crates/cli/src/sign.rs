@@ -1,7 +1,10 @@
-//! `cloudsign sign`: sign local files through any CSC service (v2, or v1 with `--api v1`). The
-//! work is `cloudsign_client::signer`'s; this module parses the arguments, supplies the
-//! password and PIN from a hidden prompt, or from CLOUDSIGN_PASSWORD / CLOUDSIGN_PIN (and
-//! CLOUDSIGN_OTP) for automation — never from arguments — and prints what was signed.
+//! `cloudsign sign`: sign local files through any CSC service (v2, or v1; the version is found
+//! from `info` unless `--api` says). The work is `cloudsign_client::signer`'s; this module
+//! parses the arguments, supplies the secrets — the password and PIN from a hidden prompt or
+//! CLOUDSIGN_PASSWORD / CLOUDSIGN_PIN (and CLOUDSIGN_OTP), a bearer token from `--token-file`
+//! or CLOUDSIGN_TOKEN, an OAuth client secret from `--client-secret-file` or
+//! CLOUDSIGN_CLIENT_SECRET; never from arguments, which other users see in `ps` — shows the
+//! OAuth authorization URL (and opens a browser when there is one), and prints what was signed.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -9,6 +12,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use cloudsign_ades::format::{Format, Level, Packaging};
+use cloudsign_client::auth::{AuthOptions, Grant, OAuthOptions};
 use cloudsign_client::signer::{self, Interaction, Progress, Secret, SignError, SignRequest, SignedFile};
 use zeroize::Zeroizing;
 
@@ -28,6 +32,15 @@ pub enum Api {
     V2,
 }
 
+/// `--grant`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum GrantArg {
+    /// OAuth 2.0 authorization code with PKCE, in your browser.
+    AuthorizationCode,
+    /// OAuth 2.0 client credentials (a confidential client registered to act for a user).
+    ClientCredentials,
+}
+
 /// `--packaging`: a certification signature is asked for with `--certify`, not as a packaging.
 const CLI_PACKAGINGS: [Packaging; 4] = [Packaging::Detached, Packaging::Attached, Packaging::Enveloped, Packaging::Enveloping];
 
@@ -36,12 +49,42 @@ pub struct SignArgs {
     /// The files to sign (several share one authorization).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// The CSC service's base URL (e.g. https://sign.example.com); `/csc/v2` (or v1) is added.
+    /// The CSC service's base URI (e.g. https://sign.example.com), without `/csc/v2`: the
+    /// version is added.
     #[arg(long)]
     service: String,
-    /// Your user name at the service.
+    /// Your user name, for services that offer `auth/login` (the password comes from a prompt
+    /// or CLOUDSIGN_PASSWORD).
     #[arg(long)]
-    user: String,
+    user: Option<String>,
+    /// A file holding a bearer access token for the service (also CLOUDSIGN_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Sign in with OAuth 2.0 as this registered client: by default the authorization code
+    /// flow in your browser (the address is printed, and opened when a browser is there),
+    /// with a redirect to a listener on 127.0.0.1.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// The OAuth client's secret, for a confidential client (also CLOUDSIGN_CLIENT_SECRET).
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// The OAuth 2.0 grant for the service token.
+    #[arg(long, value_enum, default_value = "authorization-code")]
+    grant: GrantArg,
+    /// The loopback redirect URI registered for the client (http://127.0.0.1/PATH: any free
+    /// port; with a port: that one).
+    #[arg(long, value_name = "URI")]
+    redirect_uri: Option<String>,
+    /// Do not start a browser for OAuth; only print the address.
+    #[arg(long)]
+    no_browser: bool,
+    /// Take time-stamps from this RFC 3161 TSA instead of the service's signatures/timestamp.
+    #[arg(long, value_name = "URL")]
+    tsa: Option<String>,
+    /// `clientData` for the service's signatures/timestamp, for services that need it to
+    /// pick a time-stamping unit (certomancer-csc-dummy: ARCH/TSA-LABEL).
+    #[arg(long, value_name = "DATA")]
+    timestamp_client_data: Option<String>,
     /// The credential to sign with.
     #[arg(long)]
     credential: String,
@@ -51,7 +94,7 @@ pub struct SignArgs {
     /// AdES level (default B-T; JAdES B-B).
     #[arg(long, value_parser = by_name(&Level::ALL, Level::name))]
     level: Option<Level>,
-    /// Packaging (defaults: PAdES inside the PDF, CAdES and JAdES detached).
+    /// Packaging (defaults: PAdES inside the PDF, XAdES enveloped, CAdES and JAdES detached).
     #[arg(long, value_parser = by_name(&CLI_PACKAGINGS, Packaging::id))]
     packaging: Option<Packaging>,
     /// PAdES: make a certification signature (DocMDP) allowing 1: no changes, 2: filling in
@@ -62,11 +105,12 @@ pub struct SignArgs {
     /// ObjectIdByURIHash) instead of making it the detached payload.
     #[arg(long)]
     sigd: bool,
-    /// CSC API version of the service.
-    #[arg(long, value_enum, default_value = "v2")]
-    api: Api,
+    /// CSC API version of the service (default: v2 if the service answers there, else v1).
+    #[arg(long, value_enum)]
+    api: Option<Api>,
     /// Where to write the result (one input file only). Defaults next to each file:
-    /// NAME-signed.pdf, FILE.p7s, FILE.jws.
+    /// NAME-signed.pdf, FILE.p7s, NAME-signed.xml (FILE.xades.xml when not enveloped), FILE.jws
+    /// (FILE.jws.json from B-T).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -75,6 +119,8 @@ pub struct SignArgs {
 struct Terminal {
     /// The percentage last shown for the file being hashed.
     shown: u64,
+    /// Start a browser for OAuth authorization URLs.
+    browser: bool,
 }
 
 impl Interaction for Terminal {
@@ -112,17 +158,67 @@ impl Interaction for Terminal {
     fn signed(&mut self, file: &SignedFile) {
         eprintln!("signed: {} ({})", file.path.display(), file.kind());
     }
+
+    /// As `gh auth login`: the address on a line of its own (`authorize-url: URL`, which
+    /// scripts can read), and a browser started when there is one.
+    fn authorize_in_browser(&mut self, url: &str, redirect_uri: &str) {
+        let opened = self.browser && cloudsign_client::auth::open_browser(url);
+        let how = if opened { "A browser was opened; if it did not show the page, open" } else { "Open" };
+        eprintln!("{how} this address to sign in (waiting for the browser to come back to {redirect_uri}):");
+        eprintln!("authorize-url: {url}");
+    }
+
+    fn note(&mut self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+/// A secret from a file (trimmed: editors add a newline) or the environment variable.
+fn secret_from(file: Option<&PathBuf>, var: &str, what: &str) -> anyhow::Result<Option<Zeroizing<String>>> {
+    let value = match file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the {what} from {}: {e}", path.display()))?,
+        ),
+        None => match std::env::var(var) {
+            Ok(v) => Zeroizing::new(v),
+            Err(_) => return Ok(None),
+        },
+    };
+    let trimmed = value.trim();
+    anyhow::ensure!(!trimmed.is_empty(), "the {what} is empty");
+    Ok(Some(Zeroizing::new(trimmed.to_string())))
 }
 
 pub async fn run(a: SignArgs) -> anyhow::Result<()> {
+    let token = secret_from(a.token_file.as_ref(), "CLOUDSIGN_TOKEN", "access token")?;
+    let oauth = match a.client_id {
+        Some(client_id) => Some(OAuthOptions {
+            client_id,
+            client_secret: secret_from(a.client_secret_file.as_ref(), "CLOUDSIGN_CLIENT_SECRET", "client secret")?,
+            grant: match a.grant {
+                GrantArg::AuthorizationCode => Grant::AuthorizationCode,
+                GrantArg::ClientCredentials => Grant::ClientCredentials,
+            },
+            redirect_uri: a.redirect_uri,
+        }),
+        None => {
+            anyhow::ensure!(
+                a.client_secret_file.is_none() && a.redirect_uri.is_none() && a.grant == GrantArg::AuthorizationCode,
+                "--client-secret-file, --redirect-uri and --grant go with --client-id"
+            );
+            None
+        }
+    };
     let request = SignRequest {
         files: a.files,
         service: a.service,
-        api: match a.api {
+        api: a.api.map(|api| match api {
             Api::V1 => cloudsign_client::Api::V1,
             Api::V2 => cloudsign_client::Api::V2,
-        },
-        user: a.user,
+        }),
+        auth: AuthOptions { user: a.user, token, oauth },
+        tsa: a.tsa,
+        timestamp_client_data: a.timestamp_client_data,
         credential: a.credential,
         format: a.format,
         level: a.level,
@@ -131,6 +227,6 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         sigd: a.sigd,
         out: a.out,
     };
-    signer::sign_files(&request, &mut Terminal { shown: 0 }).await?;
+    signer::sign_files(&request, &mut Terminal { shown: 0, browser: !a.no_browser }).await?;
     Ok(())
 }

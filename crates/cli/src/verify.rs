@@ -1,17 +1,30 @@
-//! `cloudsign verify`: validate the signatures of a PDF or a CMS signature against the trust
-//! anchors given, and say why when they do not pass (ETSI EN 319 102-1 indications). The exit
-//! code is 0 only when every signature is TOTAL-PASSED.
+//! `cloudsign verify`: validate the signatures of a PDF, XML, JWS or CMS signature against the
+//! trust anchors given, and say why when they do not pass (ETSI EN 319 102-1 indications). The
+//! report is always printed: with no trust anchor that fits, the signature is INDETERMINATE /
+//! NO_CERTIFICATE_CHAIN_FOUND and the integrity checks (format, digest, signature value,
+//! time-stamp imprints) are still shown. The exit code is 0 only when every signature is
+//! TOTAL-PASSED.
+//!
+//! Trust anchors come from PEM files (`--trust`, the policy's `trust`), ETSI TS 119 612 trusted
+//! lists (`--trusted-list`), the system's CA store (`--trust-system`, see
+//! [`cloudsign_validation::system`]) and the EU list of trusted lists (`--eu-lotl`): the LOTL's
+//! signature is checked against the certificates given with `--lotl-signer` (the EU publishes
+//! them in the Official Journal; none is built in, as they change), then every national list it
+//! points to is fetched and checked against the certificates the LOTL gives for that list. A
+//! source the user named that cannot be used (an unreadable file, a list whose signature does not
+//! verify, the LOTL) stops the command; a national list reached through the LOTL that cannot be
+//! used is skipped with a warning, as one country's broken list must not stop the others.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use cloudsign_validation::engine::{Indication, SignatureReport};
+use cloudsign_validation::engine::{Indication, Outcome, SignatureReport};
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The signed PDF, or a CMS signature (.p7s/.p7m, DER or PEM).
+    /// The signed PDF, XML (XAdES), JWS (JAdES) or CMS signature (.p7s/.p7m, DER or PEM).
     file: PathBuf,
     /// The content of a detached CMS signature.
     #[arg(long)]
@@ -27,6 +40,20 @@ pub struct VerifyArgs {
     /// PEM certificate(s) of the trusted lists' operator: the lists must be signed by one of them.
     #[arg(long = "trusted-list-signer")]
     trusted_list_signer: Option<PathBuf>,
+    /// Trust the system's CA store: SSL_CERT_FILE / SSL_CERT_DIR when set, else the first of
+    /// /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt, ... (these are the
+    /// system's TLS roots, not qualified signature services).
+    #[arg(long = "trust-system")]
+    trust_system: bool,
+    /// Trust the granted CA/QC and TSA/QTST services of the national lists the EU list of trusted
+    /// lists points to. The LOTL is fetched from the official address, or `--eu-lotl=URL` (or a
+    /// file); give its signing certificates (published in the Official Journal of the EU) with
+    /// --lotl-signer. Lists are cached as --trusted-list URLs are.
+    #[arg(long = "eu-lotl", num_args = 0..=1, require_equals = true, default_missing_value = cloudsign_validation::tsl::EU_LOTL_URL, requires = "lotl_signer", value_name = "URL")]
+    eu_lotl: Option<String>,
+    /// PEM certificate(s) the EU LOTL must be signed with (repeatable).
+    #[arg(long = "lotl-signer")]
+    lotl_signer: Vec<PathBuf>,
     /// Validation policy: `strict` (built in), a name in CLOUDSIGN_VALIDATION_POLICY_DIR, or a
     /// path to a .toml file.
     #[arg(long, default_value = "strict")]
@@ -50,32 +77,67 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     let dir = std::env::var_os("CLOUDSIGN_VALIDATION_POLICY_DIR").map(PathBuf::from);
     let policy = cloudsign_validation::policy::Policy::load(&a.policy, dir.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let mut anchors = cloudsign_validation::path::TrustAnchors::default();
+    // Where the anchors came from, for the report: (source, how many certificates).
+    let mut sources: Vec<(String, usize)> = Vec::new();
     for t in a.trust.iter().chain(&policy.trust) {
         let pem = std::fs::read_to_string(t).with_context(|| format!("cannot read {}", t.display()))?;
         let more = cloudsign_validation::path::TrustAnchors::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
-        for c in more.certificates() {
-            anchors.add(c.clone());
-        }
+        add_all(&mut anchors, &mut sources, t.display().to_string(), more.certificates());
     }
+    // Built when something is fetched: the client reads the system's roots for HTTPS (and
+    // SSL_CERT_FILE with them), which a run with local files only must not depend on.
+    let http_cell = std::cell::OnceCell::new();
+    let http = || -> anyhow::Result<reqwest::Client> {
+        if let Some(c) = http_cell.get() {
+            return Ok(Clone::clone(c));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("cannot set up the HTTP client (it reads the system's CA store, or SSL_CERT_FILE, for HTTPS)")?;
+        Ok(Clone::clone(http_cell.get_or_init(|| client)))
+    };
     if !a.trusted_list.is_empty() {
         let signer = a.trusted_list_signer.as_ref().map(std::fs::read_to_string).transpose()?.unwrap_or_default();
         let operators =
             cloudsign_validation::x509::Certificate::parse_pem_all(&signer).map_err(|e| anyhow::anyhow!("--trusted-list-signer: {e}"))?;
         for tl in &a.trusted_list {
-            let list = trusted_list(tl, &operators).await?;
-            for c in list.anchors(&[]).certificates() {
-                anchors.add(c.clone());
-            }
+            let list = trusted_list(&http()?, tl, &operators).await?;
+            add_all(&mut anchors, &mut sources, format!("trusted list {tl}"), list.anchors(&[]).certificates());
+        }
+    }
+    if a.trust_system {
+        let (certs, files) = cloudsign_validation::system::load().map_err(|e| anyhow::anyhow!("--trust-system: {e}"))?;
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let shown =
+            if names.len() > 3 { format!("{} and {} more files", names[..3].join(", "), names.len() - 3) } else { names.join(", ") };
+        add_all(&mut anchors, &mut sources, format!("system CA store ({shown})"), &certs);
+    }
+    if let Some(lotl) = &a.eu_lotl {
+        let mut signers = Vec::new();
+        for path in &a.lotl_signer {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let certs = cloudsign_validation::x509::Certificate::parse_pem_all(&pem)
+                .map_err(|e| anyhow::anyhow!("--lotl-signer {}: {e}", path.display()))?;
+            anyhow::ensure!(!certs.is_empty(), "--lotl-signer {}: no CERTIFICATE in the file", path.display());
+            signers.extend(certs);
+        }
+        for (source, certs) in eu_lotl(&http()?, lotl, &signers).await? {
+            add_all(&mut anchors, &mut sources, source, &certs);
         }
     }
     if anchors.is_empty() {
-        anyhow::bail!("no trust anchors: give --trust PEM, --trusted-list, or a policy with trust anchors");
+        // EN 319 102-1 §5.2.6: without a trust anchor no chain can be found, but the signatures'
+        // integrity is still decided and reported.
+        eprintln!(
+            "note: no trust anchors (--trust PEM, --trusted-list, --trust-system, --eu-lotl): the signatures' integrity is \
+             checked, their trust cannot be"
+        );
     }
     let mut fetched = cloudsign_validation::file::Fetched::default();
     if !a.offline && policy.online_revocation {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         let certs = cloudsign_validation::file::certificates_in(&a.file);
-        let (ocsps, crls, problems) = cloudsign_client::fetch::fetch_available(&http, &certs).await;
+        let (ocsps, crls, problems) = cloudsign_client::fetch::fetch_available(&http()?, &certs).await;
         for p in problems {
             tracing::info!("revocation data not fetched: {p}");
         }
@@ -95,11 +157,16 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"file": a.file.display().to_string(), "policy": policy.name, "signatures": reports})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": a.file.display().to_string(),
+                "policy": policy.name,
+                "trust": sources.iter().map(|(s, n)| serde_json::json!({"source": s, "anchors": n})).collect::<Vec<_>>(),
+                "signatures": reports,
+            }))?
         );
     } else {
+        let trust: Vec<String> = sources.iter().map(|(s, n)| format!("{n} from {s}")).collect();
+        println!("trust anchors: {}", if trust.is_empty() { "none".to_string() } else { trust.join("; ") });
         print_summary(&reports);
     }
     Ok(if reports.iter().all(|r| r.indication == Indication::TotalPassed) { 0 } else { 1 })
@@ -108,6 +175,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<i32> {
 /// A trusted list from a file, or from a URL through a cache: a cached list is used until its
 /// NextUpdate, then fetched again (and the stale copy used, with a warning, when the fetch fails).
 async fn trusted_list(
+    http: &reqwest::Client,
     source: &str,
     operators: &[cloudsign_validation::x509::Certificate],
 ) -> anyhow::Result<cloudsign_validation::tsl::TrustedList> {
@@ -130,8 +198,7 @@ async fn trusted_list(
         Some(list) if list.next_update.is_some_and(|n| n > now) => return Ok(list),
         other => other,
     };
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
-    match cloudsign_client::fetch::fetch(&http, source, None, "the trusted list").await.map_err(anyhow::Error::from) {
+    match cloudsign_client::fetch::fetch(http, source, None, "the trusted list").await.map_err(anyhow::Error::from) {
         Ok(xml) => {
             let list = tsl::load(&xml, operators).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
             if std::fs::create_dir_all(&cache_dir).is_ok() {
@@ -147,6 +214,69 @@ async fn trusted_list(
             None => Err(e),
         },
     }
+}
+
+/// Add `certs` to `anchors`, noting the source.
+fn add_all(
+    anchors: &mut cloudsign_validation::path::TrustAnchors,
+    sources: &mut Vec<(String, usize)>,
+    source: String,
+    certs: &[cloudsign_validation::x509::Certificate],
+) {
+    certs.iter().for_each(|c| anchors.add(c.clone()));
+    sources.push((source, certs.len()));
+}
+
+/// The trust anchors of the EU list of trusted lists at `source` (URL or file): the LOTL's
+/// signature is checked against `signers`, then each national list it points to (TS 119 612
+/// §5.3.13 `OtherTSLPointer`: its `TSLLocation`, checked against the certificates of its
+/// `ServiceDigitalIdentities`) is loaded through the cache, and its granted CA/QC and TSA/QTST
+/// services become anchors. Returns one (source, certificates) per national list used.
+async fn eu_lotl(
+    http: &reqwest::Client,
+    source: &str,
+    signers: &[cloudsign_validation::x509::Certificate],
+) -> anyhow::Result<Vec<(String, Vec<cloudsign_validation::x509::Certificate>)>> {
+    let lotl = trusted_list(http, source, signers)
+        .await
+        .map_err(|e| anyhow::anyhow!("the EU list of trusted lists is refused: {e:#} (its signature is checked against --lotl-signer)"))?;
+    let pointers: Vec<cloudsign_validation::tsl::TslPointer> = lotl.national_pointers().into_iter().cloned().collect();
+    anyhow::ensure!(!pointers.is_empty(), "{source}: the list points to no trusted lists (is it a list of trusted lists?)");
+    // The national lists are fetched side by side: the EU LOTL points to about thirty.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, pointer) in pointers.into_iter().enumerate() {
+        let http = http.clone();
+        tasks.spawn(async move {
+            let result = trusted_list(&http, &pointer.location, &pointer.certificates).await;
+            (i, pointer, result)
+        });
+    }
+    let mut lists = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((i, pointer, result)) = joined else { continue };
+        let territory = pointer.territory.clone().unwrap_or_else(|| "?".into());
+        let list = result.and_then(|list| match (&pointer.territory, &list.territory) {
+            // A list served at one territory's address that says it is another's.
+            (Some(want), Some(got)) if !want.eq_ignore_ascii_case(got) => {
+                Err(anyhow::anyhow!("the list says its territory is {got}, the LOTL points to it for {want}"))
+            }
+            _ => Ok(list),
+        });
+        match list {
+            Ok(list) => {
+                let certs = list.anchors(&[]).certificates().to_vec();
+                lists.push((i, (format!("trusted list {territory} ({}) through the EU LOTL", pointer.location), certs)));
+            }
+            Err(e) => eprintln!(
+                "warning: the trusted list of {territory} ({}) is refused, its services are not trusted: {e:#} (the LOTL gives {} \
+                 certificate(s) for it)",
+                pointer.location,
+                pointer.certificates.len()
+            ),
+        }
+    }
+    lists.sort_by_key(|(i, _)| *i);
+    Ok(lists.into_iter().map(|(_, l)| l).collect())
 }
 
 /// DER as is; PEM of `label` decoded.
@@ -196,6 +326,17 @@ fn print_summary(reports: &[SignatureReport]) {
         if let Some(p) = &r.pdf {
             let whole = if p.covers_whole_file { "the whole file" } else { "part of the file" };
             println!("  covers:        {whole} (ByteRange {:?}); later revisions: {}", p.byte_range, p.later_revisions);
+        }
+        for c in &r.checks {
+            let (outcome, paint) = match c.outcome {
+                Outcome::Passed => ("passed", "\x1b[32m"),
+                Outcome::Failed => ("FAILED", "\x1b[31m"),
+                Outcome::Indeterminate => ("INDETERMINATE", "\x1b[33m"),
+                Outcome::NotChecked => ("not checked", ""),
+            };
+            let paint = if color { paint } else { "" };
+            let detail = if c.detail.is_empty() { String::new() } else { format!(" — {}", c.detail) };
+            println!("  check:         {:<20} {paint}{outcome}{reset}{detail}", c.name.replace('_', " "));
         }
         for e in &r.errors {
             println!("  why:           {e}");

@@ -39,7 +39,8 @@ async fn refusals_postgres() {
 
 /// login -> list -> info -> authorize -> signHash for every key type and scheme.
 async fn signing_flow(db: &str) {
-    let env = Env::new(BIN, db);
+    // As deployed: certificates name the service's OCSP responder and CRL.
+    let env = Env::new(BIN, db).with_public_url();
     env.add_user("alice");
     env.add_user("bob");
     let p256 = env.add_credential("alice", &["--key", "ecdsa-p256"]);
@@ -193,7 +194,7 @@ fn assert_no_secrets(env: &Env, secrets: &[&str]) {
 /// Negative tests for every rule: SAD replay, unbound hash, other users, count overrun, expiry,
 /// PIN lockout, OTP reuse, revoked tokens, malformed input.
 async fn refusals(db: &str) {
-    let env = Env::new(BIN, db).with_env("CLOUDSIGN_SAD_TTL", "2").with_env("CLOUDSIGN_BODY_LIMIT", "65536");
+    let env = Env::new(BIN, db).with_public_url().with_env("CLOUDSIGN_SAD_TTL", "2").with_env("CLOUDSIGN_BODY_LIMIT", "65536");
     env.add_user("alice");
     env.add_user("bob");
     let scal2 = env.add_credential("alice", &["--key", "ecdsa-p256"])["credentialID"].as_str().unwrap().to_string();

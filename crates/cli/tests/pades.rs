@@ -1,4 +1,5 @@
-//! `cloudsign sign` of PDFs (PAdES B-B to B-LTA) and XML (XAdES) through a running service,
+//! `cloudsign sign` of PDFs (PAdES B-B to B-LTA) and XML (XAdES) through a running service
+//! with a public URL (certificates name its OCSP responder and CRL, as in a real deployment),
 //! checked by independent validators: pyHanko (`sign validate`, and `sign adesverify` with the
 //! service stopped for the long-term levels), `pdfsig`, `qpdf --check`, `xmlsec1 --verify` and
 //! signxml's XAdES verifier.
@@ -67,7 +68,7 @@ fn compressed_copy(src: &Path, dst: &Path) {
 
 #[tokio::test]
 async fn pades_at_every_level_validates_and_survives_the_service() {
-    let env = Env::new(BIN, "sqlite");
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     let ec = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let rsa = env.add_credential("alice", &["--key", "rsa-2048", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
@@ -130,18 +131,29 @@ async fn pades_at_every_level_validates_and_survives_the_service() {
     assert!(p.contains("Signature #2") && p.contains("Timestamp1"), "the document time-stamp is listed: {p}");
     assert!(p.contains("Signing Time: Jan 01 1970") || p.contains("Signature Type: unknown") || p.contains("ETSI.RFC3161"), "{p}");
 
-    // Offline: everything needed is in the files.
+    // Offline: everything needed is in the files. The certificates name the stopped service's
+    // OCSP responder and CRL, so pyHanko must check revocation; told not to fetch
+    // (interop/ltv_offline.py), it can only use the DSS.
     drop(server);
+    let ltv = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/ltv_offline.py");
     for file in [&lt, &lta] {
-        let out = run(Command::new(pyhanko()).args(["sign", "adesverify", "--trust"]).arg(&root).arg("--trust-replace").arg(file));
+        let out = run(Command::new(python()).args([ltv, "adesverify", "--trust"]).arg(&root).arg("--trust-replace").arg(file));
         assert!(out.contains(":INTACT:TRUSTED") && out.contains("TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "adesverify offline: {out}");
         assert!(out.contains("EXTENDED_WITH_LTA_UPDATES"), "the DSS (and time-stamp) updates are recognised: {out}");
     }
+    // And it does check: the B-LT file without its DSS is not trusted.
+    let stripped = env.file("lt-stripped.pdf");
+    run(Command::new(python()).args([ltv, "strip-dss"]).arg(&lt).arg(&stripped));
+    let out =
+        Command::new(python()).args([ltv, "adesverify", "--trust"]).arg(&root).arg("--trust-replace").arg(&stripped).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && stdout.contains(":INTACT:UNTRUSTED"), "{stdout}{stderr}");
+    assert!(stderr.contains("no revocation information could be found"), "{stderr}");
 }
 
 #[tokio::test]
 async fn batches_v1_and_refusals() {
-    let env = Env::new(BIN, "sqlite");
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     // SCAL 2: the one authorization binds every document's digest.
     let ec = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
@@ -220,7 +232,7 @@ async fn batches_v1_and_refusals() {
 
 #[tokio::test]
 async fn xades_through_the_cli_verifies_with_xmlsec1_and_signxml() {
-    let env = Env::new(BIN, "sqlite");
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     let ec = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let rsa = env.add_credential("alice", &["--key", "rsa-2048", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
@@ -303,7 +315,7 @@ print("VALID", len(res))
 #[tokio::test]
 async fn sign_doc_returns_signed_pdfs_and_xml() {
     use serde_json::json;
-    let env = Env::new(BIN, "sqlite");
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     let id = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
     let server = env.start();

@@ -1,5 +1,6 @@
 //! Interoperability with a CSC client nobody here wrote: pyHanko's `CSCSigner` (CSC API
-//! v1.0.4.0) signs through a live cloudsign, for ECDSA and RSA credentials at SCAL 1 and SCAL 2:
+//! v1.0.4.0) signs through a live cloudsign with a public URL (its certificates name its OCSP
+//! responder and CRL, which the validators consult), for ECDSA and RSA credentials at SCAL 1 and SCAL 2:
 //! PAdES B-B, PAdES B-T with cloudsign's own `/tsa`, two PDFs in one batch under one SAD, and a
 //! detached CMS. Every output is judged by independent validators: `pyhanko sign validate`
 //! (INTACT:TRUSTED), `pdfsig` (valid, trusted) and `openssl cms -verify`.
@@ -47,7 +48,7 @@ fn validate_pdf(env: &Env, pdf: &Path, root: &Path, timestamped: bool) {
 
 #[tokio::test]
 async fn pyhanko_csc_signer() {
-    let env = Env::new(BIN, "sqlite");
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     let credentials: Vec<(String, Value)> = [("ecdsa-p256", "1"), ("ecdsa-p256", "2"), ("rsa-2048", "1"), ("rsa-2048", "2")]
         .iter()

@@ -280,7 +280,7 @@ async fn sign_doc_cades_detached_and_attached() {
 
     // B-LT: the root, the TSA certificate, the CRL and the signer's OCSP response travel inside;
     // openssl checks revocation from the embedded CRL alone.
-    let sad = api.sad(&id, 1, Some((&[da.clone()], SHA256))).await;
+    let sad = api.sad(&id, 1, Some((std::slice::from_ref(&da), SHA256))).await;
     let lt = api
         .ok(
             "signatures/signDoc",
@@ -307,7 +307,7 @@ async fn sign_doc_cades_detached_and_attached() {
     // The SAD is spent (one signature per document); a digest it does not bind is refused.
     let (s, v) = api.post("signatures/signDoc", body).await;
     assert_error("signDoc (spent)", s, &v, 400, "invalid_request", "");
-    let sad = api.sad(&id, 1, Some((&[da.clone()], SHA256))).await;
+    let sad = api.sad(&id, 1, Some((std::slice::from_ref(&da), SHA256))).await;
     let unbound = json!({"credentialID": id, "SAD": sad,
         "documentDigests": [{"hashes": [b64(&db)], "signature_format": "C", "signAlgo": "1.2.840.10045.4.3.2"}]});
     let (s, v) = api.post("signatures/signDoc", unbound).await;
@@ -485,4 +485,121 @@ async fn sign_doc_jades_verified_by_jwcrypto() {
     assert!(verdict.starts_with("VALID ES256") && verdict.contains(" TST "), "{verdict}");
     let imprint = verdict.split(" TST ").nth(1).unwrap().split(' ').next().unwrap().to_string();
     ts_verify_digest(&env, &env.file("jades.tst"), &imprint);
+}
+
+/// How the CLI authenticates follows the service's `info` and what the user gave; refusals
+/// name the method, the HTTP status, the service's message and, for the usual mistakes, what
+/// to do. Time-stamps can come from any RFC 3161 TSA (`--tsa`).
+#[tokio::test]
+async fn tokens_tsa_and_refusals() {
+    let env = Env::new(BIN, "sqlite");
+    env.add_user("alice");
+    let ec = env.add_credential("alice", &[])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start();
+    let doc = env.file("memo.txt");
+    std::fs::write(&doc, b"A memo signed with a bearer token").unwrap();
+    let cli = |args: &[&str], envs: &[(&str, &str)]| {
+        let out =
+            env.command().arg("sign").arg(&doc).args(args).envs(envs.iter().copied()).stdin(std::process::Stdio::null()).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // A token from auth/login (any client), given in a file: no password needed.
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/csc/v2/auth/login", server.url))
+        .basic_auth("alice", Some(PASSWORD))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let token_file = env.file("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let out = env.file("token.p7s");
+    let (ok, err) = cli(
+        &[
+            "--service",
+            &server.url,
+            "--credential",
+            &ec,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--level",
+            "B-B",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("CLOUDSIGN_PIN", PIN)],
+    );
+    assert!(ok && !err.contains("auth/login"), "{err}");
+    let (ok, text) = cms_verify(&env, &out, &doc);
+    assert!(ok, "{text}");
+    // ... or in CLOUDSIGN_TOKEN; B-T with the time-stamp from the RFC 3161 TSA named by --tsa.
+    let out = env.file("tsa.p7s");
+    let tsa = format!("{}/tsa", server.url);
+    let (ok, err) = cli(
+        &["--service", &server.url, "--credential", &ec, "--tsa", &tsa, "--out", out.to_str().unwrap()],
+        &[("CLOUDSIGN_PIN", PIN), ("CLOUDSIGN_TOKEN", token)],
+    );
+    assert!(ok && err.contains("CAdES B-T"), "{err}");
+    let (ok, text) = cms_verify(&env, &out, &doc);
+    assert!(ok, "{text}");
+    verify_signature_timestamp(&env, &out, "sha256");
+    // --tsa is really used: a TSA that is not there fails the signing, saying which call.
+    let (ok, err) = cli(
+        &[
+            "--service",
+            &server.url,
+            "--credential",
+            &ec,
+            "--tsa",
+            "http://127.0.0.1:9/tsa",
+            "--out",
+            env.file("none.p7s").to_str().unwrap(),
+        ],
+        &[("CLOUDSIGN_PIN", PIN), ("CLOUDSIGN_TOKEN", token)],
+    );
+    assert!(!ok && err.contains("RFC 3161 time-stamp"), "{err}");
+    assert!(!env.file("none.p7s").exists());
+
+    // A wrong token: 401 with the service's message and a hint; the token is never shown.
+    let (ok, err) = cli(&["--service", &server.url, "--credential", &ec], &[("CLOUDSIGN_TOKEN", "not-a-valid-token-4711")]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("credentials/info refused (HTTP 401 Unauthorized): "), "{err}");
+    assert!(err.contains("hint: ") && err.contains("may have expired"), "{err}");
+    assert!(!err.contains("not-a-valid-token-4711"), "{err}");
+    // A base URI with the version in it.
+    let (ok, err) =
+        cli(&["--service", &format!("{}/csc/v2", server.url), "--user", "alice", "--credential", &ec], &[("CLOUDSIGN_PASSWORD", PASSWORD)]);
+    assert!(!ok && err.contains("info refused (HTTP ") && err.contains("without /csc/v1 or /csc/v2"), "{err}");
+    // No way to authenticate given: what the service offers instead.
+    let (ok, err) = cli(&["--service", &server.url, "--credential", &ec], &[]);
+    assert!(!ok && err.contains("the service wants authentication (authType: basic") && err.contains("--user"), "{err}");
+    // v1, found by --api: the same login and signature.
+    let out = env.file("v1.p7s");
+    let (ok, err) = cli(
+        &[
+            "--service",
+            &server.url,
+            "--api",
+            "v1",
+            "--user",
+            "alice",
+            "--credential",
+            &ec,
+            "--level",
+            "B-B",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("CLOUDSIGN_PASSWORD", PASSWORD), ("CLOUDSIGN_PIN", PIN)],
+    );
+    assert!(ok, "{err}");
+    let (ok, text) = cms_verify(&env, &out, &doc);
+    assert!(ok, "{text}");
+    // Never an empty message.
+    assert!(!err.contains("error: \n"), "{err}");
 }

@@ -228,15 +228,8 @@ async fn data_directory_and_files_are_owner_only() {
     let env = Env::new(BIN, "sqlite");
     // Fresh: a data directory that does not exist yet.
     let fresh = env.dir.join("fresh");
-    let out = env
-        .command()
-        .env("CLOUDSIGN_DATA_DIR", &fresh)
-        .args(["admin", "user", "add", "bob", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .spawn();
-    let mut child = out.unwrap();
-    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = env.command().env("CLOUDSIGN_DATA_DIR", &fresh).args(["admin", "init"]).status();
+    assert!(out.unwrap().success());
     assert_eq!(mode(&fresh), 0o700);
     let names: Vec<_> = std::fs::read_dir(&fresh).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(names.iter().any(|p| p.ends_with("cloudsign.db")) && names.iter().any(|p| p.ends_with("kek")), "{names:?}");

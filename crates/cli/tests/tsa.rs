@@ -33,7 +33,8 @@ fn reply_text(reply: &std::path::Path, token: bool) -> String {
 
 #[tokio::test]
 async fn rfc3161_tsa() {
-    let env = Env::new(BIN, "sqlite");
+    // As deployed: the TSA's certificate names the service's OCSP responder and CRL.
+    let env = Env::new(BIN, "sqlite").with_public_url();
     env.add_user("alice");
     let server = env.start();
     let (issuing, root) = write_ca(&env);

@@ -108,7 +108,7 @@ async fn v1_adapter() {
         json!({"credentialID": id(&rsa), "SAD": sad["SAD"], "hash": [b64(&digests[0])], "signAlgo": RSA, "hashAlgo": "1.3.14.3.2.26"}),
         400,
         "invalid_request",
-        "hashAlgorithmOID",
+        "hashAlgo",
     )
     .await;
     api.err(
@@ -116,7 +116,7 @@ async fn v1_adapter() {
         json!({"credentialID": id(&rsa), "SAD": sad["SAD"], "hash": [b64(&digests[0])], "signAlgo": RSA}),
         400,
         "invalid_request",
-        "hashAlgorithmOID",
+        "hashAlgo",
     )
     .await;
 
@@ -199,6 +199,136 @@ async fn v1_adapter() {
         400,
         "invalid_request",
         "length",
+    )
+    .await;
+    drop(server);
+}
+
+/// v1 clients are told about v1's parameters by v1's names (v1 §11.6 `hash`, `PIN`, `OTP`;
+/// §11.9 `hash`, `hashAlgo`; §11.7 `sendOTP` without `authObjectID`), whichever layer words
+/// the message; v2 keeps its own (`hashes`, `hashAlgorithmOID`, `authData`) for the same
+/// mistakes. Exact descriptions, status 400 and `invalid_request` throughout.
+#[tokio::test]
+async fn v1_errors_use_v1_names() {
+    let env = Env::new(BIN, "sqlite");
+    env.add_user("alice");
+    let id = |c: &Value| c["credentialID"].as_str().unwrap().to_string();
+    let scal2 = id(&env.add_credential("alice", &["--key", "ecdsa-p256"]));
+    let scal1 = id(&env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1"]));
+    let rsa = id(&env.add_credential("alice", &["--key", "rsa-2048", "--scal", "1"]));
+    let totp = id(&env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1", "--otp", "totp"]));
+    let server = env.start();
+    let mut v1 = Api::v1(&server);
+    v1.login("alice").await;
+    let mut v2 = Api::new(&server);
+    v2.token = v1.token.clone();
+    let exact = async |api: &Api, method: &str, body: Value, description: &str| {
+        let (status, v) = api.post(method, body).await;
+        assert_eq!((status, v["error"].as_str()), (400, Some("invalid_request")), "{method}: {v}");
+        assert_eq!(v["error_description"], description, "{method}");
+    };
+    let h = b64(&sha256(b"v1 names"));
+    let sad = v1.ok("credentials/authorize", json!({"credentialID": scal1, "numSignatures": 1, "PIN": PIN})).await["SAD"].clone();
+    let rsa_sad = v1.ok("credentials/authorize", json!({"credentialID": rsa, "numSignatures": 1, "PIN": PIN})).await["SAD"].clone();
+
+    // signHash.
+    exact(
+        &v1,
+        "signatures/signHash",
+        json!({"credentialID": scal1, "SAD": sad, "signAlgo": ECDSA_SHA256}),
+        "Invalid request body: missing field `hash`",
+    )
+    .await;
+    exact(
+        &v1,
+        "signatures/signHash",
+        json!({"credentialID": rsa, "SAD": rsa_sad, "hash": [h], "signAlgo": RSA}),
+        "Missing (or invalid type) string parameter hashAlgo: required with signAlgo rsaEncryption",
+    )
+    .await;
+    exact(
+        &v1,
+        "signatures/signHash",
+        json!({"credentialID": rsa, "SAD": rsa_sad, "hash": [h], "signAlgo": RSA, "hashAlgo": "1.3.14.3.2.26"}),
+        "Invalid parameter hashAlgo: only SHA-256, SHA-384 and SHA-512 are accepted",
+    )
+    .await;
+    exact(
+        &v1,
+        "signatures/signHash",
+        json!({"credentialID": scal1, "SAD": sad, "hash": [h], "signAlgo": ECDSA_SHA256, "hashAlgo": SHA384}),
+        "hashAlgo contradicts signAlgo",
+    )
+    .await;
+
+    // credentials/authorize: flat PIN and OTP, `hash`.
+    exact(
+        &v1,
+        "credentials/authorize",
+        json!({"credentialID": scal2, "numSignatures": 1, "PIN": PIN}),
+        "Missing (or invalid type) array parameter hash: required for SCAL 2 credentials",
+    )
+    .await;
+    exact(
+        &v1,
+        "credentials/authorize",
+        json!({"credentialID": scal1, "numSignatures": 1}),
+        "Missing (or invalid type) string parameter PIN",
+    )
+    .await;
+    exact(
+        &v1,
+        "credentials/authorize",
+        json!({"credentialID": totp, "numSignatures": 1, "PIN": PIN}),
+        "Missing (or invalid type) string parameter OTP",
+    )
+    .await;
+    exact(
+        &v1,
+        "credentials/authorize",
+        json!({"credentialID": scal1, "numSignatures": 1, "PIN": PIN, "OTP": "123456"}),
+        "Invalid parameter OTP: this credential has no OTP",
+    )
+    .await;
+    // "hashes" as a word, not a parameter name, stays.
+    exact(
+        &v1,
+        "credentials/authorize",
+        json!({"credentialID": scal2, "numSignatures": 1, "hash": [h, b64(&sha256(b"two"))], "PIN": PIN}),
+        "More hashes than numSignatures",
+    )
+    .await;
+
+    // sendOTP has no authObjectID in v1.
+    exact(
+        &v1,
+        "credentials/sendOTP",
+        json!({"credentialID": totp}),
+        "Invalid parameter credentialID: the credential has no online OTP (credentials/sendOTP is for OTP type online)",
+    )
+    .await;
+
+    // The same mistakes on v2 keep v2's names.
+    exact(
+        &v2,
+        "credentials/authorize",
+        json!({"credentialID": scal2, "numSignatures": 1, "authData": [{"id": "PIN", "value": PIN}]}),
+        "Missing (or invalid type) array parameter hashes: required for SCAL 2 credentials",
+    )
+    .await;
+    exact(
+        &v2,
+        "credentials/authorize",
+        json!({"credentialID": scal1, "numSignatures": 1, "authData": []}),
+        "Missing authentication object PIN in authData",
+    )
+    .await;
+    let (_, v2_sad) = v2.authorize(&rsa, 1, None, json!([{"id": "PIN", "value": PIN}])).await;
+    exact(
+        &v2,
+        "signatures/signHash",
+        json!({"credentialID": rsa, "SAD": v2_sad["SAD"], "hashes": [h], "signAlgo": RSA}),
+        "Missing (or invalid type) string parameter hashAlgorithmOID: required with signAlgo rsaEncryption",
     )
     .await;
     drop(server);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use crate::error::{ClientError, refusal};
+use crate::error::{ClientError, refusal_at};
 
 /// The CSC API version a service speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,10 @@ pub struct Client {
     base: String,
     api: Api,
     token: Option<Zeroizing<String>>,
+    /// An RFC 3161 TSA to take time-stamps from instead of `signatures/timestamp`.
+    tsa: Option<String>,
+    /// `clientData` for `signatures/timestamp`.
+    timestamp_client_data: Option<String>,
 }
 
 /// `credentials/info`'s answer in the version asked.
@@ -82,6 +86,25 @@ impl CredentialInfo {
         match self {
             CredentialInfo::V1(i) => i.otp.as_ref().is_some_and(|o| o.presence != "false"),
             CredentialInfo::V2(i) => i.auth.objects.iter().flatten().any(|o| o.id == "OTP"),
+        }
+    }
+
+    /// `authMode` (v1) or `auth.mode` (v2): `implicit`, `explicit` or `oauth2code`.
+    pub fn auth_mode(&self) -> &str {
+        match self {
+            CredentialInfo::V1(i) => &i.auth_mode,
+            CredentialInfo::V2(i) => &i.auth.mode,
+        }
+    }
+
+    /// Whether `credentials/authorize` wants a PIN: explicit authorization, and (v1) a `PIN`
+    /// group whose `presence` is not `"false"`, or (v2) a `PIN` object or no objects listed.
+    pub fn needs_pin(&self) -> bool {
+        match self {
+            CredentialInfo::V1(i) => i.auth_mode == "explicit" && i.pin.as_ref().is_none_or(|p| p.presence != "false"),
+            CredentialInfo::V2(i) => {
+                i.auth.mode == "explicit" && i.auth.objects.as_ref().is_none_or(|o| o.is_empty() || o.iter().any(|o| o.id == "PIN"))
+            }
         }
     }
 
@@ -276,7 +299,7 @@ impl Client {
         reqwest::Url::parse(service).map_err(|_| ClientError::Invalid(format!("{service:?} is not a URL")))?;
         let service = service.trim_end_matches('/').to_string();
         let base = format!("{service}/csc/{}", api.name());
-        Ok(Client { http, service, base, api, token: None })
+        Ok(Client { http, service, base, api, token: None, tsa: None, timestamp_client_data: None })
     }
 
     /// The API version spoken.
@@ -324,7 +347,8 @@ impl Client {
         body: &Req,
         basic: Option<(&str, &str)>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
-        let mut req = self.http.post(format!("{}/{method}", self.base)).json(body);
+        let url = format!("{}/{method}", self.base);
+        let mut req = self.http.post(&url).json(body);
         match (basic, &self.token) {
             (Some((user, password)), _) => req = req.basic_auth(user, Some(password)),
             (None, Some(t)) => req = req.bearer_auth(t.as_str()),
@@ -335,7 +359,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
         if !status.is_success() {
-            return Err(refusal(method, status, &bytes));
+            return Err(refusal_at(method, &url, status, &bytes));
         }
         Ok((status, bytes))
     }
@@ -451,7 +475,8 @@ impl Client {
     /// `credentials/authorize` (§11.6): the SAD.
     pub async fn authorize(&self, authorize: &Authorize<'_>) -> Result<v2::SadResponse, ClientError> {
         let body = authorize_body(self.api, authorize).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        self.call("credentials/authorize", &body).await
+        let sad: LenientSad = self.call("credentials/authorize", &body).await?;
+        Ok(v2::SadResponse { sad: sad.sad, expires_in: sad.expires_in.unwrap_or(3600) })
     }
 
     /// `credentials/extendTransaction` (v1 §11.8, v2 §11.9): a new SAD for more digests.
@@ -507,16 +532,108 @@ impl Client {
     /// `signatures/timestamp` (v2 §11.13, v1 §11.10: the same request): an RFC 3161
     /// TimeStampToken (DER) over `imprint`, with `nonce` (hex) when given.
     pub async fn timestamp(&self, hash: HashAlgorithm, imprint: &[u8], nonce: Option<&str>) -> Result<Vec<u8>, ClientError> {
+        self.timestamp_with(hash, imprint, nonce, None).await
+    }
+
+    /// [`Client::timestamp`] with `clientData` (§11.13: "arbitrary data from the signature
+    /// application"), which some services need to pick a time-stamping unit
+    /// (certomancer-csc-dummy: `ARCH/TSA-LABEL`, HTTP 409 without it).
+    pub async fn timestamp_with(
+        &self,
+        hash: HashAlgorithm,
+        imprint: &[u8],
+        nonce: Option<&str>,
+        client_data: Option<&str>,
+    ) -> Result<Vec<u8>, ClientError> {
         let method = "signatures/timestamp";
         let request = v2::TimestampRequest {
             hash: b64::encode(imprint),
             hash_algo: hash.oid().into(),
             nonce: nonce.map(Into::into),
-            client_data: None,
+            client_data: client_data.map(Into::into),
         };
         let ts: v2::TimestampResponse = self.call(method, &request).await?;
         b64::decode_lenient(&ts.timestamp)
             .ok_or_else(|| ClientError::Malformed { method: method.into(), detail: "the token is not base64".into() })
+    }
+
+    /// Where [`Client::stamp`] takes time-stamps from: the RFC 3161 TSA at `tsa`, or the
+    /// service's `signatures/timestamp` with `client_data`.
+    pub fn set_timestamps(&mut self, tsa: Option<String>, client_data: Option<String>) {
+        self.tsa = tsa;
+        self.timestamp_client_data = client_data;
+    }
+
+    /// A time-stamp token over `imprint` from the source [`Client::set_timestamps`] chose.
+    pub async fn stamp(&self, hash: HashAlgorithm, imprint: &[u8]) -> Result<Vec<u8>, ClientError> {
+        match &self.tsa {
+            Some(url) => crate::tsa::timestamp(&self.http, url, hash, imprint).await,
+            None => self.timestamp_with(hash, imprint, None, self.timestamp_client_data.as_deref()).await,
+        }
+    }
+
+    /// `info`, read leniently: the members that decide how to authenticate, from a v1 or v2
+    /// answer, whatever else the service leaves out.
+    pub async fn service_info(&self) -> Result<ServiceInfo, ClientError> {
+        self.call("info", &serde_json::json!({})).await
+    }
+}
+
+/// The SAD answer as other services send it: `expiresIn` is optional (v1 §11.6 default 3600 s;
+/// certomancer-csc-dummy leaves it out).
+#[derive(serde::Deserialize)]
+struct LenientSad {
+    #[serde(rename = "SAD")]
+    sad: String,
+    #[serde(rename = "expiresIn", default)]
+    expires_in: Option<u64>,
+}
+
+/// What `info` says about authentication and methods (v1 and v2 §11.1), read leniently: a
+/// service that leaves out members it considers optional can still be used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ServiceInfo {
+    /// `specs`: the API version implemented.
+    #[serde(default)]
+    pub specs: String,
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `authType`: `basic`, `digest`, `oauth2code`, `oauth2implicit`, `oauth2client`,
+    /// `external`, `TLS`.
+    #[serde(rename = "authType", default)]
+    pub auth_type: Vec<String>,
+    /// `oauth2`: the base URI of the OAuth 2.0 server (`<oauth2>oauth2/authorize`, ...).
+    #[serde(default)]
+    pub oauth2: Option<String>,
+    /// v2 `oauth2Issuer`: the RFC 8414 issuer.
+    #[serde(rename = "oauth2Issuer", default)]
+    pub oauth2_issuer: Option<String>,
+    /// `methods`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+impl ServiceInfo {
+    /// `methods` lists `method`.
+    pub fn offers(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m == method)
+    }
+
+    /// `authType` lists `kind`.
+    pub fn auth(&self, kind: &str) -> bool {
+        self.auth_type.iter().any(|a| a.eq_ignore_ascii_case(kind))
+    }
+
+    /// `auth/login` with HTTP Basic is offered: listed in `methods`, or `basic` in `authType`
+    /// (v1 §11.1: "basic: HTTP Basic Authentication" of auth/login).
+    pub fn offers_login(&self) -> bool {
+        self.offers("auth/login") || self.auth("basic")
+    }
+
+    /// The OAuth 2.0 server: `oauth2`, or the v2 `oauth2Issuer`.
+    pub fn oauth_base(&self) -> Option<&str> {
+        self.oauth2.as_deref().or(self.oauth2_issuer.as_deref()).filter(|u| !u.is_empty())
     }
 }
 

@@ -78,7 +78,9 @@ pub async fn gather_validation(http: &reqwest::Client, service: &str, certs: &[V
             && let Some(url) = &ocsp_url
         {
             v.ocsp.push(fetch_ocsp(http, url, cert, issuer, &name).await?);
-            if !ocsp_urls.is_empty() || crl_url.is_none() {
+            // The CRL too when the certificate names one: validators that read only CRLs
+            // (openssl `-crl_check_all`) need it, as the service's own B-LT (signDoc) has it.
+            if crl_url.is_none() {
                 continue;
             }
         }

@@ -6,6 +6,9 @@
 //! - [`oauth`]: the OAuth 2.0 token calls (authorization code with PKCE, client credentials,
 //!   refresh token);
 //! - [`signer`]: sign local files in any AdES format through a service — only digests travel;
+//! - [`auth`]: how to authenticate, chosen from `info`: a given token, OAuth 2.0 (code with PKCE
+//!   through a loopback redirect, client credentials, credential scope), `auth/login`;
+//! - [`tsa`]: time-stamps from any RFC 3161 TSA;
 //! - [`fetch`]: OCSP responses and CRLs for B-LT validation data and online checks.
 //!
 //! Failures are typed: a [`ClientError`] carries the HTTP status and the CSC
@@ -13,11 +16,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod csc;
 pub mod error;
 pub mod fetch;
 pub mod oauth;
 pub mod signer;
+pub mod tsa;
 
 pub use csc::{Api, Client};
 pub use error::{ClientError, Refusal};

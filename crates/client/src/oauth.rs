@@ -8,7 +8,7 @@ pub use cloudsign_csc::oauth::TokenResponse;
 use reqwest::StatusCode;
 use zeroize::Zeroizing;
 
-use crate::error::{ClientError, refusal};
+use crate::error::{ClientError, refusal_at};
 
 /// A PKCE pair (RFC 7636 §4.1-4.2): the verifier stays with the client, the S256 challenge
 /// goes in the authorization request.
@@ -66,6 +66,16 @@ impl OAuthClient {
         OAuthClient {
             http,
             token_url: format!("{}/oauth2/token", service.trim_end_matches('/')),
+            client_id: client_id.into(),
+            client_secret: client_secret.map(|s| Zeroizing::new(s.into())),
+        }
+    }
+
+    /// A client of the token endpoint at `token_url` (from `info` or RFC 8414 metadata).
+    pub fn with_token_url(http: reqwest::Client, token_url: &str, client_id: &str, client_secret: Option<&str>) -> Self {
+        OAuthClient {
+            http,
+            token_url: token_url.into(),
             client_id: client_id.into(),
             client_secret: client_secret.map(|s| Zeroizing::new(s.into())),
         }
@@ -129,7 +139,7 @@ impl OAuthClient {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
         if status != StatusCode::OK {
-            return Err(refusal(method, status, &bytes));
+            return Err(refusal_at(method, &self.token_url, status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed { method: method.into(), detail: e.to_string() })
     }
@@ -138,6 +148,7 @@ impl OAuthClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::refusal;
 
     #[test]
     fn pkce_s256_matches_rfc_7636_appendix_b() {
@@ -179,6 +190,6 @@ mod tests {
     fn oauth_errors_decode() {
         let e = refusal("oauth2/token", StatusCode::BAD_REQUEST, br#"{"error":"invalid_grant","error_description":"Invalid code"}"#);
         assert_eq!(e.code(), Some("invalid_grant"));
-        assert_eq!(e.to_string(), "oauth2/token refused (400 Bad Request): invalid_grant: Invalid code");
+        assert_eq!(e.to_string(), "oauth2/token refused (HTTP 400 Bad Request): invalid_grant: Invalid code");
     }
 }

@@ -2,8 +2,13 @@
 //! never leave this machine: they are hashed here (streamed, so size does not matter), the
 //! signed attributes are built here (`cloudsign-ades`), and only their digests go to
 //! `credentials/authorize` + `signatures/signHash`. Several files share one authorization.
-//! B-T and above take their time-stamps from the service's `signatures/timestamp`; B-LT gathers
-//! validation data ([`crate::fetch`]); B-LTA adds the archive time-stamp.
+//! B-T and above take their time-stamps from the service's `signatures/timestamp` (with
+//! `clientData` when the service needs it) or from an RFC 3161 TSA ([`crate::tsa`]); B-LT
+//! gathers validation data ([`crate::fetch`]); B-LTA adds the archive time-stamp.
+//!
+//! How to authenticate is read from the service's `info` ([`crate::auth`]): `auth/login` only
+//! where it is offered, a given token, OAuth 2.0 through the user's browser, or nothing for a
+//! service that authenticates otherwise.
 //!
 //! The password, PIN and OTP are asked for through [`Interaction`] when they are needed, so a
 //! program decides where they come from (a hidden prompt, the environment, a dialog).
@@ -22,7 +27,8 @@ use cloudsign_ades::{AdesError, Params};
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm};
 use zeroize::Zeroizing;
 
-use crate::csc::{Api, Authorize, Certificates, Client, SignHash};
+use crate::auth::{self, AuthOptions, CredentialScope, Plan};
+use crate::csc::{Api, Authorize, Certificates, Client, ServiceInfo, SignHash};
 use crate::error::ClientError;
 use crate::fetch::{self, FetchError};
 
@@ -107,6 +113,13 @@ pub trait Interaction {
     fn progress(&mut self, _progress: &Progress<'_>) {}
     /// A file was signed and written.
     fn signed(&mut self, _file: &SignedFile) {}
+    /// The user must visit `url` in a browser (OAuth 2.0); the browser then comes back to
+    /// `redirect_uri`, where the signer waits.
+    fn authorize_in_browser(&mut self, url: &str, _redirect_uri: &str) {
+        eprintln!("authorize-url: {url}");
+    }
+    /// What the signer is doing, for the user (the authentication chosen, ...).
+    fn note(&mut self, _message: &str) {}
 }
 
 /// What to sign, where, and how.
@@ -116,10 +129,14 @@ pub struct SignRequest {
     pub files: Vec<PathBuf>,
     /// The CSC service's base URL (`/csc/v2` or `/csc/v1` is added).
     pub service: String,
-    /// Its API version.
-    pub api: Api,
-    /// The user name at the service.
-    pub user: String,
+    /// Its API version; `None`: v2 if the service answers `info` there, else v1.
+    pub api: Option<Api>,
+    /// How to authenticate (a user name for `auth/login`, a token, an OAuth client).
+    pub auth: AuthOptions,
+    /// An RFC 3161 TSA for the time-stamps, instead of the service's `signatures/timestamp`.
+    pub tsa: Option<String>,
+    /// `clientData` for `signatures/timestamp`.
+    pub timestamp_client_data: Option<String>,
     /// The credential to sign with.
     pub credential: String,
     /// The format (default: PAdES for PDF files, CAdES otherwise).
@@ -188,7 +205,7 @@ pub fn resolve(request: &SignRequest) -> Result<(Format, Level, Packaging), Sign
     Ok((format, level, packaging))
 }
 
-/// The password and PIN travel to the service: https, or plain http on this machine only.
+/// The password, tokens and PIN travel to the service: https, or plain http on this machine only.
 pub fn check_service_url(url: &str) -> Result<(), SignError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| SignError::Usage(format!("--service {url:?} is not a URL")))?;
     match (parsed.scheme(), parsed.host_str()) {
@@ -200,7 +217,7 @@ pub fn check_service_url(url: &str) -> Result<(), SignError> {
     }
 }
 
-/// Sign `request.files`: log in, read the credential, prepare every file, one authorization
+/// Sign `request.files`: read `info`, authenticate as it allows, read the credential, prepare every file, one authorization
 /// and one `signHash` for all of them, then each file's time-stamps and validation data.
 /// Each output appears whole or not at all.
 pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Result<Vec<SignedFile>, SignError> {
@@ -212,17 +229,24 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
         }
     }
 
-    let mut csc = Client::new(&request.service, request.api)?;
-    let password = ui.secret(Secret::Password)?;
-    csc.login(&request.user, &password, false).await?;
-    drop(password);
+    if let Some(tsa) = &request.tsa {
+        let ok = reqwest::Url::parse(tsa).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(SignError::Usage(format!("--tsa {tsa:?} is not an http(s) URL")));
+        }
+    }
+
+    let http = reqwest::Client::new();
+    let (mut csc, info) = connect(&http, &request.service, request.api).await?;
+    csc.set_timestamps(request.tsa.clone(), request.timestamp_client_data.clone());
+    authenticate(&mut csc, &info, &request.auth, ui).await?;
     let cred = credential(&csc, &request.credential, format).await?;
     let hash = cred.scheme.hash();
 
     // The time-stamp token's size, measured on a probe, sizes the PDF placeholders.
     let token_allowance = if format == Format::Pades && level.timestamped() {
         let probe = digest::digest(cloudsign_ades::aws_lc_algorithm(hash), b"cloudsign probe");
-        format::timestamp_allowance(csc.timestamp(hash, probe.as_ref(), None).await?.len())
+        format::timestamp_allowance(csc.stamp(hash, probe.as_ref()).await?.len())
     } else {
         0
     };
@@ -275,7 +299,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
     }
 
     let digests: Vec<&[u8]> = jobs.iter().map(Job::to_be_signed).collect();
-    let signatures = sign_hashes(&csc, ui, &request.credential, &cred, &digests).await?;
+    let signatures = sign_hashes(&mut csc, &info, &request.auth, ui, &request.credential, &cred, &digests).await?;
 
     let mut signed = Vec::with_capacity(jobs.len());
     for (job, signature) in jobs.into_iter().zip(signatures) {
@@ -285,7 +309,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                     Level::BB => prepared.finish(&signature)?,
                     _ => {
                         let (h, imprint) = prepared.timestamp_imprint(&signature)?;
-                        let token = csc.timestamp(h, &imprint, None).await?;
+                        let token = csc.stamp(h, &imprint).await?;
                         let validation = match level {
                             Level::BLT | Level::BLTA => {
                                 Some(fetch::gather_validation(csc.http(), csc.service(), &certificates_with(&cred, &token)).await?)
@@ -304,7 +328,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                     Level::BB => None,
                     _ => {
                         let (h, imprint) = prepared.timestamp_imprint(&signature)?;
-                        Some(csc.timestamp(h, &imprint, None).await?)
+                        Some(csc.stamp(h, &imprint).await?)
                     }
                 };
                 let validation = match level {
@@ -318,7 +342,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                     let mut file =
                         if detached { Some(File::open(&path).map_err(io(format!("cannot open {}", path.display())))?) } else { None };
                     let archive = cloudsign_ades::xades::archive_imprint(&xml, file.as_mut().map(|f| f as &mut dyn std::io::Read), hash)?;
-                    let token = csc.timestamp(archive.hash(), archive.imprint(), None).await?;
+                    let token = csc.stamp(archive.hash(), archive.imprint()).await?;
                     xml = archive.finish(&token)?;
                 }
                 write_new(&out, &xml)?;
@@ -329,7 +353,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                     Level::BB => None,
                     _ => {
                         let (h, imprint) = prepared.timestamp_imprint(&signature);
-                        Some(csc.timestamp(h, &imprint, None).await?)
+                        Some(csc.stamp(h, &imprint).await?)
                     }
                 };
                 let validation = match level {
@@ -342,7 +366,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                 if level == Level::BLTA {
                     // EN 319 122-1 §5.5.3: archive-time-stamp-v3 over the B-LT signature.
                     let archive = cloudsign_ades::cades::archive_imprint(&cms, Some(&content_digest), hash)?;
-                    let token = csc.timestamp(archive.hash(), archive.imprint(), None).await?;
+                    let token = csc.stamp(archive.hash(), archive.imprint()).await?;
                     cms = archive.finish(&token)?;
                 }
                 write_new(&out, &cms)?;
@@ -387,6 +411,9 @@ struct Credential {
     scheme: SignAlgorithm,
     key_bits: u32,
     needs_otp: bool,
+    needs_pin: bool,
+    /// `authMode` `oauth2code`: the SAD comes from a credential-scope OAuth authorization.
+    oauth: bool,
 }
 
 impl Credential {
@@ -511,25 +538,57 @@ async fn credential(csc: &Client, id: &str, format: Format) -> Result<Credential
         scheme,
         key_bits,
         needs_otp: info.needs_otp(),
+        needs_pin: info.needs_pin(),
+        oauth: info.auth_mode() == "oauth2code",
     })
 }
 
-/// One `credentials/authorize` for all digests, then one `signatures/signHash`.
+/// One authorization for all digests, then one `signatures/signHash`. The SAD comes from
+/// `credentials/authorize` (explicit: PIN and OTP; implicit: nothing asked), or, for a
+/// credential whose `authMode` is `oauth2code`, from a credential-scope OAuth authorization
+/// whose consent page shows the digests (CSC v2 §8.3.2): its token is the SAD — sent as the
+/// bearer token of `signHash` (v2 §11.10), and as `SAD` too in v1.
 async fn sign_hashes(
-    csc: &Client,
+    csc: &mut Client,
+    info: &ServiceInfo,
+    given: &AuthOptions,
     ui: &mut dyn Interaction,
     id: &str,
     cred: &Credential,
     digests: &[&[u8]],
 ) -> Result<Vec<Vec<u8>>, SignError> {
-    let pin = ui.secret(Secret::Pin)?;
+    if cred.oauth {
+        let Some(oauth) = &given.oauth else {
+            return Err(SignError::Usage(format!(
+                "credential {id} is authorized through OAuth 2.0 (authMode oauth2code): give --client-id of a client registered at the service"
+            )));
+        };
+        let endpoints = auth::endpoints(csc.http(), info).await?;
+        let scope = CredentialScope { credential_id: id, hashes: digests, hash_algorithm: cred.scheme.hash(), description: None };
+        for (i, d) in digests.iter().enumerate() {
+            ui.note(&format!("document {} to sign, {} digest: {}", i + 1, cred.scheme.hash().name(), cloudsign_csc::b64::encode(d)));
+        }
+        let token = auth::authorization_code(csc.http(), &endpoints, oauth, Some(&scope), &mut |url, redirect| {
+            ui.authorize_in_browser(url, redirect)
+        })
+        .await?;
+        let sad = Zeroizing::new(token.access_token.clone());
+        let service_token = csc.access_token().map(String::from).map(Zeroizing::new);
+        csc.set_access_token(Some(sad.to_string()));
+        let v1_sad = (csc.api() == Api::V1).then_some(sad.as_str());
+        let sign = SignHash { credential_id: id, sad: v1_sad, hashes: digests, scheme: cred.scheme, sign_algo_params: None };
+        let signed = csc.sign_hash(&sign).await;
+        csc.set_access_token(service_token.map(|t| t.to_string()));
+        return Ok(signed?);
+    }
+    let pin = if cred.needs_pin { Some(ui.secret(Secret::Pin)?) } else { None };
     let otp = if cred.needs_otp { Some(ui.secret(Secret::Otp)?) } else { None };
     let authorize = Authorize {
         credential_id: id,
         num_signatures: digests.len() as u64,
         hashes: digests,
         hash_algorithm: Some(cred.scheme.hash()),
-        pin: Some(pin.as_str()),
+        pin: pin.as_deref().map(String::as_str),
         otp: otp.as_deref().map(String::as_str),
         description: None,
     };
@@ -537,6 +596,61 @@ async fn sign_hashes(
     drop((pin, otp));
     let sign = SignHash { credential_id: id, sad: Some(sad.as_str()), hashes: digests, scheme: cred.scheme, sign_algo_params: None };
     Ok(csc.sign_hash(&sign).await?)
+}
+
+/// The client for the service, and its `info`: in the version asked, or v2 if the service
+/// answers `info` there and v1 otherwise (certomancer-csc-dummy speaks v1 only).
+pub async fn connect(http: &reqwest::Client, service: &str, api: Option<Api>) -> Result<(Client, ServiceInfo), SignError> {
+    let tries: &[Api] = match api {
+        Some(Api::V1) => &[Api::V1],
+        Some(Api::V2) => &[Api::V2],
+        None => &[Api::V2, Api::V1],
+    };
+    let mut first_error = None;
+    for &api in tries {
+        let client = Client::with_http(http.clone(), service, api)?;
+        match client.service_info().await {
+            Ok(info) => return Ok((client, info)),
+            Err(e) if e.is_not_implemented() || e.status().is_some_and(|s| s.as_u16() == 405) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(first_error.map(SignError::from).unwrap_or_else(|| SignError::Service("the service answered no info".into())))
+}
+
+/// Get the service token the way [`auth::plan`] chose.
+pub async fn authenticate(csc: &mut Client, info: &ServiceInfo, given: &AuthOptions, ui: &mut dyn Interaction) -> Result<(), SignError> {
+    let plan = auth::plan(info, given).map_err(SignError::Usage)?;
+    match plan {
+        Plan::Token => csc.set_access_token(given.token.as_deref().cloned()),
+        Plan::Login(user) => {
+            ui.note(&format!("logging in as {user} (auth/login)"));
+            let password = ui.secret(Secret::Password)?;
+            csc.login(&user, &password, false).await?;
+        }
+        Plan::AuthorizationCode | Plan::ClientCredentials => {
+            let Some(oauth) = &given.oauth else { return Err(SignError::Usage("no OAuth client given".into())) };
+            let endpoints = auth::endpoints(csc.http(), info).await?;
+            let token = if plan == Plan::ClientCredentials {
+                ui.note(&format!("OAuth 2.0 client credentials of {} at {}", oauth.client_id, endpoints.token));
+                let client = crate::oauth::OAuthClient::with_token_url(
+                    csc.http().clone(),
+                    &endpoints.token,
+                    &oauth.client_id,
+                    oauth.client_secret.as_deref().map(String::as_str),
+                );
+                client.client_credentials(Some("service")).await?
+            } else {
+                auth::authorization_code(csc.http(), &endpoints, oauth, None, &mut |url, redirect| ui.authorize_in_browser(url, redirect))
+                    .await?
+            };
+            csc.set_access_token(Some(token.access_token.clone()));
+        }
+        Plan::Anonymous => ui.note(&format!("no authentication: the service's authType is {:?}", info.auth_type)),
+    }
+    Ok(())
 }
 
 /// XAdES: an XML document enveloped (read whole: the signature goes inside it), any file
@@ -613,7 +727,7 @@ async fn finish_pdf(
         Level::BB => None,
         _ => {
             let (h, imprint) = prepared.timestamp_imprint(signature);
-            Some(csc.timestamp(h, &imprint, None).await?)
+            Some(csc.stamp(h, &imprint).await?)
         }
     };
     let cms = prepared.finish(signature, token.as_deref(), None, None);
@@ -630,7 +744,7 @@ async fn finish_pdf(
         let (before, after) = placeholder.signed_parts();
         ctx.update(before);
         ctx.update(after);
-        let token = csc.timestamp(cred.scheme.hash(), ctx.finish().as_ref(), None).await?;
+        let token = csc.stamp(cred.scheme.hash(), ctx.finish().as_ref()).await?;
         output.append(&placeholder.fill(&token)?)?;
     }
     output.file.sync_all().map_err(io("cannot write the signed file".into()))?;
@@ -663,7 +777,7 @@ async fn jades_archive(csc: &Client, ui: &mut dyn Interaction, path: &Path, jws:
         None => stream_file(ui, path, &mut ctx, None)?,
     }
     ctx.update(&input.suffix);
-    let token = csc.timestamp(hash, ctx.finish().as_ref(), None).await?;
+    let token = csc.stamp(hash, ctx.finish().as_ref()).await?;
     Ok(cloudsign_ades::jades::add_archive_timestamp(jws, &token)?)
 }
 
@@ -692,8 +806,10 @@ mod tests {
         SignRequest {
             files: files.iter().map(PathBuf::from).collect(),
             service: "https://sign.example".into(),
-            api: Api::V2,
-            user: "u".into(),
+            api: Some(Api::V2),
+            auth: AuthOptions { user: Some("u".into()), ..Default::default() },
+            tsa: None,
+            timestamp_client_data: None,
             credential: "c".into(),
             format: None,
             level: None,

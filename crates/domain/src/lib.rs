@@ -7,12 +7,14 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod asynchronous;
 pub mod audit;
 mod auth;
 mod credentials;
 mod error;
 pub mod metrics;
 pub mod oauth;
+pub mod ondemand;
 pub mod otp;
 pub mod secrets;
 mod service;

@@ -62,6 +62,10 @@ pub struct Config {
     pub oauth_code_ttl: u64,
     /// How long a signer has to log in and consent on the authorization pages.
     pub oauth_flow_ttl: u64,
+    /// Asynchronous signing (`[asynchronous]`).
+    pub asynchronous: crate::asynchronous::AsyncConfig,
+    /// On-demand credentials (`[on_demand]`).
+    pub on_demand: crate::ondemand::OnDemandConfig,
     /// The HSM, when one is configured (`--backend pkcs11` credentials).
     pub pkcs11: Option<Arc<Pkcs11Config>>,
     /// Renew certificates this many days before they end (0: no automatic renewal).
@@ -96,6 +100,8 @@ impl Default for Config {
             public_url: None,
             oauth_code_ttl: 60,
             oauth_flow_ttl: 600,
+            asynchronous: Default::default(),
+            on_demand: Default::default(),
             pkcs11: None,
             renew_before_days: 30,
             renewal_new_key: false,

@@ -30,10 +30,27 @@ impl ApiError {
     }
 }
 
+/// The error body of a response, kept beside it as an extension so that an adapter can
+/// reword it after the handler has run (`v1::v1_names`) without parsing the JSON again.
+#[derive(Clone, Debug)]
+pub(crate) struct Rendered {
+    pub(crate) code: &'static str,
+    pub(crate) description: String,
+}
+
+impl Rendered {
+    /// The JSON body for this error.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody { error: self.code, error_description: self.description.clone() }).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let rendered = Rendered { code: self.code.as_str(), description: self.description.clone() };
         let mut response =
             (self.status, Json(ErrorBody { error: self.code.as_str(), error_description: self.description })).into_response();
+        response.extensions_mut().insert(rendered);
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3.
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));

@@ -3,11 +3,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod asynchronous;
 mod error;
 mod extract;
 mod limits;
 mod metrics;
 mod oauth;
+mod ondemand;
 mod openapi;
 mod shared;
 mod v1;
@@ -112,7 +114,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .route("/ocsp", axum::routing::post(ocsp_post))
         .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())
-        .nest("/csc/v2", v2::routes())
+        .nest("/csc/v2", v2::routes().merge(asynchronous::routes()).merge(ondemand::routes()))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))

@@ -30,6 +30,10 @@ const METHODS: &[&str] = &[
 const MAX_PAGE: usize = 100;
 
 pub(crate) fn routes() -> Router<AppState> {
+    routes_without_v1_names().layer(axum::middleware::map_response(v1_names))
+}
+
+fn routes_without_v1_names() -> Router<AppState> {
     Router::new()
         .route("/info", post(info).get(info))
         .route("/auth/login", post(login))
@@ -44,6 +48,47 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// v2's parameter names as the domain and the code shared with v2 word their messages, and
+/// what a v1 client knows them as: v1 §11.6 and §11.8 bind `hash` (v2 `hashes`), with flat
+/// `PIN` and `OTP` members (v2 `authData` objects); v1 §11.9 names the digest algorithm
+/// `hashAlgo` (v2 `hashAlgorithmOID`); v1 §11.7 `sendOTP` takes only `credentialID` (v2
+/// `getChallenge` also `authObjectID`). Whole messages first, then names; `hashes` only as a
+/// parameter name (after "parameter "), never the English word ("More hashes than numSignatures").
+/// Names both versions share (`credentialID`, `SAD`, `signAlgo`, `signAlgoParams`,
+/// `numSignatures`, `clientData`) need nothing.
+const V1_NAMES: &[(&str, &str)] = &[
+    ("Missing authentication object PIN in authData", "Missing (or invalid type) string parameter PIN"),
+    ("Missing authentication object OTP in authData", "Missing (or invalid type) string parameter OTP"),
+    ("Invalid parameter authData: this credential has no OTP", "Invalid parameter OTP: this credential has no OTP"),
+    (
+        "Invalid parameter authObjectID: no challenge-response object with this id",
+        "Invalid parameter credentialID: the credential has no online OTP (credentials/sendOTP is for OTP type online)",
+    ),
+    ("parameter hashes", "parameter hash"),
+    ("hashAlgorithmOID", "hashAlgo"),
+];
+
+/// An error description in v1's names ([`V1_NAMES`]).
+pub(crate) fn v1_wording(description: &str) -> String {
+    V1_NAMES.iter().fold(description.to_string(), |text, (v2, v1)| text.replace(v2, v1))
+}
+
+/// Every error this adapter answers, whichever layer worded it (request parsing, shared code,
+/// the domain), in v1's names: the one place where v2's names are kept from v1 clients.
+async fn v1_names(response: axum::response::Response) -> axum::response::Response {
+    let Some(rendered) = response.extensions().get::<crate::error::Rendered>() else { return response };
+    let description = v1_wording(&rendered.description);
+    if description == rendered.description {
+        return response;
+    }
+    let rendered = crate::error::Rendered { code: rendered.code, description };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let body = rendered.body();
+    parts.extensions.insert(rendered);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
 
 /// §11.1.
 async fn info(State(state): State<AppState>) -> ApiResult<InfoResponse> {
@@ -230,4 +275,30 @@ async fn timestamp(
     CscJson(req): CscJson<TimestampRequest>,
 ) -> ApiResult<TimestampResponse> {
     shared::timestamp(&state, &session, ctx, req, v1).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn v2_names_become_v1_names() {
+        let cases = [
+            (
+                "Missing (or invalid type) array parameter hashes: required for SCAL 2 credentials",
+                "Missing (or invalid type) array parameter hash: required for SCAL 2 credentials",
+            ),
+            (
+                "Invalid parameter hashes: an authorization given on the consent page covers only the documents approved there",
+                "Invalid parameter hash: an authorization given on the consent page covers only the documents approved there",
+            ),
+            ("hashAlgorithmOID differs from the one authorized by the SAD", "hashAlgo differs from the one authorized by the SAD"),
+            ("Missing authentication object PIN in authData", "Missing (or invalid type) string parameter PIN"),
+            // Names v1 shares, and "hashes" as a word, stay.
+            ("More hashes than numSignatures", "More hashes than numSignatures"),
+            ("Invalid parameter signAlgo", "Invalid parameter signAlgo"),
+            ("Invalid Base64 hash string parameter", "Invalid Base64 hash string parameter"),
+        ];
+        for (v2, v1) in cases {
+            assert_eq!(super::v1_wording(v2), v1);
+        }
+    }
 }

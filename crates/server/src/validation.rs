@@ -172,6 +172,12 @@ pub(crate) fn report_schemas() -> Vec<(&'static str, serde_json::Value)> {
                 "proven_signing_time": nullable("string"),
                 "timestamps": {"type": "array", "items": {"type": "object"}},
                 "chain": {"type": "array", "items": {"type": "object"}},
+                "checks": {"type": "array", "description": "The checks of ETSI EN 319 102-1 §5.2 made, each with its outcome.", "items": {
+                    "type": "object", "required": ["name", "outcome", "detail"], "properties": {
+                        "name": string,
+                        "outcome": {"type": "string", "enum": ["passed", "failed", "indeterminate", "not_checked"]},
+                        "detail": string,
+                    }}},
                 "level": {"type": ["string", "null"], "description": "B-B, B-T, B-LT, B-LTA."},
                 "pdf": {"type": "object", "properties": {
                     "byte_range": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},

@@ -20,7 +20,8 @@
 //! Lock order (PostgreSQL): a transaction that takes the head lock and then waits for another
 //! row lock could deadlock with one that holds that row and waits for the head. So the head is
 //! either taken last (a lone record: [`insert_audit`] is the transaction's last statement) or
-//! first ([`lock_chain`], at the start of a batch that writes several records).
+//! first ([`lock_chain`], at the start of a batch that writes several records, which it then
+//! appends in one statement with [`append_locked`]).
 //!
 //! The chain makes any edit that is not recomputed over every later record visible; signed
 //! checkpoints (`audit_checkpoints`: seq, hash, time and the CA's signature over them, made by
@@ -206,13 +207,64 @@ pub(crate) async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<i
 
 /// PostgreSQL: take the chain head's row lock now, at the start of a transaction that will
 /// append several records among other row locks (a group-commit batch), so that the head is
-/// never taken after another row lock (see "Lock order" above). A no-op on SQLite, where the
-/// transaction already holds the one write lock.
-pub(crate) async fn lock_chain(c: &mut Conn<'_>) -> Result<()> {
-    if matches!(c, Conn::Sqlite(_)) {
+/// never taken after another row lock (see "Lock order" above). Returns the head (its `seq`
+/// and hash), from which [`append_locked`] chains the batch's records.
+pub(crate) async fn lock_chain(c: &mut Conn<'_>) -> Result<(i64, String)> {
+    let head = c
+        .opt("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])
+        .await?
+        .ok_or_else(|| StoreError::Db("the audit chain head is missing".into()))?;
+    Ok((head.i64("seq")?, head.str("hash")?))
+}
+
+/// PostgreSQL: append `records`, in order, to the chain whose head `head` this transaction
+/// holds locked ([`lock_chain`]): their hashes are computed here from the head, and the records
+/// and the new head are written by one statement, so a batch pays one round trip for its audit
+/// however many signatures it holds (issue 15). Nothing else may append in between: the head
+/// lock is held until the transaction ends.
+pub(crate) async fn append_locked(c: &mut Conn<'_>, head: (i64, String), records: &[&NewAudit<'_>]) -> Result<()> {
+    if records.is_empty() {
         return Ok(());
     }
-    c.opt("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE", &[]).await?;
+    let (mut seq, mut prev) = head;
+    let n = records.len();
+    let (mut seqs, mut ats) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut actors, mut events, mut outcomes, mut details) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut creds, mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for e in records {
+        seq += 1;
+        let outcome = e.outcome.as_str();
+        let hash = record_hash(seq, e.at, e.actor, e.event, outcome, e.credential_id, e.detail, &prev);
+        seqs.push(seq);
+        ats.push(e.at);
+        actors.push(e.actor.to_string());
+        events.push(e.event.to_string());
+        outcomes.push(outcome.to_string());
+        creds.push(e.credential_id.map(str::to_string));
+        details.push(e.detail.to_string());
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    c.exec(
+        "WITH appended AS (INSERT INTO audit (seq, at, actor, event, outcome, credential_id, detail, prev_hash, hash) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])) \
+         UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1",
+        &[
+            P::IA(&seqs),
+            P::IA(&ats),
+            P::SA(&actors),
+            P::SA(&events),
+            P::SA(&outcomes),
+            P::OSA(&creds),
+            P::SA(&details),
+            P::SA(&prevs),
+            P::SA(&hashes),
+            P::I(seq),
+            P::S(&prev),
+        ],
+    )
+    .await?;
     Ok(())
 }
 

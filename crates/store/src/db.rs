@@ -25,6 +25,10 @@ pub(crate) enum P<'a> {
     I(i64),
     S(&'a str),
     OS(Option<&'a str>),
+    /// PostgreSQL arrays (`unnest($n::text[])`), for statements that carry a whole batch.
+    IA(&'a [i64]),
+    SA(&'a [String]),
+    OSA(&'a [Option<String>]),
 }
 
 impl rusqlite::ToSql for P<'_> {
@@ -34,6 +38,9 @@ impl rusqlite::ToSql for P<'_> {
             P::S(s) => ToSqlOutput::from(*s),
             P::OS(Some(s)) => ToSqlOutput::from(*s),
             P::OS(None) => ToSqlOutput::from(rusqlite::types::Null),
+            P::IA(_) | P::SA(_) | P::OSA(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure("arrays are bound on PostgreSQL only".into()));
+            }
         })
     }
 }
@@ -359,6 +366,9 @@ fn pg_query<'q>(sql: &str, params: &[P<'q>]) -> sqlx::query::Query<'q, sqlx::Pos
             P::I(i) => q.bind(i),
             P::S(s) => q.bind(s),
             P::OS(s) => q.bind(s),
+            P::IA(a) => q.bind(a),
+            P::SA(a) => q.bind(a),
+            P::OSA(a) => q.bind(a),
         };
     }
     q
@@ -495,4 +505,23 @@ impl Conn<'_> {
             let _ = sqlite_step(c, "ROLLBACK");
         }
     }
+}
+
+/// `Store::holds_ca` on SQLite: the file opened read-only (a missing file stays missing).
+pub(crate) fn sqlite_holds_ca(url: &str) -> Result<bool> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if !std::path::Path::new(path).exists() {
+        return Ok(false);
+    }
+    let c =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sqlite_err)?;
+    let table: bool = c
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ca_certs')", [], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    if !table {
+        return Ok(false);
+    }
+    c.query_row("SELECT EXISTS (SELECT 1 FROM ca_certs WHERE name = 'issuing')", [], |r| r.get(0)).map_err(sqlite_err)
 }

@@ -12,17 +12,18 @@
 //! exactly as without grouping.
 //!
 //! PostgreSQL has no single writer, but the same cost: each signHash was a transaction of
-//! four round trips (BEGIN, the SAD's UPDATE, the audit INSERT, COMMIT), and the SAD's row stays
-//! locked from its UPDATE to the COMMIT, so requests on one SAD ran one commit at a time (1.4k/s
-//! against SQLite's 26k/s, issue 15). Consumptions queue here as well; a request that finds no
-//! batch running ([`PG_LEADERS`] at most per process) starts one that runs everything queued in
-//! one transaction, answering each after the commit. An unbound SAD's consumption needs no
-//! savepoint (its UPDATE either changes the row or changes nothing; see `consume_unbound`), so
-//! it costs two round trips in the batch; the rest run in savepoints as on SQLite. Exactly-once
-//! across nodes still rests on the row lock each UPDATE takes: a batch is one transaction like
-//! any other, and it takes its SADs' rows in hash order, so two nodes' batches cannot wait for
-//! each other in a cycle; a deadlock or serialization failure that happens anyway (other
-//! tables) rolls the whole batch back, which is then run again.
+//! several round trips (BEGIN, the SAD's UPDATE, the audit chain's head and record, COMMIT), and
+//! the SAD's row and the chain head stay locked to the COMMIT, so requests ran one commit at a
+//! time (1.4k/s against SQLite's 26k/s, issue 15). Consumptions queue here as well; a request
+//! that finds no batch running ([`PG_LEADERS`] at most per process) starts one that runs
+//! everything queued in one transaction, answering each after the commit. The batch first takes
+//! the audit chain head (so batches on every node run one at a time and never wait for each
+//! other's SAD rows), then takes the counts of all jobs on unbound SADs in one UPDATE and
+//! appends all audit records in one statement: five round trips however large the batch. Bound
+//! SADs and refusals run one by one in savepoints as on SQLite. Exactly-once across nodes still
+//! rests on the row locks the UPDATEs take: a batch is one transaction like any other; a
+//! deadlock or serialization failure with another kind of transaction (a revocation) rolls the
+//! whole batch back, which is then run again.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,7 @@ use crate::{ConsumeOutcome, Result};
 const PG_LEADERS: usize = 2;
 
 /// PostgreSQL: jobs per batch at most (one batch holds its SADs' rows until it commits).
-const PG_MAX_BATCH: usize = 64;
+const PG_MAX_BATCH: usize = 256;
 
 /// PostgreSQL: times a batch is run again after a transaction conflict.
 const PG_RETRIES: usize = 3;
@@ -85,6 +86,8 @@ pub(crate) struct GroupCommit {
     /// Jobs run and transactions used, for the tests (and a debugger).
     jobs: AtomicU64,
     batches: AtomicU64,
+    /// PostgreSQL: jobs whose count the batch's one UPDATE took.
+    taken_together: AtomicU64,
 }
 
 /// Takes a request's job back out of the queue if the request goes away before a leader
@@ -108,6 +111,7 @@ impl Default for GroupCommit {
             leaders: std::sync::Arc::new(Semaphore::new(PG_LEADERS)),
             jobs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            taken_together: AtomicU64::new(0),
         }
     }
 }
@@ -119,29 +123,114 @@ impl GroupCommit {
     }
 
     /// PostgreSQL: run what is queued (up to [`PG_MAX_BATCH`] jobs) in one transaction on a
-    /// connection of its own, and answer each job after the commit.
+    /// connection of its own, and answer each job after the commit. The jobs are taken from
+    /// the queue only once the transaction holds the audit chain head, so that a leader waiting
+    /// for another's commit (the head serializes batches) takes everything that arrived in the
+    /// meantime, and its BEGIN and lock request overlap the other batch's work.
     pub(crate) async fn lead_pg(&self, db: &Db) {
-        let mut batch = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let n = q.1.len().min(PG_MAX_BATCH);
-            q.1.drain(..n).collect::<Vec<_>>()
-        };
-        if batch.is_empty() {
-            return;
-        }
-        // The same lock order on every node (see the module comment).
-        batch.sort_by(|a, b| a.job.hash.cmp(&b.job.hash));
-        self.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        let mut results = run_pg(db, &batch).await;
+        let mut batch = Vec::new();
+        let mut results = self.run_pg(db, &mut batch).await;
         for _ in 0..PG_RETRIES {
-            if !results.iter().all(|r| matches!(r, Err(e) if is_retryable(e))) {
+            if batch.is_empty() || !results.iter().all(|r| matches!(r, Err(e) if is_retryable(e))) {
                 break;
             }
-            results = run_pg(db, &batch).await;
+            results = self.run_pg(db, &mut batch).await;
         }
         for (w, r) in batch.into_iter().zip(results) {
             let _ = w.reply.send(r);
+        }
+    }
+
+    /// Take up to [`PG_MAX_BATCH`] queued jobs into an empty `batch` (a batch run again after a
+    /// conflict keeps its jobs).
+    fn take_pg(&self, batch: &mut Vec<Waiting>) {
+        if !batch.is_empty() {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let n = q.1.len().min(PG_MAX_BATCH);
+        batch.extend(q.1.drain(..n));
+        drop(q);
+        if !batch.is_empty() {
+            self.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A PostgreSQL batch: one transaction; a failure of the transaction itself (connection,
+    /// commit, a statement outside a savepoint) fails every job of it, and nothing of it is
+    /// kept. A failure before the jobs are taken fails the queued jobs, so that a database that
+    /// is down answers every waiting request (503) instead of leaving it to the next leader.
+    /// Its round trips do not grow with the batch when its SADs bind no digests: BEGIN, the
+    /// chain head, one UPDATE taking every job's count (`sad::take_unbound_counts`), one
+    /// statement appending every audit record (`audit::append_locked`), COMMIT.
+    async fn run_pg(&self, db: &Db, batch: &mut Vec<Waiting>) -> Vec<Result<Option<ConsumeOutcome>>> {
+        let fail = |batch: &mut Vec<Waiting>, e: crate::StoreError| {
+            self.take_pg(batch);
+            batch.iter().map(|_| Err(e.clone())).collect()
+        };
+        let mut c = match db.transaction().await {
+            Ok(c) => c,
+            Err(e) => return fail(batch, e),
+        };
+        // The audit chain head before any SAD row: the batch appends its records among its row
+        // locks (lock order, `audit.rs`). Held to the commit, it also makes batches on every
+        // node run one at a time, so two batches never wait for each other's SAD rows.
+        let head = match crate::audit::lock_chain(&mut c).await {
+            Ok(h) => h,
+            Err(e) => {
+                c.rollback().await;
+                return fail(batch, e);
+            }
+        };
+        self.take_pg(batch);
+        if batch.is_empty() {
+            // Another leader took them while this one waited for the head.
+            c.rollback().await;
+            return Vec::new();
+        }
+        let all = |e: crate::StoreError| batch.iter().map(|_| Err(e.clone())).collect();
+        let jobs: Vec<&ConsumeJob> = batch.iter().map(|w| &w.job).collect();
+        let taken = match crate::sad::take_unbound_counts(&mut c, &jobs).await {
+            Ok(t) => t,
+            Err(e) => {
+                c.rollback().await;
+                return all(e);
+            }
+        };
+        self.taken_together.fetch_add(taken.iter().filter(|t| **t).count() as u64, Ordering::Relaxed);
+        let mut results = Vec::with_capacity(batch.len());
+        for (job, taken) in jobs.iter().zip(taken) {
+            let r = if taken {
+                Ok(Ok(Some(ConsumeOutcome::Consumed)))
+            } else {
+                // Bound, refused or not in a group: the full statements, inside a savepoint.
+                in_savepoint(&mut c, job, false).await
+            };
+            match r {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    c.rollback().await;
+                    return all(e);
+                }
+            }
+        }
+        // The audit records of what was consumed, in the batch's order, each before its
+        // signature is made (nothing is answered before the commit).
+        let audits: Vec<crate::NewAudit<'_>> = jobs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| matches!(r, Ok(Some(ConsumeOutcome::Consumed))))
+            .map(|(job, _)| job.audit.as_new())
+            .collect();
+        let refs: Vec<&crate::NewAudit<'_>> = audits.iter().collect();
+        if let Err(e) = crate::audit::append_locked(&mut c, head, &refs).await {
+            c.rollback().await;
+            return all(e);
+        }
+        match c.commit().await {
+            Ok(()) => results,
+            Err(e) => all(e),
         }
     }
 
@@ -202,7 +291,7 @@ async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOu
     }
     let mut results = Vec::with_capacity(batch.len());
     for w in batch {
-        match in_savepoint(c, &w.job).await {
+        match in_savepoint(c, &w.job, true).await {
             Ok(r) => results.push(r),
             Err(e) => {
                 // The savepoint machinery itself failed: nothing of the batch is kept.
@@ -220,47 +309,12 @@ async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOu
     }
 }
 
-/// A PostgreSQL batch: one transaction; a failure of the transaction itself (connection,
-/// commit, a statement outside a savepoint) fails every job of it, and nothing of it is kept.
-async fn run_pg(db: &Db, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOutcome>>> {
-    let all = |e: crate::StoreError| batch.iter().map(|_| Err(e.clone())).collect();
-    let mut c = match db.transaction().await {
-        Ok(c) => c,
-        Err(e) => return all(e),
-    };
-    // The audit chain head before any SAD row: the batch appends several records among its
-    // row locks (lock order, `audit.rs`).
-    if let Err(e) = crate::audit::lock_chain(&mut c).await {
-        c.rollback().await;
-        return all(e);
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    for w in batch {
-        let r = match crate::sad::consume_unbound(&mut c, &w.job).await {
-            Ok(Some(consumed)) => Ok(Ok(Some(consumed))),
-            // Bound, or refused: the full statements, inside a savepoint.
-            Ok(None) => in_savepoint(&mut c, &w.job).await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                c.rollback().await;
-                return all(e);
-            }
-        }
-    }
-    match c.commit().await {
-        Ok(()) => results,
-        Err(e) => all(e),
-    }
-}
-
-/// One job inside its savepoint: kept when it consumed, undone otherwise. The outer `Result`
-/// is a failure of the savepoint statements themselves.
-async fn in_savepoint(c: &mut Conn<'_>, job: &ConsumeJob) -> Result<Result<Option<ConsumeOutcome>>> {
+/// One job inside its savepoint: kept when it consumed, undone otherwise; with its audit
+/// record when `audit` (else the caller appends it). The outer `Result` is a failure of the
+/// savepoint statements themselves.
+async fn in_savepoint(c: &mut Conn<'_>, job: &ConsumeJob, audit: bool) -> Result<Result<Option<ConsumeOutcome>>> {
     c.exec("SAVEPOINT consume", &[]).await?;
-    let decided: Result<Decided> = crate::sad::consume_in(c, job).await;
+    let decided: Result<Decided> = if audit { crate::sad::consume_in(c, job).await } else { crate::sad::decide_in(c, job).await };
     let keep = matches!(decided, Ok((_, true)));
     if !keep {
         c.exec("ROLLBACK TO consume", &[]).await?;
@@ -283,22 +337,28 @@ impl From<&crate::NewAudit<'_>> for OwnedAudit {
 }
 
 impl OwnedAudit {
-    /// Append the record to the audit chain in the caller's transaction (`audit::insert_audit`).
-    pub(crate) async fn insert(&self, c: &mut Conn<'_>) -> Result<()> {
-        let e = crate::NewAudit {
+    /// Borrowed, as the audit functions take it.
+    pub(crate) fn as_new(&self) -> crate::NewAudit<'_> {
+        crate::NewAudit {
             at: self.at,
             actor: &self.actor,
             event: &self.event,
             outcome: self.outcome,
             credential_id: self.credential_id.as_deref(),
             detail: &self.detail,
-        };
-        crate::audit::insert_audit(c, &e).await.map(|_| ())
+        }
+    }
+
+    /// Append the record to the audit chain in the caller's transaction (`audit::insert_audit`).
+    pub(crate) async fn insert(&self, c: &mut Conn<'_>) -> Result<()> {
+        crate::audit::insert_audit(c, &self.as_new()).await.map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use crate::tests::store;
     use crate::{ConsumeOutcome, ConsumeSad, NewAudit, NewSad, Store};
 
@@ -347,6 +407,20 @@ mod tests {
         assert_eq!(store.sad("C").await.unwrap().unwrap().remaining, 0);
         let signed = store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count();
         assert_eq!(signed, 3, "one audit record per consumption, none for refusals");
+        assert_chained(store).await;
+    }
+
+    /// Every record links to the one before, its hash is its content's, and the head is the
+    /// last record's: the batch's appends are a chain `admin audit verify` accepts.
+    async fn assert_chained(store: &Store) {
+        let events = store.audit_events(1000).await.unwrap();
+        let mut prev = crate::audit::GENESIS.to_string();
+        for e in &events {
+            assert_eq!(e.prev_hash.as_deref(), Some(prev.as_str()), "record {} links to its predecessor", e.seq);
+            assert_eq!(e.computed_hash(e.seq), e.hash, "record {}", e.seq);
+            prev = e.hash.clone().unwrap();
+        }
+        assert_eq!(store.audit_head().await.unwrap(), (events.last().map_or(0, |e| e.seq), prev));
     }
 
     /// Requests queued behind the writer share one transaction, and each gets its own outcome:
@@ -410,6 +484,51 @@ mod tests {
             outcomes.push((hash, t.await.unwrap()));
         }
         assert_batch(&store, &outcomes, 2, 0).await;
+        assert_eq!(store.consumers.taken_together.load(Ordering::Relaxed), 0, "A's three requests exceed its count: one by one");
+
+        // A SAD that holds every queued request's count: all of them taken by the one UPDATE,
+        // and a second caller on that SAD (another user) refused on its own.
+        sad(&store, "D", 3, None).await;
+        let slots = (store.consumers.leader().await.unwrap(), store.consumers.leader().await.unwrap());
+        let mut tasks = Vec::new();
+        for digest in ["01", "02", "03"] {
+            tasks.push(tokio::spawn(consume(store.clone(), "D", digest)));
+        }
+        // Queued after them, so that the group is the owner's.
+        while store.consumers.queue.lock().unwrap().1.len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let intruder = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let audit =
+                    NewAudit { at: 2, actor: "v", event: "signHash", outcome: crate::Outcome::Ok, credential_id: Some("c"), detail: "{}" };
+                let c = ConsumeSad {
+                    hash: "D",
+                    user_id: "v",
+                    credential_id: "c",
+                    hash_algo: "2.16.840.1.101.3.4.2.1",
+                    digests_hex: vec!["04".into()],
+                    now: 2,
+                    audit,
+                    guard: None,
+                };
+                store.consume_sad(c).await.unwrap()
+            })
+        };
+        while store.consumers.queue.lock().unwrap().1.len() < 4 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(slots);
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), ConsumeOutcome::Consumed);
+        }
+        assert_eq!(intruder.await.unwrap(), ConsumeOutcome::Unknown, "another user's request on the SAD");
+        assert_eq!(store.consumers.stats(), (9, 2), "the four requests in one more transaction");
+        assert_eq!(store.consumers.taken_together.load(Ordering::Relaxed), 3, "the owner's three counts by the one UPDATE");
+        assert_eq!(store.sad("D").await.unwrap().unwrap().remaining, 0);
+        assert_eq!(store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count(), 6);
+        assert_chained(&store).await;
         store.close().await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(drop_db)).execute(&admin).await;
         admin.close().await;

@@ -94,6 +94,28 @@ impl Store {
         Self::connect_with(url, StoreOptions::default()).await
     }
 
+    /// Whether the database at `url` is a cloudsign store (its schema holds the issuing CA),
+    /// looked at without changing anything: no file is created, no schema migrated. `admin`
+    /// commands other than `init` ask this before [`Store::connect_with`], so that one run in
+    /// the wrong directory or against the wrong database refuses instead of creating a store.
+    pub async fn holds_ca(url: &str, options: StoreOptions) -> Result<bool> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let db = Db::connect(url, options).await?;
+            let held = async {
+                let mut c = db.read().await?;
+                let table = c.opt("SELECT CASE WHEN to_regclass('ca_certs') IS NULL THEN 0 ELSE 1 END AS present", &[]).await?;
+                if !table.map(|r| r.flag("present")).transpose()?.unwrap_or(false) {
+                    return Ok(false);
+                }
+                Ok(c.opt("SELECT 1 AS one FROM ca_certs WHERE name = 'issuing'", &[]).await?.is_some())
+            }
+            .await;
+            db.close().await;
+            return held;
+        }
+        db::sqlite_holds_ca(url)
+    }
+
     /// [`Store::connect`] with a timeout and pool size other than the defaults.
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self> {
         let db = Db::connect(url, options).await?;

@@ -308,7 +308,8 @@ pub(crate) async fn insert_sad(c: &mut Conn<'_>, s: &NewSad<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The consuming UPDATE: the SAD's count, if its conditions hold, with `$extra` conditions.
+/// The consuming UPDATE: the SAD's count, if its conditions hold, with `$extra` conditions
+/// (the same conditions, for a whole batch, in `take_unbound_counts`).
 macro_rules! consume_update {
     ($($extra:expr),*) => {
         concat!(
@@ -331,46 +332,98 @@ macro_rules! guarded {
 }
 
 /// Take the job's signatures off its SAD: the row (bound, hash_algo) when the conditions held.
-/// `unbound_only` adds that the SAD binds no digests.
-async fn take_count(c: &mut Conn<'_>, job: &group::ConsumeJob, unbound_only: bool) -> Result<Option<crate::db::Row>> {
+async fn take_count(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<Option<crate::db::Row>> {
     let n = job.digests_hex.len() as i64;
     let (hash, user_id, credential_id, now) = (job.hash.as_str(), job.user_id.as_str(), job.credential_id.as_str(), job.now);
     match &job.guard {
-        None => {
-            let sql = if unbound_only { consume_update!(" AND bound = 0") } else { consume_update!() };
-            c.opt(sql, &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)]).await
-        }
+        None => c.opt(consume_update!(), &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now)]).await,
         Some((token_hash, key_handle)) => {
-            let sql = if unbound_only { consume_update!(" AND bound = 0", guarded!()) } else { consume_update!(guarded!()) };
-            c.opt(sql, &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)]).await
+            c.opt(
+                consume_update!(guarded!()),
+                &[P::S(hash), P::S(user_id), P::S(credential_id), P::I(n), P::I(now), P::S(token_hash), P::S(key_handle)],
+            )
+            .await
         }
     }
 }
 
-/// The audit record of a consumption, in its transaction.
-async fn audit_consumption(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<()> {
-    // The hash chain is appended by the one audit insert (`audit::insert_audit`).
-    job.audit.insert(c).await?;
-    Ok(())
-}
-
-/// A consumption that needs no savepoint (PostgreSQL batches, `group.rs`): when the SAD binds
-/// no digests, the UPDATE either takes the count or changes nothing, so there is nothing to undo
-/// on a refusal. `Some(Consumed)` when it consumed (and wrote the audit record); `None` when
-/// nothing changed: the SAD is bound or refused, and [`consume_in`] decides.
-pub(crate) async fn consume_unbound(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<Option<ConsumeOutcome>> {
-    if take_count(c, job, true).await?.is_none() {
-        return Ok(None);
+/// PostgreSQL batches (`group.rs`): the counts of every job on an unbound SAD, taken by one
+/// statement. Jobs are grouped by SAD and caller (hash, user, credential, guard); each group's
+/// counts are summed and taken from its SAD at once if the SAD holds them all, with the same
+/// conditions as `consume_update!` and `guarded!` for each group. Returns, per job, whether
+/// its count was taken; the others (a bound SAD, a refusal, a second caller on one SAD, a group
+/// its SAD cannot serve whole) are left to [`decide_in`] one by one, which also explains a
+/// refusal. A SAD binding no digests has nothing else to update, so a taken count is the whole
+/// consumption but for its audit record, which the batch appends (`audit::append_locked`).
+pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::ConsumeJob]) -> Result<Vec<bool>> {
+    type Caller<'j> = (&'j str, &'j str, &'j Option<(String, String)>);
+    // Per SAD: the caller of its first job, and the group's index.
+    let mut groups: std::collections::HashMap<&str, (Caller<'_>, usize)> = std::collections::HashMap::new();
+    let mut member = Vec::with_capacity(jobs.len());
+    let (mut hashes, mut users, mut creds, mut counts, mut nows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::<i64>::new(), Vec::<i64>::new());
+    let (mut tokens, mut handles) = (Vec::new(), Vec::new());
+    for job in jobs {
+        let caller: Caller<'_> = (job.user_id.as_str(), job.credential_id.as_str(), &job.guard);
+        let n = job.digests_hex.len() as i64;
+        let g = match groups.get(job.hash.as_str()) {
+            Some((first, g)) if *first == caller => Some(*g),
+            Some(_) => None,
+            None => {
+                let g = hashes.len();
+                groups.insert(job.hash.as_str(), (caller, g));
+                hashes.push(job.hash.clone());
+                users.push(job.user_id.clone());
+                creds.push(job.credential_id.clone());
+                counts.push(0);
+                nows.push(job.now);
+                tokens.push(job.guard.as_ref().map(|(t, _)| t.clone()));
+                handles.push(job.guard.as_ref().map(|(_, k)| k.clone()));
+                Some(g)
+            }
+        };
+        if let Some(g) = g {
+            counts[g] += n;
+            // The group's latest clock: the strictest for the expiry conditions.
+            nows[g] = nows[g].max(job.now);
+        }
+        member.push(g);
     }
-    audit_consumption(c, job).await?;
-    Ok(Some(ConsumeOutcome::Consumed))
+    if hashes.is_empty() {
+        return Ok(vec![false; jobs.len()]);
+    }
+    // One row of `j` per SAD, so that no row of `sads` is matched twice (an UPDATE applies
+    // only one of several matching FROM rows, PostgreSQL manual, UPDATE, "Notes").
+    let taken = c
+        .all(
+            "UPDATE sads s SET remaining = s.remaining - j.n \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[]) AS j(hash, user_id, credential_id, n, now, token, key_handle) \
+             WHERE s.hash = j.hash AND s.user_id = j.user_id AND s.credential_id = j.credential_id AND s.revoked = 0 AND s.bound = 0 \
+               AND s.expires_at > j.now AND s.remaining >= j.n \
+               AND (j.token IS NULL OR (\
+                 EXISTS (SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = j.token AND t.user_id = j.user_id \
+                   AND t.revoked = 0 AND t.expires_at > j.now AND u.disabled = 0) \
+                 AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = j.credential_id AND c.user_id = j.user_id AND c.disabled = 0 AND c.locked = 0 \
+                   AND c.cert_status = 'valid' AND c.key_handle = j.key_handle AND c.not_before <= j.now AND c.not_after > j.now))) \
+             RETURNING s.hash",
+            &[P::SA(&hashes), P::SA(&users), P::SA(&creds), P::IA(&counts), P::IA(&nows), P::OSA(&tokens), P::OSA(&handles)],
+        )
+        .await?;
+    let mut served = vec![false; hashes.len()];
+    for r in &taken {
+        let h = r.str("hash")?;
+        if let Some((_, g)) = groups.get(h.as_str()) {
+            served[*g] = true;
+        }
+    }
+    Ok(member.into_iter().map(|g| g.is_some_and(|g| served[g])).collect())
 }
 
-/// The statements of one SAD consumption (see [`Store::consume_sad`]), in the caller's
-/// transaction: `(None, false)` when the SAD's conditions do not hold.
-pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
+/// The statements of one SAD consumption but its audit record (see [`Store::consume_sad`]), in
+/// the caller's transaction: `(None, false)` when the SAD's conditions do not hold.
+pub(crate) async fn decide_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
     let hash = job.hash.as_str();
-    let Some(row) = take_count(c, job, false).await? else { return Ok((None, false)) };
+    let Some(row) = take_count(c, job).await? else { return Ok((None, false)) };
     if row.flag("bound")? {
         if row.opt_str("hash_algo")?.as_deref() != Some(job.hash_algo.as_str()) {
             return Ok((Some(ConsumeOutcome::HashAlgorithmMismatch), false));
@@ -387,8 +440,18 @@ pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Res
             }
         }
     }
-    audit_consumption(c, job).await?;
     Ok((Some(ConsumeOutcome::Consumed), true))
+}
+
+/// The statements of one SAD consumption (see [`Store::consume_sad`]) with its audit record,
+/// in the caller's transaction: `(None, false)` when the SAD's conditions do not hold.
+pub(crate) async fn consume_in(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<group::Decided> {
+    let decided = decide_in(c, job).await?;
+    if decided.1 {
+        // The hash chain is appended by the one audit insert (`audit::insert_audit`).
+        job.audit.insert(c).await?;
+    }
+    Ok(decided)
 }
 
 impl<'a> From<ConsumeSad<'a>> for group::ConsumeJob {

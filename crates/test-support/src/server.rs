@@ -63,6 +63,33 @@ impl Env {
         Env { bin: bin.into(), dir, db, extra_env: vec![("CLOUDSIGN_ARGON2_MEMORY_KIB".into(), "4096".into())] }
     }
 
+    /// The configuration of a real deployment: a public URL (`CLOUDSIGN_PUBLIC_URL`) on a
+    /// loopback port reserved now, so that every certificate the CA issues names its OCSP
+    /// responder (authority information access, RFC 5280 §4.2.2.1) and CRL distribution point
+    /// (§4.2.1.13) on the service, and servers of this environment listen on that port. Must
+    /// come before the first admin command: the CA hierarchy is made with the URL in it.
+    pub fn with_public_url(self) -> Self {
+        // Bound and released: the port stays free for `serve` (ports from `:0` are handed out
+        // in turn, so another test taking it in the meantime is unlikely, and would only make
+        // `serve` fail loudly).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port");
+        self.with_env("CLOUDSIGN_PUBLIC_URL", &format!("http://{addr}/"))
+    }
+
+    /// The public URL set by [`Env::with_public_url`] (or `CLOUDSIGN_PUBLIC_URL` given with
+    /// [`Env::with_env`]), without its trailing slash.
+    pub fn public_url(&self) -> Option<String> {
+        self.extra_env.iter().rev().find(|(k, _)| k == "CLOUDSIGN_PUBLIC_URL").map(|(_, v)| v.trim_end_matches('/').to_string())
+    }
+
+    /// Where servers of this environment listen when no `--listen` is given: the port of a
+    /// loopback public URL (see [`Env::with_public_url`]), else any free loopback port.
+    fn listen_addr(&self) -> String {
+        self.public_url()
+            .and_then(|u| u.strip_prefix("http://127.0.0.1:").filter(|p| p.parse::<u16>().is_ok()).map(|p| format!("127.0.0.1:{p}")))
+            .unwrap_or_else(|| "127.0.0.1:0".into())
+    }
+
     /// One more variable for every command and server.
     pub fn with_env(mut self, k: &str, v: &str) -> Self {
         self.extra_env.push((k.into(), v.into()));
@@ -104,8 +131,16 @@ impl Env {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
-    /// `admin user add NAME` with [`PASSWORD`].
+    /// `admin init`: create the store (CA hierarchy included) unless it exists. `admin`
+    /// commands refuse to create one themselves; `serve` does on its first start.
+    pub fn init(&self) {
+        self.admin(&["init"], "");
+    }
+
+    /// `admin user add NAME` with [`PASSWORD`], after [`Env::init`] (most tests start with
+    /// their users; a test of a missing store runs its commands itself).
     pub fn add_user(&self, name: &str) {
+        self.init();
         self.admin(&["user", "add", name, "--password-stdin"], &format!("{PASSWORD}\n"));
     }
 
@@ -117,7 +152,8 @@ impl Env {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("credential add output {out:?}: {e}"))
     }
 
-    /// `cloudsign serve` on a free loopback port, once it listens.
+    /// `cloudsign serve` on a free loopback port (the public URL's, if one was set with
+    /// [`Env::with_public_url`]), once it listens.
     pub fn start(&self) -> Server {
         self.start_with(&[])
     }
@@ -134,11 +170,12 @@ impl Env {
 
     fn spawn_server(&self, args: &[&str], vars: &[(&str, &str)]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.file("server.log")).unwrap();
+        let listen = self.listen_addr();
         let mut child = self
             .command()
             .envs(vars.iter().copied())
             .arg("serve")
-            .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
+            .args(if args.contains(&"--listen") { Vec::new() } else { vec!["--listen", listen.as_str()] })
             .args(args)
             .stdout(Stdio::piped())
             .stderr(log)

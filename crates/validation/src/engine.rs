@@ -53,6 +53,44 @@ pub enum SubIndication {
     CryptoConstraintsFailure,
 }
 
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The check passed.
+    Passed,
+    /// The check failed.
+    Failed,
+    /// The check could not decide (e.g. no trust anchor that fits: EN 319 102-1 INDETERMINATE).
+    Indeterminate,
+    /// The check was not made (an earlier one failed, or there was nothing to check).
+    NotChecked,
+}
+
+/// One check of the validation and its outcome, named after the building blocks of
+/// ETSI EN 319 102-1 §5.2: `format` (§5.2.2), `signing_certificate` (§5.2.3), `digest` and
+/// `signature_value` (§5.2.7, cryptographic verification), `signature_timestamp` (§5.4),
+/// `certificate_chain` (§5.2.6, X.509 certificate validation), `revocation` (§5.2.6 with
+/// §5.2.5), `constraints` (§5.2.8, the policy's algorithms and key sizes), and for PDF signatures
+/// `pdf_coverage` and `pdf_changes`. The integrity checks are made whatever the trust: a
+/// signature with no trust anchor that fits still shows whether it is intact.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// What was found, readable.
+    pub detail: String,
+}
+
+impl Check {
+    /// A check with its outcome.
+    pub fn new(name: &'static str, outcome: Outcome, detail: impl Into<String>) -> Self {
+        Check { name, outcome, detail: detail.into() }
+    }
+}
+
 /// A time-stamp found with the signature.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimestampReport {
@@ -93,6 +131,8 @@ pub struct SignatureReport {
     pub sub_indication: Option<SubIndication>,
     /// What went wrong, readable.
     pub errors: Vec<String>,
+    /// Every check made and its outcome, in the order of EN 319 102-1 §5.2 (see [`Check`]).
+    pub checks: Vec<Check>,
     /// The signer's certificate subject.
     pub signer: Option<String>,
     /// The signer's key, e.g. `ECDSA P-256`, `RSA 2048`.
@@ -160,6 +200,7 @@ impl SignatureReport {
             indication: Indication::TotalPassed,
             sub_indication: None,
             errors: Vec::new(),
+            checks: Vec::new(),
             signer: None,
             key: None,
             key_bits: None,
@@ -178,6 +219,111 @@ impl SignatureReport {
         self.sub_indication = Some(sub);
         self.errors.push(error.into());
         self
+    }
+
+    /// Record a check, replacing an earlier one of the same name.
+    pub fn set_check(&mut self, name: &'static str, outcome: Outcome, detail: impl Into<String>) {
+        let check = Check::new(name, outcome, detail);
+        match self.checks.iter_mut().find(|c| c.name == name) {
+            Some(c) => *c = check,
+            None => self.checks.push(check),
+        }
+    }
+
+    /// The outcome of the check `name`, if it was recorded.
+    pub fn check(&self, name: &str) -> Option<Outcome> {
+        self.checks.iter().find(|c| c.name == name).map(|c| c.outcome)
+    }
+
+    /// Fill in the checks a validation that stopped early did not record, from its
+    /// sub-indication (EN 319 102-1 §5.2: the building blocks run in order, so a failure of one
+    /// means the earlier ones passed and the later ones were not made), and the PDF coverage.
+    /// Called once per report, after the policy is applied.
+    pub fn complete_checks(&mut self) {
+        use Outcome::*;
+        const ORDER: [&str; 4] = ["format", "signing_certificate", "digest", "signature_value"];
+        let failed_at = match self.sub_indication {
+            _ if self.check("signature_value").is_some() => None,
+            Some(SubIndication::FormatFailure) => Some(0),
+            Some(SubIndication::NoSigningCertificateFound) => Some(1),
+            Some(SubIndication::HashFailure) => Some(2),
+            Some(SubIndication::SigCryptoFailure) => Some(3),
+            // An algorithm refused before the signature value could be checked.
+            Some(SubIndication::CryptoConstraintsFailure) => Some(2),
+            _ => None,
+        };
+        if let Some(at) = failed_at {
+            let why = self.errors.first().cloned().unwrap_or_default();
+            for (i, name) in ORDER.iter().enumerate() {
+                if self.check(name).is_none() {
+                    let (outcome, detail) = match i.cmp(&at) {
+                        std::cmp::Ordering::Less => (Passed, String::new()),
+                        std::cmp::Ordering::Equal => (Failed, why.clone()),
+                        std::cmp::Ordering::Greater => (NotChecked, String::new()),
+                    };
+                    self.set_check(name, outcome, detail);
+                }
+            }
+            for name in ["certificate_chain", "revocation"] {
+                if self.check(name).is_none() {
+                    self.set_check(name, NotChecked, "");
+                }
+            }
+        }
+        if let Some(p) = &self.pdf
+            && self.format == "PAdES"
+        {
+            let coverage = if p.covers_whole_file {
+                "the /ByteRange covers the whole file but the signature value".to_string()
+            } else {
+                format!("the /ByteRange covers the revision signed; {} later revision(s)", p.later_revisions)
+            };
+            let changes = if p.changes.is_empty() {
+                (Passed, "no change after signing that signing does not allow".to_string())
+            } else {
+                (Failed, p.changes.join("; "))
+            };
+            if self.check("pdf_coverage").is_none() && self.check("format") == Some(Passed) {
+                self.set_check("pdf_coverage", Passed, coverage);
+            }
+            self.set_check("pdf_changes", changes.0, changes.1);
+        }
+        // The order of EN 319 102-1 §5.2 (stable: several time-stamps keep theirs).
+        const ALL: [&str; 11] = [
+            "format",
+            "signing_certificate",
+            "digest",
+            "signature_value",
+            "pdf_coverage",
+            "pdf_changes",
+            "signature_timestamp",
+            "archive_timestamp",
+            "certificate_chain",
+            "revocation",
+            "constraints",
+        ];
+        self.checks.sort_by_key(|c| ALL.iter().position(|n| *n == c.name).unwrap_or(ALL.len()));
+    }
+
+    /// The integrity checks of a signature whose signature value verified (what
+    /// [`conclude`] is given), unless already recorded in more detail.
+    fn integrity_passed(&mut self) {
+        let digest = match self.format {
+            "XAdES" => "every ds:Reference digest matches",
+            "JAdES" => "the JWS signing input covers the payload",
+            "PAdES" => "the message-digest attribute matches the /ByteRange bytes",
+            _ => "the message-digest attribute matches the signed content",
+        };
+        for (name, detail) in [
+            ("format", "the signature parses"),
+            ("signing_certificate", "found, and matches its reference where the signature has one"),
+            ("digest", digest),
+            ("signature_value", "verifies with the signing certificate's key"),
+        ] {
+            if self.check(name).is_none() {
+                self.set_check(name, Outcome::Passed, detail);
+            }
+        }
     }
 
     /// A signature that could not even be parsed.
@@ -204,42 +350,62 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
 /// Verify the first signer of `sd`: the content digest (computed by `content_digest` with the
 /// signer's digest algorithm; `None` when the signature encapsulates its content), the signature
 /// value over the signed attributes, and the signing-certificate reference. Returns the signer's
-/// certificate.
+/// certificate. Each check made is recorded in `report`.
 fn verify_signer(
     sd: &SignedData,
     content_digest: &dyn Fn(HashAlgorithm) -> Option<Vec<u8>>,
     pool: &[Certificate],
+    report: &mut SignatureReport,
 ) -> Result<Certificate, (Indication, SubIndication, String)> {
-    use Indication::*;
+    use Indication::{Indeterminate, TotalFailed};
+    use Outcome::{Failed, NotChecked, Passed};
     use SubIndication::*;
     let si = sd.signers.first().ok_or((Indeterminate, FormatFailure, "no SignerInfo".to_string()))?;
-    let hash = si.digest_algorithm.ok_or((TotalFailed, CryptoConstraintsFailure, "unsupported digest algorithm".to_string()))?;
-    let cert = signer_certificate(si, pool).ok_or((
-        Indeterminate,
-        NoSigningCertificateFound,
-        "the signer's certificate is not in the signature".to_string(),
-    ))?;
     let attrs = si.signed_attrs_der.as_deref().ok_or((Indeterminate, FormatFailure, "no signed attributes".to_string()))?;
     let expected = si.message_digest().ok_or((Indeterminate, FormatFailure, "no message-digest attribute".to_string()))?;
+    report.set_check("format", Passed, "the CMS SignedData and its signed attributes parse");
+    let hash = si.digest_algorithm.ok_or_else(|| {
+        report.set_check("digest", Failed, "unsupported digest algorithm");
+        (TotalFailed, CryptoConstraintsFailure, "unsupported digest algorithm".to_string())
+    })?;
+    let cert = signer_certificate(si, pool).ok_or_else(|| {
+        let why = "the signer's certificate is not in the signature".to_string();
+        report.set_check("signing_certificate", Failed, why.clone());
+        (Indeterminate, NoSigningCertificateFound, why)
+    })?;
+    report.signer = Some(cert.subject_text());
+    report.set_check("signing_certificate", Passed, cert.subject_text());
     let actual = match (content_digest(hash), &sd.content) {
         (Some(d), _) => d,
         (None, Some(content)) => digest(hash, content),
-        (None, None) => return Err((Indeterminate, FormatFailure, "detached signature without its content".to_string())),
+        (None, None) => {
+            let why = "detached signature without its content".to_string();
+            report.set_check("digest", NotChecked, why.clone());
+            return Err((Indeterminate, FormatFailure, why));
+        }
     };
     if actual != expected {
-        return Err((TotalFailed, HashFailure, "the signed content has changed (message digest mismatch)".to_string()));
+        let why = "the signed content has changed (message digest mismatch)".to_string();
+        report.set_check("digest", Failed, why.clone());
+        return Err((TotalFailed, HashFailure, why));
     }
-    x509::verify_with(&cert.spki, &si.signature_algorithm, Some(hash), attrs, &si.signature)
-        .map_err(|e| (TotalFailed, SigCryptoFailure, format!("the signature value does not verify: {e}")))?;
+    let signed = if report.format == "PAdES" { "the /ByteRange bytes" } else { "the signed content" };
+    report.set_check("digest", Passed, format!("the message-digest attribute matches {signed} ({})", hash.name()));
+    x509::verify_with(&cert.spki, &si.signature_algorithm, Some(hash), attrs, &si.signature).map_err(|e| {
+        let why = format!("the signature value does not verify: {e}");
+        report.set_check("signature_value", Failed, why.clone());
+        (TotalFailed, SigCryptoFailure, why)
+    })?;
+    report.set_check("signature_value", Passed, format!("verifies with the key of {}", cert.subject_text()));
     if let Some((h, cert_hash)) = si.signing_certificate_v2()
         && digest(h, &cert.der) != cert_hash
     {
-        return Err((
-            Indeterminate,
-            NoSigningCertificateFound,
-            "the signing-certificate-v2 reference does not match the certificate".to_string(),
-        ));
+        let why = "the signing-certificate-v2 reference does not match the certificate".to_string();
+        report.set_check("signing_certificate", Failed, why.clone());
+        return Err((Indeterminate, NoSigningCertificateFound, why));
     }
+    let reference = if si.signing_certificate_v2().is_some() { "; the signing-certificate-v2 reference matches" } else { "" };
+    report.set_check("signing_certificate", Passed, format!("{}{reference}", cert.subject_text()));
     Ok(cert)
 }
 
@@ -251,18 +417,37 @@ pub(crate) fn check_timestamp(
     ctx: &Context<'_>,
     pool: &[Certificate],
 ) -> (Option<i64>, Option<String>) {
-    let Ok(sd) = cms::parse(token) else { return (None, None) };
-    let Some(info) = cms::tst_info(&sd) else { return (None, None) };
+    let (time, tsa, _) = timestamp_check(token, imprint_input, ctx, pool);
+    (time, tsa)
+}
+
+/// [`check_timestamp`] with what was found: the token's signature and message imprint (RFC 3161
+/// §2.4.2; integrity, decided whatever the trust) and the TSA's path to a trust anchor.
+fn timestamp_check(
+    token: &[u8],
+    imprint_input: &dyn Fn(HashAlgorithm) -> Vec<u8>,
+    ctx: &Context<'_>,
+    pool: &[Certificate],
+) -> (Option<i64>, Option<String>, (Outcome, String)) {
+    let Ok(sd) = cms::parse(token) else { return (None, None, (Outcome::Failed, "the time-stamp token does not parse".into())) };
+    let Some(info) = cms::tst_info(&sd) else {
+        return (None, None, (Outcome::Failed, "the time-stamp token holds no TSTInfo".into()));
+    };
     let mut tsa_pool: Vec<Certificate> = sd.certificates.iter().filter_map(|c| Certificate::parse(c).ok()).collect();
     tsa_pool.extend(pool.iter().cloned());
-    let Ok(tsa) = verify_signer(&sd, &|_| None, &tsa_pool) else { return (None, None) };
+    let mut scratch = SignatureReport::new(String::new(), "token");
+    let tsa = match verify_signer(&sd, &|_| None, &tsa_pool, &mut scratch) {
+        Ok(tsa) => tsa,
+        Err((_, _, e)) => return (None, None, (Outcome::Failed, format!("the time-stamp token: {e}"))),
+    };
     let subject = Some(tsa.subject_text());
     if imprint_input(info.hash) != info.imprint {
-        return (None, subject);
+        return (None, subject, (Outcome::Failed, "the message imprint does not match the signature value".into()));
     }
-    match path::build_path(&tsa, &tsa_pool, ctx.anchors) {
-        Ok(chain) if path::validate_path(&chain, info.gen_time).is_ok() => (Some(info.gen_time), subject),
-        _ => (None, subject),
+    let intact = format!("{}: the token's signature verifies and its message imprint matches", rfc3339(info.gen_time));
+    match path::build_path(&tsa, &tsa_pool, ctx.anchors).map(|chain| path::validate_path(&chain, info.gen_time)) {
+        Ok(Ok(())) => (Some(info.gen_time), subject, (Outcome::Passed, format!("{intact}; the TSA is trusted"))),
+        Ok(Err(e)) | Err(e) => (None, subject, (Outcome::Indeterminate, format!("{intact}; the TSA {}: {e}", tsa.subject_text()))),
     }
 }
 
@@ -284,7 +469,7 @@ pub fn validate_cms(
     let mut pool: Vec<Certificate> =
         sd.certificates.iter().chain(ctx.embedded_certificates).filter_map(|c| Certificate::parse(c).ok()).collect();
     pool.extend(ctx.anchors.certificates().iter().cloned());
-    let cert = match verify_signer(&sd, content_digest, &pool) {
+    let cert = match verify_signer(&sd, content_digest, &pool, &mut report) {
         Ok(c) => c,
         Err((i, s, e)) => return report.fail(i, s, e),
     };
@@ -298,10 +483,15 @@ pub fn validate_cms(
     report.level = Some("B-B");
 
     // The signature time-stamp (id-aa-signatureTimeStampToken over the signature value).
+    let mut timestamp_checks = Vec::new();
     let signature_timestamps = si
         .unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP)
         .iter()
-        .map(|token| check_timestamp(token, &|h| digest(h, &si.signature), ctx, &pool))
+        .map(|token| {
+            let (time, tsa, check) = timestamp_check(token, &|h| digest(h, &si.signature), ctx, &pool);
+            timestamp_checks.push(check);
+            (time, tsa)
+        })
         .collect();
     let evidence = Evidence {
         cert,
@@ -313,7 +503,15 @@ pub fn validate_cms(
         signature_timestamps,
         archive_timestamps: Vec::new(),
     };
-    conclude(report, evidence, ctx)
+    let mut report = conclude(report, evidence, ctx);
+    // What `conclude` can say of a time-stamp, in the detail this function knows.
+    let mut precise = timestamp_checks.into_iter();
+    for check in report.checks.iter_mut().filter(|c| c.name == "signature_timestamp") {
+        if let Some((outcome, detail)) = precise.next() {
+            (check.outcome, check.detail) = (outcome, detail);
+        }
+    }
+    report
 }
 
 pub(crate) fn rfc3339(t: i64) -> String {
@@ -363,8 +561,14 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
     if ev.ades {
         report.level = Some("B-B");
     }
+    report.integrity_passed();
     let mut best_time = ctx.now;
     for (time, tsa) in &ev.signature_timestamps {
+        let (outcome, detail) = match time {
+            Some(t) => (Outcome::Passed, format!("{}: valid, from a trusted TSA", rfc3339(*t))),
+            None => (Outcome::Indeterminate, "the token does not verify, or its TSA does not chain to a trust anchor".to_string()),
+        };
+        report.checks.push(Check::new("signature_timestamp", outcome, detail));
         report.timestamps.push(TimestampReport {
             kind: "signature",
             time: time.map(rfc3339).unwrap_or_default(),
@@ -386,6 +590,11 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
         best_time = best_time.min(*t);
     }
     for (time, tsa) in &ev.archive_timestamps {
+        let (outcome, detail) = match time {
+            Some(t) => (Outcome::Passed, format!("{}: valid, from a trusted TSA", rfc3339(*t))),
+            None => (Outcome::Indeterminate, "the token does not verify, or its TSA does not chain to a trust anchor".to_string()),
+        };
+        report.checks.push(Check::new("archive_timestamp", outcome, detail));
         report.timestamps.push(TimestampReport {
             kind: "archive",
             time: time.map(rfc3339).unwrap_or_default(),
@@ -400,13 +609,25 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
 
     let chain = match path::build_path(&ev.cert, &ev.pool, ctx.anchors) {
         Ok(c) => c,
-        Err(e) => return fail(report, Indeterminate, NoCertificateChainFound, e.to_string()),
+        Err(e) => {
+            // EN 319 102-1 §5.2.6: no chain to a trust anchor is INDETERMINATE, whatever the
+            // integrity checks above found.
+            let why = if ctx.anchors.is_empty() { format!("{e} (no trust anchors were given)") } else { e.to_string() };
+            let outcome = if e == path::PathError::NoChainFound { Outcome::Indeterminate } else { Outcome::Failed };
+            report.set_check("certificate_chain", outcome, why.clone());
+            report.set_check("revocation", Outcome::NotChecked, "");
+            return fail(report, Indeterminate, NoCertificateChainFound, why);
+        }
     };
     if let Err(e) = path::validate_path(&chain, best_time) {
         let sub = if e.is_time_related() { OutOfBoundsNoPoe } else { NoCertificateChainFound };
         report.chain = chain.iter().map(|c| cert_report(c, "not checked", None)).collect();
+        report.set_check("certificate_chain", Outcome::Indeterminate, e.to_string());
+        report.set_check("revocation", Outcome::NotChecked, "");
         return fail(report, Indeterminate, sub, e.to_string());
     }
+    let anchor = chain.last().map(Certificate::subject_text).unwrap_or_default();
+    report.set_check("certificate_chain", Outcome::Passed, format!("{} certificate(s) to the trust anchor {anchor}", chain.len()));
     let mut all_embedded = true;
     let mut failure = None;
     for (i, c) in chain.iter().enumerate() {
@@ -449,8 +670,16 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
         }
     }
     if let Some((i, s, e)) = failure {
+        let outcome = if i == TotalFailed { Outcome::Failed } else { Outcome::Indeterminate };
+        report.set_check("revocation", outcome, e.clone());
         return fail(report, i, s, e);
     }
+    let statuses: Vec<String> = report.chain.iter().map(|c| format!("{}: {}", c.subject, c.revocation)).collect();
+    // Certificates that name no revocation source are accepted unchecked; say so when no
+    // certificate of the path was checked at all.
+    let checked = report.chain.iter().any(|c| c.source.is_some());
+    let outcome = if checked || report.chain.len() <= 1 { Outcome::Passed } else { Outcome::NotChecked };
+    report.set_check("revocation", outcome, statuses.join("; "));
     if report.level == Some("B-T") && all_embedded {
         report.level = Some("B-LT");
         if archived {

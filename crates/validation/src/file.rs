@@ -108,6 +108,7 @@ pub fn validate_file(file: &Path, detached: Option<&Path>, inputs: &Inputs<'_>) 
     };
     for r in &mut reports {
         inputs.policy.apply(r, inputs.now);
+        r.complete_checks();
     }
     Ok(reports)
 }
@@ -122,6 +123,7 @@ pub fn validate_bytes(bytes: &[u8], detached: Option<&[u8]>, inputs: &Inputs<'_>
     };
     for r in &mut reports {
         inputs.policy.apply(r, inputs.now);
+        r.complete_checks();
     }
     Ok(reports)
 }

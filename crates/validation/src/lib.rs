@@ -14,6 +14,7 @@ pub mod pades;
 pub mod path;
 pub mod policy;
 pub mod revocation;
+pub mod system;
 pub mod tsl;
 pub mod x509;
 pub mod xades;

@@ -18,7 +18,7 @@
 
 use serde::Deserialize;
 
-use crate::engine::{Indication, SignatureReport, SubIndication};
+use crate::engine::{Indication, Outcome, SignatureReport, SubIndication};
 
 /// A validation policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -153,50 +153,59 @@ impl Policy {
     }
 
     /// Apply the constraints the engine does not: algorithms and key sizes (as they stood at
-    /// the signature's proven time, or `now`), and the level.
+    /// the signature's proven time, or `now`), and the level. The algorithms and key sizes are
+    /// checked (and recorded as the `constraints` check) whatever the indication, so that a
+    /// signature with no trusted chain still shows them; they change only a TOTAL-PASSED one.
     pub fn apply(&self, report: &mut SignatureReport, now: i64) {
         // A document time-stamp is evidence for the signatures before it, not a signature.
-        if report.indication != Indication::TotalPassed || report.format.ends_with("time-stamp") {
+        if report.format.ends_with("time-stamp") {
             return;
         }
-        if let Some(digest) = &report.digest_algorithm
-            && !self.digest_algorithms.iter().any(|d| d.eq_ignore_ascii_case(digest))
-        {
-            fail(
-                report,
-                SubIndication::CryptoConstraintsFailure,
-                format!("the digest algorithm {digest} is not allowed by policy {}", self.name),
-            );
-            return;
-        }
-        if let Some(key) = &report.key {
-            let at = report
-                .proven_signing_time
-                .as_deref()
-                // RFC 3339 as the report writes it (`YYYY-MM-DDTHH:MM:SSZ`).
-                .and_then(|t| crate::cms::parse_time(0x18, t.replace(['-', ':', 'T'], "").as_bytes()))
-                .unwrap_or(now);
-            let (rsa, ec) = self.key_minimums(at);
-            let (min, bits) = if key.starts_with("RSA") { (rsa, report.key_bits) } else { (ec, report.key_bits) };
-            if bits.is_some_and(|b| b < min) {
-                fail(
-                    report,
-                    SubIndication::CryptoConstraintsFailure,
-                    format!("the {key} key is smaller than policy {} allows ({min} bits)", self.name),
-                );
+        let passed = report.indication == Indication::TotalPassed;
+        match self.algorithm_problem(report, now) {
+            Some(why) => {
+                report.set_check("constraints", Outcome::Failed, why.clone());
+                if passed {
+                    fail(report, SubIndication::CryptoConstraintsFailure, why);
+                }
                 return;
             }
+            None if report.digest_algorithm.is_some() || report.key.is_some() => {
+                let what = [report.digest_algorithm.clone(), report.key.clone()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+                report.set_check("constraints", Outcome::Passed, format!("{what} allowed by policy {}", self.name));
+            }
+            None => {}
+        }
+        if !passed {
+            return;
         }
         let reached = report.level.and_then(|l| LEVELS.iter().position(|x| *x == l));
         let required = LEVELS.iter().position(|x| *x == self.required_level).unwrap_or(0);
         if reached.is_none_or(|r| r < required) {
             let level = report.level.unwrap_or("none");
-            fail(
-                report,
-                SubIndication::FormatFailure,
-                format!("the signature reaches {level}; policy {} requires {}", self.name, self.required_level),
-            );
+            let why = format!("the signature reaches {level}; policy {} requires {}", self.name, self.required_level);
+            report.set_check("constraints", Outcome::Failed, why.clone());
+            fail(report, SubIndication::FormatFailure, why);
         }
+    }
+
+    /// Why the signature's digest algorithm or key is not acceptable, if it is not.
+    fn algorithm_problem(&self, report: &SignatureReport, now: i64) -> Option<String> {
+        if let Some(digest) = &report.digest_algorithm
+            && !self.digest_algorithms.iter().any(|d| d.eq_ignore_ascii_case(digest))
+        {
+            return Some(format!("the digest algorithm {digest} is not allowed by policy {}", self.name));
+        }
+        let key = report.key.as_ref()?;
+        let at = report
+            .proven_signing_time
+            .as_deref()
+            // RFC 3339 as the report writes it (`YYYY-MM-DDTHH:MM:SSZ`).
+            .and_then(|t| crate::cms::parse_time(0x18, t.replace(['-', ':', 'T'], "").as_bytes()))
+            .unwrap_or(now);
+        let (rsa, ec) = self.key_minimums(at);
+        let min = if key.starts_with("RSA") { rsa } else { ec };
+        report.key_bits.is_some_and(|b| b < min).then(|| format!("the {key} key is smaller than policy {} allows ({min} bits)", self.name))
     }
 }
 

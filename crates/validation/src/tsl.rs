@@ -9,8 +9,16 @@
 //!
 //! What is read: `SchemeInformation` (sequence number, operator name, issue date, next update) and,
 //! for every `TSPService`, its current `ServiceInformation` (type, name, status, the X.509
-//! certificates of its `ServiceDigitalIdentity`). `ServiceHistory`, extensions (qualifiers,
-//! additional service information) and pointers to other lists are not interpreted.
+//! certificates of its `ServiceDigitalIdentity`), the scheme's `TSLType` and `SchemeTerritory`,
+//! and its `PointersToOtherTSL` (§5.3.13: each pointer's `TSLLocation`, the X.509 certificates
+//! of its `ServiceDigitalIdentities`, and the `TSLType`, `SchemeTerritory` and `MimeType` of its
+//! `AdditionalInformation`). `ServiceHistory` and extensions (qualifiers, additional service
+//! information) are not interpreted.
+//!
+//! A list of trusted lists (the EU LOTL) is a list like any other whose pointers name the
+//! national lists and the certificates each is signed with: [`TrustedList::national_pointers`]
+//! gives the pointers to follow, and each list they lead to is loaded with [`load`] against the
+//! pointer's certificates, so that trust flows from the LOTL's signer down.
 //!
 //! The signature: one `ds:Signature` child of the root with one `ds:Reference` covering the whole
 //! list (`URI=""` or `URI="#"` + the root's `Id`) through the enveloped-signature transform and
@@ -59,6 +67,15 @@ pub const STATUS_UNDER_SUPERVISION: &str = "http://uri.etsi.org/TrstSvc/Svcstatu
 pub const STATUS_ACCREDITED: &str = "http://uri.etsi.org/TrstSvc/Svcstatus/accredited";
 /// The statuses under which a service's certificates are trust anchors.
 pub const GRANTED_STATUSES: [&str; 3] = [STATUS_GRANTED, STATUS_UNDER_SUPERVISION, STATUS_ACCREDITED];
+
+/// `TSLType` of the EU list of trusted lists (TS 119 612 Annex E / D.5).
+pub const TYPE_EU_LOTL: &str = "http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUlistofthelists";
+/// `TSLType` of an EU member state's trusted list.
+pub const TYPE_EU_GENERIC: &str = "http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUgeneric";
+/// The MIME type of a trusted list in XML (TS 119 612 §5.3.13, `AdditionalInformation`).
+pub const MIME_TSL_XML: &str = "application/vnd.etsi.tsl+xml";
+/// The official address of the EU list of trusted lists.
+pub const EU_LOTL_URL: &str = "https://ec.europa.eu/tools/lotl/eu-lotl.xml";
 
 /// The largest list accepted, in bytes (national lists are a few MB).
 pub const MAX_SIZE: usize = 32 << 20;
@@ -109,8 +126,39 @@ pub struct TrustedList {
     pub issue_date: Option<i64>,
     /// `NextUpdate/dateTime`, unix seconds (`None` for a closed list).
     pub next_update: Option<i64>,
+    /// `TSLType` (e.g. [`TYPE_EU_LOTL`], [`TYPE_EU_GENERIC`]).
+    pub tsl_type: Option<String>,
+    /// `SchemeTerritory` (e.g. `EU`, `AT`).
+    pub territory: Option<String>,
     /// Every `TSPService` of every provider, in document order.
     pub services: Vec<TrustService>,
+    /// `PointersToOtherTSL`, in document order.
+    pub pointers: Vec<TslPointer>,
+}
+
+/// One `OtherTSLPointer` (TS 119 612 §5.3.13): where another list is and who signs it.
+#[derive(Debug, Clone)]
+pub struct TslPointer {
+    /// `TSLLocation`.
+    pub location: String,
+    /// The X.509 certificates of its `ServiceDigitalIdentities`: the list must be signed by one.
+    pub certificates: Vec<Certificate>,
+    /// `TSLType` of the list pointed to.
+    pub tsl_type: Option<String>,
+    /// `SchemeTerritory` of the list pointed to.
+    pub territory: Option<String>,
+    /// `MimeType` of the list pointed to (the EU LOTL also points to PDF renderings).
+    pub mime_type: Option<String>,
+}
+
+impl TslPointer {
+    /// Whether this points to a machine-processable list (XML, or no MIME type given) that is
+    /// not itself a list of lists.
+    pub fn is_trusted_list(&self) -> bool {
+        let xml = self.mime_type.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(MIME_TSL_XML) || m.ends_with("xml"));
+        let lotl = self.tsl_type.as_deref().is_some_and(|t| t.to_ascii_lowercase().ends_with("listofthelists"));
+        xml && !lotl
+    }
 }
 
 /// One `TSPService` as its current `ServiceInformation` describes it.
@@ -137,6 +185,13 @@ impl TrustService {
 }
 
 impl TrustedList {
+    /// The pointers a list of trusted lists gives to the lists to follow
+    /// ([`TslPointer::is_trusted_list`]), each location once.
+    pub fn national_pointers(&self) -> Vec<&TslPointer> {
+        let mut seen = std::collections::HashSet::new();
+        self.pointers.iter().filter(|p| p.is_trusted_list() && seen.insert(p.location.as_str())).collect()
+    }
+
     /// The certificates of services of the given types (none given: [`DEFAULT_TYPES`]) whose
     /// current status is granted ([`GRANTED_STATUSES`]), as trust anchors.
     pub fn anchors(&self, types: &[&str]) -> TrustAnchors {
@@ -417,7 +472,49 @@ fn read_list(doc: &uppsala::Document<'_>, root: uppsala::NodeId) -> Result<Trust
             }
         }
     }
-    Ok(TrustedList { scheme_operator, sequence_number, issue_date, next_update, services })
+    let optional_text = |parent: uppsala::NodeId, local: &str| {
+        doc.first_child_element_by_name_ns(parent, TSL_NS, local).map(|n| text(doc, n)).filter(|t| !t.is_empty())
+    };
+    let tsl_type = optional_text(scheme, "TSLType");
+    let territory = optional_text(scheme, "SchemeTerritory");
+    let mut pointers = Vec::new();
+    if let Some(list) = doc.first_child_element_by_name_ns(scheme, TSL_NS, "PointersToOtherTSL") {
+        for pointer in doc.child_elements_by_name_ns(list, TSL_NS, "OtherTSLPointer") {
+            let location = text(doc, child(doc, pointer, "TSLLocation")?);
+            let mut certificates = Vec::new();
+            if let Some(ids) = doc.first_child_element_by_name_ns(pointer, TSL_NS, "ServiceDigitalIdentities") {
+                for identity in doc.child_elements_by_name_ns(ids, TSL_NS, "ServiceDigitalIdentity") {
+                    for id in doc.child_elements_by_name_ns(identity, TSL_NS, "DigitalId") {
+                        for cert in doc.child_elements_by_name_ns(id, TSL_NS, "X509Certificate") {
+                            if let Ok(c) =
+                                base64(doc, cert).and_then(|der| Certificate::parse(&der).map_err(|e| TslError::Structure(e.to_string())))
+                            {
+                                certificates.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+            // AdditionalInformation/OtherInformation: TSLType and SchemeTerritory in the TSL
+            // namespace, MimeType in the "additionaltypes" one (matched by local name).
+            let (mut tsl_type, mut territory, mut mime_type) = (None, None, None);
+            if let Some(info) = doc.first_child_element_by_name_ns(pointer, TSL_NS, "AdditionalInformation") {
+                for other in doc.child_elements_by_name_ns(info, TSL_NS, "OtherInformation") {
+                    for item in doc.children(other).into_iter().filter(|n| doc.element(*n).is_some()) {
+                        let value = Some(text(doc, item)).filter(|t| !t.is_empty());
+                        match local_name(doc, item).as_str() {
+                            "TSLType" => tsl_type = value,
+                            "SchemeTerritory" => territory = value,
+                            "MimeType" => mime_type = value,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            pointers.push(TslPointer { location, certificates, tsl_type, territory, mime_type });
+        }
+    }
+    Ok(TrustedList { scheme_operator, sequence_number, issue_date, next_update, tsl_type, territory, services, pointers })
 }
 
 /// The `Name` children of a multilingual name: the English one, else the first.
@@ -504,6 +601,49 @@ fn base64(doc: &uppsala::Document<'_>, node: uppsala::NodeId) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointers_of_a_list_of_lists() {
+        let xml = r#"<tsl:TrustServiceStatusList xmlns:tsl="http://uri.etsi.org/02231/v2#" xmlns:x="http://uri.etsi.org/02231/v2/additionaltypes#">
+  <tsl:SchemeInformation>
+    <tsl:TSLSequenceNumber>1</tsl:TSLSequenceNumber>
+    <tsl:TSLType>http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUlistofthelists</tsl:TSLType>
+    <tsl:SchemeOperatorName><tsl:Name xml:lang="en">EC</tsl:Name></tsl:SchemeOperatorName>
+    <tsl:SchemeTerritory>EU</tsl:SchemeTerritory>
+    <tsl:PointersToOtherTSL>
+      <tsl:OtherTSLPointer><tsl:TSLLocation>https://x.example/lotl.xml</tsl:TSLLocation>
+        <tsl:AdditionalInformation><tsl:OtherInformation><tsl:TSLType>http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUlistofthelists</tsl:TSLType></tsl:OtherInformation></tsl:AdditionalInformation>
+      </tsl:OtherTSLPointer>
+      <tsl:OtherTSLPointer><tsl:TSLLocation> https://at.example/tl.xml </tsl:TSLLocation>
+        <tsl:ServiceDigitalIdentities><tsl:ServiceDigitalIdentity><tsl:DigitalId><tsl:X509Certificate>bm90IGEgY2VydA==</tsl:X509Certificate></tsl:DigitalId></tsl:ServiceDigitalIdentity></tsl:ServiceDigitalIdentities>
+        <tsl:AdditionalInformation>
+          <tsl:OtherInformation><tsl:TSLType>http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUgeneric</tsl:TSLType></tsl:OtherInformation>
+          <tsl:OtherInformation><tsl:SchemeTerritory>AT</tsl:SchemeTerritory></tsl:OtherInformation>
+          <tsl:OtherInformation><x:MimeType>application/vnd.etsi.tsl+xml</x:MimeType></tsl:OtherInformation>
+        </tsl:AdditionalInformation>
+      </tsl:OtherTSLPointer>
+      <tsl:OtherTSLPointer><tsl:TSLLocation>https://at.example/tl.pdf</tsl:TSLLocation>
+        <tsl:AdditionalInformation><tsl:OtherInformation><x:MimeType>application/pdf</x:MimeType></tsl:OtherInformation></tsl:AdditionalInformation>
+      </tsl:OtherTSLPointer>
+      <tsl:OtherTSLPointer><tsl:TSLLocation>https://at.example/tl.xml</tsl:TSLLocation></tsl:OtherTSLPointer>
+    </tsl:PointersToOtherTSL>
+  </tsl:SchemeInformation>
+</tsl:TrustServiceStatusList>"#;
+        let doc = parse(xml).unwrap();
+        let list = read_list(&doc, doc.document_element().unwrap()).unwrap();
+        assert_eq!((list.tsl_type.as_deref(), list.territory.as_deref()), (Some(TYPE_EU_LOTL), Some("EU")));
+        assert_eq!(list.pointers.len(), 4);
+        let at = &list.pointers[1];
+        assert_eq!(
+            (at.location.as_str(), at.territory.as_deref(), at.tsl_type.as_deref()),
+            ("https://at.example/tl.xml", Some("AT"), Some(TYPE_EU_GENERIC))
+        );
+        assert_eq!(at.mime_type.as_deref(), Some(MIME_TSL_XML));
+        assert!(at.certificates.is_empty(), "what does not parse as a certificate is left out");
+        // Not the LOTL itself, not the PDF, each location once.
+        let followed: Vec<&str> = list.national_pointers().iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(followed, ["https://at.example/tl.xml"]);
+    }
 
     #[test]
     fn date_times() {

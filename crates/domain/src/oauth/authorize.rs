@@ -32,7 +32,8 @@ impl Service {
     /// known good, errors are never sent to the redirect URI (RFC 6749 §4.1.2.1).
     fn validate_request(&self, client: &ClientRow, p: &AuthorizeRequest) -> std::result::Result<AuthorizationRequest, AuthorizeError> {
         let redirect_uri = match given(&p.redirect_uri) {
-            Some(u) if client.redirect_uris.iter().any(|r| r == u) => u.to_string(),
+            // A loopback redirect URI matches on any port (RFC 8252 §7.3, `clients::redirect_uri_matches`).
+            Some(u) if client.redirect_uris.iter().any(|r| super::clients::redirect_uri_matches(r, u)) => u.to_string(),
             Some(_) => return Err(AuthorizeError::NoRedirect("The redirect_uri is not registered for this client".into())),
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
             None => return Err(AuthorizeError::NoRedirect("Missing parameter redirect_uri".into())),

@@ -45,6 +45,37 @@ fn valid_redirect_uri(uri: &str) -> bool {
     }
 }
 
+/// Whether the `redirect_uri` of a request matches a registered one: exactly, or — for a
+/// loopback `http` URI — with any port. RFC 8252 §7.3: "The authorization server MUST allow any
+/// port to be specified at the time of the request for loopback IP redirect URIs, to
+/// accommodate clients that obtain an available ephemeral port from the operating system at
+/// the time of the request" (`cloudsign sign --client-id` does). Scheme, host, path and query
+/// must still be the same; `localhost` is not a loopback IP literal (§8.3), so it is matched
+/// exactly.
+// Used by the authorization and token endpoints' redirect URI checks (authorize.rs).
+pub(crate) fn redirect_uri_matches(registered: &str, given: &str) -> bool {
+    if registered == given {
+        return true;
+    }
+    let split = |uri: &str| -> Option<(String, String)> {
+        let rest = uri.strip_prefix("http://")?;
+        let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+        let host = match authority.rsplit_once(':') {
+            _ if authority.ends_with(']') => authority,
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some((_, _)) => return None,
+            None => authority,
+        };
+        if !matches!(host, "127.0.0.1" | "[::1]") {
+            return None;
+        }
+        // An empty path is the same as "/" (RFC 3986 §6.2.3).
+        let tail = if tail.is_empty() || tail.starts_with('?') { format!("/{tail}") } else { tail.to_string() };
+        Some((host.to_string(), tail))
+    };
+    matches!((split(registered), split(given)), (Some(r), Some(g)) if r == g)
+}
+
 impl Service {
     /// Register a client; a confidential client gets a secret, shown once. `user` lets a
     /// confidential client use the client_credentials grant, acting as that user.
@@ -154,5 +185,24 @@ mod tests {
         assert!(!valid_redirect_uri("https://app.example/cb#x"));
         assert!(!valid_redirect_uri("javascript:alert(1)"));
         assert!(!valid_redirect_uri("/relative"));
+    }
+
+    #[test]
+    fn loopback_redirect_uris_match_with_any_port() {
+        // RFC 8252 §7.3: any port for loopback IP literals.
+        assert!(redirect_uri_matches("http://127.0.0.1/callback", "http://127.0.0.1:49152/callback"));
+        assert!(redirect_uri_matches("http://127.0.0.1:8080/callback", "http://127.0.0.1:49152/callback"));
+        assert!(redirect_uri_matches("http://[::1]/cb?x=1", "http://[::1]:5000/cb?x=1"));
+        assert!(redirect_uri_matches("http://127.0.0.1", "http://127.0.0.1:5000/"));
+        // Everything else must be the same.
+        assert!(!redirect_uri_matches("http://127.0.0.1/callback", "http://127.0.0.1:49152/other"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb?x=1", "http://127.0.0.1:1/cb?x=2"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://[::1]:1/cb"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "https://127.0.0.1:1/cb"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1.evil.example:1/cb"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:1@evil.example/cb"));
+        assert!(!redirect_uri_matches("http://localhost/cb", "http://localhost:1/cb"));
+        assert!(!redirect_uri_matches("https://app.example/cb", "https://app.example:444/cb"));
+        assert!(redirect_uri_matches("https://app.example/cb", "https://app.example/cb"));
     }
 }
