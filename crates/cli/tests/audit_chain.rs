@@ -125,3 +125,41 @@ fn a_server_signs_a_checkpoint_at_shutdown() {
     assert!(ok, "{out}");
     assert_eq!(out.trim(), "ok: 1 records, last checkpoint at seq 1");
 }
+
+/// Wait (up to 10 s) until `admin audit verify` reports a checkpoint covering `seq`.
+fn await_checkpoint(env: &Env, seq: usize) -> String {
+    let want = format!("ok: {seq} records, last checkpoint at seq {seq}");
+    let started = std::time::Instant::now();
+    loop {
+        let (ok, out) = verify(env);
+        assert!(ok, "{out}");
+        if out.trim() == want || started.elapsed() > std::time::Duration::from_secs(10) {
+            return out.trim().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A running server signs a checkpoint every `audit_checkpoint_seconds` once the chain has
+/// grown, without being stopped: a `kill -9` (no shutdown checkpoint) loses no more than the
+/// records after the last periodic one.
+#[test]
+fn a_running_server_signs_checkpoints_periodically() {
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_AUDIT_CHECKPOINT_SECONDS", "1");
+    env.add_user("alice");
+    let mut server = env.start();
+    assert_eq!(await_checkpoint(&env, 1), "ok: 1 records, last checkpoint at seq 1", "{}", env.server_log());
+    // The chain grows while the server runs (admin commands write to the same store).
+    env.add_user("bob");
+    env.add_user("carol");
+    assert_eq!(await_checkpoint(&env, 3), "ok: 3 records, last checkpoint at seq 3", "{}", env.server_log());
+    let count = || run(Command::new("sqlite3").arg(env.file("cloudsign.db")).arg("SELECT count(*) FROM audit_checkpoints"));
+    let made = count();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(count(), made, "no new checkpoint while the chain stood still");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let (ok, out) = verify(&env);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "ok: 3 records, last checkpoint at seq 3", "the periodic checkpoint, not a shutdown one");
+}

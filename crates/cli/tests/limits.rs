@@ -103,6 +103,49 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     assert_eq!(get_crl(&mut d), 200);
 }
 
+/// A request whose head arrives at once but whose body trickles in is answered 408 once
+/// `body_read_timeout` has passed, and its connection closed; a slow handler is not a slow
+/// body (a whole body sent at once, then a signature made, is never cut off).
+#[tokio::test]
+async fn slow_bodies_are_answered_408_and_closed() {
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_BODY_READ_TIMEOUT", "1").with_env("CLOUDSIGN_HEADER_READ_TIMEOUT", "30");
+    let server = env.start();
+    let mut s = connect(&server);
+    let body = br#"{"lang": "en-US"}"#;
+    let started = Instant::now();
+    s.write_all(
+        format!("POST /csc/v2/info HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())
+            .as_bytes(),
+    )
+    .unwrap();
+    let trickle = std::thread::spawn({
+        let mut s = s.try_clone().unwrap();
+        move || {
+            for byte in body {
+                if s.write_all(&[*byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    });
+    assert_eq!(read_response(&mut s), 408, "a body still incomplete after 1 s");
+    let answered = started.elapsed();
+    assert!(answered >= Duration::from_millis(900) && answered < Duration::from_secs(4), "answered after {answered:?}");
+    let closed = time_to_close(&mut s);
+    assert!(closed < Duration::from_secs(3), "the connection is closed after the 408 ({closed:?})");
+    let _ = trickle.join();
+    // The same body sent at once is served, on a connection of its own.
+    let mut t = connect(&server);
+    t.write_all(
+        format!("POST /csc/v2/info HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())
+            .as_bytes(),
+    )
+    .unwrap();
+    t.write_all(body).unwrap();
+    assert_eq!(read_response(&mut t), 200);
+}
+
 #[tokio::test]
 async fn connections_over_the_limit_are_closed_at_once() {
     let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_MAX_CONNECTIONS", "3");

@@ -11,7 +11,9 @@ pub trait OtpSender: Send + Sync {
     fn send(&self, user: &str, credential_id: &str, code: &str) -> std::io::Result<()>;
 }
 
-/// Appends `user credentialID code` lines to a file created with mode 0600.
+/// Appends `user credentialID code` lines to a file created with mode 0600; an existing file
+/// readable by others is tightened to 0600 before a code is written to it (the codes are
+/// secrets, like the database the data directory rule protects).
 pub struct OutboxSender {
     path: PathBuf,
 }
@@ -33,6 +35,38 @@ impl OtpSender for OutboxSender {
             options.mode(0o600);
         }
         let mut f = options.open(&self.path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = f.metadata()?.permissions().mode();
+            if mode & 0o077 != 0 {
+                f.set_permissions(std::fs::Permissions::from_mode(mode & 0o700 | 0o600))?;
+            }
+        }
         writeln!(f, "{user} {credential_id} {code}")
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_outbox_is_owner_only_new_or_existing() {
+        let dir = std::env::temp_dir().join(format!("cloudsign-outbox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.join("new.txt");
+        OutboxSender::new(fresh.clone()).send("alice", "c1", "123456").unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        let loose = dir.join("loose.txt");
+        std::fs::write(&loose, "").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        OutboxSender::new(loose.clone()).send("alice", "c1", "654321").unwrap();
+        assert_eq!(mode(&loose), 0o600, "an outbox left readable by others is tightened");
+        assert_eq!(std::fs::read_to_string(&loose).unwrap(), "alice c1 654321\n");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -29,6 +29,8 @@ pub struct Limits {
     pub header_read_timeout: Option<Duration>,
     /// Time a keep-alive connection may stay open with no request after its last response.
     pub idle_timeout: Option<Duration>,
+    /// Time a client has to send a request's whole body once its head is in. `None`: unbounded.
+    pub body_read_timeout: Option<Duration>,
     /// Open connections at most; more are closed at once. `0`: unbounded.
     pub max_connections: usize,
     /// Sustained requests per second per client on the unauthenticated endpoints; `0`: off.
@@ -44,6 +46,8 @@ impl Default for Limits {
         Self {
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(60)),
+            // 1 MiB (the default body limit) at 20 KiB/s; a larger body_limit may want more.
+            body_read_timeout: Some(Duration::from_secs(60)),
             max_connections: 4096,
             rate_limit: 50,
             rate_limit_burst: 200,
@@ -390,6 +394,76 @@ impl RateLimiter {
             Err(((1.0 - b.tokens) / self.rate).ceil().max(1.0) as u64)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+
+pin_project_lite::pin_project! {
+    /// A request body that fails once its deadline has passed: the socket's timeouts cover the
+    /// request head and idle keep-alive only, since hyper reads the body while the handler
+    /// runs, when a quiet socket is no sign of a slow client. Without this a client that sends
+    /// a head and then one body byte every few seconds would hold its connection for ever
+    /// (a slow-body variant of slowloris).
+    struct Deadline {
+        #[pin]
+        inner: axum::body::Body,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        expired: Arc<std::sync::atomic::AtomicBool>,
+    }
+}
+
+impl http_body::Body for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.sleep.poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err("the request body was not received in time".into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: give every request body [`Limits::body_read_timeout`] to arrive; a body that
+/// does not is answered `408 Request Timeout` (RFC 9110 §15.5.9) with the connection closed,
+/// whatever the handler made of the failed read.
+pub(crate) async fn body_deadline(
+    axum::extract::State(timeout): axum::extract::State<Option<Duration>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let Some(timeout) = timeout else { return next.run(req).await };
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (parts, inner) = req.into_parts();
+    let body = Deadline { inner, sleep: tokio::time::sleep(timeout), expired: expired.clone() };
+    let response = next.run(axum::extract::Request::from_parts(parts, axum::body::Body::new(body))).await;
+    if !expired.load(Ordering::Acquire) {
+        return response;
+    }
+    HTTP.body_timed_out();
+    let body = cloudsign_csc::error::ErrorBody {
+        error: cloudsign_csc::ErrorCode::InvalidRequest.as_str(),
+        error_description: format!("The request body was not received within {} s", timeout.as_secs()),
+    };
+    let mut response = (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response();
+    response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    response
 }
 
 /// The endpoints anyone may call without a token or client authentication (and that cost the

@@ -21,6 +21,7 @@ pub(crate) struct HttpMetrics {
     refused: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
+    body_timeouts: AtomicU64,
     rate_limited: AtomicU64,
 }
 
@@ -34,6 +35,7 @@ impl HttpMetrics {
             refused: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
+            body_timeouts: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
     }
@@ -76,6 +78,10 @@ impl HttpMetrics {
         if idle { &self.idle_timeouts } else { &self.header_timeouts }.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn body_timed_out(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
@@ -101,6 +107,7 @@ impl HttpMetrics {
         header(out, "cloudsign_http_connection_timeouts_total", "counter", "Connections closed by a timeout, by kind.");
         let _ = writeln!(out, "cloudsign_http_connection_timeouts_total{{kind=\"header\"}} {}", n(&self.header_timeouts));
         let _ = writeln!(out, "cloudsign_http_connection_timeouts_total{{kind=\"idle\"}} {}", n(&self.idle_timeouts));
+        let _ = writeln!(out, "cloudsign_http_connection_timeouts_total{{kind=\"body\"}} {}", n(&self.body_timeouts));
         header(out, "cloudsign_http_rate_limited_total", "counter", "Requests refused with 429 by the per-client rate limit.");
         let _ = writeln!(out, "cloudsign_http_rate_limited_total {}", n(&self.rate_limited));
     }
