@@ -61,3 +61,26 @@ pub fn subject_and_key(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let bits = spki.expect(0x03)?;
     Some((subject.to_vec(), bits.get(1..)?.to_vec()))
 }
+
+/// From a DER certificate: its extensions as (OID, extnValue contents), in order (RFC 5280
+/// §4.1, `extensions [3] EXPLICIT`); `None` if the certificate does not parse.
+pub fn extensions(cert: &[u8]) -> Option<Vec<(String, &[u8])>> {
+    let mut outer = Reader::new(cert);
+    let mut tbs = Reader::new(Reader::new(outer.expect(0x30)?).expect(0x30)?);
+    let mut out = Vec::new();
+    while let Some((tag, body, _)) = tbs.next() {
+        if tag != 0xA3 {
+            continue;
+        }
+        let mut list = Reader::new(Reader::new(body).expect(0x30)?);
+        while !list.is_empty() {
+            let mut ext = Reader::new(list.expect(0x30)?);
+            let oid = crate::oid::decode_oid(ext.expect(0x06)?)?;
+            if ext.peek_tag() == Some(0x01) {
+                ext.next()?; // critical
+            }
+            out.push((oid, ext.expect(0x04)?));
+        }
+    }
+    Some(out)
+}

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// server).
     #[arg(long, default_value = "software")]
     backend: String,
+    /// Also measure asynchronous signHash (`operationMode: "A"`, accept + signPolling until the
+    /// result) against synchronous signHash, with the same client, in the same run.
+    #[arg(long = "async")]
+    asynchronous: bool,
 }
 
 /// The throw-away key-encryption key of a PostgreSQL bench database, so that a database filled
@@ -604,6 +608,32 @@ async fn measure_store(
         }
         out.push(f);
     }
+    if args.asynchronous {
+        for (key, credential) in keys.iter().zip(&credentials) {
+            let slice = args.seconds as f64;
+            let sync = sync_vs_async(&csc, credential, *key, slice, args.concurrency, false).await?;
+            let asynchronous = sync_vs_async(&csc, credential, *key, slice, args.concurrency, true).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"store": store, "key": key.name(), "sync_sig_per_s": sync.0, "async_sig_per_s": asynchronous.0,
+                           "sync_p50_ms": sync.1, "async_p50_ms": asynchronous.1, "async_polls_per_signature": asynchronous.2})
+                );
+            } else {
+                println!(
+                    "{:<12} 1 hash/request, one client for both: sync {:.0} sig/s (p50 {:.2} ms), async accept+poll {:.0} sig/s \
+                     (p50 {:.2} ms to the result, {:.2} polls per result): {:.0} %",
+                    key.name(),
+                    sync.0,
+                    sync.1,
+                    asynchronous.0,
+                    asynchronous.1,
+                    asynchronous.2,
+                    100.0 * asynchronous.0 / sync.0
+                );
+            }
+        }
+    }
     if let Some(wal) = wal {
         let (largest, end) = wal.finish();
         if args.json {
@@ -619,4 +649,100 @@ async fn measure_store(
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
+}
+
+/// Synchronous or asynchronous signHash, one hash per request, through one HTTP client (reqwest,
+/// for both, so that the ratio is the mode's cost and not the client's): (signatures/s, p50 ms
+/// from the first request to the signature, signPolling calls per signature). Asynchronous: the
+/// accept, then signPolling every 2 ms until the result.
+async fn sync_vs_async(
+    csc: &Client,
+    credential: &str,
+    key: KeyAlgorithm,
+    seconds: f64,
+    concurrency: usize,
+    asynchronous: bool,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let (url, token) = (csc.service().to_string(), csc.access_token().context("not logged in")?.to_string());
+    let scheme = scheme_for(key);
+    let authorize = Authorize {
+        credential_id: credential,
+        num_signatures: BENCH_SIGNATURES,
+        hashes: &[],
+        hash_algorithm: None,
+        pin: Some("2468"),
+        otp: None,
+        description: None,
+    };
+    let sad = csc.authorize(&authorize).await?.sad;
+    let digest = cloudsign_csc::b64::encode(&vec![0x5au8; scheme.hash().len()]);
+    let body = serde_json::to_string(&SignHashRequest {
+        credential_id: credential.into(),
+        sad: Some(sad),
+        hashes: vec![digest],
+        hash_algorithm_oid: Some(scheme.hash().oid().into()),
+        sign_algo: scheme.oid().into(),
+        sign_algo_params: None,
+        operation_mode: asynchronous.then(|| "A".to_string()),
+        validity_period: None,
+        response_uri: None,
+        client_data: None,
+    })?;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, url, token, body) = (http.clone(), url.clone(), token.clone(), body.clone());
+        tasks.spawn(async move {
+            let (mut done, mut polls, mut latencies) = (0u64, 0u64, Vec::new());
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let resp = http
+                    .post(format!("{url}/csc/v2/signatures/signHash"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if resp.status() != 200 {
+                    bail!("signHash: HTTP {} {}", resp.status(), resp.text().await.unwrap_or_default());
+                }
+                let v: serde_json::Value = resp.json().await?;
+                if asynchronous {
+                    let id = v["responseID"].as_str().context("no responseID")?.to_string();
+                    loop {
+                        polls += 1;
+                        let resp = http
+                            .post(format!("{url}/csc/v2/signatures/signPolling"))
+                            .bearer_auth(&token)
+                            .json(&json!({"responseID": id}))
+                            .send()
+                            .await?;
+                        if resp.status() == 200 {
+                            resp.bytes().await?;
+                            break;
+                        }
+                        let text = resp.text().await.unwrap_or_default();
+                        if !text.contains("still being processed") {
+                            bail!("signPolling: {text}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                done += 1;
+                latencies.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Ok::<_, anyhow::Error>((done, polls, latencies))
+        });
+    }
+    let started = Instant::now();
+    let (mut done, mut polls, mut latencies) = (0u64, 0u64, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (d, p, l) = r??;
+        done += d;
+        polls += p;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok((done as f64 / elapsed, quantile_ms(&mut latencies, 0.5), polls as f64 / (done.max(1) as f64)))
 }

@@ -113,6 +113,10 @@ pub struct SignArgs {
     /// (FILE.jws.json from B-T).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Ask the service to sign asynchronously (CSC API 2.2.0.0 `operationMode: "A"`) and fetch
+    /// the signatures with `signatures/signPolling` (v2 only).
+    #[arg(long = "async")]
+    asynchronous: bool,
 }
 
 /// Secrets from the environment or a hidden prompt; progress and results on stderr.
@@ -226,6 +230,7 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         certify: a.certify,
         sigd: a.sigd,
         out: a.out,
+        asynchronous: a.asynchronous,
     };
     signer::sign_files(&request, &mut Terminal { shown: 0, browser: !a.no_browser }).await?;
     Ok(())

@@ -54,7 +54,9 @@ async fn signing_flow(db: &str) {
 
     let (s, info) = api.post("info", json!({})).await;
     assert_eq!(s, 200);
-    assert_eq!(info["specs"], "2.0.0.2");
+    // CSC 2.2 keeps the /csc/v2 base and every 2.0.0.2 member; `specs` names 2.2.0.0 (the EUDI
+    // 2.2 client refuses anything else, 2.0 clients never read it).
+    assert_eq!(info["specs"], "2.2.0.0");
     assert_eq!(info["authType"], json!(["basic", "oauth2code", "oauth2client"]));
     for m in ["auth/login", "credentials/authorize", "signatures/signHash", "credentials/getChallenge"] {
         assert!(info["methods"].as_array().unwrap().contains(&json!(m)), "{m} in {info}");
@@ -347,10 +349,11 @@ async fn refusals(db: &str) {
     .await;
     api.err(
         "signatures/signHash",
-        json!({"credentialID": scal1, "SAD": sad, "hashes": [b64(&h1)], "signAlgo": ECDSA_SHA256, "operationMode": "A"}),
+        // "S" and "A" (CSC 2.2 asynchronous, tests/asynchronous.rs) are the only modes.
+        json!({"credentialID": scal1, "SAD": sad, "hashes": [b64(&h1)], "signAlgo": ECDSA_SHA256, "operationMode": "B"}),
         400,
         "invalid_request",
-        "operationMode",
+        "Invalid parameter operationMode",
     )
     .await;
     api.err(
@@ -527,7 +530,7 @@ async fn tls() {
     let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
     let resp = http.post(format!("{}/csc/v2/info", server.url)).json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["specs"], "2.0.0.2");
+    assert_eq!(resp.json::<Value>().await.unwrap()["specs"], "2.2.0.0");
 }
 
 /// Access tokens expire; the key-encryption key is a 0600 file; a node with another key is

@@ -5,7 +5,10 @@
 //! service has stopped; the same files with the DSS removed, or with revocation data of another
 //! certificate, are refused alike by pyHanko and by `cloudsign verify --offline`. CAdES, XAdES
 //! and JAdES at B-LT and B-LTA, from `cloudsign sign` and from signDoc, validate offline too
-//! (openssl cms with CRL checks, xmlsec1, jwcrypto, and `cloudsign verify`).
+//! (openssl cms with CRL checks, xmlsec1, jwcrypto, and `cloudsign verify`, which checks the
+//! CAdES archive-time-stamp-v3 too). A PAdES file whose TSA has no revocation data loses its
+//! time-stamps in both validators (online, `cloudsign verify` fetches the TSA's status), and a
+//! B-LT whose OCSP response is stale (EN 319 102-1 §5.2.5) is refused by both.
 //!
 //! Needs the pinned virtualenv of `scripts/test.sh` (`CLOUDSIGN_PYTHON`) and xmlsec1.
 
@@ -156,6 +159,21 @@ async fn pades_lt_and_lta_validate_offline_with_public_url() {
     let arl = env.file("root.crl");
     std::fs::write(&arl, reqwest::get(format!("{url}/arl")).await.unwrap().bytes().await.unwrap()).unwrap();
 
+    // Online, a TSA whose revocation data is not in the file is checked with data fetched from
+    // the URLs its certificate names: the time-stamp holds, and the signature is a B-T (not
+    // B-LT: the file does not carry all it needs).
+    let online = files[0].0.with_extension("no-tsa-online.pdf");
+    ltv(&["drop-tsa-revinfo".as_ref(), files[0].0.as_os_str(), online.as_os_str()]);
+    let out = env.command().arg("verify").arg(&online).arg("--trust").arg(&root).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && report.contains("Signature1 (PAdES): TOTAL-PASSED"), "{report}");
+    assert!(report.contains("level:         B-T\n"), "{report}");
+    assert!(
+        report.contains("check:         signature timestamp  passed")
+            && report.contains("CN=cloudsign Time-Stamping Authority,O=cloudsign: good (fetched)"),
+        "{report}"
+    );
+
     // The service is gone: nothing can be fetched any more.
     drop(server);
     assert!(std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err(), "the service stopped");
@@ -200,6 +218,44 @@ async fn pades_lt_and_lta_validate_offline_with_public_url() {
         let no_crls = file.with_extension("no-crls.pdf");
         ltv(&["drop-crls".as_ref(), file.as_os_str(), no_crls.as_os_str()]);
         assert_both_refuse(&env, &no_crls, &root, "CN=cloudsign Issuing CA 1,O=cloudsign");
+
+        // The signer's revocation data kept, the TSA's (its OCSP response, its issuer's CRL)
+        // gone: the time-stamps are
+        // no proof of existence (EN 319 102-1 §5.4: the TSA's certificate is validated with its
+        // revocation status like any other), so neither validator reports a time-stamp or B-LT.
+        let no_tsa = file.with_extension("no-tsa.pdf");
+        ltv(&["drop-tsa-revinfo".as_ref(), file.as_os_str(), no_tsa.as_os_str()]);
+        assert_tsa_unchecked(&env, &no_tsa, &root);
+    }
+}
+
+/// `pdf` has the signer's revocation data but not its TSA's: pyHanko drops the time-stamp
+/// from its verdict, and `cloudsign verify` finds it INDETERMINATE (no status for the TSA) and
+/// reports neither B-T nor B-LT.
+fn assert_tsa_unchecked(env: &Env, pdf: &Path, root: &Path) {
+    let (_, out, err) = adesverify_offline(pdf, root);
+    let (_, report) = cloudsign_verify(env, pdf, root, None);
+    assert!(out.contains(":INTACT:") && !out.contains("TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "pyHanko {pdf:?}: {out}{err}\n{report}");
+    assert!(report.contains("Signature1 (PAdES): "), "{report}");
+    let signature = report.split("\n\n").next().unwrap_or(&report);
+    assert!(
+        signature.contains("signature timestamp  INDETERMINATE")
+            && signature.contains("no revocation status for CN=cloudsign Time-Stamping Authority"),
+        "{pdf:?}: {report}"
+    );
+    assert!(signature.contains("time-stamp:    signature ") && signature.contains(" NOT valid"), "{report}");
+    assert!(!signature.contains("level:         B-T") && !signature.contains("level:         B-LT"), "{report}");
+    assert!(signature.contains("CN=alice,O=cloudsign — good (embedded)"), "the signer's status is still there: {report}");
+    // A B-LTA's document time-stamp, from the same TSA: intact, but no proof of existence
+    // either (EN 319 142-1 §5.4.3: it is validated as an archive time-stamp).
+    if pdf.to_string_lossy().contains("B-LTA") {
+        assert!(report.contains("(PAdES document time-stamp): INDETERMINATE / TRY_LATER"), "{report}");
+        assert!(
+            report.contains("check:         archive timestamp    INDETERMINATE — ")
+                && report.contains("the token's signature verifies and its message imprint matches; the TSA"),
+            "{report}"
+        );
+        assert!(!signature.contains("level:         B-LTA"), "{report}");
     }
 }
 
@@ -340,14 +396,75 @@ async fn cades_xades_jades_lt_and_lta_validate_offline_with_public_url() {
                 assert_eq!(verdict.contains("arcTst"), *level == "B-LTA", "{verdict}");
             }
         }
-        // cloudsign verify does not check CAdES archive-time-stamp-v3 yet (the engine passes
-        // none): a CAdES B-LTA is reported as B-LT; the others at the level they were made.
-        let level = if *format == "cades" { "B-LT" } else { level };
+        // Each at the level it was made; a B-LTA's archive time-stamp (CAdES: archive-time-stamp-v3
+        // with its ats-hash-index-v3, EN 319 122-1 §5.5.3) checked.
         let (ok, report) = cloudsign_verify(&env, file, &root, detached.as_deref());
         assert!(
             ok && report.contains("TOTAL-PASSED") && report.contains(&format!("level:         {level}\n")),
             "{format} {level}: {report}"
         );
+        assert_eq!(report.contains("check:         archive timestamp    passed"), *level == "B-LTA", "{format} {level}: {report}");
+        assert!(report.contains("check:         signature timestamp  passed"), "{format} {level}: {report}");
         assert!(report.contains("CN=alice,O=cloudsign — good (embedded)"), "{format} {level}: {report}");
+
+        // A CAdES B-LTA that lost a certificate its ats-hash-index-v3 covers (the root, which
+        // the validation does not need: it is the trust anchor): the archive time-stamp no
+        // longer holds (EN 319 122-1 §5.5.3), the signature is still a B-LT.
+        if *format == "cades" && *level == "B-LTA" {
+            let tampered = file.with_extension("tampered.p7s");
+            run(Command::new(python()).arg("-c").arg(DROP_LAST_CERTIFICATE).arg(file).arg(&tampered));
+            let (ok, report) = cloudsign_verify(&env, &tampered, &root, detached.as_deref());
+            assert!(ok && report.contains("level:         B-LT\n"), "tampered {level}: {report}");
+            assert!(
+                report.contains(
+                    "check:         archive timestamp    FAILED — the ats-hash-index-v3 covers a certificate the signature no longer has"
+                ),
+                "tampered {level}: {report}"
+            );
+        }
     }
+}
+
+/// Remove the last certificate of a CMS SignedData (asn1crypto; everything else keeps its
+/// encoding).
+const DROP_LAST_CERTIFICATE: &str = r#"
+import sys
+from asn1crypto import cms
+ci = cms.ContentInfo.load(open(sys.argv[1], "rb").read())
+sd = ci["content"]
+certs = list(sd["certificates"])
+assert len(certs) > 1
+sd["certificates"] = cms.CertificateSet(certs[:-1])
+open(sys.argv[2], "wb").write(ci.dump(force=False))
+"#;
+
+/// EN 319 102-1 §5.2.5 freshness: a B-LT whose only revocation data for the signer is an OCSP
+/// response issued before the best-signature-time minus its own update interval (nextUpdate −
+/// thisUpdate) is stale: pyHanko and `cloudsign verify` both refuse it (INDETERMINATE /
+/// TRY_LATER, the stale response named); the same file with a response issued after the
+/// time-stamp passes in both. The files are pyHanko's, over a PKI of stale_revinfo.py.
+#[test]
+fn stale_embedded_ocsp_is_refused_alike() {
+    let env = Env::new(BIN, "sqlite");
+    let plain = env.file("plain.pdf");
+    std::fs::write(&plain, one_page_pdf("stale revocation data")).unwrap();
+    let dir = plain.parent().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/stale_revinfo.py");
+    run(Command::new(python()).arg(script).arg(&plain).arg(dir).env("PYTHONWARNINGS", "ignore"));
+    let root = dir.join("root.pem");
+
+    let fresh = dir.join("fresh.pdf");
+    let (ok, out, err) = adesverify_offline(&fresh, &root);
+    let (verified, report) = cloudsign_verify(&env, &fresh, &root, None);
+    assert!(ok && out.contains(":INTACT:TRUSTED,TIMESTAMP_TOKEN<INTACT:TRUSTED>"), "pyHanko, fresh: {out}{err}\n{report}");
+    assert!(verified && report.contains("Signature1 (PAdES): TOTAL-PASSED"), "{report}");
+    assert!(report.contains("level:         B-LT\n") && report.contains("O=stale-test,CN=stale-test signer — good (embedded)"), "{report}");
+
+    let stale = dir.join("stale.pdf");
+    let (ok, out, err) = adesverify_offline(&stale, &root);
+    let (verified, report) = cloudsign_verify(&env, &stale, &root, None);
+    assert!(!ok && out.contains(":INTACT:UNTRUSTED"), "pyHanko, stale: {out}{err}\n{report}");
+    assert!(!verified && report.contains("Signature1 (PAdES): INDETERMINATE / TRY_LATER"), "{report}");
+    assert!(report.contains("no revocation status for O=stale-test,CN=stale-test signer"), "{report}");
+    assert!(report.contains("not current at the validation time"), "the stale response is named: {report}");
 }

@@ -25,9 +25,11 @@ async fn service_scope_code_flow_refresh_revoke_and_discovery() {
     let (client, secret) = (client.as_str(), secret.as_str());
     let server = env.start();
 
-    // Discovery: info (v2 issuer, v1 base) and RFC 8414 metadata.
+    // Discovery: info (v2 and v1 base) and RFC 8414 metadata. CSC 2.2 allows exactly one of
+    // oauth2, oauth2Issuer and oauth2Servers, and its Swift client requires oauth2.
     let info = reqwest::get(format!("{}/csc/v2/info", server.url)).await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(info["oauth2Issuer"], server.url);
+    assert_eq!(info["oauth2"], server.url);
+    assert!(info.get("oauth2Issuer").is_none(), "{info}");
     for t in ["basic", "oauth2code", "oauth2client"] {
         assert!(info["authType"].as_array().unwrap().contains(&json!(t)), "{info}");
     }

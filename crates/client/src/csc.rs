@@ -42,6 +42,8 @@ pub struct Client {
     tsa: Option<String>,
     /// `clientData` for `signatures/timestamp`.
     timestamp_client_data: Option<String>,
+    /// signHash in `operationMode` `A` (CSC API 2.2.0.0), fetched with `signatures/signPolling`.
+    asynchronous: bool,
 }
 
 /// `credentials/info`'s answer in the version asked.
@@ -299,7 +301,7 @@ impl Client {
         reqwest::Url::parse(service).map_err(|_| ClientError::Invalid(format!("{service:?} is not a URL")))?;
         let service = service.trim_end_matches('/').to_string();
         let base = format!("{service}/csc/{}", api.name());
-        Ok(Client { http, service, base, api, token: None, tsa: None, timestamp_client_data: None })
+        Ok(Client { http, service, base, api, token: None, tsa: None, timestamp_client_data: None, asynchronous: false })
     }
 
     /// The API version spoken.
@@ -511,8 +513,14 @@ impl Client {
     /// `signatures/signHash` (v1 §11.9, v2 §11.10): one signature value per digest, in order.
     pub async fn sign_hash(&self, sign: &SignHash<'_>) -> Result<Vec<Vec<u8>>, ClientError> {
         let method = "signatures/signHash";
-        let body = sign_hash_body(self.api, sign).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let signed: v2::SignHashResponse = self.call(method, &body).await?;
+        let mut body = sign_hash_body(self.api, sign).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let signed: v2::SignHashResponse = if self.asynchronous && self.api == Api::V2 {
+            body["operationMode"] = "A".into();
+            let accepted: v2::AsyncResponse = self.call(method, &body).await?;
+            self.poll(&accepted.response_id).await?
+        } else {
+            self.call(method, &body).await?
+        };
         if signed.signatures.len() != sign.hashes.len() {
             return Err(ClientError::Malformed {
                 method: method.into(),
@@ -527,6 +535,29 @@ impl Client {
                     .ok_or_else(|| ClientError::Malformed { method: method.into(), detail: "a signature is not base64".into() })
             })
             .collect()
+    }
+
+    /// Sign asynchronously (`operationMode: "A"`, CSC API 2.2.0.0) from now on (v2 only).
+    pub fn set_asynchronous(&mut self, on: bool) {
+        self.asynchronous = on;
+    }
+
+    /// `signatures/signPolling` (CSC API 2.2.0.0 §11.15) until the result: 200 is the result;
+    /// "still running" is an error answer whose description says so (the only signal seen on
+    /// the wire, csc-api-2.2.md §11), tried again after a growing pause, for up to ten minutes.
+    async fn poll<Resp: DeserializeOwned>(&self, response_id: &str) -> Result<Resp, ClientError> {
+        let request = v2::SignPollingRequest { response_id: response_id.into(), client_data: None };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.call("signatures/signPolling", &request).await {
+                Err(e) if still_running(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `signatures/timestamp` (v2 §11.13, v1 §11.10: the same request): an RFC 3161
@@ -745,4 +776,14 @@ mod tests {
         let v1 = CredentialInfo::V1(v1);
         assert!(v1.needs_otp() && v1.key().len == 0 && v1.certificates().unwrap().is_empty());
     }
+}
+
+/// A signPolling answer that says the request is still being processed (cloudsign's wording,
+/// and "in progress"/"pending" as other services may put it).
+fn still_running(e: &ClientError) -> bool {
+    e.refusal().is_some_and(|r| {
+        let d = r.description.to_ascii_lowercase();
+        r.status == StatusCode::BAD_REQUEST
+            && ["still being processed", "in progress", "pending", "still running"].iter().any(|w| d.contains(w))
+    })
 }

@@ -151,6 +151,9 @@ pub struct SignRequest {
     pub sigd: bool,
     /// Where to write the result (one file only); default next to each file.
     pub out: Option<PathBuf>,
+    /// signHash in asynchronous mode (CSC API 2.2.0.0 `operationMode: "A"`, then
+    /// `signatures/signPolling`).
+    pub asynchronous: bool,
 }
 
 /// A file signed and written.
@@ -239,6 +242,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
     let http = reqwest::Client::new();
     let (mut csc, info) = connect(&http, &request.service, request.api).await?;
     csc.set_timestamps(request.tsa.clone(), request.timestamp_client_data.clone());
+    csc.set_asynchronous(request.asynchronous);
     authenticate(&mut csc, &info, &request.auth, ui).await?;
     let cred = credential(&csc, &request.credential, format).await?;
     let hash = cred.scheme.hash();
@@ -817,6 +821,7 @@ mod tests {
             certify: None,
             sigd: false,
             out: None,
+            asynchronous: false,
         }
     }
 

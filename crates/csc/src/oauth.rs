@@ -195,6 +195,9 @@ pub struct TokenResponse {
     /// The credential of a credential token.
     #[serde(rename = "credentialID", default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
+    /// The signatures a credential token authorizes (2.2, csc-api-2.2.md §4).
+    #[serde(rename = "numSignatures", default, skip_serializing_if = "Option::is_none")]
+    pub num_signatures: Option<u64>,
     /// The RAR grant, echoed (CSC v2 §8.3.3, RFC 9396 §7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<Vec<AuthorizationDetail>>,
@@ -214,8 +217,25 @@ pub struct PushedAuthorizationResponse {
     pub request_uri: String,
 }
 
+/// The RAR `type` of a credential authorization in CSC 2.0.0.2.
+pub const RAR_CREDENTIAL: &str = "credential";
+/// The RAR `type` of a credential authorization in CSC 2.2.0.0 (csc-api-2.2.md §4: the EUDI
+/// client sends it; the EUDI server accepts it beside `credential`).
+pub const RAR_CREDENTIAL_2025: &str = "https://cloudsignatureconsortium.org/2025/credential";
+/// 2.2 RAR types of credential creation: the URI form, and the spelling of the EUDI reference
+/// server (csc-api-2.2.md §4, the spelling is not settled; both are accepted).
+pub const RAR_CREDENTIAL_CREATION: [&str; 2] = ["https://cloudsignatureconsortium.org/2025/credential-creation", "credential_creation"];
+/// 2.2 RAR types of credential deletion (URI form and the EUDI server's two spellings).
+pub const RAR_CREDENTIAL_DELETION: [&str; 3] =
+    ["https://cloudsignatureconsortium.org/2025/credential-deletion", "credential_deletion", "credential_delete"];
+/// 2.2 OAuth scope of `credentials/create` (the Kotlin client's spelling first, then the
+/// EUDI server's comments').
+pub const SCOPE_CREDENTIAL_CREATION: [&str; 2] = ["credential-creation", "credential_creation"];
+/// 2.2 OAuth scope of `credentials/delete`.
+pub const SCOPE_CREDENTIAL_DELETION: [&str; 3] = ["credential-deletion", "credential_deletion", "credential_delete"];
+
 /// One `authorization_details` object of type `credential` (RFC 9396 §2; CSC v2 §8.3.2,
-/// csc-api.md §3.15.3).
+/// csc-api.md §3.15.3; 2.2: csc-api-2.2.md §4).
 ///
 /// The members are declared in the order they are checked when missing (the first missing
 /// one is named in the error); they are written in the order the service has always sent
@@ -223,7 +243,7 @@ pub struct PushedAuthorizationResponse {
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::AuthorizationDetail))]
 pub struct AuthorizationDetail {
-    /// `type`: `credential`.
+    /// `type`: `credential` (2.0.0.2) or [`RAR_CREDENTIAL_2025`] (2.2).
     #[serde(rename = "type")]
     pub kind: String,
     /// `credentialID`.
@@ -238,9 +258,29 @@ pub struct AuthorizationDetail {
     /// `hashAlgorithmOID`.
     #[serde(rename = "hashAlgorithmOID")]
     pub hash_algorithm_oid: String,
-    /// `numSignatures` (later CSC versions; 2.0.0.2 has one signature per digest).
-    #[serde(rename = "numSignatures")]
+    /// `numSignatures`: a JSON integer in 2.2 (the Kotlin client and the Data Model); a
+    /// decimal string is read too (2.0-era clients copied the query parameter's form);
+    /// 2.0.0.2 has none (one signature per digest).
+    #[serde(rename = "numSignatures", default, deserialize_with = "integer_or_decimal")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub num_signatures: Option<u64>,
+}
+
+/// A count given as a JSON integer or a decimal string.
+fn integer_or_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Integer(u64),
+        Decimal(String),
+    }
+    match Option::<Count>::deserialize(d)? {
+        None => Ok(None),
+        Some(Count::Integer(n)) => Ok(Some(n)),
+        Some(Count::Decimal(s)) => {
+            s.trim().parse().map(Some).map_err(|_| serde::de::Error::custom("numSignatures is not a non-negative integer"))
+        }
+    }
 }
 
 impl Serialize for AuthorizationDetail {
@@ -281,6 +321,9 @@ pub struct DocumentDigest {
     pub hash: String,
     /// The document's name, shown to the signer (`null` when absent).
     pub label: Option<String>,
+    /// 2.2: `SDR`, `DTBSR` or `SODR` (any letter case; echoed as sent).
+    #[serde(rename = "hashType", default, skip_serializing_if = "Option::is_none")]
+    pub hash_type: Option<String>,
 }
 
 /// Authorization server metadata (RFC 8414 §2), at `/.well-known/oauth-authorization-server`.
@@ -348,7 +391,7 @@ mod tests {
             kind: "credential".into(),
             credential_id: Some("c".into()),
             signature_qualifier: None,
-            document_digests: vec![DocumentDigest { hash: "aGk=".into(), label: None }],
+            document_digests: vec![DocumentDigest { hash: "aGk=".into(), label: None, hash_type: None }],
             hash_algorithm_oid: "2.16.840.1.101.3.4.2.1".into(),
             num_signatures: None,
         };
@@ -362,5 +405,18 @@ mod tests {
     fn the_first_missing_member_is_named() {
         let e = crate::json::parse::<Vec<AuthorizationDetail>>(br#"[{"credentialID": "c"}]"#).unwrap_err();
         assert!(e.contains("`type`"), "{e}");
+    }
+
+    #[test]
+    fn num_signatures_is_an_integer_or_a_decimal_string() {
+        let parse = |n: &str| {
+            let text = format!(r#"[{{"type":"credential","documentDigests":[],"hashAlgorithmOID":"x","numSignatures":{n}}}]"#);
+            crate::json::parse::<Vec<AuthorizationDetail>>(text.as_bytes()).map(|v| v[0].num_signatures)
+        };
+        assert_eq!(parse("3").unwrap(), Some(3));
+        assert_eq!(parse(r#""4""#).unwrap(), Some(4));
+        assert_eq!(parse("null").unwrap(), None);
+        assert!(parse(r#""two""#).is_err());
+        assert!(parse("-1").is_err());
     }
 }

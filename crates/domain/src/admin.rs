@@ -447,7 +447,7 @@ impl Service {
 
     /// Destroy a credential's key where it lives outside its record (an HSM); a no-op for the
     /// software keystore, whose handle is the key.
-    async fn destroy_key(&self, kind: KeyBackendKind, handle: &[u8], credential_id: &str) -> Result<()> {
+    pub(crate) async fn destroy_key(&self, kind: KeyBackendKind, handle: &[u8], credential_id: &str) -> Result<()> {
         let backend = self.backend_of(kind)?;
         let binding = credential_key_binding(credential_id);
         if !backend.blocks() {

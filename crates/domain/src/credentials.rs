@@ -98,6 +98,46 @@ pub struct CredentialView {
     pub auth_mode: crate::AuthMode,
 }
 
+impl CredentialView {
+    /// 2.2 `cert.qcStatements` (§11.7): the statement OIDs of the certificate's
+    /// qcStatements extension (RFC 3739 §3.2.6, ETSI EN 319 412-5), in their order.
+    pub fn qc_statements(&self) -> Vec<String> {
+        extension_oids(&self.cert_der, ID_PE_QC_STATEMENTS)
+    }
+
+    /// 2.2 `cert.policy` (§11.7): the policy OIDs of the certificatePolicies extension
+    /// (RFC 5280 §4.2.1.4), in their order.
+    pub fn policies(&self) -> Vec<String> {
+        extension_oids(&self.cert_der, ID_CE_CERTIFICATE_POLICIES)
+    }
+}
+
+/// id-pe-qcStatements (RFC 3739).
+const ID_PE_QC_STATEMENTS: &str = "1.3.6.1.5.5.7.1.3";
+/// id-ce-certificatePolicies (RFC 5280).
+const ID_CE_CERTIFICATE_POLICIES: &str = "2.5.29.32";
+
+/// The leading OID of each element of the SEQUENCE OF that extension `wanted` holds: both
+/// `QCStatements` (`SEQUENCE OF QCStatement { statementId, ... }`) and `certificatePolicies`
+/// (`SEQUENCE OF PolicyInformation { policyIdentifier, ... }`) have that shape. A certificate
+/// that does not parse, or lacks the extension, yields none.
+fn extension_oids(cert: &[u8], wanted: &str) -> Vec<String> {
+    use cloudsign_asn1::der::Reader;
+    use cloudsign_asn1::oid::decode_oid;
+    let read = || -> Option<Vec<String>> {
+        let exts = cloudsign_asn1::cert::extensions(cert)?;
+        let Some((_, value)) = exts.into_iter().find(|(oid, _)| oid == wanted) else { return Some(Vec::new()) };
+        let mut items = Reader::new(Reader::new(value).expect(0x30)?);
+        let mut out = Vec::new();
+        while !items.is_empty() {
+            let mut item = Reader::new(items.expect(0x30)?);
+            out.push(decode_oid(item.expect(0x06)?)?);
+        }
+        Some(out)
+    };
+    read().unwrap_or_default()
+}
+
 /// Digests sent with an authorization, decoded.
 #[derive(Debug, Clone)]
 pub struct HashesInput {
@@ -607,5 +647,29 @@ impl Drop for AttemptGuard {
                 AttemptOf::User(id) => store.abandon_login_attempt(&id, &lease).await,
             };
         });
+    }
+}
+
+#[cfg(test)]
+mod cert_extension_tests {
+    use super::*;
+    use cloudsign_asn1::der::{explicit, octets, oid, seq, small_uint};
+
+    #[test]
+    fn policy_and_qc_statement_oids_are_read_from_the_extensions() {
+        let policies = seq(&[&seq(&[&oid("1.2.3.4")]), &seq(&[&oid("0.4.0.194112.1.2"), &seq(&[])])]);
+        let qc = seq(&[&seq(&[&oid("0.4.0.1862.1.1")]), &seq(&[&oid("0.4.0.1862.1.6"), &seq(&[&oid("0.4.0.1862.1.6.1")])])]);
+        let extensions = explicit(
+            3,
+            &seq(&[
+                &seq(&[&oid(ID_CE_CERTIFICATE_POLICIES), &octets(&policies)]),
+                &seq(&[&oid(ID_PE_QC_STATEMENTS), &[0x01, 0x01, 0xff], &octets(&qc)]),
+            ]),
+        );
+        let cert = seq(&[&seq(&[&explicit(0, &small_uint(2)), &small_uint(7), &extensions])]);
+        assert_eq!(extension_oids(&cert, ID_CE_CERTIFICATE_POLICIES), ["1.2.3.4", "0.4.0.194112.1.2"]);
+        assert_eq!(extension_oids(&cert, ID_PE_QC_STATEMENTS), ["0.4.0.1862.1.1", "0.4.0.1862.1.6"]);
+        assert!(extension_oids(&cert, "2.5.29.17").is_empty());
+        assert!(extension_oids(b"not DER", ID_PE_QC_STATEMENTS).is_empty());
     }
 }

@@ -125,6 +125,51 @@ pub struct Session {
     pub token_hash: Option<String>,
 }
 
+impl Session {
+    /// Whether this session may create credentials (CSC 2.2 §11.4 `credentials/create`).
+    ///
+    /// A service-scope session (auth/login, OAuth `service` scope, client credentials) may:
+    /// it is the user acting on their own account. A credential-scope token may not (it
+    /// authorizes signatures with one credential, nothing else). The 2.2 `credential-creation`
+    /// scope will grant this too once its tokens have their own kind in the store; the OAuth
+    /// server refuses that scope until then.
+    pub fn may_create_credentials(&self) -> bool {
+        self.credential.is_none()
+    }
+
+    /// Whether this session may delete credential `credential_id` (CSC 2.2 §11.5
+    /// `credentials/delete`): a service-scope session may (whether the credential is the
+    /// user's is the caller's check, as for every credential method); a credential-scope
+    /// token may not, not even for its own credential (signing is not deleting). The 2.2
+    /// `credential-deletion` scope will grant it for the one credential it names.
+    pub fn may_delete_credential(&self, credential_id: &str) -> bool {
+        let _ = credential_id;
+        self.credential.is_none()
+    }
+
+    /// The credential a credential-scope token is limited to, if the session is one.
+    pub fn credential_scope(&self) -> Option<&str> {
+        self.credential.as_ref().map(|c| c.credential_id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn only_service_scope_sessions_create_and_delete() {
+        let service = Session { user_id: "u".into(), user_name: "alice".into(), credential: None, token_hash: None };
+        assert!(service.may_create_credentials() && service.may_delete_credential("c1"));
+        let scoped = Session {
+            credential: Some(CredentialScope { credential_id: "c1".into(), sad_hash: "h".into(), token: "t".to_string().into() }),
+            ..service
+        };
+        assert!(!scoped.may_create_credentials() && !scoped.may_delete_credential("c1"));
+        assert_eq!(scoped.credential_scope(), Some("c1"));
+    }
+}
+
 /// The reach of a credential-scope token.
 #[derive(Clone)]
 pub struct CredentialScope {

@@ -47,6 +47,16 @@ pub struct SignDocInput {
     pub items: Vec<DocItem>,
 }
 
+/// What [`Service::check_doc`] found: the credential, its key (opened), its certificate, the
+/// SAD (hash) that pays, and the one digest algorithm of the request.
+pub(crate) struct DocChecked {
+    pub(crate) row: cloudsign_store::CredentialRow,
+    pub(crate) key: Arc<dyn SigningKey>,
+    pub(crate) certificate: Vec<u8>,
+    pub(crate) sad_hash: String,
+    pub(crate) scheme: SignAlgorithm,
+}
+
 impl Service {
     /// Sign documents; each signature (DER CMS, or the compact JWS text), in request order.
     /// Refusals are audited.
@@ -57,6 +67,29 @@ impl Service {
     }
 
     async fn sign_doc_checked(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
+        let DocChecked { row, key, certificate, sad_hash, scheme } = self.check_doc(session, &input).await?;
+        let digests_hex: Vec<String> = input.items.iter().map(|i| crate::secrets::hex(&i.digest)).collect();
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex, &sad_hash, None).await?)?;
+        crate::metrics::METRICS.sad_spent(input.items.len());
+        // From here the signatures are paid for: a failure is final, and audited as such.
+        let result = self.sign_docs(&key, &certificate, input.items).await.map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s));
+        if let Err(e) = &result {
+            self.audit(
+                &session.user_name,
+                "signatures.signDoc",
+                Outcome::Failed,
+                Some(&row.id),
+                serde_json::json!({"client": ctx.client, "error": e.to_string()}),
+            )
+            .await?;
+        }
+        result
+    }
+
+    /// Everything signDoc checks before the SAD is spent (the synchronous and the asynchronous
+    /// mode alike): the credential, the formats and algorithms, the documents (parsed), the
+    /// validation data for long-term levels, and the key (opened).
+    pub(crate) async fn check_doc(&self, session: &Session, input: &SignDocInput) -> Result<DocChecked> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         let Some(first) = input.items.first() else { return Err(Error::invalid("Missing documentDigests or documents")) };
@@ -104,22 +137,7 @@ impl Service {
         for item in &input.items {
             preflight(item, &certificate, &self.ca.issuing_der)?;
         }
-        let digests_hex: Vec<String> = input.items.iter().map(|i| crate::secrets::hex(&i.digest)).collect();
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex, &sad_hash, None).await?)?;
-        crate::metrics::METRICS.sad_spent(input.items.len());
-        // From here the signatures are paid for: a failure is final, and audited as such.
-        let result = self.sign_docs(&key, &certificate, input.items).await.map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s));
-        if let Err(e) = &result {
-            self.audit(
-                &session.user_name,
-                "signatures.signDoc",
-                Outcome::Failed,
-                Some(&row.id),
-                serde_json::json!({"client": ctx.client, "error": e.to_string()}),
-            )
-            .await?;
-        }
-        result
+        Ok(DocChecked { row, key, certificate, sad_hash, scheme })
     }
 
     /// What a verifier needs for B-LT (root, TSA certificate, the issuing CA's CRL for the
@@ -141,7 +159,7 @@ impl Service {
     /// the time-stamp, a strict validator would find it stale. OCSP `producedAt` and CRL
     /// `thisUpdate` have whole seconds and the time-stamps milliseconds, so the data is made in
     /// the second after the last time-stamp.
-    async fn sign_docs(&self, key: &Arc<dyn SigningKey>, certificate: &[u8], items: Vec<DocItem>) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn sign_docs(&self, key: &Arc<dyn SigningKey>, certificate: &[u8], items: Vec<DocItem>) -> Result<Vec<Vec<u8>>> {
         let chain = vec![self.ca.issuing_der.clone()];
         let signing_time = now();
         let mut signed = Vec::with_capacity(items.len());

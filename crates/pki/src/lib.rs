@@ -235,7 +235,21 @@ impl IssuingCa {
         validity_days: u32,
     ) -> Result<IssuedCert, PkiError> {
         let usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
-        self.issue(names, common_name, (algorithm, raw_public_key), validity_days, usages, Vec::new())
+        self.issue(names, common_name, (algorithm, raw_public_key), Duration::days(i64::from(validity_days)), usages, Vec::new())
+    }
+
+    /// A short-lived signing certificate (on-demand credentials, CSC 2.2 §11.4): the same
+    /// profile, valid for `validity_minutes` (capped at the CA's own end).
+    pub fn issue_short_signing_cert(
+        &self,
+        names: &CaNames,
+        common_name: &str,
+        public_key: &dyn SigningKey,
+        validity_minutes: u32,
+    ) -> Result<IssuedCert, PkiError> {
+        let usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+        let key = (public_key.algorithm(), public_key.public_key_raw());
+        self.issue(names, common_name, key, Duration::minutes(i64::from(validity_minutes)), usages, Vec::new())
     }
 
     /// Issue the time-stamping authority's certificate: key usage digitalSignature and the
@@ -245,7 +259,7 @@ impl IssuingCa {
         let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
         ext.set_criticality(true);
         let key = (public_key.algorithm(), public_key.public_key_raw());
-        self.issue(names, TSA_CN, key, validity_days, vec![KeyUsagePurpose::DigitalSignature], vec![ext])
+        self.issue(names, TSA_CN, key, Duration::days(i64::from(validity_days)), vec![KeyUsagePurpose::DigitalSignature], vec![ext])
     }
 
     fn issue(
@@ -253,7 +267,7 @@ impl IssuingCa {
         names: &CaNames,
         common_name: &str,
         (algorithm, raw_public_key): (KeyAlgorithm, &[u8]),
-        validity_days: u32,
+        validity: Duration,
         key_usages: Vec<KeyUsagePurpose>,
         extensions: Vec<rcgen::CustomExtension>,
     ) -> Result<IssuedCert, PkiError> {
@@ -272,7 +286,7 @@ impl IssuingCa {
         }
         p.use_authority_key_identifier_extension = true;
         let ca_end = OffsetDateTime::from_unix_timestamp(self.not_after).map_err(build)?;
-        let end = (now + Duration::days(i64::from(validity_days))).min(ca_end);
+        let end = (now + validity).min(ca_end);
         set_validity(&mut p, now, end)?;
         let subject_key = EndEntityPublicKey { raw: raw_public_key.to_vec(), alg: rcgen_alg(algorithm) };
         let issuer = Issuer::from_params(&self.params, RcgenSigner::new(self.key.clone())?);

@@ -5,6 +5,7 @@
 
 use cloudsign_asn1::oid::{ID_AD_OCSP, ID_CE_CRL_DISTRIBUTION_POINTS, ID_PE_AUTHORITY_INFO_ACCESS, ID_PKIX_OCSP_BASIC, decode_oid};
 
+use cloudsign_asn1::cert::extensions;
 use cloudsign_asn1::der::{self, Reader};
 
 /// The subject and issuer Names (whole DER encodings).
@@ -23,28 +24,6 @@ pub fn is_self_issued(cert: &[u8]) -> bool {
 pub fn find_issuer<'a>(cert: &[u8], candidates: &'a [Vec<u8>]) -> Option<&'a [u8]> {
     let (_, issuer) = subject_and_issuer(cert)?;
     candidates.iter().find(|c| subject_and_issuer(c).is_some_and(|(s, _)| s == issuer)).map(Vec::as_slice)
-}
-
-/// The extensions: (OID, extnValue contents).
-fn extensions(cert: &[u8]) -> Option<Vec<(String, &[u8])>> {
-    let mut outer = Reader::new(cert);
-    let mut tbs = Reader::new(Reader::new(outer.expect(0x30)?).expect(0x30)?);
-    let mut out = Vec::new();
-    while let Some((tag, body, _)) = tbs.next() {
-        if tag != 0xA3 {
-            continue;
-        }
-        let mut list = Reader::new(Reader::new(body).expect(0x30)?);
-        while !list.is_empty() {
-            let mut ext = Reader::new(list.expect(0x30)?);
-            let oid = decode_oid(ext.expect(0x06)?)?;
-            if ext.peek_tag() == Some(0x01) {
-                ext.next()?; // critical
-            }
-            out.push((oid, ext.expect(0x04)?));
-        }
-    }
-    Some(out)
 }
 
 /// URIs (GeneralName uniformResourceIdentifier, `[6] IA5String`) in a GeneralNames body.

@@ -93,6 +93,9 @@ pub(crate) struct AppState {
 /// The application router. `base_url` is the address clients use (the configured public
 /// URL, or the bound address): the OAuth issuer and the base of its endpoints.
 pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Router {
+    // Every node runs asynchronous jobs (CSC 2.2 operationMode "A"), whether or not it is
+    // asked for one: a job accepted on another node may be waiting (idempotent).
+    service.start_async_worker();
     let base_url = base_url.trim_end_matches('/');
     let state = AppState {
         service,

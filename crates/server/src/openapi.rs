@@ -31,6 +31,7 @@ use utoipa::OpenApi as _;
     v1::SignHashRequest,
     v2::InfoRequest,
     v2::InfoResponse,
+    v2::OAuth2Server,
     v2::LoginRequest,
     v2::LoginResponse,
     v2::RevokeRequest,
@@ -48,6 +49,10 @@ use utoipa::OpenApi as _;
     v2::TimestampResponse,
     v2::SignDocRequest,
     v2::SignDocResponse,
+    v2::AsyncResponse,
+    v2::SignPollingRequest,
+    v2::SignatureCreationRequest,
+    v2::AdesParameters,
     oauth::ErrorResponse,
     oauth::AuthorizeRequest,
     oauth::TokenRequest,
@@ -88,6 +93,10 @@ enum Success {
     Json(&'static str),
     /// 204 without a body.
     NoContent,
+    /// 200 with a JSON body of any of these schemas (the synchronous result, or the
+    /// `responseID` of CSC 2.2 asynchronous mode; signPolling's result is the original
+    /// method's).
+    AnyOf(&'static [&'static str]),
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -172,6 +181,10 @@ fn csc_method(version: &str, method: &str, request: Option<&str>, success: Succe
             responses.insert("200".into(), json!({"description": "OK", "content": {"application/json": {"schema": schema_ref(schema)}}}))
         }
         Success::NoContent => responses.insert("204".into(), json!({"description": "Done; no body."})),
+        Success::AnyOf(schemas) => {
+            let any: Vec<Value> = schemas.iter().map(|s| schema_ref(s)).collect();
+            responses.insert("200".into(), json!({"description": "OK", "content": {"application/json": {"schema": {"anyOf": any}}}}))
+        }
     };
     for status in errors {
         responses.insert(status.to_string(), csc_error(*status));
@@ -193,7 +206,7 @@ fn csc_method(version: &str, method: &str, request: Option<&str>, success: Succe
 /// The CSC v1 and v2 operations.
 fn csc_paths(paths: &mut Map<String, Value>) {
     use Auth::{Bearer, Login, Public};
-    use Success::{Json, NoContent};
+    use Success::{AnyOf, Json, NoContent};
     // Every bearer call authenticates against the store first: 401 before anything else, 503
     // when the store is down; every JSON body may be too large or of another type.
     const BEARER: &[u16] = &[400, 401, 413, 415, 503];
@@ -207,8 +220,9 @@ fn csc_paths(paths: &mut Map<String, Value>) {
         ("credentials/authorize", Some("v2.AuthorizeRequest"), Json("v2.SadResponse"), Bearer, BEARER),
         ("credentials/extendTransaction", Some("v2.ExtendTransactionRequest"), Json("v2.SadResponse"), Bearer, BEARER),
         ("credentials/getChallenge", Some("v2.GetChallengeRequest"), NoContent, Bearer, BEARER),
-        ("signatures/signHash", Some("v2.SignHashRequest"), Json("v2.SignHashResponse"), Bearer, BEARER),
-        ("signatures/signDoc", Some("v2.SignDocRequest"), Json("v2.SignDocResponse"), Bearer, BEARER),
+        ("signatures/signHash", Some("v2.SignHashRequest"), AnyOf(&["v2.SignHashResponse", "v2.AsyncResponse"]), Bearer, BEARER),
+        ("signatures/signDoc", Some("v2.SignDocRequest"), AnyOf(&["v2.SignDocResponse", "v2.AsyncResponse"]), Bearer, BEARER),
+        ("signatures/signPolling", Some("v2.SignPollingRequest"), AnyOf(&["v2.SignHashResponse", "v2.SignDocResponse"]), Bearer, BEARER),
         ("signatures/timestamp", Some("v2.TimestampRequest"), Json("v2.TimestampResponse"), Bearer, BEARER),
     ];
     for (method, request, success, auth, errors) in v2_methods {
@@ -376,6 +390,13 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
         json!({"get": {
             "tags": ["OAuth 2.0"], "operationId": "oauth2_style", "summary": "The pages' stylesheet", "security": [],
             "responses": with(ok("200", "CSS.", json!({"text/css; charset=utf-8": {"schema": {"type": "string"}}})), &[429], csc_error),
+        }}),
+    );
+    paths.insert(
+        "/oauth2/assets/logo.svg".into(),
+        json!({"get": {
+            "tags": ["OAuth 2.0"], "operationId": "oauth2_logo", "summary": "The service logo (`info.logo`)", "security": [],
+            "responses": with(ok("200", "SVG.", json!({"image/svg+xml": {"schema": {"type": "string"}}})), &[429], csc_error),
         }}),
     );
 }

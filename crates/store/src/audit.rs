@@ -20,7 +20,7 @@
 //! Lock order (PostgreSQL): a transaction that takes the head lock and then waits for another
 //! row lock could deadlock with one that holds that row and waits for the head. So the head is
 //! either taken last (a lone record: [`insert_audit`] is the transaction's last statement) or
-//! first ([`lock_chain`], at the start of a batch that writes several records, which it then
+//! first ([`BEGIN_LOCKING_CHAIN`], at the start of a batch that writes several records, which it then
 //! appends in one statement with [`append_locked`]).
 //!
 //! The chain makes any edit that is not recomputed over every later record visible; signed
@@ -205,20 +205,25 @@ pub(crate) async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<i
     Ok(seq)
 }
 
-/// PostgreSQL: take the chain head's row lock now, at the start of a transaction that will
-/// append several records among other row locks (a group-commit batch), so that the head is
-/// never taken after another row lock (see "Lock order" above). Returns the head (its `seq`
-/// and hash), from which [`append_locked`] chains the batch's records.
-pub(crate) async fn lock_chain(c: &mut Conn<'_>) -> Result<(i64, String)> {
+/// PostgreSQL: the statements that open a transaction which will append several records
+/// among other row locks (a group-commit batch, `Db::transaction_with`): BEGIN and the chain
+/// head's row lock in one round trip, so that the head is never taken after another row lock
+/// (see "Lock order" above). The head's value is read later in the transaction
+/// ([`chain_head`], or with the batch's first statement), from which [`append_locked`] chains
+/// the batch's records.
+pub(crate) const BEGIN_LOCKING_CHAIN: &str = "BEGIN; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE";
+
+/// The chain head (its `seq` and hash), read in the caller's transaction.
+pub(crate) async fn chain_head(c: &mut Conn<'_>) -> Result<(i64, String)> {
     let head = c
-        .opt("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])
+        .opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
         .await?
         .ok_or_else(|| StoreError::Db("the audit chain head is missing".into()))?;
     Ok((head.i64("seq")?, head.str("hash")?))
 }
 
 /// PostgreSQL: append `records`, in order, to the chain whose head `head` this transaction
-/// holds locked ([`lock_chain`]): their hashes are computed here from the head, and the records
+/// holds locked ([`BEGIN_LOCKING_CHAIN`]): their hashes are computed here from the head, and the records
 /// and the new head are written by one statement, so a batch pays one round trip for its audit
 /// however many signatures it holds (issue 15). Nothing else may append in between: the head
 /// lock is held until the transaction ends.

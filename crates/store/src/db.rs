@@ -352,6 +352,15 @@ impl Db {
         }
     }
 
+    /// PostgreSQL: a transaction opened by `begin` (several statements without parameters, sent
+    /// as one simple query: one round trip), e.g. BEGIN and a row lock.
+    pub(crate) async fn transaction_with(&self, begin: &'static str) -> Result<Conn<'_>> {
+        match self {
+            Db::Pg(pool, t) => Ok(Conn::PgTx(pg_bounded(*t, pool.begin_with(begin)).await?, *t)),
+            Db::Sqlite { .. } => Err(StoreError::Db("transaction_with() is for PostgreSQL".into())),
+        }
+    }
+
     pub(crate) async fn close(&self) {
         if let Db::Pg(pool, _) = self {
             pool.close().await;

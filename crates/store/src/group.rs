@@ -19,7 +19,7 @@
 //! everything queued in one transaction, answering each after the commit. The batch first takes
 //! the audit chain head (so batches on every node run one at a time and never wait for each
 //! other's SAD rows), then takes the counts of all jobs on unbound SADs in one UPDATE and
-//! appends all audit records in one statement: five round trips however large the batch. Bound
+//! appends all audit records in one statement: four round trips however large the batch. Bound
 //! SADs and refusals run one by one in savepoints as on SQLite. Exactly-once across nodes still
 //! rests on the row locks the UPDATEs take: a batch is one transaction like any other; a
 //! deadlock or serialization failure with another kind of transaction (a revocation) rolls the
@@ -161,27 +161,21 @@ impl GroupCommit {
     /// commit, a statement outside a savepoint) fails every job of it, and nothing of it is
     /// kept. A failure before the jobs are taken fails the queued jobs, so that a database that
     /// is down answers every waiting request (503) instead of leaving it to the next leader.
-    /// Its round trips do not grow with the batch when its SADs bind no digests: BEGIN, the
-    /// chain head, one UPDATE taking every job's count (`sad::take_unbound_counts`), one
-    /// statement appending every audit record (`audit::append_locked`), COMMIT.
+    /// Its round trips do not grow with the batch when its SADs bind no digests: BEGIN with the
+    /// chain head's lock, one UPDATE taking every job's count that also reads the head
+    /// (`sad::take_unbound_counts`), one statement appending every audit record
+    /// (`audit::append_locked`), COMMIT.
     async fn run_pg(&self, db: &Db, batch: &mut Vec<Waiting>) -> Vec<Result<Option<ConsumeOutcome>>> {
         let fail = |batch: &mut Vec<Waiting>, e: crate::StoreError| {
             self.take_pg(batch);
             batch.iter().map(|_| Err(e.clone())).collect()
         };
-        let mut c = match db.transaction().await {
-            Ok(c) => c,
-            Err(e) => return fail(batch, e),
-        };
         // The audit chain head before any SAD row: the batch appends its records among its row
         // locks (lock order, `audit.rs`). Held to the commit, it also makes batches on every
         // node run one at a time, so two batches never wait for each other's SAD rows.
-        let head = match crate::audit::lock_chain(&mut c).await {
-            Ok(h) => h,
-            Err(e) => {
-                c.rollback().await;
-                return fail(batch, e);
-            }
+        let mut c = match db.transaction_with(crate::audit::BEGIN_LOCKING_CHAIN).await {
+            Ok(c) => c,
+            Err(e) => return fail(batch, e),
         };
         self.take_pg(batch);
         if batch.is_empty() {
@@ -191,7 +185,7 @@ impl GroupCommit {
         }
         let all = |e: crate::StoreError| batch.iter().map(|_| Err(e.clone())).collect();
         let jobs: Vec<&ConsumeJob> = batch.iter().map(|w| &w.job).collect();
-        let taken = match crate::sad::take_unbound_counts(&mut c, &jobs).await {
+        let (taken, head) = match crate::sad::take_unbound_counts(&mut c, &jobs).await {
             Ok(t) => t,
             Err(e) => {
                 c.rollback().await;

@@ -9,7 +9,7 @@
 //! One module per table (or group of tables), each with its rows and its `impl Store` block:
 //! `meta`, `ca` (CA certificates, and certificate status for the CRL and OCSP), `users`,
 //! `credentials` (with OTP challenges), `tokens`, `oauth` (clients, requests, codes), `sad`
-//! (SADs and their digests) and `audit`.
+//! (SADs and their digests), `jobs` (asynchronous signature requests) and `audit`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -42,6 +42,7 @@ mod codec;
 mod credentials;
 mod db;
 mod group;
+mod jobs;
 mod meta;
 mod oauth;
 mod sad;
@@ -55,6 +56,7 @@ pub use audit::{AuditCheckpoint, AuditEvent, GENESIS, NewAudit, Outcome, checkpo
 pub use ca::{CaRow, CertRow, RevokedCert};
 pub use cloudsign_keys::KeyBackendKind;
 pub use credentials::{AuthMode, CertState, CredentialRow, OtpKind};
+pub use jobs::{JobEnd, JobRow, NewJob, TakenJob};
 pub use oauth::{ClientRow, CodeIssue, CodeRow, OAuthRequestRow, Redeemed, RequestKind};
 pub use sad::{ConsumeOutcome, ConsumeSad, NewSad, SadGuard, SadRow};
 pub use tokens::{NewToken, TokenKind, TokenRow};
@@ -137,6 +139,9 @@ impl Store {
             n += c.exec("DELETE FROM sads WHERE expires_at < $1", &[P::I(now)]).await?;
             n += c.exec("DELETE FROM tokens WHERE expires_at < $1", &[P::I(now)]).await?;
             n += c.exec("DELETE FROM otp_challenges WHERE expires_at < $1", &[P::I(now)]).await?;
+            // Leases of PIN and password checks whose process died before it released them (the
+            // next check of the same subject drops them too; these are subjects never retried).
+            n += c.exec("DELETE FROM auth_attempts WHERE expires_at <= $1", &[P::I(now)]).await?;
             n += c.exec("DELETE FROM oauth_requests WHERE expires_at < $1", &[P::I(now)]).await?;
             // Used codes are kept a day past expiry so that a replay still revokes what they issued.
             n += c.exec("DELETE FROM oauth_codes WHERE expires_at < $1", &[P::I(now - 86_400)]).await?;

@@ -355,7 +355,7 @@ async fn take_count(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<Option<
 /// its SAD cannot serve whole) are left to [`decide_in`] one by one, which also explains a
 /// refusal. A SAD binding no digests has nothing else to update, so a taken count is the whole
 /// consumption but for its audit record, which the batch appends (`audit::append_locked`).
-pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::ConsumeJob]) -> Result<Vec<bool>> {
+pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::ConsumeJob]) -> Result<(Vec<bool>, (i64, String))> {
     type Caller<'j> = (&'j str, &'j str, &'j Option<(String, String)>);
     // Per SAD: the caller of its first job, and the group's index.
     let mut groups: std::collections::HashMap<&str, (Caller<'_>, usize)> = std::collections::HashMap::new();
@@ -390,13 +390,15 @@ pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::Consum
         member.push(g);
     }
     if hashes.is_empty() {
-        return Ok(vec![false; jobs.len()]);
+        return Ok((vec![false; jobs.len()], crate::audit::chain_head(c).await?));
     }
     // One row of `j` per SAD, so that no row of `sads` is matched twice (an UPDATE applies
     // only one of several matching FROM rows, PostgreSQL manual, UPDATE, "Notes").
-    let taken = c
+    // The chain head (locked by this transaction, `audit::BEGIN_LOCKING_CHAIN`) comes back in the same
+    // round trip: one more row, after the statement's UPDATE.
+    let rows = c
         .all(
-            "UPDATE sads s SET remaining = s.remaining - j.n \
+            "WITH taken AS (UPDATE sads s SET remaining = s.remaining - j.n \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[]) AS j(hash, user_id, credential_id, n, now, token, key_handle) \
              WHERE s.hash = j.hash AND s.user_id = j.user_id AND s.credential_id = j.credential_id AND s.revoked = 0 AND s.bound = 0 \
                AND s.expires_at > j.now AND s.remaining >= j.n \
@@ -405,18 +407,26 @@ pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::Consum
                    AND t.revoked = 0 AND t.expires_at > j.now AND u.disabled = 0) \
                  AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = j.credential_id AND c.user_id = j.user_id AND c.disabled = 0 AND c.locked = 0 \
                    AND c.cert_status = 'valid' AND c.key_handle = j.key_handle AND c.not_before <= j.now AND c.not_after > j.now))) \
-             RETURNING s.hash",
+             RETURNING s.hash) \
+             SELECT hash, NULL::int8 AS seq, NULL::text AS head FROM taken \
+             UNION ALL SELECT NULL, seq, hash FROM audit_head WHERE id = 1",
             &[P::SA(&hashes), P::SA(&users), P::SA(&creds), P::IA(&counts), P::IA(&nows), P::OSA(&tokens), P::OSA(&handles)],
         )
         .await?;
     let mut served = vec![false; hashes.len()];
-    for r in &taken {
-        let h = r.str("hash")?;
-        if let Some((_, g)) = groups.get(h.as_str()) {
-            served[*g] = true;
+    let mut head = None;
+    for r in &rows {
+        match r.opt_str("hash")? {
+            Some(h) => {
+                if let Some((_, g)) = groups.get(h.as_str()) {
+                    served[*g] = true;
+                }
+            }
+            None => head = Some((r.i64("seq")?, r.str("head")?)),
         }
     }
-    Ok(member.into_iter().map(|g| g.is_some_and(|g| served[g])).collect())
+    let head = head.ok_or_else(|| crate::StoreError::Db("the audit chain head is missing".into()))?;
+    Ok((member.into_iter().map(|g| g.is_some_and(|g| served[g])).collect(), head))
 }
 
 /// The statements of one SAD consumption but its audit record (see [`Store::consume_sad`]), in

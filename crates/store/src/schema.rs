@@ -19,7 +19,8 @@ use crate::db::{Db, P};
 /// Version 8: the audit hash chain (`audit.prev_hash`, `audit.hash`, the chain head
 /// `audit_head`) and signed checkpoints (`audit_checkpoints`); records written before are
 /// chained at migration (`audit::chain_existing`).
-const SCHEMA_VERSION: &str = "8";
+/// Version 9: asynchronous signature requests (`async_jobs`, CSC API 2.2.0.0 `operationMode: "A"`).
+const SCHEMA_VERSION: &str = "9";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -59,6 +60,8 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
     ("6", &["ALTER TABLE sads ADD COLUMN token TEXT"]),
     // Then `audit::chain_existing` (in `migrate`).
     ("7", &["ALTER TABLE audit ADD COLUMN prev_hash TEXT", "ALTER TABLE audit ADD COLUMN hash TEXT"]),
+    // The table itself is in `TABLES` (created if absent on every start).
+    ("8", &[]),
 ];
 
 const TABLES: &[&str] = &[
@@ -109,6 +112,14 @@ const TABLES: &[&str] = &[
     // Signed checkpoints of the audit chain: the CA's signature over (seq, hash, at).
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq BIGINT NOT NULL, hash TEXT NOT NULL, at BIGINT NOT NULL, signature TEXT NOT NULL, \
      PRIMARY KEY (seq, at))",
+    // Asynchronous signature requests (`jobs.rs`) by the hash of their responseID: `state`
+    // pending, running (under a lease until `lease_until`, claim number `attempts`), done or
+    // failed (`result` waiting for signPolling, kept until `expires_at`).
+    "CREATE TABLE IF NOT EXISTS async_jobs (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, actor TEXT NOT NULL, credential_id TEXT NOT NULL, \
+     method TEXT NOT NULL, request TEXT NOT NULL, sad_hash TEXT NOT NULL, digests TEXT NOT NULL, state TEXT NOT NULL, result TEXT, \
+     attempts BIGINT NOT NULL DEFAULT 0, lease_until BIGINT NOT NULL DEFAULT 0, response_uri TEXT, response_id TEXT, \
+     created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS async_jobs_state ON async_jobs (state, created_at)",
 ];
 
 /// Indexes on columns that a migration adds: created after the migrations have run.

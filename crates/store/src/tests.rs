@@ -236,3 +236,24 @@ async fn pg_drop(name: &str) {
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&admin).await;
     admin.close().await;
 }
+
+/// A lease left by a process that died mid-check is dropped by the periodic purge once it has
+/// lapsed; a live one stays.
+#[tokio::test]
+async fn purge_drops_lapsed_attempt_leases() {
+    use crate::Result;
+    async fn two_leases(store: &Store) -> Result<()> {
+        transaction!(store.db, |c| {
+            assert!(crate::credentials::take_lease(&mut c, "credential:x", "l1", 5, 100).await?);
+            assert!(crate::credentials::take_lease(&mut c, "credential:y", "l2", 5, 10_000).await?);
+            Ok(((), true))
+        })
+    }
+    let (dir, store) = store().await;
+    two_leases(&store).await.unwrap();
+    store.purge_expired(100 + crate::credentials::ATTEMPT_LEASE_SECONDS).await.unwrap();
+    let left = store.db.read().await.unwrap().all("SELECT subject FROM auth_attempts", &[]).await.unwrap();
+    let left: Vec<String> = left.iter().map(|r| r.str("subject").unwrap()).collect();
+    assert_eq!(left, ["credential:y"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -41,6 +41,12 @@ pub struct SignerInfo {
     pub signature: Vec<u8>,
     /// The unsigned attributes.
     pub unsigned_attrs: Vec<(String, Vec<Vec<u8>>)>,
+    /// The unsigned attributes as encoded: (attrType's whole OID encoding, each AttributeValue's
+    /// whole encoding), what an ats-hash-index-v3 hashes (EN 319 122-1 §5.5.2).
+    pub unsigned_attrs_raw: Vec<RawAttribute>,
+    /// version, sid, digestAlgorithm, signedAttrs, signatureAlgorithm and signature as encoded
+    /// (the SignerInfo but its unsigned attributes: EN 319 122-1 §5.5.3 step 3).
+    pub signed_fields: Vec<u8>,
 }
 
 impl SignerInfo {
@@ -95,6 +101,12 @@ pub struct SignedData {
     pub ocsps: Vec<Vec<u8>>,
     /// The signers.
     pub signers: Vec<SignerInfo>,
+    /// eContentType's whole encoding.
+    pub content_type_der: Vec<u8>,
+    /// Each CertificateChoices of `certificates` as encoded.
+    pub certificate_choices: Vec<Vec<u8>>,
+    /// Each RevocationInfoChoice of `crls` as encoded.
+    pub revocation_choices: Vec<Vec<u8>>,
 }
 
 /// Parse a ContentInfo holding SignedData (definite lengths only).
@@ -112,15 +124,27 @@ pub fn parse(content_info: &[u8]) -> Result<SignedData, CmsError> {
     }
     let Some(encap) = sd.expect(0x30) else { return bad("no encapContentInfo") };
     let mut encap = Reader::new(encap);
-    let Some(content_type) = encap.expect(0x06).and_then(decode_oid) else { return bad("eContentType") };
+    let Some((0x06, oid, content_type_der)) = encap.next() else { return bad("eContentType") };
+    let Some(content_type) = decode_oid(oid) else { return bad("eContentType") };
     let content = match encap.expect(0xA0) {
         Some(b) => Some(Reader::new(b).expect(0x04).ok_or(CmsError("eContent is not an OCTET STRING"))?.to_vec()),
         None => None,
     };
-    let mut out = SignedData { content_type, content, certificates: Vec::new(), crls: Vec::new(), ocsps: Vec::new(), signers: Vec::new() };
+    let mut out = SignedData {
+        content_type,
+        content,
+        certificates: Vec::new(),
+        crls: Vec::new(),
+        ocsps: Vec::new(),
+        signers: Vec::new(),
+        content_type_der: content_type_der.to_vec(),
+        certificate_choices: Vec::new(),
+        revocation_choices: Vec::new(),
+    };
     if sd.peek_tag() == Some(0xA0) {
         let mut certs = Reader::new(sd.expect(0xA0).unwrap_or_default());
         while let Some((tag, _, whole)) = certs.next() {
+            out.certificate_choices.push(whole.to_vec());
             if tag == 0x30 {
                 out.certificates.push(whole.to_vec());
             }
@@ -129,6 +153,7 @@ pub fn parse(content_info: &[u8]) -> Result<SignedData, CmsError> {
     if sd.peek_tag() == Some(0xA1) {
         let mut crls = Reader::new(sd.expect(0xA1).unwrap_or_default());
         while let Some((tag, body, whole)) = crls.next() {
+            out.revocation_choices.push(whole.to_vec());
             match tag {
                 0x30 => out.crls.push(whole.to_vec()),
                 // other [1] IMPLICIT OtherRevocationInfoFormat { oid, info }
@@ -153,8 +178,8 @@ pub fn parse(content_info: &[u8]) -> Result<SignedData, CmsError> {
     Ok(out)
 }
 
-fn parse_signer(si: &[u8]) -> Result<SignerInfo, CmsError> {
-    let mut si = Reader::new(si);
+fn parse_signer(body: &[u8]) -> Result<SignerInfo, CmsError> {
+    let mut si = Reader::new(body);
     if si.expect(0x02).is_none() {
         return bad("SignerInfo version");
     }
@@ -180,9 +205,10 @@ fn parse_signer(si: &[u8]) -> Result<SignerInfo, CmsError> {
     }
     let Some((0x30, _, signature_algorithm)) = si.next() else { return bad("signatureAlgorithm") };
     let Some(signature) = si.expect(0x04) else { return bad("signature") };
-    let unsigned_attrs = match si.expect(0xA1) {
-        Some(body) => attributes(body)?,
-        None => Vec::new(),
+    let signed_fields = body[..body.len() - si.rest().len()].to_vec();
+    let (unsigned_attrs, unsigned_attrs_raw) = match si.expect(0xA1) {
+        Some(body) => (attributes(body)?, raw_attributes(body)?),
+        None => (Vec::new(), Vec::new()),
     };
     Ok(SignerInfo {
         sid,
@@ -192,7 +218,29 @@ fn parse_signer(si: &[u8]) -> Result<SignerInfo, CmsError> {
         signature_algorithm: signature_algorithm.to_vec(),
         signature: signature.to_vec(),
         unsigned_attrs,
+        unsigned_attrs_raw,
+        signed_fields,
     })
+}
+
+/// An attribute as encoded: its type's whole OID encoding, each value's whole encoding.
+pub type RawAttribute = (Vec<u8>, Vec<Vec<u8>>);
+
+fn raw_attributes(body: &[u8]) -> Result<Vec<RawAttribute>, CmsError> {
+    let mut r = Reader::new(body);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let Some(attr) = r.expect(0x30) else { return bad("Attribute") };
+        let mut a = Reader::new(attr);
+        let (Some((0x06, _, oid)), Some(values)) = (a.next(), a.expect(0x31)) else { return bad("attribute type") };
+        let mut v = Reader::new(values);
+        let mut list = Vec::new();
+        while let Some((_, _, whole)) = v.next() {
+            list.push(whole.to_vec());
+        }
+        out.push((oid.to_vec(), list));
+    }
+    Ok(out)
 }
 
 fn attributes(body: &[u8]) -> Result<Vec<(String, Vec<Vec<u8>>)>, CmsError> {

@@ -409,45 +409,137 @@ fn verify_signer(
     Ok(cert)
 }
 
-/// A time-stamp token over `imprint_input` (hashed with the token's own algorithm): its time,
-/// when the token verifies and its TSA chains to a trust anchor.
+/// A time-stamp token as checked by [`check_timestamp`].
+#[derive(Debug, Clone)]
+pub(crate) struct Timestamp {
+    /// genTime, when the token is a proof of existence (it verifies, its imprint matches and its
+    /// TSA was trusted and not revoked at genTime).
+    pub time: Option<i64>,
+    /// genTime as the token says, whatever the outcome (for the report).
+    pub gen_time: Option<i64>,
+    /// The TSA's certificate subject.
+    pub tsa: Option<String>,
+    /// The check's outcome and what was found.
+    pub outcome: Outcome,
+    pub detail: String,
+    /// Why the token is not a proof of existence, in EN 319 102-1 §5.1.3 terms.
+    pub sub_indication: Option<SubIndication>,
+    /// The TSA's revocation status came from data carried by the signature or the document
+    /// (what B-LT needs for the TSA too: EN 319 102-1 §5.5, EN 319 142-1 §5.4 for the DSS).
+    pub embedded: bool,
+}
+
+impl Timestamp {
+    /// A token that could not be checked at all (its imprint input could not be computed).
+    pub(crate) fn unchecked(why: impl Into<String>) -> Self {
+        Timestamp {
+            time: None,
+            gen_time: None,
+            tsa: None,
+            outcome: Outcome::Indeterminate,
+            detail: why.into(),
+            sub_indication: Some(SubIndication::FormatFailure),
+            embedded: false,
+        }
+    }
+
+    /// A token over data that was changed since (its imprint cannot match).
+    pub(crate) fn hash_failure(why: impl Into<String>) -> Self {
+        Timestamp::failed(None, None, Outcome::Failed, SubIndication::HashFailure, why.into())
+    }
+
+    fn failed(gen_time: Option<i64>, tsa: Option<String>, outcome: Outcome, sub: SubIndication, detail: String) -> Self {
+        Timestamp { time: None, gen_time, tsa, outcome, detail, sub_indication: Some(sub), embedded: false }
+    }
+}
+
+/// A time-stamp token over `imprint_input` (hashed with the token's own algorithm), checked as
+/// EN 319 102-1 §5.4 validates a time-stamp: the token's signature and message imprint (RFC
+/// 3161 §2.4.2; integrity, decided whatever the trust), the TSA's path to a trust anchor at
+/// genTime, and the revocation status of each certificate of that path at genTime, from
+/// `embedded` (OCSP responses, CRLs: the signature's and the document's validation data) and the
+/// token's own, else from the data fetched online. A token whose TSA has no known status is not
+/// a proof of existence (INDETERMINATE / TRY_LATER), as pyHanko drops it from its verdict.
 pub(crate) fn check_timestamp(
     token: &[u8],
     imprint_input: &dyn Fn(HashAlgorithm) -> Vec<u8>,
     ctx: &Context<'_>,
     pool: &[Certificate],
-) -> (Option<i64>, Option<String>) {
-    let (time, tsa, _) = timestamp_check(token, imprint_input, ctx, pool);
-    (time, tsa)
-}
-
-/// [`check_timestamp`] with what was found: the token's signature and message imprint (RFC 3161
-/// §2.4.2; integrity, decided whatever the trust) and the TSA's path to a trust anchor.
-fn timestamp_check(
-    token: &[u8],
-    imprint_input: &dyn Fn(HashAlgorithm) -> Vec<u8>,
-    ctx: &Context<'_>,
-    pool: &[Certificate],
-) -> (Option<i64>, Option<String>, (Outcome, String)) {
-    let Ok(sd) = cms::parse(token) else { return (None, None, (Outcome::Failed, "the time-stamp token does not parse".into())) };
-    let Some(info) = cms::tst_info(&sd) else {
-        return (None, None, (Outcome::Failed, "the time-stamp token holds no TSTInfo".into()));
+    embedded: (&[Vec<u8>], &[Vec<u8>]),
+) -> Timestamp {
+    use SubIndication::*;
+    let Ok(sd) = cms::parse(token) else {
+        return Timestamp::failed(None, None, Outcome::Failed, FormatFailure, "the time-stamp token does not parse".into());
     };
+    let Some(info) = cms::tst_info(&sd) else {
+        return Timestamp::failed(None, None, Outcome::Failed, FormatFailure, "the time-stamp token holds no TSTInfo".into());
+    };
+    let gen_at = Some(info.gen_time);
     let mut tsa_pool: Vec<Certificate> = sd.certificates.iter().filter_map(|c| Certificate::parse(c).ok()).collect();
     tsa_pool.extend(pool.iter().cloned());
     let mut scratch = SignatureReport::new(String::new(), "token");
     let tsa = match verify_signer(&sd, &|_| None, &tsa_pool, &mut scratch) {
         Ok(tsa) => tsa,
-        Err((_, _, e)) => return (None, None, (Outcome::Failed, format!("the time-stamp token: {e}"))),
+        Err((_, sub, e)) => return Timestamp::failed(gen_at, None, Outcome::Failed, sub, format!("the time-stamp token: {e}")),
     };
     let subject = Some(tsa.subject_text());
     if imprint_input(info.hash) != info.imprint {
-        return (None, subject, (Outcome::Failed, "the message imprint does not match the signature value".into()));
+        return Timestamp::failed(
+            gen_at,
+            subject,
+            Outcome::Failed,
+            HashFailure,
+            "the message imprint does not match what it time-stamps".into(),
+        );
     }
     let intact = format!("{}: the token's signature verifies and its message imprint matches", rfc3339(info.gen_time));
-    match path::build_path(&tsa, &tsa_pool, ctx.anchors).map(|chain| path::validate_path(&chain, info.gen_time)) {
-        Ok(Ok(())) => (Some(info.gen_time), subject, (Outcome::Passed, format!("{intact}; the TSA is trusted"))),
-        Ok(Err(e)) | Err(e) => (None, subject, (Outcome::Indeterminate, format!("{intact}; the TSA {}: {e}", tsa.subject_text()))),
+    let untrusted = |sub, e: String| {
+        Timestamp::failed(gen_at, subject.clone(), Outcome::Indeterminate, sub, format!("{intact}; the TSA {}: {e}", tsa.subject_text()))
+    };
+    let chain = match path::build_path(&tsa, &tsa_pool, ctx.anchors) {
+        Ok(chain) => chain,
+        Err(e) => return untrusted(NoCertificateChainFound, e.to_string()),
+    };
+    if let Err(e) = path::validate_path(&chain, info.gen_time) {
+        return untrusted(if e.is_time_related() { OutOfBoundsNoPoe } else { NoCertificateChainFound }, e.to_string());
+    }
+    // The token's own revocation data (CMS crls field), then the signature's and the document's.
+    let ocsps: Vec<Vec<u8>> = sd.ocsps.iter().chain(embedded.0).cloned().collect();
+    let crls: Vec<Vec<u8>> = sd.crls.iter().chain(embedded.1).cloned().collect();
+    let mut all_embedded = true;
+    let mut statuses = Vec::new();
+    for (i, c) in chain.iter().enumerate() {
+        let Some(issuer) = chain.get(i + 1) else { break };
+        let options = revocation::Options { max_age: None, accept_later: true };
+        let mut status = revocation::check(c, issuer, &ocsps, &crls, info.gen_time, Source::Embedded, &options).status;
+        if matches!(status, RevocationStatus::Unknown) {
+            all_embedded = false;
+            status = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, info.gen_time, Source::Fetched, &options).status;
+        }
+        let source = |s: &Source| if *s == Source::Embedded { "embedded" } else { "fetched" };
+        match &status {
+            RevocationStatus::Revoked { at, .. } if status.is_revoked_at(info.gen_time) => {
+                let e = format!("{} was revoked at {}, before genTime", c.subject_text(), rfc3339(*at));
+                return Timestamp::failed(gen_at, subject.clone(), Outcome::Failed, Revoked, format!("{intact}; {e}"));
+            }
+            RevocationStatus::Good { source: s, .. } | RevocationStatus::Revoked { source: s, .. } => {
+                statuses.push(format!("{}: good ({})", c.subject_text(), source(s)))
+            }
+            // Accepted unchecked, as for the signer's path.
+            RevocationStatus::Unknown if c.ocsp_urls().is_empty() && c.crl_urls().is_empty() => {
+                statuses.push(format!("{}: names no revocation source", c.subject_text()))
+            }
+            RevocationStatus::Unknown => return untrusted(TryLater, format!("no revocation status for {}", c.subject_text())),
+        }
+    }
+    Timestamp {
+        time: gen_at,
+        gen_time: gen_at,
+        tsa: subject,
+        outcome: Outcome::Passed,
+        detail: format!("{intact}; the TSA is trusted ({})", statuses.join("; ")),
+        sub_indication: None,
+        embedded: all_embedded,
     }
 }
 
@@ -482,36 +574,18 @@ pub fn validate_cms(
     report.claimed_signing_time = claimed.map(rfc3339);
     report.level = Some("B-B");
 
-    // The signature time-stamp (id-aa-signatureTimeStampToken over the signature value).
-    let mut timestamp_checks = Vec::new();
+    // The signature time-stamp (id-aa-signatureTimeStampToken over the signature value); its
+    // TSA's revocation data may be in the SignedData (CAdES B-LT) or the DSS (PAdES).
+    let crls: Vec<Vec<u8>> = sd.crls.iter().chain(ctx.embedded_crls).cloned().collect();
+    let ocsps: Vec<Vec<u8>> = sd.ocsps.iter().chain(ctx.embedded_ocsps).cloned().collect();
     let signature_timestamps = si
         .unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP)
         .iter()
-        .map(|token| {
-            let (time, tsa, check) = timestamp_check(token, &|h| digest(h, &si.signature), ctx, &pool);
-            timestamp_checks.push(check);
-            (time, tsa)
-        })
+        .map(|token| check_timestamp(token, &|h| digest(h, &si.signature), ctx, &pool, (&ocsps, &crls)))
         .collect();
-    let evidence = Evidence {
-        cert,
-        crls: sd.crls.iter().chain(ctx.embedded_crls).cloned().collect(),
-        ocsps: sd.ocsps.iter().chain(ctx.embedded_ocsps).cloned().collect(),
-        pool,
-        digest: si.digest_algorithm,
-        ades: true,
-        signature_timestamps,
-        archive_timestamps: Vec::new(),
-    };
-    let mut report = conclude(report, evidence, ctx);
-    // What `conclude` can say of a time-stamp, in the detail this function knows.
-    let mut precise = timestamp_checks.into_iter();
-    for check in report.checks.iter_mut().filter(|c| c.name == "signature_timestamp") {
-        if let Some((outcome, detail)) = precise.next() {
-            (check.outcome, check.detail) = (outcome, detail);
-        }
-    }
-    report
+    let archive_timestamps = crate::cades::archive_timestamps(&sd, content_digest, ctx, &pool, (&ocsps, &crls));
+    let evidence = Evidence { cert, crls, ocsps, pool, digest: si.digest_algorithm, ades: true, signature_timestamps, archive_timestamps };
+    conclude(report, evidence, ctx)
 }
 
 pub(crate) fn rfc3339(t: i64) -> String {
@@ -545,10 +619,10 @@ pub(crate) struct Evidence {
     pub digest: Option<HashAlgorithm>,
     /// An AdES signature (B-B at least), not plain XMLDSig/JWS.
     pub ades: bool,
-    /// Each signature time-stamp: its time when valid, its TSA.
-    pub signature_timestamps: Vec<(Option<i64>, Option<String>)>,
-    /// Each archive time-stamp whose imprint was computed.
-    pub archive_timestamps: Vec<(Option<i64>, Option<String>)>,
+    /// Each signature time-stamp, checked.
+    pub signature_timestamps: Vec<Timestamp>,
+    /// Each archive time-stamp, checked.
+    pub archive_timestamps: Vec<Timestamp>,
 }
 
 pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<'_>) -> SignatureReport {
@@ -563,20 +637,19 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
     }
     report.integrity_passed();
     let mut best_time = ctx.now;
-    for (time, tsa) in &ev.signature_timestamps {
-        let (outcome, detail) = match time {
-            Some(t) => (Outcome::Passed, format!("{}: valid, from a trusted TSA", rfc3339(*t))),
-            None => (Outcome::Indeterminate, "the token does not verify, or its TSA does not chain to a trust anchor".to_string()),
-        };
-        report.checks.push(Check::new("signature_timestamp", outcome, detail));
+    // B-LT needs the validation data of every time-stamp used, not only of the signer's path.
+    let mut timestamps_embedded = true;
+    for ts in &ev.signature_timestamps {
+        report.checks.push(Check::new("signature_timestamp", ts.outcome, ts.detail.clone()));
         report.timestamps.push(TimestampReport {
             kind: "signature",
-            time: time.map(rfc3339).unwrap_or_default(),
-            valid: time.is_some(),
-            tsa: tsa.clone(),
+            time: ts.gen_time.map(rfc3339).unwrap_or_default(),
+            valid: ts.time.is_some(),
+            tsa: ts.tsa.clone(),
         });
-        if let Some(t) = time {
-            best_time = best_time.min(*t);
+        if let Some(t) = ts.time {
+            best_time = best_time.min(t);
+            timestamps_embedded &= ts.embedded;
             if ev.ades {
                 report.level = Some("B-T");
             }
@@ -589,20 +662,16 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
     for t in ctx.archive_times {
         best_time = best_time.min(*t);
     }
-    for (time, tsa) in &ev.archive_timestamps {
-        let (outcome, detail) = match time {
-            Some(t) => (Outcome::Passed, format!("{}: valid, from a trusted TSA", rfc3339(*t))),
-            None => (Outcome::Indeterminate, "the token does not verify, or its TSA does not chain to a trust anchor".to_string()),
-        };
-        report.checks.push(Check::new("archive_timestamp", outcome, detail));
+    for ts in &ev.archive_timestamps {
+        report.checks.push(Check::new("archive_timestamp", ts.outcome, ts.detail.clone()));
         report.timestamps.push(TimestampReport {
             kind: "archive",
-            time: time.map(rfc3339).unwrap_or_default(),
-            valid: time.is_some(),
-            tsa: tsa.clone(),
+            time: ts.gen_time.map(rfc3339).unwrap_or_default(),
+            valid: ts.time.is_some(),
+            tsa: ts.tsa.clone(),
         });
-        if let Some(t) = time {
-            best_time = best_time.min(*t);
+        if let Some(t) = ts.time {
+            best_time = best_time.min(t);
             archived = true;
         }
     }
@@ -635,16 +704,28 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
             report.chain.push(cert_report(c, "trust anchor", None));
             continue;
         };
-        let options = revocation::Options { max_age: None, accept_later: true };
-        let mut status = revocation::check(c, issuer, &ev.ocsps, &ev.crls, best_time, Source::Embedded, &options).status;
+        let options = revocation::Options { max_age: ctx.max_revocation_age, accept_later: true };
+        // EN 319 102-1 §5.2.5: revocation data is fresh when issued after the validation time
+        // (here the best-signature-time) minus the maximum accepted age: the policy's, else the
+        // data's own update interval (nextUpdate − thisUpdate, `revocation::check`). Data issued
+        // after the best-signature-time always is: it says whether the certificate had been
+        // revoked by then. Stale data is not used; with nothing else the status is unknown
+        // (INDETERMINATE / TRY_LATER, §5.2.6).
+        let embedded = revocation::check(c, issuer, &ev.ocsps, &ev.crls, best_time, Source::Embedded, &options);
+        let mut status = embedded.status;
+        let mut unused: Vec<String> =
+            embedded.notes.into_iter().filter(|n| n.contains("not current") || n.contains("delegated responder")).collect();
         if matches!(status, RevocationStatus::Unknown) {
             all_embedded = false;
-            status = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, best_time, Source::Fetched, &options).status;
+            let fetched = revocation::check(c, issuer, ctx.fetched_ocsps, ctx.fetched_crls, best_time, Source::Fetched, &options);
+            status = fetched.status;
+            unused.extend(fetched.notes.into_iter().filter(|n| n.contains("not current") || n.contains("delegated responder")));
         }
-        // The policy's limit on the age of revocation data.
+        // The policy's limit on the age of revocation data, at the validation time.
         if let (RevocationStatus::Good { this_update, .. }, Some(max)) = (&status, ctx.max_revocation_age)
-            && ctx.now - this_update > max
+            && best_time - this_update > max
         {
+            unused.push(format!("the revocation data of {} is older than the policy's maximum age ({max} s)", rfc3339(*this_update)));
             status = RevocationStatus::Unknown;
         }
         match status {
@@ -664,7 +745,8 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
             RevocationStatus::Unknown => {
                 report.chain.push(cert_report(c, "unknown", None));
                 if failure.is_none() {
-                    failure = Some((Indeterminate, TryLater, format!("no revocation status for {}", c.subject_text())));
+                    let why = if unused.is_empty() { String::new() } else { format!(" ({})", unused.join("; ")) };
+                    failure = Some((Indeterminate, TryLater, format!("no revocation status for {}{why}", c.subject_text())));
                 }
             }
         }
@@ -680,7 +762,7 @@ pub(crate) fn conclude(mut report: SignatureReport, ev: Evidence, ctx: &Context<
     let checked = report.chain.iter().any(|c| c.source.is_some());
     let outcome = if checked || report.chain.len() <= 1 { Outcome::Passed } else { Outcome::NotChecked };
     report.set_check("revocation", outcome, statuses.join("; "));
-    if report.level == Some("B-T") && all_embedded {
+    if report.level == Some("B-T") && all_embedded && timestamps_embedded {
         report.level = Some("B-LT");
         if archived {
             report.level = Some("B-LTA");

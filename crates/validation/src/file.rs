@@ -160,9 +160,11 @@ pub fn certificates_in_bytes(bytes: &[u8]) -> Vec<Vec<u8>> {
             let Ok(der) = cms_der(bytes) else { return Vec::new() };
             let Ok(sd) = crate::cms::parse(&der) else { return Vec::new() };
             let mut out = sd.certificates.clone();
-            // The signature time-stamp's TSA certificates too.
+            // The TSA certificates of the signature and archive time-stamps too: their status
+            // is checked like the signer's.
             for si in &sd.signers {
-                for token in si.unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP) {
+                let tokens = si.unsigned(cloudsign_pki::cms::ID_SIGNATURE_TIME_STAMP);
+                for token in tokens.into_iter().chain(si.unsigned(cloudsign_ades::cades::ID_ARCHIVE_TIME_STAMP_V3)) {
                     out.extend(cloudsign_pki::x509::cms_certificates(token));
                 }
             }

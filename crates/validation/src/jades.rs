@@ -312,7 +312,13 @@ fn validate_signature(
     for (k, (raw, item)) in etsi_u.iter().enumerate() {
         if let Some(ts) = item.get("sigTst") {
             for token in values(ts.get("tstTokens"), None) {
-                signature_timestamps.push(crate::engine::check_timestamp(&token, &|h| digest(h, jws.signature.as_bytes()), ctx, &pool));
+                signature_timestamps.push(crate::engine::check_timestamp(
+                    &token,
+                    &|h| digest(h, jws.signature.as_bytes()),
+                    ctx,
+                    &pool,
+                    (&ocsps, &crls),
+                ));
             }
         }
         if let Some(ts) = item.get("arcTst") {
@@ -325,9 +331,9 @@ fn validate_signature(
             }
             for token in values(ts.get("tstTokens"), None) {
                 archive_timestamps.push(if clear {
-                    (None, None)
+                    crate::engine::Timestamp::unchecked("clear-JSON etsiU elements need a canonicalization: not supported")
                 } else {
-                    crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool)
+                    crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool, (&ocsps, &crls))
                 });
             }
         }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cades;
 pub mod cms;
 pub mod engine;
 pub mod file;

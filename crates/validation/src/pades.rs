@@ -42,19 +42,41 @@ pub fn validate<F: Read + Seek>(
     let file = &file;
     let covered = |range: [u64; 4]| move |h: HashAlgorithm| range_digest(&mut *file.borrow_mut(), range, len, h);
     for f in found.iter().filter(|f| f.document_timestamp) {
-        let time = if range_is_sane(f, len) { document_timestamp_time(f, &covered(f.byte_range), anchors, now, &certs) } else { None };
-        if let Some(t) = time {
+        let ts = if range_is_sane(f, len) {
+            let ctx = Context {
+                anchors,
+                embedded_certificates: &certs,
+                embedded_crls: &crls,
+                embedded_ocsps: &ocsps,
+                fetched_ocsps: fetched.0,
+                fetched_crls: fetched.1,
+                now,
+                archive_times: &[],
+                max_revocation_age,
+            };
+            document_timestamp(f, &covered(f.byte_range), &ctx, &certs)
+        } else {
+            engine::Timestamp::unchecked("the /ByteRange does not cover the file but the time-stamp token")
+        };
+        if let Some(t) = ts.time {
             archive.push((f.byte_range[2] + f.byte_range[3], t));
         }
-        let mut r = SignatureReport::format_failure(f.name.clone(), "PAdES document time-stamp", "");
-        r.errors.clear();
-        r.indication = if time.is_some() { engine::Indication::TotalPassed } else { engine::Indication::Indeterminate };
-        r.sub_indication = if time.is_some() { None } else { Some(engine::SubIndication::NoCertificateChainFound) };
+        let mut r = engine::new_report(f.name.clone(), "PAdES document time-stamp");
+        // EN 319 142-1 §5.4.3: a document time-stamp is an archive time-stamp of what it covers.
+        r.set_check("archive_timestamp", ts.outcome, ts.detail.clone());
+        if ts.time.is_none() {
+            // A wrong imprint or a TSA revoked before genTime fail for certain; an untrusted TSA
+            // or one without a known status leaves it open.
+            r.indication =
+                if ts.outcome == engine::Outcome::Failed { engine::Indication::TotalFailed } else { engine::Indication::Indeterminate };
+            r.sub_indication = ts.sub_indication.or(Some(engine::SubIndication::NoCertificateChainFound));
+            r.errors.push(ts.detail.clone());
+        }
         r.timestamps.push(TimestampReport {
             kind: "document",
-            time: time.map(rfc3339).unwrap_or_default(),
-            valid: time.is_some(),
-            tsa: None,
+            time: ts.gen_time.map(rfc3339).unwrap_or_default(),
+            valid: ts.time.is_some(),
+            tsa: ts.tsa.clone(),
         });
         r.pdf = Some(coverage(f.byte_range, len, &mut *file.borrow_mut()));
         timestamps.push(r);
@@ -224,35 +246,20 @@ fn range_digest<F: Read + Seek>(file: &mut F, range: [u64; 4], len: u64, hash: H
     Some(ctx.finish().as_ref().to_vec())
 }
 
-fn document_timestamp_time(
+/// A document time-stamp (EN 319 142-1 §5.4.3) checked as any time-stamp: its token's
+/// signature, its message imprint over the /ByteRange bytes ("imprint wrong": TOTAL-FAILED),
+/// its TSA's path and the TSA's revocation status at genTime from the DSS or fetched ("TSA not
+/// trusted": INDETERMINATE).
+fn document_timestamp(
     f: &Found,
     covered: &dyn Fn(HashAlgorithm) -> Option<Vec<u8>>,
-    anchors: &crate::path::TrustAnchors,
-    now: i64,
+    ctx: &Context<'_>,
     extra: &[Vec<u8>],
-) -> Option<i64> {
-    let sd = crate::cms::parse(&f.contents).ok()?;
-    let info = crate::cms::tst_info(&sd)?;
-    if covered(info.hash)? != info.imprint {
-        return None;
-    }
-    let ctx = Context {
-        anchors,
-        embedded_certificates: extra,
-        embedded_crls: &[],
-        embedded_ocsps: &[],
-        fetched_crls: &[],
-        fetched_ocsps: &[],
-        now,
-        archive_times: &[],
-        max_revocation_age: None,
-    };
-    // The token itself is a CMS signature over its TSTInfo: verify it and its TSA's path
-    // (revocation of the TSA is not required for the proof of existence here).
-    let r = engine::validate_cms(f.name.clone(), "token", &f.contents, &|_| None, None, &ctx);
-    matches!(r.indication, engine::Indication::TotalPassed)
-        .then_some(info.gen_time)
-        .or_else(|| matches!(r.sub_indication, Some(engine::SubIndication::TryLater)).then_some(info.gen_time))
+) -> engine::Timestamp {
+    let pool: Vec<crate::x509::Certificate> =
+        extra.iter().filter_map(|c| crate::x509::Certificate::parse(c).ok()).chain(ctx.anchors.certificates().iter().cloned()).collect();
+    // A range that cannot be read hashes to nothing, which no imprint matches.
+    engine::check_timestamp(&f.contents, &|h| covered(h).unwrap_or_default(), ctx, &pool, (ctx.embedded_ocsps, ctx.embedded_crls))
 }
 
 /// Signature fields with a value, walking the form's field tree (§12.7.3.1).

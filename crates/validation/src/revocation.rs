@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::engine::rfc3339;
 use crate::x509::{
     self, Certificate, Extension, OID_KP_OCSP_SIGNING, OID_SHA1, X509Error, algorithm_parts, bit_string_octets, key_usage, names_match,
     next_whole, parse_extensions, read_time, single,
@@ -23,6 +24,8 @@ const EXT_CERTIFICATE_ISSUER: &str = "2.5.29.29";
 const EXT_AUTHORITY_KEY_ID: &str = "2.5.29.35";
 const EXT_FRESHEST_CRL: &str = "2.5.29.46";
 const EXT_AUTHORITY_INFO_ACCESS: &str = "1.3.6.1.5.5.7.1.1";
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): the responder certificate need not be checked.
+const ID_PKIX_OCSP_NOCHECK: &str = "1.3.6.1.5.5.7.48.1.5";
 
 /// Where revocation data came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -662,7 +665,7 @@ pub fn check(
     }
     let mut from_ocsp = Vec::new();
     for (i, der) in ocsps.iter().enumerate() {
-        match ocsp_status(cert, issuer, der, at, source, options) {
+        match ocsp_status(cert, issuer, der, at, source, options, (ocsps, crls)) {
             Ok(s) => from_ocsp.push(s),
             Err(why) => notes.push(format!("OCSP response #{}: {why}", i + 1)),
         }
@@ -695,12 +698,17 @@ pub fn check(
 
 fn fresh(this_update: i64, next_update: Option<i64>, at: i64, options: &Options) -> Result<(), String> {
     if this_update > at {
-        return if options.accept_later { Ok(()) } else { Err(format!("issued ({this_update}) after the validation time ({at})")) };
+        return if options.accept_later {
+            Ok(())
+        } else {
+            Err(format!("issued ({}) after the validation time ({})", rfc3339(this_update), rfc3339(at)))
+        };
     }
     if next_update.is_some_and(|next| at < next) || options.max_age.is_some_and(|max| at.saturating_sub(this_update) <= max) {
         return Ok(());
     }
-    Err(format!("not current at the validation time {at} (thisUpdate {this_update}, nextUpdate {next_update:?})"))
+    let next = next_update.map(rfc3339).unwrap_or_else(|| "none".into());
+    Err(format!("not current at the validation time {} (thisUpdate {}, nextUpdate {next}): stale", rfc3339(at), rfc3339(this_update)))
 }
 
 fn ocsp_status(
@@ -710,9 +718,14 @@ fn ocsp_status(
     at: i64,
     source: Source,
     options: &Options,
+    others: (&[Vec<u8>], &[Vec<u8>]),
 ) -> Result<RevocationStatus, String> {
     let response = OcspResponse::parse(der).map_err(|e| e.to_string())?;
-    let single = response.status_for(cert, issuer).map_err(|e| e.to_string())?;
+    let signer = response.verify(issuer, &[]).map_err(|e| e.to_string())?;
+    let single = response.find(cert, issuer).cloned().ok_or_else(|| X509Error::NoMatchingResponse.to_string())?;
+    if signer.der != issuer.der {
+        delegated_responder_status(&signer, issuer, response.produced_at, options, others)?;
+    }
     fresh(single.this_update, single.next_update, at, options)?;
     match single.status {
         CertStatus::Good => Ok(RevocationStatus::Good { source, this_update: single.this_update, produced_by: "OCSP" }),
@@ -721,6 +734,58 @@ fn ocsp_status(
         }
         CertStatus::Unknown => Err("the responder does not know the certificate".into()),
     }
+}
+
+/// RFC 6960 §4.2.2.2.1: a delegated responder's certificate (already found to be issued by
+/// `issuer` with id-kp-OCSPSigning, [`OcspResponse::verify`]) is itself checked for revocation
+/// at the response's producedAt, unless it carries id-pkix-ocsp-nocheck: from the CA's CRLs, or
+/// an OCSP response the CA signed itself (not one of its delegated responders: no loop). A
+/// responder revoked by then, or with no status, does not make the response usable.
+fn delegated_responder_status(
+    responder: &Certificate,
+    issuer: &Certificate,
+    produced_at: i64,
+    options: &Options,
+    (ocsps, crls): (&[Vec<u8>], &[Vec<u8>]),
+) -> Result<(), String> {
+    if responder.extension(ID_PKIX_OCSP_NOCHECK).is_some() {
+        return Ok(());
+    }
+    let mut statuses: Vec<RevocationStatus> =
+        crls.iter().filter_map(|der| crl_status(responder, issuer, der, produced_at, Source::Embedded, options).ok()).collect();
+    for der in ocsps {
+        let Ok(r) = OcspResponse::parse(der) else { continue };
+        if !r.verify(issuer, &[]).is_ok_and(|s| s.der == issuer.der) {
+            continue;
+        }
+        if let Some(single) = r.find(responder, issuer)
+            && fresh(single.this_update, single.next_update, produced_at, options).is_ok()
+        {
+            match single.status {
+                CertStatus::Good => {
+                    statuses.push(RevocationStatus::Good { source: Source::Embedded, this_update: single.this_update, produced_by: "OCSP" })
+                }
+                CertStatus::Revoked { at, reason } => statuses.push(RevocationStatus::Revoked {
+                    at,
+                    reason,
+                    source: Source::Embedded,
+                    this_update: single.this_update,
+                    produced_by: "OCSP",
+                }),
+                CertStatus::Unknown => {}
+            }
+        }
+    }
+    if let Some(RevocationStatus::Revoked { at, .. }) = statuses.iter().find(|s| s.is_revoked_at(produced_at)) {
+        return Err(format!("the delegated responder {} was revoked at {at}, before the response", responder.subject_text()));
+    }
+    if statuses.is_empty() {
+        return Err(format!(
+            "no revocation status for the delegated responder {} (it has no id-pkix-ocsp-nocheck)",
+            responder.subject_text()
+        ));
+    }
+    Ok(())
 }
 
 fn crl_status(

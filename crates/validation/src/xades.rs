@@ -577,8 +577,9 @@ fn validate_signature(
             Ok(input)
         });
         let result = match (token, input) {
-            (Some(token), Ok(input)) => crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool),
-            _ => (None, None),
+            (Some(token), Ok(input)) => crate::engine::check_timestamp(&token, &|h| digest(h, &input), ctx, &pool, (&ocsps, &crls)),
+            (None, _) => crate::engine::Timestamp::unchecked("no EncapsulatedTimeStamp"),
+            (_, Err(e)) => crate::engine::Timestamp::unchecked(format!("the time-stamped data cannot be canonicalized: {e}")),
         };
         if is_signature_ts { signature_timestamps.push(result) } else { archive_timestamps.push(result) }
     }

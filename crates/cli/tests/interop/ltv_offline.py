@@ -23,6 +23,12 @@ usage:
   ltv_offline.py drop-crls IN OUT
       Append an incremental update whose DSS keeps the certificates and OCSP responses but no
       CRL: nothing is left about the CA certificates, which name only a CRL.
+  ltv_offline.py drop-tsa-revinfo IN OUT
+      Append an incremental update whose DSS keeps the certificates, and the OCSP responses and
+      CRLs but those about a time-stamping authority's certificate (the signer certificates of
+      the signature time-stamp tokens and document time-stamps): its OCSP responses and the
+      CRLs of its issuer. The signer's OCSP response and the root's CRL stay, so the signer's
+      revocation data is all there, the TSA's is not.
 """
 import sys
 
@@ -94,6 +100,51 @@ def drop_crls(writer):
     writer.root[generic.NameObject("/DSS")] = writer.add_object(dss)
 
 
+def drop_tsa_revinfo(writer):
+    from asn1crypto import cms, crl, ocsp
+    from pyhanko.pdf_utils import generic
+
+    tsa_serials, tsa_issuers = set(), set()
+
+    def add_signer(signer):
+        sid = signer["sid"].chosen
+        if isinstance(sid, cms.IssuerAndSerialNumber):
+            tsa_serials.add(sid["serial_number"].native)
+            tsa_issuers.add(sid["issuer"].dump())
+
+    def add_token(token):
+        for signer in token["content"]["signer_infos"]:
+            add_signer(signer)
+
+    for sig in writer.prev.embedded_signatures:
+        if sig.sig_object.get("/Type") == "/DocTimeStamp":
+            add_signer(sig.signer_info)
+        else:
+            for attr in sig.signer_info["unsigned_attrs"] or []:
+                if attr["type"].native == "signature_time_stamp_token":
+                    for token in attr["values"]:
+                        add_token(token)
+    assert tsa_serials, "the file has no time-stamp"
+    old = writer.root["/DSS"]
+    kept = []
+    for ref in old["/OCSPs"]:
+        data = ref.get_object().data
+        basic = ocsp.OCSPResponse.load(data)["response_bytes"]["response"].parsed
+        serials = {r["cert_id"]["serial_number"].native for r in basic["tbs_response_data"]["responses"]}
+        if not serials & tsa_serials:
+            kept.append(data)
+    # (signDoc's DSS may have no OCSP response for the TSA: its issuer's CRL answers then.)
+    crls = [ref.get_object().data for ref in old["/CRLs"]]
+    kept_crls = [d for d in crls if crl.CertificateList.load(d)["tbs_cert_list"]["issuer"].dump() not in tsa_issuers]
+    assert len(kept_crls) < len(crls), "the DSS has no CRL of the TSA's issuer"
+    dss = generic.DictionaryObject({generic.NameObject("/Certs"): old.raw_get("/Certs")})
+    for key, items in (("/OCSPs", kept), ("/CRLs", kept_crls)):
+        dss[generic.NameObject(key)] = generic.ArrayObject(
+            writer.add_object(generic.StreamObject(stream_data=d)) for d in items
+        )
+    writer.root[generic.NameObject("/DSS")] = writer.add_object(dss)
+
+
 def main():
     cmd, rest = sys.argv[1], sys.argv[2:]
     if cmd == "adesverify":
@@ -101,6 +152,9 @@ def main():
     elif cmd == "strip-dss":
         rewrite(rest[0], rest[1], strip_dss)
         print("stripped")
+    elif cmd == "drop-tsa-revinfo":
+        rewrite(rest[0], rest[1], drop_tsa_revinfo)
+        print("dropped")
     elif cmd == "drop-crls":
         rewrite(rest[0], rest[1], drop_crls)
         print("dropped")

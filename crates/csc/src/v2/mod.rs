@@ -1,5 +1,8 @@
-//! CSC API v2.0.0.2 request and response bodies (§11). Member names are the spec's own,
-//! renamed field by field: the spec mixes camelCase, snake_case and UPPERCASE.
+//! CSC API v2 request and response bodies (§11): 2.2.0.0, which keeps every 2.0.0.2 member
+//! (a 2.0 client ignores what 2.2 added). Member names are the spec's own, renamed field by
+//! field: the spec mixes camelCase, snake_case and UPPERCASE. What 2.2 changed is rebuilt
+//! from its public clients and servers (`csc-api-2.2.md`); the clause numbers below are 2.2's
+//! where that document gives them.
 //!
 //! Requests reject nothing they do not understand (clients add vendor members), but every
 //! member they do read has its spec type.
@@ -11,8 +14,18 @@ mod signatures;
 pub use ondemand::*;
 pub use signatures::*;
 
-/// The `specs` value this adapter implements.
-pub const SPECS: &str = "2.0.0.2";
+/// The `specs` value this adapter implements. 2.2 has no version negotiation and keeps the
+/// `/csc/v2` base (2.2 §7.2): `specs` is the only marker, and the EUDI Kotlin client refuses
+/// any other value (csc-api-2.2.md §3). 2.0.0.2 clients never check it.
+pub const SPECS: &str = "2.2.0.0";
+
+/// The 2.0.0.2 version this adapter stays compatible with.
+pub const SPECS_2_0: &str = "2.0.0.2";
+
+/// The `documentDigests[].hashType` values of 2.2 (signer's document representation,
+/// data-to-be-signed representation, signer's original document representation). Clients
+/// disagree on the letter case (csc-api-2.2.md §4), so they are matched without it.
+pub const HASH_TYPES: [&str; 3] = ["SDR", "DTBSR", "SODR"];
 
 /// §11.1 `info` request.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -42,19 +55,31 @@ pub struct InfoResponse {
     /// Service authorization types offered.
     #[serde(rename = "authType")]
     pub auth_type: Vec<String>,
-    /// OAuth 2.0 base URI, when OAuth is offered (v2: only without `oauth2Issuer`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// OAuth 2.0 base URI, when OAuth is offered. 2.2: exactly one of `oauth2`,
+    /// `oauth2Issuer` and `oauth2Servers` (csc-api-2.2.md §2, rules 1–5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<String>,
     /// RFC 8414 issuer of the authorization server (v2 §11.1).
-    #[serde(rename = "oauth2Issuer", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "oauth2Issuer", default, skip_serializing_if = "Option::is_none")]
     pub oauth2_issuer: Option<String>,
+    /// 2.2: several authorization servers (only without `oauth2` and `oauth2Issuer`).
+    #[serde(rename = "oauth2Servers", default, skip_serializing_if = "Option::is_none")]
+    pub oauth2_servers: Option<Vec<OAuth2Server>>,
+    /// 2.2: whether the authorization server takes RFC 9396 `authorization_details`; at top
+    /// level only when there is no `oauth2Servers`.
+    #[serde(rename = "supportsRar", default, skip_serializing_if = "Option::is_none")]
+    pub supports_rar: Option<bool>,
+    /// 2.2: required by the EUDI clients; what the values mean is not settled
+    /// (csc-api-2.2.md §12).
+    #[serde(rename = "supportedHashTypes", default)]
+    pub supported_hash_types: Vec<String>,
     /// Whether `operationMode: "A"` is supported.
-    #[serde(rename = "asynchronousOperationMode")]
+    #[serde(rename = "asynchronousOperationMode", default)]
     pub asynchronous_operation_mode: bool,
     /// Implemented method names.
     pub methods: Vec<String>,
     /// Whether signDoc can return validation info.
-    #[serde(rename = "validationInfo")]
+    #[serde(rename = "validationInfo", default)]
     pub validation_info: bool,
     /// Signature algorithms offered.
     #[serde(rename = "signAlgorithms")]
@@ -62,7 +87,32 @@ pub struct InfoResponse {
     /// AdES formats offered by signDoc.
     pub signature_formats: SignatureFormats,
     /// AdES levels offered by signDoc.
+    #[serde(default)]
     pub conformance_levels: Vec<String>,
+    /// 2.2: MIME types signDoc takes.
+    #[serde(rename = "documentTypes", default, skip_serializing_if = "Option::is_none")]
+    pub document_types: Option<Vec<String>>,
+}
+
+/// 2.2 `info.oauth2Servers[]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::OAuth2Server))]
+pub struct OAuth2Server {
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// CSC-style base URI (`{baseUri}/oauth2/...`).
+    #[serde(rename = "baseUri", default, skip_serializing_if = "Option::is_none")]
+    pub base_uri: Option<String>,
+    /// RFC 8414 issuer.
+    #[serde(rename = "issuerIdentifier", default, skip_serializing_if = "Option::is_none")]
+    pub issuer_identifier: Option<String>,
+    /// `oauth2code` and/or `oauth2client`.
+    #[serde(rename = "authType")]
+    pub auth_type: Vec<String>,
+    /// Whether this server takes `authorization_details`.
+    #[serde(rename = "supportsRar", default, skip_serializing_if = "Option::is_none")]
+    pub supports_rar: Option<bool>,
 }
 
 /// `info.signAlgorithms`.
@@ -71,9 +121,17 @@ pub struct InfoResponse {
 pub struct SignAlgorithms {
     /// Signature algorithm OIDs.
     pub algos: Vec<String>,
-    /// Base64 DER parameter blobs (RSASSA-PSS-params).
-    #[serde(rename = "algoParams", skip_serializing_if = "Vec::is_empty", default)]
+    /// Base64 DER parameter blobs (RSASSA-PSS-params), one per `algos` entry, `""` for an
+    /// algorithm without parameters. 2.2: the Swift EUDI client requires an array of strings
+    /// (a `null` entry fails it), so none is written; one is read as `""`.
+    #[serde(rename = "algoParams", default, deserialize_with = "strings_or_nulls")]
     pub algo_params: Vec<String>,
+}
+
+/// `[String | null]` read as strings (`null` as `""`): the Kotlin client's fixtures send nulls.
+fn strings_or_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v: Option<Vec<Option<String>>> = Option::deserialize(d)?;
+    Ok(v.unwrap_or_default().into_iter().map(Option::unwrap_or_default).collect())
 }
 
 /// `info.signature_formats`.
@@ -83,7 +141,11 @@ pub struct SignatureFormats {
     /// `C`, `X`, `P`, `J`.
     pub formats: Vec<String>,
     /// One list of envelope properties per format.
+    #[serde(default)]
     pub envelope_properties: Vec<Vec<String>>,
+    /// 2.2: whether one request may mix formats (default false).
+    #[serde(rename = "allowMix", default, skip_serializing_if = "Option::is_none")]
+    pub allow_mix: Option<bool>,
 }
 
 /// §11.2 `auth/login` request (the user's credentials travel in the Basic header).
@@ -203,8 +265,13 @@ pub struct InfoCredentialRequest {
     pub client_data: Option<String>,
 }
 
-/// §11.5 `credentials/info` response; in `credentials/list` it also carries `credentialID`.
-#[derive(Debug, Serialize, Deserialize)]
+/// §11.5 (2.2 §11.7) `credentials/info` response; in `credentials/list` it also carries
+/// `credentialID`.
+///
+/// The 2.2 members of `cert` (`qcStatements`, `policy`) are held in [`CertExtensions`] beside
+/// [`CertInfo`] (which v1 shares) and written into the `cert` object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "CredentialInfoWire", from = "CredentialInfoWire")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::CredentialInfo))]
 pub struct CredentialInfo {
     /// Present only inside `credentials/list`.
@@ -227,6 +294,77 @@ pub struct CredentialInfo {
     /// Response language (empty when a service leaves it out).
     #[serde(default)]
     pub lang: String,
+    /// 2.2 `cert.qcStatements` and `cert.policy`.
+    #[serde(skip)]
+    pub cert_extensions: CertExtensions,
+}
+
+/// The 2.2 members of `cert` (2.2 §11.7): OIDs read from the certificate's extensions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CertExtensions {
+    /// QC statement OIDs (ETSI EN 319 412-5), e.g. `0.4.0.1862.1.1`; absent when none.
+    #[serde(rename = "qcStatements", default, skip_serializing_if = "Option::is_none")]
+    pub qc_statements: Option<Vec<String>>,
+    /// Certificate policy OIDs (RFC 5280 §4.2.1.4); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Vec<String>>,
+}
+
+/// `cert` as it travels: [`CertInfo`] and the 2.2 members in one object.
+#[derive(Serialize, Deserialize)]
+struct CertWire {
+    #[serde(flatten)]
+    base: CertInfo,
+    #[serde(flatten)]
+    extensions: CertExtensions,
+}
+
+/// [`CredentialInfo`] as it travels.
+#[derive(Serialize, Deserialize)]
+struct CredentialInfoWire {
+    #[serde(rename = "credentialID", default, skip_serializing_if = "Option::is_none")]
+    credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    key: KeyInfo,
+    cert: CertWire,
+    auth: AuthInfo,
+    #[serde(rename = "SCAL", default = "scal_default")]
+    scal: String,
+    multisign: u32,
+    #[serde(default)]
+    lang: String,
+}
+
+impl From<CredentialInfo> for CredentialInfoWire {
+    fn from(c: CredentialInfo) -> Self {
+        Self {
+            credential_id: c.credential_id,
+            description: c.description,
+            key: c.key,
+            cert: CertWire { base: c.cert, extensions: c.cert_extensions },
+            auth: c.auth,
+            scal: c.scal,
+            multisign: c.multisign,
+            lang: c.lang,
+        }
+    }
+}
+
+impl From<CredentialInfoWire> for CredentialInfo {
+    fn from(c: CredentialInfoWire) -> Self {
+        Self {
+            credential_id: c.credential_id,
+            description: c.description,
+            key: c.key,
+            cert: c.cert.base,
+            auth: c.auth,
+            scal: c.scal,
+            multisign: c.multisign,
+            lang: c.lang,
+            cert_extensions: c.cert.extensions,
+        }
+    }
 }
 
 /// v2 §11.5: `SCAL` is optional; absent means `"1"`.
@@ -235,7 +373,7 @@ fn scal_default() -> String {
 }
 
 /// `key` member.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::KeyInfo))]
 pub struct KeyInfo {
     /// `enabled` or `disabled`. A client reading another service's answer does without it.
@@ -252,7 +390,7 @@ pub struct KeyInfo {
 }
 
 /// `cert` member.
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::CertInfo))]
 pub struct CertInfo {
     /// `valid`, `expired`, `revoked` or `suspended`.
@@ -279,7 +417,7 @@ pub struct CertInfo {
 }
 
 /// `auth` member.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthInfo))]
 pub struct AuthInfo {
     /// `explicit` or `oauth2code`.
@@ -293,7 +431,7 @@ pub struct AuthInfo {
 }
 
 /// One element of `auth.objects`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::AuthObject))]
 pub struct AuthObject {
     /// `Password`, `ChallengeResponse`, ...

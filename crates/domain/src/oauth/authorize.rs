@@ -3,7 +3,10 @@
 //! in its cookie.
 
 use cloudsign_asn1::{HashAlgorithm, b64};
-use cloudsign_csc::oauth::{AuthorizationDetail, AuthorizeRequest};
+use cloudsign_csc::oauth::{
+    AuthorizationDetail, AuthorizeRequest, RAR_CREDENTIAL, RAR_CREDENTIAL_2025, RAR_CREDENTIAL_CREATION, RAR_CREDENTIAL_DELETION,
+    SCOPE_CREDENTIAL_CREATION, SCOPE_CREDENTIAL_DELETION,
+};
 use cloudsign_store::ClientRow;
 use cloudsign_store::{Outcome, RequestKind};
 use serde_json::json;
@@ -67,6 +70,16 @@ impl Service {
             && !pkce_text_ok(c)
         {
             return Err(fail(ErrorCode::InvalidRequest, "Invalid code_challenge"));
+        }
+        // 2.2 scopes and RAR types of credentials/create and credentials/delete (csc-api-2.2.md
+        // §4): recognised, so that a 2.2 client is told what is missing instead of "unknown
+        // scope". The tokens they grant need their own kind in the store (a service token
+        // would reach far more than one creation or deletion), which this service does not
+        // have yet: refused as `invalid_scope` until credentials/create exists.
+        let management_scope =
+            given(&p.scope).is_some_and(|s| SCOPE_CREDENTIAL_CREATION.contains(&s) || SCOPE_CREDENTIAL_DELETION.contains(&s));
+        if management_scope || given(&p.authorization_details).is_some_and(is_management_rar) {
+            return Err(fail(ErrorCode::InvalidScope, "credential creation and deletion are not offered by this service"));
         }
         let credential = match (given(&p.scope), given(&p.authorization_details)) {
             (None | Some("credential"), Some(details)) => Some(rar_grant(details).map_err(|m| fail(ErrorCode::InvalidRequest, &m))?),
@@ -179,6 +192,14 @@ impl Service {
     }
 }
 
+/// Whether `authorization_details` asks for credential creation or deletion (2.2 RAR types).
+fn is_management_rar(details: &str) -> bool {
+    let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(details) else { return false };
+    list.iter()
+        .filter_map(|d| d.get("type").and_then(|t| t.as_str()))
+        .any(|t| RAR_CREDENTIAL_CREATION.contains(&t) || RAR_CREDENTIAL_DELETION.contains(&t))
+}
+
 /// Digests of the query-string form: base64url, comma separated (CSC v2 `hashes`, v1 `hash`).
 fn digests_of(list: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
     list.split(',')
@@ -243,9 +264,10 @@ fn param_grant(p: &AuthorizeRequest) -> std::result::Result<CredentialGrant, Str
         credential_id: given(&p.credential_id).unwrap_or_default().to_string(),
         num_signatures,
         hash_algorithm,
-        documents: digests.into_iter().map(|digest| DocumentDigest { digest, label: None }).collect(),
+        documents: digests.into_iter().map(|digest| DocumentDigest { digest, label: None, hash_type: None }).collect(),
         description: given(&p.description).map(String::from),
         rar: false,
+        rar_type: None,
         v1,
         sole_key: None,
     };
@@ -253,13 +275,14 @@ fn param_grant(p: &AuthorizeRequest) -> std::result::Result<CredentialGrant, Str
     Ok(g)
 }
 
-/// RAR `authorization_details` of type `credential` (CSC v2 §8.3.3, csc-api.md §3.15.3).
+/// RAR `authorization_details` of type `credential` (CSC v2 §8.3.3, csc-api.md §3.15.3) or
+/// its 2.2 URI form (csc-api-2.2.md §4).
 fn rar_grant(details: &str) -> std::result::Result<CredentialGrant, String> {
     let list: Vec<AuthorizationDetail> =
         cloudsign_csc::json::parse(details.as_bytes()).map_err(|e| format!("Invalid authorization_details: {e}"))?;
     let [d] = <[AuthorizationDetail; 1]>::try_from(list).map_err(|_| "authorization_details must hold exactly one object".to_string())?;
-    if d.kind != "credential" {
-        return Err("authorization_details type must be credential".into());
+    if d.kind != RAR_CREDENTIAL && d.kind != RAR_CREDENTIAL_2025 {
+        return Err(format!("authorization_details type must be {RAR_CREDENTIAL} or {RAR_CREDENTIAL_2025}"));
     }
     if d.credential_id.is_none() && d.signature_qualifier.is_some() {
         return Err("signatureQualifier is not supported: give credentialID".into());
@@ -271,7 +294,13 @@ fn rar_grant(details: &str) -> std::result::Result<CredentialGrant, String> {
     for doc in d.document_digests {
         let digest = b64::decode_lenient(&doc.hash).filter(|v| !v.is_empty()).ok_or("Invalid hash in documentDigests: not base64")?;
         let label = doc.label.map(|l| l.chars().filter(|c| !c.is_control()).take(200).collect());
-        documents.push(DocumentDigest { digest, label });
+        // 2.2 `hashType`: matched without letter case, kept as sent (csc-api-2.2.md §4).
+        if let Some(t) = &doc.hash_type
+            && !cloudsign_csc::v2::HASH_TYPES.iter().any(|k| k.eq_ignore_ascii_case(t))
+        {
+            return Err("Invalid hashType in documentDigests: SDR, DTBSR or SODR".into());
+        }
+        documents.push(DocumentDigest { digest, label, hash_type: doc.hash_type });
     }
     // CSC 2.0.0.2 has no count in RAR: one signature per digest (later versions add
     // numSignatures; it may not be below the digest count).
@@ -283,6 +312,7 @@ fn rar_grant(details: &str) -> std::result::Result<CredentialGrant, String> {
         documents,
         description: None,
         rar: true,
+        rar_type: Some(d.kind),
         v1: false,
         sole_key: None,
     };

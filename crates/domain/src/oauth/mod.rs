@@ -146,6 +146,10 @@ pub struct DocumentDigest {
     pub digest: Vec<u8>,
     /// The document's name, as the application gave it (RAR `label`).
     pub label: Option<String>,
+    /// 2.2 RAR `hashType` (`SDR`, `DTBSR`, `SODR`), exactly as the client spelt it: clients
+    /// disagree on the letter case, and the Kotlin client reads only upper case back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_type: Option<String>,
 }
 
 /// What a credential-scope request asks for.
@@ -163,6 +167,9 @@ pub struct CredentialGrant {
     pub description: Option<String>,
     /// Asked for with `authorization_details` (echoed in the token response).
     pub rar: bool,
+    /// The RAR `type` the client used (`credential`, or the 2.2 URI), echoed as it came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rar_type: Option<String>,
     /// Asked for with v1's `hash` parameter: the token response says `token_type` `SAD`
     /// (CSC v1 §8.3.3).
     pub v1: bool,

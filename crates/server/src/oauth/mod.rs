@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/oauth2/revoke", post(token::revoke))
         .route("/oauth2/pushed_authorize", post(token::pushed_authorize))
         .route("/oauth2/assets/style.css", get(pages::style))
+        .route("/oauth2/assets/logo.svg", get(pages::logo))
         .route("/.well-known/oauth-authorization-server", get(token::metadata))
 }
 

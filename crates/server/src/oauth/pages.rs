@@ -210,3 +210,11 @@ pub(super) async fn style() -> Response {
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     r
 }
+
+/// The service logo (`info.logo`, which 2.2 clients require to be a URI).
+pub(super) async fn logo() -> Response {
+    const LOGO: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 64 64\"><rect width=\"64\" height=\"64\" rx=\"12\" fill=\"#1d4ed8\"/><path d=\"M14 42c8-2 12-18 20-18s6 14 16 10\" stroke=\"#fff\" stroke-width=\"5\" fill=\"none\" stroke-linecap=\"round\"/></svg>";
+    let mut r = LOGO.into_response();
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    r
+}

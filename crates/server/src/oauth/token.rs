@@ -12,7 +12,7 @@ use base64::Engine as _;
 use cloudsign_csc::b64;
 use cloudsign_csc::oauth::{
     AuthorizationDetail, AuthorizationServerMetadata, AuthorizeRequest, DocumentDigest, ErrorCode, PushedAuthorizationResponse,
-    RevocationRequest, TokenRequest, TokenResponse,
+    RAR_CREDENTIAL, RAR_CREDENTIAL_2025, RevocationRequest, TokenRequest, TokenResponse,
 };
 use cloudsign_domain::oauth::{ClientAuth, CredentialGrant, IssuedToken, OAuthError};
 use serde::de::DeserializeOwned;
@@ -72,15 +72,21 @@ fn client_request<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
     Ok((request, auth))
 }
 
-/// The RAR grant as the token response echoes it (CSC v2 §8.3.3).
+/// The RAR grant as the token response echoes it (CSC v2 §8.3.3): in the type the client
+/// used, with `credentialID` and an integer `numSignatures` always (the 2.2 Kotlin client
+/// needs both, csc-api-2.2.md §4) and each `hashType` as the client spelt it.
 fn authorization_detail(g: &CredentialGrant) -> AuthorizationDetail {
     AuthorizationDetail {
-        kind: "credential".into(),
+        kind: g.rar_type.clone().unwrap_or_else(|| RAR_CREDENTIAL.into()),
         credential_id: Some(g.credential_id.clone()),
         signature_qualifier: None,
-        document_digests: g.documents.iter().map(|d| DocumentDigest { hash: b64::encode(&d.digest), label: d.label.clone() }).collect(),
+        document_digests: g
+            .documents
+            .iter()
+            .map(|d| DocumentDigest { hash: b64::encode(&d.digest), label: d.label.clone(), hash_type: d.hash_type.clone() })
+            .collect(),
         hash_algorithm_oid: g.hash_algorithm.clone().unwrap_or_default(),
-        num_signatures: None,
+        num_signatures: Some(g.num_signatures),
     }
 }
 
@@ -93,6 +99,7 @@ fn token_response(t: IssuedToken) -> TokenResponse {
         expires_in: t.expires_in,
         refresh_token: t.refresh_token,
         credential_id: g.map(|g| g.credential_id.clone()),
+        num_signatures: g.map(|g| g.num_signatures),
         authorization_details: g.filter(|g| g.rar).map(|g| vec![authorization_detail(g)]),
         scope: if g.is_some() { "credential" } else { "service" }.into(),
     }
@@ -159,7 +166,7 @@ pub(super) async fn metadata(State(state): State<AppState>) -> Response {
         token_endpoint_auth_methods_supported: list(&auth_methods),
         revocation_endpoint_auth_methods_supported: list(&auth_methods),
         scopes_supported: list(&["service", "credential"]),
-        authorization_details_types_supported: list(&["credential"]),
+        authorization_details_types_supported: list(&[RAR_CREDENTIAL, RAR_CREDENTIAL_2025]),
     })
     .into_response()
 }

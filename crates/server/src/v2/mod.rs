@@ -1,5 +1,6 @@
-//! CSC API v2.0.0.2 adapter (`/csc/v2/...`, spec §11): wire types in, domain calls, wire types
-//! out. No business rule lives here.
+//! CSC API v2 adapter (`/csc/v2/...`, spec §11): 2.2.0.0, keeping every 2.0.0.2 behaviour, so
+//! 2.0 and 2.2 clients use the same endpoints. Wire types in, domain calls, wire types out. No
+//! business rule lives here.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,8 +18,16 @@ use crate::{AppState, shared};
 mod signatures;
 use signatures::{sign_doc, sign_hash, timestamp};
 
-/// The methods this adapter implements, as `info` lists them.
+/// The methods this adapter implements, as `info` lists them (the asynchronous and on-demand
+/// modules add theirs).
+///
+/// Only CSC method names: the `oauth2/*` endpoints are not listed, although both observed 2.2
+/// servers do, because the Swift EUDI client decodes `methods` into a closed enum that has no
+/// `oauth2/pushed_authorize` and then cannot read `info` at all (csc-api-2.2.md §1); the
+/// Kotlin client drops names it does not know, and `oauth2` in `info` already says where the
+/// authorization server is.
 const METHODS: &[&str] = &[
+    "info",
     "auth/login",
     "auth/revoke",
     "credentials/list",
@@ -47,6 +56,11 @@ pub(crate) fn routes() -> Router<AppState> {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// 2.2 `info.signAlgorithms.algoParams` for RSASSA-PSS: the SHA-256 parameters (RFC 8017
+/// A.2.3: SHA-256, MGF1 with SHA-256, salt 32, trailer 1), the ones every PSS signer offers;
+/// signHash takes the SHA-384 and SHA-512 forms too.
+const PSS_SHA256_PARAMS: &str = "MDSgDzANBglghkgBZQMEAgEFAKEcMBoGCSqGSIb3DQEBCDANBglghkgBZQMEAgEFAKIDAgEg";
+
 async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>) -> ApiResult<InfoResponse> {
     let cfg = state.service.config();
     let mut algos: Vec<String> = Vec::new();
@@ -57,20 +71,38 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
             }
         }
     }
+    // One parameter string per algorithm (the Swift client refuses nulls), empty where the
+    // algorithm has none.
+    let algo_params = algos.iter().map(|a| if a == cloudsign_csc::oid::RSASSA_PSS { PSS_SHA256_PARAMS } else { "" }.to_string()).collect();
+    let mut fixed: Vec<&str> = METHODS.to_vec();
+    fixed.extend_from_slice(crate::asynchronous::METHODS);
+    fixed.extend_from_slice(crate::ondemand::METHODS);
     Ok(Json(InfoResponse {
         specs: SPECS.into(),
-        name: cfg.service_name.clone(),
-        logo: String::new(),
+        // 2.2 (Kotlin client): at most 255 characters, `logo` a URI, `lang` a language tag.
+        name: cfg.service_name.chars().take(255).collect(),
+        logo: format!("{}/oauth2/assets/logo.svg", state.base_url),
         region: cfg.region.clone(),
         lang: cfg.lang.clone(),
-        description: cfg.description.clone(),
+        description: cfg.description.chars().take(255).collect(),
         auth_type: shared::AUTH_TYPES.iter().map(|s| s.to_string()).collect(),
-        oauth2: None,
-        oauth2_issuer: Some(state.base_url.to_string()),
-        asynchronous_operation_mode: false,
-        methods: shared::methods(METHODS, state.service.tsa_enabled()),
+        // 2.2 (csc-api-2.2.md §2): exactly one of oauth2, oauth2Issuer and oauth2Servers, and
+        // the Swift client requires `oauth2`; so `oauth2` alone, the base under which
+        // `oauth2/authorize`, `oauth2/token` and `oauth2/pushed_authorize` are. The RFC 8414
+        // metadata stays at the base's well-known URI for clients that look for it.
+        oauth2: Some(state.base_url.to_string()),
+        oauth2_issuer: None,
+        oauth2_servers: None,
+        // At top level, as there is no oauth2Servers (rule 1).
+        supports_rar: Some(true),
+        // The values' meaning is not settled (csc-api-2.2.md §12): the digest algorithms of
+        // signHash and the OAuth pages, by OID, as the live Cleverbase server sends them.
+        supported_hash_types: cloudsign_csc::HashAlgorithm::ALL.iter().map(|h| h.oid().to_string()).collect(),
+        // Only once signPolling exists to fetch the results.
+        asynchronous_operation_mode: cfg.asynchronous.enabled && crate::asynchronous::METHODS.contains(&"signatures/signPolling"),
+        methods: shared::methods(&fixed, state.service.tsa_enabled()),
         validation_info: true,
-        sign_algorithms: SignAlgorithms { algos, algo_params: Vec::new() },
+        sign_algorithms: SignAlgorithms { algos, algo_params },
         signature_formats: SignatureFormats {
             formats: vec!["C".into(), "X".into(), "P".into(), "J".into()],
             envelope_properties: vec![
@@ -79,8 +111,16 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
                 vec!["Revision".into(), "Certification".into()],
                 vec!["Detached".into(), "Attached".into()],
             ],
+            allow_mix: Some(false),
         },
         conformance_levels: vec!["Ades-B-B".into(), "Ades-B-T".into(), "Ades-B-LT".into(), "Ades-B-LTA".into()],
+        // What signDoc signs: PDF (PAdES), XML (XAdES), anything else (CAdES, JAdES).
+        document_types: Some(vec![
+            "application/pdf".into(),
+            "text/xml".into(),
+            "application/json".into(),
+            "application/octet-stream".into(),
+        ]),
     }))
 }
 
@@ -134,7 +174,12 @@ fn render(
         })
         .collect::<Vec<_>>();
     let expression = view.factors.iter().map(|f| f.id).collect::<Vec<_>>().join(" AND ");
+    // 2.2 §11.7: absent when the certificate has no such extension (the built-in CA writes
+    // neither, an imported certificate may).
+    let non_empty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let cert_extensions = CertExtensions { qc_statements: non_empty(view.qc_statements()), policy: non_empty(view.policies()) };
     CredentialInfo {
+        cert_extensions,
         credential_id: with_id.then(|| view.id.clone()),
         description: view.description.clone(),
         key: shared::key_info(&view),

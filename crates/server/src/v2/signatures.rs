@@ -2,8 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use cloudsign_csc::v2::*;
 use cloudsign_csc::{HashAlgorithm, SignAlgorithm, b64};
+use cloudsign_domain::asynchronous::AsyncRequest;
 use cloudsign_domain::{DocItem, Format, Level, Packaging, SignDocInput};
 
 use crate::error::{ApiError, v2};
@@ -12,13 +14,27 @@ use crate::{AppState, shared};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// `operationMode` (§11.10, §11.11): only `S`, synchronous, is offered.
-fn synchronous_only(mode: Option<&str>) -> Result<(), ApiError> {
+/// `operationMode` (§11.10, §11.11; CSC API 2.2.0.0): `S` (default) or `A`, asynchronous.
+/// `Ok(Some(..))`: asynchronous, with its members.
+fn operation_mode(mode: Option<&str>, validity_period: Option<u64>, response_uri: Option<&str>) -> Result<Option<AsyncRequest>, ApiError> {
     match mode {
-        None | Some("S") => Ok(()),
-        Some("A") => Err(ApiError::invalid("Invalid parameter operationMode: asynchronous mode is not supported")),
+        None | Some("S") => {
+            // Members that only mean something in mode A would be silently ignored: refuse.
+            if response_uri.is_some() {
+                return Err(ApiError::invalid("Invalid parameter response_uri: only with operationMode A"));
+            }
+            Ok(None)
+        }
+        Some("A") => Ok(Some(AsyncRequest { validity_period_ms: validity_period, response_uri: response_uri.map(String::from) })),
         Some(_) => Err(ApiError::invalid("Invalid parameter operationMode")),
     }
+}
+
+/// The answer to an accepted asynchronous request: 200 with `{"responseID": ...}`, the
+/// method's own output in mode A (v2.0.0.2 §11.10 output; no 2.2 source shows another status,
+/// and the 2.2 clients read 200 only).
+fn accepted(response_id: String) -> Response {
+    Json(AsyncResponse { response_id }).into_response()
 }
 
 /// §11.10.
@@ -27,9 +43,9 @@ pub(super) async fn sign_hash(
     bearer: SigningBearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<SignHashRequest>,
-) -> Result<shared::Signatures, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
-    synchronous_only(req.operation_mode.as_deref())?;
+    let mode = operation_mode(req.operation_mode.as_deref(), req.validity_period, req.response_uri.as_deref())?;
     let input = shared::sign_hash_input(
         req.credential_id,
         req.sad,
@@ -38,8 +54,15 @@ pub(super) async fn sign_hash(
         req.hash_algorithm_oid.as_deref(),
         req.sign_algo_params.as_deref(),
     )?;
+    if let Some(mode) = mode {
+        state.service.start_async_worker();
+        // A session from the cache is re-read: the asynchronous path has no guarded fast path.
+        let session = if bearer.remembered { state.service.authenticate(&bearer.token).await.map_err(v2)? } else { bearer.session };
+        let id = state.service.sign_hash_async(&session, &ctx, input, mode).await.map_err(v2)?;
+        return Ok(accepted(id));
+    }
     let signatures = state.service.sign_hash_bearer(&bearer.token, bearer.session, bearer.remembered, &ctx, input).await.map_err(v2)?;
-    Ok(shared::signatures(&signatures))
+    Ok(shared::signatures(&signatures).into_response())
 }
 
 /// §11.13.
@@ -126,16 +149,16 @@ pub(super) async fn sign_doc(
     Bearer(session): Bearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<SignDocRequest>,
-) -> ApiResult<SignDocResponse> {
+) -> Result<Response, ApiError> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
-    synchronous_only(req.operation_mode.as_deref())?;
+    let mode = operation_mode(req.operation_mode.as_deref(), req.validity_period, req.response_uri.as_deref())?;
     let credential_id = match (req.credential_id, req.signature_qualifier) {
         (Some(id), _) => id,
         (None, Some(_)) => return Err(ApiError::invalid("Invalid parameter signatureQualifier: give credentialID")),
         (None, None) => return Err(ApiError::invalid("Missing (or invalid type) string parameter credentialID")),
     };
-    if req.document_digests.is_none() && req.documents.is_none() {
-        return Err(ApiError::invalid("Missing documentDigests or documents"));
+    if req.document_digests.is_none() && req.documents.is_none() && req.signature_creation_request.is_none() {
+        return Err(ApiError::invalid("Missing documentDigests or documents (or the 2.2 signatureCreationRequest)"));
     }
     let mut items = Vec::new();
     for d in req.document_digests.iter().flatten() {
@@ -162,24 +185,67 @@ pub(super) async fn sign_doc(
         let digest = cloudsign_domain::digest_of(scheme.hash(), &document);
         items.push(DocItem { format, digest, document: Some(document), packaging, scheme, level });
     }
+    for r in req.signature_creation_request.iter().flatten() {
+        items.extend(creation_request_items(r, req.sign_algo.as_deref(), req.hash_algorithm_oid.as_deref())?);
+    }
     // Signatures that contain their document come back in DocumentWithSignature.
     let attached: Vec<bool> = items.iter().map(|i| i.packaging != Packaging::Detached).collect();
     let input = SignDocInput { credential_id, sad: req.sad, items };
-    let signed = state.service.sign_doc(&session, &ctx, input).await.map_err(v2)?;
-    let (mut objects, mut documents) = (Vec::new(), Vec::new());
-    for (cms, attached) in signed.iter().zip(attached) {
-        if attached { documents.push(b64::encode(cms)) } else { objects.push(b64::encode(cms)) }
+    let validation_info = req.return_validation_info.unwrap_or(false);
+    if let Some(mode) = mode {
+        state.service.start_async_worker();
+        let id = state.service.sign_doc_async(&session, &ctx, input, validation_info, mode).await.map_err(v2)?;
+        return Ok(accepted(id));
     }
-    let validation_info = if req.return_validation_info.unwrap_or(false) {
-        // What a verifier needs that is not in the signatures: the root, and the current CRL.
-        let crl = state.service.crl().await.map_err(v2)?;
-        Some(serde_json::json!({"certificates": [b64::encode(state.service.ca_chain()[1])], "crl": [b64::encode(&crl)]}))
-    } else {
-        None
+    let signed = state.service.sign_doc(&session, &ctx, input).await.map_err(v2)?;
+    crate::asynchronous::sign_doc_output(&state, &signed, &attached, validation_info).await
+}
+
+/// The items of one 2.2 `signatureCreationRequest` (CSC Data Model 1.0.0 §9.3): a document by
+/// content (as a `documents` element), or its representations (`hashes`, as a
+/// `documentDigests` element). The AdES parameters come from `adesParameters` (TS 119 432) or
+/// the flat members (Data Model), the algorithms from the element or the request.
+fn creation_request_items(r: &SignatureCreationRequest, sign_algo: Option<&str>, hash_oid: Option<&str>) -> Result<Vec<DocItem>, ApiError> {
+    let nested = r.ades_parameters.as_ref();
+    let pick = |nested: Option<&Option<String>>, flat: &Option<String>| nested.and_then(|n| n.clone()).or_else(|| flat.clone());
+    let format = pick(nested.map(|n| &n.signature_format), &r.flat.signature_format)
+        .ok_or_else(|| ApiError::invalid("Missing (or invalid type) string parameter signature_format in signatureCreationRequest"))?;
+    let options = SignatureOptions {
+        signature_format: format,
+        conformance_level: pick(nested.map(|n| &n.conformance_level), &r.flat.conformance_level),
+        sign_algo: r
+            .sign_algo
+            .clone()
+            .or_else(|| sign_algo.map(String::from))
+            .ok_or_else(|| ApiError::invalid("Missing (or invalid type) string parameter signAlgo in signatureCreationRequest"))?,
+        sign_algo_params: r.sign_algo_params.clone(),
+        signed_props: nested.and_then(|n| n.signed_props.clone()).or_else(|| r.flat.signed_props.clone()),
+        signed_envelope_property: pick(nested.map(|n| &n.signed_envelope_property), &r.flat.signed_envelope_property),
     };
-    Ok(Json(SignDocResponse {
-        document_with_signature: (!documents.is_empty()).then_some(documents),
-        signature_object: (!objects.is_empty()).then_some(objects),
-        validation_info,
-    }))
+    if r.href.is_some() {
+        return Err(ApiError::invalid("Invalid parameter href: documents by reference are not supported; send the document or its hashes"));
+    }
+    match (&r.document, &r.hashes) {
+        (Some(document), None) => {
+            let (format, scheme, level, packaging) = doc_options(&options, None, true)?;
+            let document = b64::decode_lenient(document)
+                .ok_or_else(|| ApiError::invalid("Invalid parameter document: invalid Base64 document in signatureCreationRequest"))?;
+            let digest = cloudsign_domain::digest_of(scheme.hash(), &document);
+            Ok(vec![DocItem { format, digest, document: Some(document), packaging, scheme, level }])
+        }
+        (None, Some(hashes)) if !hashes.is_empty() => {
+            let (format, scheme, level, packaging) = doc_options(&options, r.hash_algorithm_oid.as_deref().or(hash_oid), false)?;
+            if matches!(format, Format::Jades | Format::Xades | Format::Pades) {
+                return Err(ApiError::invalid("Invalid parameter hashes: JAdES, XAdES and PAdES are signed from documents"));
+            }
+            if packaging != Packaging::Detached {
+                return Err(ApiError::invalid("Invalid parameter signed_envelope_property: a digest can only be signed Detached"));
+            }
+            Ok(shared::decode_hashes(hashes)?
+                .into_iter()
+                .map(|digest| DocItem { format, digest, document: None, packaging, scheme, level })
+                .collect())
+        }
+        _ => Err(ApiError::invalid("Invalid parameter signatureCreationRequest: give one of document, href or hashes")),
+    }
 }
