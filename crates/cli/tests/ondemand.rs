@@ -44,6 +44,11 @@ async fn create_sign_delete_revokes_software() {
 
     let created = api.ok("credentials/create", json!({"credentialCreationRequest": {}})).await;
     let id = created["credentialID"].as_str().unwrap().to_string();
+    // Answered like credentials/info (CSC 2.2 §11.4): the key, the chain, the cert and auth parts.
+    assert_eq!(created["key"]["status"], "enabled", "{created}");
+    assert_eq!(created["cert"]["status"], "valid", "{created}");
+    assert_eq!(created["cert"]["certificates"].as_array().map(Vec::len), Some(3), "leaf, issuing CA, root: {created}");
+    assert!(created["cert"]["validTo"].is_string() && created["auth"]["mode"] == "explicit", "{created}");
     let pem = cert_pem(&api, &env, &id).await;
 
     // Lifetime and subject as configured, read by openssl.

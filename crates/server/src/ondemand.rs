@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use cloudsign_csc::v2::{CreateCredentialRequest, CreateCredentialResponse, DeleteCredentialRequest};
+use cloudsign_csc::v2::{CreateCredentialRequest, CredentialInfo, DeleteCredentialRequest};
 use cloudsign_domain::ondemand::CreateInput;
 
 use crate::AppState;
@@ -38,7 +38,7 @@ async fn create(
     State(state): State<AppState>,
     Bearer(session): Bearer,
     CscJson(req): CscJson<CreateCredentialRequest>,
-) -> Result<Json<CreateCredentialResponse>, ApiError> {
+) -> Result<Json<CredentialInfo>, ApiError> {
     let subject = req.credential_creation_request.and_then(|c| c.subject_data);
     let mut input = CreateInput { has_subject_data: subject.is_some(), ..Default::default() };
     if let Some(data) = &subject {
@@ -46,7 +46,8 @@ async fn create(
             Some(subject_common_name(data).ok_or_else(|| ApiError::invalid("Invalid parameter subjectData: no name"))?);
     }
     let id = state.service.create_on_demand(&session, input).await.map_err(v2)?;
-    Ok(Json(CreateCredentialResponse { credential_id: id }))
+    let view = state.service.credential_info(&session, &id).await.map_err(v2)?;
+    Ok(Json(crate::v2::created_credential(view, &state.service.config().lang)))
 }
 
 /// Answers 204 No Content (ETSI TS 119 432 7.9.3.1, citing CSC §11.5 Output).

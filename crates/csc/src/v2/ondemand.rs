@@ -1,6 +1,6 @@
 //! CSC API 2.2.0.0 `credentials/create` and `credentials/delete` bodies.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// §11.4 `credentialCreationRequest`.
 #[derive(Debug, Default, Deserialize)]
@@ -20,14 +20,6 @@ pub struct CreateCredentialRequest {
     pub credential_creation_request: Option<CredentialCreationRequest>,
     /// Free text for the audit.
     pub client_data: Option<String>,
-}
-
-/// §11.4 response: at least `credentialID` (csc-api-2.2.md §8).
-#[derive(Debug, Serialize)]
-pub struct CreateCredentialResponse {
-    /// The new credential.
-    #[serde(rename = "credentialID")]
-    pub credential_id: String,
 }
 
 /// Data Model 9.2 revocation fields, at top level or in a wrapper (both accepted, §9).

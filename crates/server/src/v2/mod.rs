@@ -222,6 +222,13 @@ async fn credential_info(
     Ok(Json(render(view, certificates, req.cert_info, req.auth_info, &state.service.config().lang, false)))
 }
 
+/// `credentials/create`'s answer (CSC 2.2 §11.4): the new credential as `credentials/info`
+/// gives it with every part asked for (its `credentialID`, the certificate chain, `cert` and
+/// `auth` details), so that a client needs no second call.
+pub(crate) fn created_credential(view: CredentialView, lang: &str) -> CredentialInfo {
+    render(view, shared::Certificates::Chain, true, true, lang, true)
+}
+
 /// Decode `hashes` + `hashAlgorithmOID` (both base64 alphabets accepted, csc-api.md §1.2).
 fn hashes_input(hashes: Option<Vec<String>>, oid: Option<&str>) -> Result<Option<HashesInput>, ApiError> {
     let Some(hashes) = hashes else { return Ok(None) };
