@@ -73,7 +73,10 @@ struct Pki(PathBuf);
 
 impl Pki {
     fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!("cloudsign-ocsp-delegated-{}", std::process::id()));
+        // A fresh directory: a stale one (a reused process id) would hand openssl an old CA
+        // database and serial file.
+        let dir = std::env::temp_dir().join(cloudsign_test_support::unique("cloudsign-ocsp-delegated-"));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         run(Command::new("bash").arg("-c").arg(SCRIPT).arg("make").arg(&dir));
         Pki(dir)
