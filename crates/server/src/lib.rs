@@ -223,6 +223,9 @@ pub struct Bound {
     metrics: Option<std::net::TcpListener>,
     /// Its address.
     pub metrics_addr: Option<SocketAddr>,
+    /// SIGINT/SIGTERM, listened for from `bind` on: a signal sent as soon as the caller has
+    /// announced the address (scripts and tests wait for that line) must find the handler.
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 impl Bound {
@@ -249,7 +252,7 @@ pub async fn bind(listen: &str, cfg: &ServerConfig) -> anyhow::Result<Bound> {
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
-    Ok(Bound { listener, addr, tls, limits: cfg.limits.clone(), metrics, metrics_addr })
+    Ok(Bound { listener, addr, tls, limits: cfg.limits.clone(), metrics, metrics_addr, shutdown: shutdown_signal() })
 }
 
 /// Serve until SIGINT/SIGTERM, then drain connections for up to 10 seconds.
@@ -257,8 +260,9 @@ pub async fn serve(bound: Bound, app: Router) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let metrics_handle = axum_server::Handle::new();
     let (shutdown, metrics_shutdown) = (handle.clone(), metrics_handle.clone());
+    let signal = bound.shutdown;
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
         metrics_shutdown.shutdown();
     });
@@ -281,23 +285,31 @@ pub async fn serve(bound: Bound, app: Router) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The handlers are installed now, not when the future is first polled.
+fn shutdown_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+        Box::pin(async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(int) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
