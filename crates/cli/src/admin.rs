@@ -33,6 +33,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The effective settings of the CSC API 2.2 features (`[asynchronous]`, `[on_demand]`,
+    /// `[approval]`): the configuration file's values over the defaults, as this node runs them.
+    Settings {
+        /// One JSON object instead of `table.key = value` lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the audit log (or verify, export, checkpoint it).
     Audit {
         #[command(subcommand)]
@@ -97,6 +104,12 @@ pub enum AuthModeArg {
     Explicit,
     /// Only through the OAuth 2.0 consent page.
     Oauth2code,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ApprovalArg {
+    /// A one-time link to an approval page, sent through the OTP sender (otp_outbox).
+    Link,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,6 +187,11 @@ pub struct AddCredential {
     /// cannot be reset, only changed with the current one.
     #[arg(long)]
     sole_control: bool,
+    /// Out-of-band approval: after the PIN, every authorization waits for the signer to
+    /// approve it where the approver sends the request (CSC v2 202 answer and
+    /// credentials/authorizeCheck; needs `[approval] enabled = true`).
+    #[arg(long, value_enum)]
+    approval: Option<ApprovalArg>,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -319,28 +337,32 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     )
                 })?;
                 let pin = read_secret(a.pin_stdin, "PIN")?;
+                let approval = a.approval.map(|ApprovalArg::Link| cloudsign_domain::approval::LINK_APPROVER);
                 let result = service
-                    .add_credential(NewCredential {
-                        user: a.user,
-                        pin,
-                        key,
-                        otp: a.otp.map(|o| match o {
-                            OtpArg::Totp => OtpKind::Totp,
-                            OtpArg::Online => OtpKind::Online,
-                        }),
-                        scal: a.scal,
-                        multisign: a.multisign,
-                        description: a.description,
-                        auth_mode: match a.auth_mode {
-                            AuthModeArg::Explicit => AuthMode::Explicit,
-                            AuthModeArg::Oauth2code => AuthMode::OAuth2Code,
+                    .add_credential_with_approval(
+                        NewCredential {
+                            user: a.user,
+                            pin,
+                            key,
+                            otp: a.otp.map(|o| match o {
+                                OtpArg::Totp => OtpKind::Totp,
+                                OtpArg::Online => OtpKind::Online,
+                            }),
+                            scal: a.scal,
+                            multisign: a.multisign,
+                            description: a.description,
+                            auth_mode: match a.auth_mode {
+                                AuthModeArg::Explicit => AuthMode::Explicit,
+                                AuthModeArg::Oauth2code => AuthMode::OAuth2Code,
+                            },
+                            sole_control: a.sole_control,
+                            backend: match a.backend {
+                                BackendArg::Software => KeyStorage::Software,
+                                BackendArg::Pkcs11 => KeyStorage::Pkcs11,
+                            },
                         },
-                        sole_control: a.sole_control,
-                        backend: match a.backend {
-                            BackendArg::Software => KeyStorage::Software,
-                            BackendArg::Pkcs11 => KeyStorage::Pkcs11,
-                        },
-                    })
+                        approval,
+                    )
                     .await
                     .map_err(domain)?;
                 if a.json {
@@ -358,7 +380,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                 }
             }
             CredentialCommand::List { user, json } => {
-                for (owner, c) in service.admin_credentials(user.as_deref()).await.map_err(domain)? {
+                for (owner, c, approval) in service.admin_credentials(user.as_deref()).await.map_err(domain)? {
                     let state = if c.disabled {
                         "disabled"
                     } else if c.locked {
@@ -369,10 +391,14 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
                     if json {
                         println!(
                             "{}",
-                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo.name(), "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind.map(|k| k.as_str()), "backend": c.key_backend.as_str(), "authMode": c.auth_mode.as_str(), "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
+                            json!({"credentialID": c.id, "user": owner, "key": c.key_algo.name(), "scal": c.scal, "multisign": c.multisign, "otp": c.otp_kind.map(|k| k.as_str()), "backend": c.key_backend.as_str(), "authMode": c.auth_mode.as_str(), "approval": approval, "status": state, "serialNumber": c.cert.serial_hex, "notAfter": c.cert.not_after})
                         );
                     } else {
-                        println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo.name(), c.scal, state);
+                        // The approver, where there is one, after the state (older columns keep their place).
+                        match &approval {
+                            Some(a) => println!("{}\t{}\t{}\tSCAL{}\t{}\tapproval:{a}", c.id, owner, c.key_algo.name(), c.scal, state),
+                            None => println!("{}\t{}\t{}\tSCAL{}\t{}", c.id, owner, c.key_algo.name(), c.scal, state),
+                        }
                     }
                 }
             }
@@ -443,6 +469,19 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             let certs: &[&[u8]] = if root { &[root_der] } else { &[issuing, root_der] };
             for der in certs {
                 print!("{}", cloudsign_domain::pem_certificate(der));
+            }
+        }
+        AdminCommand::Settings { json } => {
+            let cfg = service.config();
+            let settings = json!({"asynchronous": cfg.asynchronous, "on_demand": cfg.on_demand, "approval": cfg.approval});
+            if json {
+                println!("{settings}");
+            } else {
+                for (table, keys) in settings.as_object().into_iter().flatten() {
+                    for (key, value) in keys.as_object().into_iter().flatten() {
+                        println!("{table}.{key} = {value}");
+                    }
+                }
             }
         }
         AdminCommand::Audit { command: Some(command), .. } => return audit(service, command).await,

@@ -163,18 +163,15 @@ struct Slice {
     latencies: Vec<u32>,
 }
 
-/// (b): signatures per second through `signatures/signHash`. With `pace` (requests per second
-/// in total) the clients send on a schedule instead of as fast as the server answers.
-async fn http_rate(
+/// A signHash request body for `per_request` hashes under a fresh SAD for
+/// [`BENCH_SIGNATURES`] signatures, in `operation_mode` (CSC 2.2 `"A"`) or synchronous.
+async fn sign_hash_body(
     csc: &Client,
     credential: &str,
     key: KeyAlgorithm,
     per_request: usize,
-    seconds: f64,
-    concurrency: usize,
-    pace: Option<f64>,
-) -> anyhow::Result<Slice> {
-    let (url, token) = (csc.service(), csc.access_token().context("not logged in")?);
+    operation_mode: Option<&str>,
+) -> anyhow::Result<String> {
     let scheme = scheme_for(key);
     let authorize = Authorize {
         credential_id: credential,
@@ -187,19 +184,34 @@ async fn http_rate(
     };
     let sad = csc.authorize(&authorize).await?.sad;
     let digest = cloudsign_csc::b64::encode(&vec![0x5au8; scheme.hash().len()]);
-    // The request is serialized once and sent raw by `load`.
-    let body = serde_json::to_string(&SignHashRequest {
+    Ok(serde_json::to_string(&SignHashRequest {
         credential_id: credential.into(),
         sad: Some(sad),
         hashes: vec![digest; per_request],
         hash_algorithm_oid: Some(scheme.hash().oid().into()),
         sign_algo: scheme.oid().into(),
         sign_algo_params: None,
-        operation_mode: None,
+        operation_mode: operation_mode.map(str::to_string),
         validity_period: None,
         response_uri: None,
         client_data: None,
-    })?;
+    })?)
+}
+
+/// (b): signatures per second through `signatures/signHash`. With `pace` (requests per second
+/// in total) the clients send on a schedule instead of as fast as the server answers.
+async fn http_rate(
+    csc: &Client,
+    credential: &str,
+    key: KeyAlgorithm,
+    per_request: usize,
+    seconds: f64,
+    concurrency: usize,
+    pace: Option<f64>,
+) -> anyhow::Result<Slice> {
+    let (url, token) = (csc.service(), csc.access_token().context("not logged in")?);
+    // The request is serialized once and sent raw by `load`.
+    let body = sign_hash_body(csc, credential, key, per_request, None).await?;
     let addr: std::net::SocketAddr = url.strip_prefix("http://").context("the bench server speaks plain HTTP")?.parse()?;
     let request = Arc::new(
         format!(
@@ -664,30 +676,7 @@ async fn sync_vs_async(
     asynchronous: bool,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let (url, token) = (csc.service().to_string(), csc.access_token().context("not logged in")?.to_string());
-    let scheme = scheme_for(key);
-    let authorize = Authorize {
-        credential_id: credential,
-        num_signatures: BENCH_SIGNATURES,
-        hashes: &[],
-        hash_algorithm: None,
-        pin: Some("2468"),
-        otp: None,
-        description: None,
-    };
-    let sad = csc.authorize(&authorize).await?.sad;
-    let digest = cloudsign_csc::b64::encode(&vec![0x5au8; scheme.hash().len()]);
-    let body = serde_json::to_string(&SignHashRequest {
-        credential_id: credential.into(),
-        sad: Some(sad),
-        hashes: vec![digest],
-        hash_algorithm_oid: Some(scheme.hash().oid().into()),
-        sign_algo: scheme.oid().into(),
-        sign_algo_params: None,
-        operation_mode: asynchronous.then(|| "A".to_string()),
-        validity_period: None,
-        response_uri: None,
-        client_data: None,
-    })?;
+    let body = sign_hash_body(csc, credential, key, 1, asynchronous.then_some("A")).await?;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = tokio::task::JoinSet::new();

@@ -58,6 +58,8 @@ pub struct Settings {
     pub asynchronous: Option<cloudsign_domain::asynchronous::AsyncConfig>,
     /// `[on_demand]`: on-demand credentials (see `cloudsign_domain::ondemand`).
     pub on_demand: Option<cloudsign_domain::ondemand::OnDemandConfig>,
+    /// `[approval]`: out-of-band credential authorization (see `cloudsign_domain::approval`).
+    pub approval: Option<cloudsign_domain::approval::ApprovalConfig>,
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin: Option<String>,
@@ -219,6 +221,7 @@ impl Settings {
             oauth_flow_ttl,
             asynchronous,
             on_demand,
+            approval,
             pkcs11_module,
             pkcs11_token,
             pkcs11_pin,
@@ -353,6 +356,7 @@ impl Settings {
             oauth_flow_ttl: self.oauth_flow_ttl.unwrap_or(d.oauth_flow_ttl),
             asynchronous: self.asynchronous.clone().unwrap_or(d.asynchronous),
             on_demand: self.on_demand.clone().unwrap_or(d.on_demand),
+            approval: self.approval.clone().unwrap_or(d.approval),
             // Filled by `pkcs11()`, which can fail (PIN file).
             pkcs11: None,
             renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
@@ -497,6 +501,18 @@ mod tests {
         assert_eq!(merged.listen(), "127.0.0.1:2");
         assert_eq!(merged.sad_ttl, Some(10));
         assert!(toml::from_str::<Settings>("no_such_key = 1").is_err(), "typos are reported");
+    }
+
+    #[test]
+    fn the_approval_table() {
+        let d = Settings::default().domain().approval;
+        assert_eq!((d.enabled, d.seconds), (false, 300), "off by default, five minutes");
+        let s: Settings = toml::from_str("[approval]\nenabled = true\n").unwrap();
+        let a = s.domain().approval;
+        assert_eq!((a.enabled, a.seconds), (true, 300), "an omitted key keeps its default");
+        let s: Settings = toml::from_str("[approval]\nenabled = true\nseconds = 30\n").unwrap();
+        assert_eq!(s.domain().approval.seconds, 30);
+        assert!(toml::from_str::<Settings>("[approval]\nminutes = 5\n").is_err(), "typos are reported");
     }
 
     #[test]

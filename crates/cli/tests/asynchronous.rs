@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,11 +24,40 @@ fn config(env: &Env, name: &str, table: &str) -> String {
     path.display().to_string()
 }
 
+/// What most tests start from: alice with an ECDSA P-256 credential (`admin credential add
+/// --key ecdsa-p256` and `credential`), a server on SQLite whose `[asynchronous]` table is
+/// `table`, and alice logged in there. Fields drop in order: the server before the environment.
+struct Alice {
+    api: Api,
+    server: Server,
+    id: String,
+    cred: Value,
+    env: Env,
+}
+
+async fn alice(credential: &[&str], table: &str) -> Alice {
+    let env = Env::new(BIN, "sqlite");
+    env.add_user("alice");
+    let cred = env.add_credential("alice", &[&["--key", "ecdsa-p256"], credential].concat());
+    let id = cred["credentialID"].as_str().unwrap().to_string();
+    let cfg = config(&env, "first.toml", table);
+    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &cfg)]);
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    Alice { api, server, id, cred, env }
+}
+
+/// A server of `env` started (again) with `table`, and `api`'s session pointed at it.
+fn restarted(env: &Env, api: &Api, table: &str) -> (Server, Api) {
+    let cfg = config(env, "restarted.toml", table);
+    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &cfg)]);
+    let api = Api { base: Api::new(&server).base, ..api.clone() };
+    (server, api)
+}
+
 /// pyHanko validates the PDF's signature against `root` (when the pinned venv is there).
 fn pyhanko_validate(pdf: &std::path::Path, root: &std::path::Path) {
-    let python = std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh");
-    let pyhanko = PathBuf::from(python).with_file_name("pyhanko");
-    let v = run(Command::new(pyhanko).args(["sign", "validate", "--trust"]).arg(root).arg("--trust-replace").arg(pdf));
+    let v = run(Command::new(venv_tool("pyhanko")).args(["sign", "validate", "--trust"]).arg(root).arg("--trust-replace").arg(pdf));
     assert!(v.contains(":INTACT:TRUSTED") && v.contains("UNTOUCHED"), "pyhanko: {v}");
 }
 
@@ -89,20 +117,49 @@ async fn assert_gone(api: &Api, response_id: &str) {
     api.err("signatures/signPolling", json!({"responseID": response_id}), 400, "invalid_request", "Invalid parameter responseID").await;
 }
 
+/// 20 signPolling at once for one responseID, spread over `apis` (nodes), round after round until
+/// the job has ended: of all those polls exactly one gets the result; every other is told "still
+/// running" (it came before the result) or "Invalid parameter responseID" (after it was taken).
+async fn twenty_polls_at_once(apis: &[&Api], response_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut results = Vec::new();
+    loop {
+        let polls: Vec<_> = (0..20)
+            .map(|i| {
+                let api = apis[i % apis.len()].clone();
+                let body = json!({"responseID": response_id});
+                tokio::spawn(async move { api.post("signatures/signPolling", body).await })
+            })
+            .collect();
+        let mut taken = false;
+        for poll in polls {
+            let (status, body) = poll.await.unwrap();
+            if status == 200 {
+                results.push(body);
+            } else if body["error_description"].as_str().is_some_and(|d| d.contains("still being processed")) {
+                assert_pending(status, &body);
+            } else {
+                assert_error("signPolling", status, &body, 400, "invalid_request", "Invalid parameter responseID");
+                taken = true;
+            }
+        }
+        if taken || !results.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no result within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(results.len(), 1, "exactly one poll gets the result: {results:?}");
+    for api in apis {
+        assert_gone(api, response_id).await;
+    }
+    results.pop().unwrap()
+}
+
 #[tokio::test]
 async fn sign_hash_and_sign_doc_survive_a_restart_and_answer_once() {
-    let env = Env::new(BIN, "sqlite");
-    env.add_user("alice");
-    let cred = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1", "--multisign", "10"]);
-    let id = cred["credentialID"].as_str().unwrap().to_string();
-    let off = config(&env, "off.toml", "worker = false");
-    let on = config(&env, "on.toml", "worker = true\npoll_interval_ms = 50");
-
     // Accepted on a node that runs no job: the SAD is spent now, the job waits.
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &off)]);
-    let mut api = Api::new(&server);
-    api.login("alice").await;
-    let token = api.token.clone();
+    let Alice { env, id, cred, server, api } = alice(&["--scal", "1", "--multisign", "10"], "worker = false").await;
     let sad = api.sad(&id, 2, None).await;
     let docs: Vec<Vec<u8>> = (0..2).map(|i| format!("async document {i}").into_bytes()).collect();
     let digests: Vec<Vec<u8>> = docs.iter().map(|d| sha256(d)).collect();
@@ -140,9 +197,7 @@ async fn sign_hash_and_sign_doc_survive_a_restart_and_answer_once() {
     drop(server);
 
     // A restart, now with a worker: nothing is lost.
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &on)]);
-    let mut api = Api::new(&server);
-    api.token = token;
+    let (_server, api) = restarted(&env, &api, "worker = true\npoll_interval_ms = 50");
     let result = poll_until_done(&api, &response_id).await;
     let signatures = result["signatures"].as_array().unwrap();
     assert_eq!(signatures.len(), 2);
@@ -179,16 +234,7 @@ async fn sign_hash_and_sign_doc_survive_a_restart_and_answer_once() {
 
 #[tokio::test]
 async fn a_failed_job_gives_its_sad_back() {
-    let env = Env::new(BIN, "sqlite");
-    env.add_user("alice");
-    let cred = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "2"]);
-    let id = cred["credentialID"].as_str().unwrap().to_string();
-    let off = config(&env, "off.toml", "worker = false");
-    let on = config(&env, "on.toml", "poll_interval_ms = 50");
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &off)]);
-    let mut api = Api::new(&server);
-    api.login("alice").await;
-    let token = api.token.clone();
+    let Alice { env, id, cred, server, api } = alice(&["--scal", "2"], "worker = false").await;
     // SCAL2: the SAD is bound to this one digest, signs it once.
     let digest = sha256(b"given back");
     let sad = api.sad(&id, 1, Some((std::slice::from_ref(&digest), SHA256))).await;
@@ -199,9 +245,7 @@ async fn a_failed_job_gives_its_sad_back() {
 
     // The credential is disabled before any worker runs the job: it fails.
     env.admin(&["credential", "disable", &id], "");
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &on)]);
-    let mut api = Api::new(&server);
-    api.token = token;
+    let (_server, api) = restarted(&env, &api, "poll_interval_ms = 50");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (s, v) = api.post("signatures/signPolling", json!({"responseID": response_id})).await;
@@ -284,14 +328,8 @@ async fn listener() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 
 #[tokio::test]
 async fn response_uri_is_called_once_and_only_where_allowed() {
-    let env = Env::new(BIN, "sqlite");
-    env.add_user("alice");
-    let cred = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1", "--multisign", "10"]);
-    let id = cred["credentialID"].as_str().unwrap().to_string();
-    let cfg = config(&env, "loopback.toml", "allow_loopback = true\npoll_interval_ms = 50\nresponse_uri_hosts = [\"rp.example\"]");
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &cfg)]);
-    let mut api = Api::new(&server);
-    api.login("alice").await;
+    let table = "allow_loopback = true\npoll_interval_ms = 50\nresponse_uri_hosts = [\"rp.example\"]";
+    let Alice { env, id, cred, server: _server, api } = alice(&["--scal", "1", "--multisign", "10"], table).await;
     let (uri, got) = listener().await;
     let sad = api.sad(&id, 1, None).await;
     let digest = sha256(b"notified");
@@ -363,7 +401,136 @@ async fn two_postgres_nodes_accept_on_one_answer_on_the_other() {
         assert_gone(&a, rid).await;
         assert_gone(&b, rid).await;
     }
+
+    // One job, 20 polls at once over two nodes: one of them gets its signature.
+    let sad = a.sad(&id, 1, None).await;
+    let (s, v) = sign_hash_async(&a, &id, &sad, &[sha256(b"polled twenty times")], json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let result = twenty_polls_at_once(&[&a, &b], v["responseID"].as_str().unwrap()).await;
+    let sig = unb64(result["signatures"][0].as_str().unwrap());
+    openssl_verify_signature(&env.dir, &cert_der_b64(&cred), b"polled twenty times", &sig, "sha256", "ecdsa");
+    // Every delivery is audited, once per job.
+    let audit = env.admin(&["audit", "--json"], "");
+    assert_eq!(audit.lines().filter(|l| l.contains("\"signatures.signPolling\"")).count(), 21, "{audit}");
     drop(back2);
+}
+
+/// On one node that signs at once after the accept (a software key): 20 polls at once, one
+/// result; and the accept's audit record names the job its delivery names.
+#[tokio::test]
+async fn twenty_parallel_polls_get_the_result_once() {
+    let Alice { env, id, cred, server: _server, api } = alice(&["--scal", "1", "--multisign", "10"], "poll_interval_ms = 5000").await;
+    for round in 0..3 {
+        let data = format!("polled at once {round}");
+        let sad = api.sad(&id, 1, None).await;
+        let (s, v) = sign_hash_async(&api, &id, &sad, &[sha256(data.as_bytes())], json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        let result = twenty_polls_at_once(&[&api], v["responseID"].as_str().unwrap()).await;
+        let sig = unb64(result["signatures"][0].as_str().unwrap());
+        openssl_verify_signature(&env.dir, &cert_der_b64(&cred), data.as_bytes(), &sig, "sha256", "ecdsa");
+    }
+    let audit = env.admin(&["audit", "--json"], "");
+    let events: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let accepted: Vec<&Value> =
+        events.iter().filter(|e| e["event"] == "signatures.signHash" && e["detail"]["operationMode"] == "A").collect();
+    let delivered: Vec<&Value> = events.iter().filter(|e| e["event"] == "signatures.signPolling").collect();
+    assert_eq!((accepted.len(), delivered.len()), (3, 3), "{audit}");
+    for (a, d) in accepted.iter().zip(&delivered) {
+        assert!(a["detail"]["job"].is_string() && a["detail"]["job"] == d["detail"]["job"], "{a} / {d}");
+        assert!(d["outcome"].as_str().unwrap().eq_ignore_ascii_case("ok"), "{d}");
+    }
+}
+
+/// A job whose validity period ends before any worker runs it is not signed: its SAD is given
+/// back whole, and nothing can fetch it.
+#[tokio::test]
+async fn a_job_run_after_its_validity_period_costs_nothing() {
+    let Alice { env, id, cred, server, api } = alice(&["--scal", "1"], "worker = false").await;
+    let digest = sha256(b"too late");
+    let sad = api.sad(&id, 1, None).await;
+    // CSC v2.0.0.2 §11.10: validity_period in milliseconds; one second.
+    let (s, accepted) = sign_hash_async(&api, &id, &sad, std::slice::from_ref(&digest), json!({"validity_period": 1000})).await;
+    assert_eq!(s, 200, "{accepted}");
+    let response_id = accepted["responseID"].as_str().unwrap().to_string();
+    let (s, v) = api.sign(&id, &sad, std::slice::from_ref(&digest), ECDSA_SHA256, None).await;
+    assert_error("signHash", s, &v, 400, "invalid_request", "SAD");
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let (_server, api) = restarted(&env, &api, "poll_interval_ms = 50");
+    assert_gone(&api, &response_id).await;
+    // The worker fails the job and gives the SAD back: its one signature can be made now.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let signed = loop {
+        let (s, v) = api.sign(&id, &sad, std::slice::from_ref(&digest), ECDSA_SHA256, None).await;
+        if s == 200 {
+            break v;
+        }
+        assert_error("signHash", s, &v, 400, "invalid_request", "SAD");
+        assert!(Instant::now() < deadline, "the SAD was never given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sig = unb64(signed["signatures"][0].as_str().unwrap());
+    openssl_verify_signature(&env.dir, &cert_der_b64(&cred), b"too late", &sig, "sha256", "ecdsa");
+    assert_gone(&api, &response_id).await;
+    let audit = env.admin(&["audit", "--json"], "");
+    assert!(audit.lines().any(|l| l.contains("validity period ended") && l.contains("\"returned\"")), "{audit}");
+}
+
+/// Past `max_open_jobs` an accept is refused 503 before anything is spent.
+#[tokio::test]
+async fn a_full_queue_refuses_before_spending() {
+    let Alice { env, id, cred, server: _server, api } =
+        alice(&["--scal", "1", "--multisign", "10"], "worker = false\nmax_open_jobs = 2").await;
+    let sad = api.sad(&id, 3, None).await;
+    for i in 0..2 {
+        let (s, v) = sign_hash_async(&api, &id, &sad, &[sha256(format!("queued {i}").as_bytes())], json!({})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = sign_hash_async(&api, &id, &sad, &[sha256(b"one too many")], json!({})).await;
+    assert_error("signHash", s, &v, 503, "temporarily_unavailable", "");
+    // Its signature is still on the SAD.
+    let (s, v) = api.sign(&id, &sad, &[sha256(b"one too many")], ECDSA_SHA256, None).await;
+    assert_eq!(s, 200, "the refused accept spent nothing: {v}");
+    openssl_verify_signature(
+        &env.dir,
+        &cert_der_b64(&cred),
+        b"one too many",
+        &unb64(v["signatures"][0].as_str().unwrap()),
+        "sha256",
+        "ecdsa",
+    );
+}
+
+/// A notification that cannot be delivered is logged without the URI (the relying party's, with
+/// its own secret in it), and no SAD, token or responseID reaches the log on the way.
+#[tokio::test]
+async fn failed_notifications_log_no_secrets() {
+    let Alice { env, id, cred, server, api } =
+        alice(&["--scal", "1"], "allow_loopback = true\nnotify_retries = 0\npoll_interval_ms = 50").await;
+    // Nobody listens there.
+    let closed = free_loopback_addr();
+    let secret = "rp-secret-4c1f9e";
+    let uri = format!("http://{closed}/done?token={secret}");
+    let sad = api.sad(&id, 1, None).await;
+    let (s, accepted) = sign_hash_async(&api, &id, &sad, &[sha256(b"nobody listens")], json!({"response_uri": uri})).await;
+    assert_eq!(s, 200, "{accepted}");
+    let response_id = accepted["responseID"].as_str().unwrap().to_string();
+    let result = poll_until_done(&api, &response_id).await;
+    let sig = unb64(result["signatures"][0].as_str().unwrap());
+    openssl_verify_signature(&env.dir, &cert_der_b64(&cred), b"nobody listens", &sig, "sha256", "ecdsa");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env.server_log().contains("notification given up") {
+        assert!(Instant::now() < deadline, "the failed notification is not logged: {}", env.server_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+    let log = env.server_log();
+    assert!(log.contains("response_uri notification failed"), "{log}");
+    for (what, value) in [("the URI's secret", secret), ("the SAD", sad.as_str()), ("the responseID", response_id.as_str())] {
+        assert!(!log.contains(value), "{what} in the log: {log}");
+    }
+    assert!(!log.contains(api.token.as_deref().unwrap()), "the access token in the log: {log}");
 }
 
 /// The 2.2 signDoc form (`signatureCreationRequest`, csc-api-2.2.md §11), synchronous and
@@ -371,14 +538,7 @@ async fn two_postgres_nodes_accept_on_one_answer_on_the_other() {
 /// flat objects; documents by content or by hashes; a reference refused before anything is spent.
 #[tokio::test]
 async fn sign_doc_signature_creation_request_form() {
-    let env = Env::new(BIN, "sqlite");
-    env.add_user("alice");
-    let cred = env.add_credential("alice", &["--key", "ecdsa-p256", "--scal", "1", "--multisign", "10"]);
-    let id = cred["credentialID"].as_str().unwrap().to_string();
-    let cfg = config(&env, "on.toml", "poll_interval_ms = 50");
-    let server = env.start_env(&[("CLOUDSIGN_CONFIG", &cfg)]);
-    let mut api = Api::new(&server);
-    api.login("alice").await;
+    let Alice { env, id, server: _server, api, .. } = alice(&["--scal", "1", "--multisign", "10"], "poll_interval_ms = 50").await;
     let (issuing, root) = write_ca(&env);
     let pdf = one_page_pdf("signed from a signatureCreationRequest");
     let content = b"a representation signed by hash".to_vec();

@@ -198,9 +198,9 @@ fn check_credential_info(c: &Value) {
     assert!(c["multisign"].is_u64(), "{c}");
 }
 
-/// The credential the signing flow uses. Today the operator creates it; once
-/// `credentials/create` exists, this is where a 2.2 client creates it (and the test deletes
-/// it at the end).
+/// The credential the first signing flow uses: the operator's (`admin credential add`).
+/// [`a_strict_2_2_client_creates_signs_with_and_deletes_a_credential`] has a 2.2 client
+/// create its own instead, and delete it at the end.
 fn credential_for_signing(env: &Env) -> String {
     env.add_credential("alice", &["--key", "ecdsa-p256", "--auth-mode", "oauth2code"])["credentialID"].as_str().unwrap().to_string()
 }
@@ -224,6 +224,11 @@ fn chromium_home(env: &Env, cert: &Path) -> PathBuf {
 
 /// Log in and consent in Chromium (`interop/browser/consent.mjs`); secrets in the environment.
 fn drive(home: &Path, authorize_url: &str) -> Value {
+    drive_as(home, authorize_url, Some(PIN), "rar2025")
+}
+
+/// [`drive`] with the consent page's PIN (`None`: a page without one), screenshots under `shots`.
+fn drive_as(home: &Path, authorize_url: &str, pin: Option<&str>, shots: &str) -> Value {
     let root = workspace();
     assert!(
         root.join("interop/browser/node_modules/playwright-core").exists(),
@@ -238,8 +243,8 @@ fn drive(home: &Path, authorize_url: &str) -> Value {
         .env("CS_REDIRECT_URI", REDIRECT_URI)
         .env("CS_USER", "alice")
         .env("CS_PASSWORD", PASSWORD)
-        .env("CS_PIN", PIN)
-        .env("CS_SCREENSHOTS", artifacts.join("rar2025"))
+        .env("CS_PIN", pin.unwrap_or_default())
+        .env("CS_SCREENSHOTS", artifacts.join(shots))
         .output()
         .expect("node must be installed");
     assert!(
@@ -389,7 +394,8 @@ async fn a_strict_2_2_client_reads_info_authorizes_with_rar_2025_and_signs() {
 /// The same service still answers the 2.0.0.2 forms: the RAR type `credential` without
 /// numSignatures, a numSignatures given as a decimal string, and a lowercase hashType
 /// (Data Model spelling) echoed as sent; an unknown hashType and the 2.2 management scopes,
-/// which this service does not offer yet, are refused at the authorization endpoint.
+/// which this service offers only with `[on_demand]` enabled (here it is not), are refused
+/// at the authorization endpoint.
 #[tokio::test]
 async fn rar_forms_of_2_0_and_2_2_are_both_accepted() {
     let env = Env::new(BIN, "sqlite");
@@ -447,6 +453,244 @@ async fn rar_forms_of_2_0_and_2_2_are_both_accepted() {
     .await;
     assert_eq!(s, 400, "{v}");
     assert!(v["error_description"].as_str().unwrap().contains("creation"), "{v}");
+}
+
+/// The 2025 RAR types of credential creation and deletion (csc-api-2.2.md §4).
+const RAR_CREATION_2025: &str = "https://cloudsignatureconsortium.org/2025/credential-creation";
+const RAR_DELETION_2025: &str = "https://cloudsignatureconsortium.org/2025/credential-deletion";
+
+/// `oauth2/pushed_authorize` for a public client (RFC 9126 §2: its `client_id` in the form),
+/// then the authorization URL that carries only `client_id` and `request_uri`; returns the
+/// URL and the PKCE verifier.
+async fn pushed(http: &reqwest::Client, env: &Env, oauth: &str, client: &str, state: &str, details: &str) -> (String, String) {
+    let (verifier, challenge) = pkce(&env.dir);
+    let form = [
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", REDIRECT_URI),
+        ("state", state),
+        ("authorization_details", details),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let (s, par) = form_post(http, &format!("{oauth}/oauth2/pushed_authorize"), &form).await;
+    assert_eq!(s, 201, "{par}");
+    assert!(par["expires_in"].is_u64(), "{par}");
+    let q = query(&[("client_id", client), ("request_uri", str_of(&par, "request_uri"))]);
+    (format!("{oauth}/oauth2/authorize?{q}"), verifier)
+}
+
+/// The code exchange as K makes it (re-sending `authorization_details`); the token response.
+async fn exchange(http: &reqwest::Client, oauth: &str, client: &str, redirect: &str, state: &str, verifier: &str, details: &str) -> Value {
+    let p = location_params(redirect);
+    assert_eq!(p.get("state").map(String::as_str), Some(state), "{redirect}");
+    let code = p.get("code").unwrap_or_else(|| panic!("no code: {redirect}"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", client),
+        ("redirect_uri", REDIRECT_URI),
+        ("code_verifier", verifier),
+        ("authorization_details", details),
+    ];
+    let (s, token) = form_post(http, &format!("{oauth}/oauth2/token"), &form).await;
+    assert_eq!(s, 200, "{token}");
+    assert_eq!(token["token_type"], "Bearer", "{token}");
+    assert!(token["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{token}");
+    token
+}
+
+/// A DER certificate (standard base64) as a PEM file.
+fn pem_file(env: &Env, name: &str, cert_b64: &str) -> PathBuf {
+    let der = env.file(&format!("{name}.der"));
+    std::fs::write(&der, unb64(cert_b64)).unwrap();
+    let pem = env.file(&format!("{name}.pem"));
+    run(Command::new("openssl").args(["x509", "-inform", "DER", "-in"]).arg(&der).arg("-out").arg(&pem));
+    pem
+}
+
+/// The certificate's status from the service's OCSP responder (over TLS, with our client),
+/// read and verified by `openssl ocsp` against the service's root.
+async fn ocsp_status(env: &Env, http: &reqwest::Client, server: &str, cert: &Path) -> String {
+    let (issuing, root) = write_ca(env);
+    let request = env.file("ocsp-request.der");
+    run(Command::new("openssl").args(["ocsp", "-no_nonce", "-issuer"]).arg(&issuing).arg("-cert").arg(cert).arg("-reqout").arg(&request));
+    let body = std::fs::read(&request).unwrap();
+    let resp = http.post(format!("{server}/ocsp")).header("content-type", "application/ocsp-request").body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let response = env.file("ocsp-response.der");
+    std::fs::write(&response, resp.bytes().await.unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&issuing)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-respin")
+        .arg(&response)
+        .arg("-CAfile")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("Response verify OK"), "{text}");
+    text
+}
+
+/// A 2.2 client that brings its own credential: with the 2025 RAR types, through the OAuth
+/// pages in headless Chromium over TLS, it obtains a creation token (PAR), creates the
+/// credential, authorizes one signature with the credential type (plain authorize), signs
+/// (openssl verifies against the returned certificate), obtains a deletion token (PAR) and
+/// deletes; then the certificate is revoked in the service's OCSP responder and the one-shot
+/// tokens are spent. Each token reaches its own method only.
+#[tokio::test]
+async fn a_strict_2_2_client_creates_signs_with_and_deletes_a_credential() {
+    let env = Env::new(BIN, "sqlite");
+    env.add_user("alice");
+    let (client, _) = add_client(&env, "CSC 2.2 wallet", &["--public"]);
+    let (cert, key) = (env.file("tls.crt"), env.file("tls.key"));
+    cloudsign_test_support::pki::self_signed_p256(
+        &key,
+        &cert,
+        "/CN=localhost",
+        1,
+        &["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:FALSE"],
+    );
+    let cfg = env.file("on-demand.toml");
+    std::fs::write(
+        &cfg,
+        "[on_demand]
+enabled = true
+subject_from_request = true
+certificate_minutes = 20
+token_seconds = 120
+",
+    )
+    .unwrap();
+    let env = env.with_env("CLOUDSIGN_CONFIG", cfg.to_str().unwrap());
+    let server = env.start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let http = tls_client(&cert);
+    let csc = |token: Option<&str>| Api { http: http.clone(), base: format!("{}/csc/v2", server.url), token: token.map(String::from) };
+    let home = chromium_home(&env, &cert);
+
+    // 1. info, with create and delete among the methods; the metadata names the 2025 types.
+    let info = csc(None).ok("info", json!({"lang": "en-US"})).await;
+    let oauth = check_info(&info, &server.url);
+    let methods = strings(&info["methods"], "methods");
+    for m in ["credentials/create", "credentials/delete"] {
+        assert!(methods.iter().any(|x| x == m), "{m} listed: {methods:?}");
+    }
+    let meta: Value =
+        http.get(format!("{}/.well-known/oauth-authorization-server", server.url)).send().await.unwrap().json().await.unwrap();
+    for t in [RAR_2025, RAR_CREATION_2025, RAR_DELETION_2025] {
+        assert!(meta["authorization_details_types_supported"].as_array().unwrap().contains(&json!(t)), "{t}: {meta}");
+    }
+    for scope in ["credential-creation", "credential-deletion"] {
+        assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!(scope)), "{scope}: {meta}");
+    }
+
+    // 2. Creation: RAR credential-creation with subjectData in OIDC claim names (ETSI), by PAR.
+    let creation = json!([{"type": RAR_CREATION_2025,
+        "credentialCreationRequest": {"subjectData": {"given_name": "Alice", "family_name": "Example", "address": {"country": "BE"}}}}])
+    .to_string();
+    let (url, verifier) = pushed(&http, &env, &oauth, &client, "create", &creation).await;
+    let out = drive_as(&home, &url, None, "create2025");
+    let shown = out["consentText"].as_str().unwrap();
+    assert!(shown.contains("create a signing credential") && shown.contains("Alice Example"), "the page says what is granted: {shown}");
+    let token = exchange(&http, &oauth, &client, out["redirect"].as_str().unwrap(), "create", &verifier, &creation).await;
+    assert_eq!(token["scope"], "credential-creation", "{token}");
+    assert_eq!(token["authorization_details"], serde_json::from_str::<Value>(&creation).unwrap(), "echoed as sent: {token}");
+    assert!((1..=120).contains(&token["expires_in"].as_u64().unwrap()), "a short-lived grant: {token}");
+    assert!(token.get("refresh_token").is_none(), "{token}");
+    let maker = csc(token["access_token"].as_str());
+    // It reaches credentials/create only.
+    maker.err("credentials/list", json!({"credentialInfo": true}), 401, "invalid_token", "credentials/create only").await;
+
+    // 3. credentials/create, as K would send it: the subject comes with the token.
+    let created = maker
+        .ok("credentials/create", json!({"credentialCreationRequest": {}, "certificates": "chain", "certInfo": true, "authInfo": true}))
+        .await;
+    let id = str_of(&created, "credentialID").to_string();
+    check_credential_info(&created);
+    let cert_b64 = created["cert"]["certificates"][0].as_str().unwrap().to_string();
+    let leaf = pem_file(&env, "on-demand", &cert_b64);
+    let subject = run(Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(&leaf));
+    assert!(subject.contains("CN = Alice Example"), "the subject the signer approved: {subject}");
+    // One-shot: the token is spent.
+    maker.err("credentials/create", json!({"credentialCreationRequest": {}}), 401, "expired_token", "").await;
+
+    // 4. A signature with the new credential: the 2025 credential type, integer
+    //    numSignatures, hashType, by plain authorize; the PIN is the account password.
+    let doc = b"%PDF-1.7 a document signed with an on-demand credential".to_vec();
+    let digest = sha256(&doc);
+    let details = json!([{"type": RAR_2025, "credentialID": id, "numSignatures": 1, "hashAlgorithmOID": SHA256,
+        "documentDigests": [{"hash": b64(&digest), "label": "Order.pdf", "hashType": "DTBSR"}]}])
+    .to_string();
+    let (verifier, challenge) = pkce(&env.dir);
+    let q = query(&[
+        ("response_type", "code"),
+        ("client_id", &client),
+        ("redirect_uri", REDIRECT_URI),
+        ("state", "sign"),
+        ("authorization_details", &details),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("prompt", "login"),
+    ]);
+    let out = drive_as(&home, &format!("{oauth}/oauth2/authorize?{q}"), Some(PASSWORD), "sign2025");
+    let shown = out["consentText"].as_str().unwrap();
+    assert!(shown.contains("Order.pdf") && shown.contains(&b64(&digest)), "{shown}");
+    let token = exchange(&http, &oauth, &client, out["redirect"].as_str().unwrap(), "sign", &verifier, &details).await;
+    assert_eq!(token["credentialID"], id.as_str());
+    assert_eq!(token["numSignatures"], 1);
+    let d = &token["authorization_details"][0];
+    assert_eq!((&d["type"], &d["credentialID"], &d["numSignatures"]), (&json!(RAR_2025), &json!(id), &json!(1)), "{token}");
+    assert_eq!(d["documentDigests"][0]["hashType"], "DTBSR");
+    let signer = csc(token["access_token"].as_str());
+    let v = signer
+        .ok(
+            "signatures/signHash",
+            json!({"credentialID": id, "hashes": [b64(&digest)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256,
+                   "signAlgoParams": null, "operationMode": "S", "clientData": null}),
+        )
+        .await;
+    let sigs = strings(&v["signatures"], "signatures");
+    assert_eq!(sigs.len(), 1);
+    openssl_verify_signature(&env.dir, &cert_b64, &doc, &unb64(&sigs[0]), "sha256", "ecdsa");
+    // A credential token cannot delete its credential.
+    signer.err("credentials/delete", json!({"credentialID": id}), 400, "invalid_request", "does not allow deleting").await;
+
+    // 5. Deletion: RAR credential-deletion naming the new credential, by PAR.
+    let deletion = json!([{"type": RAR_DELETION_2025, "credentialID": id}]).to_string();
+    let (url, verifier) = pushed(&http, &env, &oauth, &client, "delete", &deletion).await;
+    let out = drive_as(&home, &url, None, "delete2025");
+    let shown = out["consentText"].as_str().unwrap();
+    assert!(shown.contains(&format!("delete credential {id}")), "the page says what is granted: {shown}");
+    let token = exchange(&http, &oauth, &client, out["redirect"].as_str().unwrap(), "delete", &verifier, &deletion).await;
+    assert_eq!(token["scope"], "credential-deletion", "{token}");
+    assert_eq!(token["credentialID"], id.as_str(), "{token}");
+    assert_eq!(token["authorization_details"], serde_json::from_str::<Value>(&deletion).unwrap(), "echoed as sent: {token}");
+    let remover = csc(token["access_token"].as_str());
+    remover.err("credentials/info", json!({"credentialID": id}), 401, "invalid_token", "credentials/delete only").await;
+    let (s, v) = remover.post("credentials/delete", json!({"credentialID": id})).await;
+    assert_eq!(s, 204, "{v}");
+    assert!(v.is_null(), "204 has no body: {v}");
+    remover.err("credentials/delete", json!({"credentialID": id}), 401, "expired_token", "").await;
+
+    // 6. Gone: the certificate is revoked in OCSP, signing and info refuse or say revoked.
+    let status = ocsp_status(&env, &http, &server.url, &leaf).await;
+    assert!(status.contains(": revoked"), "{status}");
+    let (s, v) = signer
+        .post(
+            "signatures/signHash",
+            json!({"credentialID": id, "hashes": [b64(&digest)], "hashAlgorithmOID": SHA256, "signAlgo": ECDSA_SHA256}),
+        )
+        .await;
+    assert!(s == 400 || s == 401, "{v}");
+    let mut owner = csc(None);
+    owner.login("alice").await;
+    let after = owner.ok("credentials/info", json!({"credentialID": id, "certInfo": true})).await;
+    assert_eq!((&after["cert"]["status"], &after["key"]["status"]), (&json!("revoked"), &json!("disabled")), "{after}");
 }
 
 /// The checks of [`check_info`] can fail: the shapes the reference says strict clients

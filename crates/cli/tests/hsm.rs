@@ -6,58 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use common::hsm::{PIN as HSM_PIN, private_keys};
 use common::*;
 use serde_json::json;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "cloudsign-test";
-const HSM_PIN: &str = "hsm-user-pin-1234";
-
-/// A fresh SoftHSM2 token in `dir`; returns the SOFTHSM2_CONF path.
-fn softhsm_token(dir: &Path) -> PathBuf {
-    let tokens = dir.join("softhsm-tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display())).unwrap();
-    run(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &conf).args([
-        "--init-token",
-        "--free",
-        "--label",
-        TOKEN,
-        "--so-pin",
-        "so-pin-87654321",
-        "--pin",
-        HSM_PIN,
-    ]));
-    conf
-}
-
-/// `pkcs11-tool --list-objects` of the token's private keys: OpenSC reads the attributes, not us.
-fn private_keys(conf: &Path) -> String {
-    run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", conf).args([
-        "--module",
-        MODULE,
-        "--token-label",
-        TOKEN,
-        "--login",
-        "--pin",
-        HSM_PIN,
-        "--list-objects",
-        "--type",
-        "privkey",
-    ]))
-}
-
 fn hsm_env(db: &str) -> (Env, PathBuf) {
-    let env = Env::new(BIN, db);
-    let conf = softhsm_token(&env.dir);
-    let env = env
-        .with_env("SOFTHSM2_CONF", conf.to_str().unwrap())
-        .with_env("CLOUDSIGN_PKCS11_MODULE", MODULE)
-        .with_env("CLOUDSIGN_PKCS11_TOKEN", TOKEN);
+    let (env, conf) = Env::new(BIN, db).with_softhsm();
     // The PIN comes from a file here (the variable CLOUDSIGN_PKCS11_PIN works too).
     let pin_file = env.file("hsm-pin");
     std::fs::write(&pin_file, format!("{HSM_PIN}\n")).unwrap();
@@ -122,10 +79,7 @@ async fn hsm_signing(db: &str) {
 
     // The same store, started with a wrong HSM PIN: HSM credentials get 503
     // temporarily_unavailable (promptly, no hang), software credentials keep signing.
-    let broken = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
-        .with_env("CLOUDSIGN_PKCS11_PIN", "wrong-pin-0000")
-        .with_env("CLOUDSIGN_KEY_CACHE_SECONDS", "0");
-    let server = broken.start();
+    let server = env.start_env(&[("CLOUDSIGN_PKCS11_PIN", "wrong-pin-0000"), ("CLOUDSIGN_KEY_CACHE_SECONDS", "0")]);
     let mut api = Api::new(&server);
     api.login("alice").await;
     let sad = api.sad(&ec, 1, None).await;
@@ -137,10 +91,10 @@ async fn hsm_signing(db: &str) {
     let (s, v) = api.sign(&soft, &sad, &[sha256(&data)], "1.2.840.10045.4.3.2", Some(SHA256)).await;
     assert_eq!(s, 200, "{v}");
     drop(server);
-    let log = broken.server_log();
+    // The log of both servers of this environment.
+    let log = env.server_log();
     assert!(log.contains("refused the configured PIN"), "the operator learns why: {log}");
     assert!(!log.contains(HSM_PIN) && !log.contains("wrong-pin-0000"), "the HSM PIN never reaches the log");
-    std::mem::forget(broken); // shares env's directory and database; env cleans up
 
     // Deleting a credential destroys its key in the token.
     env.admin(&["credential", "delete", &p384], "");
@@ -166,17 +120,14 @@ async fn missing_or_unconfigured_hsm() {
     let id = env.add_credential("alice", &["--backend", "pkcs11", "--scal", "1"])["credentialID"].as_str().unwrap().to_string();
 
     // A module that is not there: the service starts, the HSM credential answers 503.
-    let gone = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
-        .with_env("CLOUDSIGN_PKCS11_MODULE", "/nonexistent/libpkcs11.so");
-    let server = gone.start();
+    let server = env.start_env(&[("CLOUDSIGN_PKCS11_MODULE", "/nonexistent/libpkcs11.so")]);
     let mut api = Api::new(&server);
     api.login("alice").await;
     let sad = api.sad(&id, 1, None).await;
     let (s, v) = api.sign(&id, &sad, &[sha256(b"x")], "1.2.840.10045.4.3.2", Some(SHA256)).await;
     assert_error("signHash", s, &v, 503, "temporarily_unavailable", "");
     drop(server);
-    assert!(gone.server_log().contains("cannot load the PKCS#11 module /nonexistent/libpkcs11.so"), "{}", gone.server_log());
-    std::mem::forget(gone);
+    assert!(env.server_log().contains("cannot load the PKCS#11 module /nonexistent/libpkcs11.so"), "{}", env.server_log());
 
     // No HSM configured at all: creating an HSM credential fails with a clear message.
     let plain = Env::new(BIN, "sqlite");
@@ -186,13 +137,13 @@ async fn missing_or_unconfigured_hsm() {
     assert!(!ok);
     assert!(err.contains("PKCS#11") && err.contains("none is configured"), "{err}");
     // A token label that does not exist.
-    let wrong_label = Env { bin: env.bin.clone(), dir: env.dir.clone(), db: env.db.clone(), extra_env: env.extra_env.clone() }
-        .with_env("CLOUDSIGN_PKCS11_TOKEN", "no-such-token");
-    let (ok, _, err) =
-        wrong_label.admin_result(&["credential", "add", "--user", "alice", "--pin-stdin", "--backend", "pkcs11"], &format!("{PIN}\n"));
+    let (ok, _, err) = env.admin_result_env(
+        &[("CLOUDSIGN_PKCS11_TOKEN", "no-such-token")],
+        &["credential", "add", "--user", "alice", "--pin-stdin", "--backend", "pkcs11"],
+        &format!("{PIN}\n"),
+    );
     assert!(!ok);
     assert!(err.contains("no PKCS#11 token labelled \"no-such-token\""), "{err}");
-    std::mem::forget(wrong_label);
 }
 
 #[tokio::test]

@@ -9,20 +9,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cloudsign_test_support::pki::{ca_and_leaf, cms_sign, der};
+use common::verify::{granted_ca, indication, tsl_xml, verify_json, xmlsec_sign};
 use common::*;
 use serde_json::Value;
 
-fn pyhanko() -> PathBuf {
-    PathBuf::from(
-        std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh"),
-    )
-    .with_file_name("pyhanko")
-}
-
-/// `cloudsign verify --json`: (exit code, report).
 /// `pyhanko sign addsig` into `field` with a local key, certificate and chain.
 fn pyhanko_sign(field: &str, (key, cert, chain): (&Path, &Path, &Path), input: &Path, output: &Path) {
-    run(Command::new(pyhanko()).args(["sign", "addsig", "--field", field, "pemder", "--key"]).arg(key).args([
+    run(Command::new(venv_tool("pyhanko")).args(["sign", "addsig", "--field", field, "pemder", "--key"]).arg(key).args([
         Path::new("--cert"),
         cert,
         Path::new("--chain"),
@@ -33,12 +27,10 @@ fn pyhanko_sign(field: &str, (key, cert, chain): (&Path, &Path, &Path), input: &
     ]));
 }
 
+/// `cloudsign verify FILE --trust TRUST --json EXTRA`: (exit code, report).
 fn verify(env: &Env, file: &Path, trust: &Path, extra: &[&str]) -> (i32, Value) {
-    let out = env.command().arg("verify").arg(file).arg("--trust").arg(trust).arg("--json").args(extra).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("no JSON report ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), report)
+    let (code, report, _) = verify_json(env, file, &[&["--trust", trust.to_str().unwrap()], extra].concat(), &[]);
+    (code, report)
 }
 
 /// `cloudsign sign INPUT --out OUT` as alice with `credential`, `extra` options; it must succeed.
@@ -58,57 +50,19 @@ fn sign_as_alice(env: &Env, url: &str, credential: &str, input: &Path, out: &Pat
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-fn indication(report: &Value, i: usize) -> (String, String) {
-    let s = &report["signatures"][i];
-    (s["indication"].as_str().unwrap_or_default().to_string(), s["sub_indication"].as_str().unwrap_or_default().to_string())
-}
-
-/// A CA and a leaf certificate made by openssl (a PKI cloudsign has nothing to do with).
-fn openssl_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |f: &str| dir.join(format!("{name}-{f}"));
-    let ext = p("ext.cnf");
-    std::fs::write(&ext, "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n").unwrap();
-    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("ca.key")));
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-new", "-key"])
-        .arg(p("ca.key"))
-        .args(["-subj", &format!("/CN={name} Test CA"), "-days", "30", "-extensions", "ca", "-config"])
-        .arg(&ext)
-        .arg("-out")
-        .arg(p("ca.pem")));
-    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("leaf.key")));
-    run(Command::new("openssl")
-        .args(["req", "-new", "-key"])
-        .arg(p("leaf.key"))
-        .args(["-subj", &format!("/CN={name} Signer"), "-out"])
-        .arg(p("leaf.csr")));
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-in"])
-        .arg(p("leaf.csr"))
-        .arg("-CA")
-        .arg(p("ca.pem"))
-        .arg("-CAkey")
-        .arg(p("ca.key"))
-        .args(["-CAcreateserial", "-days", "10", "-extensions", "leaf", "-extfile"])
-        .arg(&ext)
-        .arg("-out")
-        .arg(p("leaf.pem")));
-    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
-}
-
 #[tokio::test]
 async fn foreign_signatures_get_the_right_indication() {
     let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
-    let (ca, leaf, key) = openssl_pki(&dir, "foreign");
-    let (other_ca, _, _) = openssl_pki(&dir, "other");
+    let (ca, leaf, key) = ca_and_leaf(&dir, "foreign");
+    let (other_ca, _, _) = ca_and_leaf(&dir, "other");
 
     // pyHanko signs a PDF with a local key: TOTAL-PASSED, as pyHanko itself judges it.
     let pdf = env.file("doc.pdf");
     std::fs::write(&pdf, one_page_pdf("signed by pyHanko")).unwrap();
     let signed = env.file("doc-pyhanko.pdf");
     pyhanko_sign("Sig1", (&key, &leaf, &ca), &pdf, &signed);
-    let judged = run(Command::new(pyhanko()).args(["sign", "validate", "--trust"]).arg(&ca).arg("--trust-replace").arg(&signed));
+    let judged = run(Command::new(venv_tool("pyhanko")).args(["sign", "validate", "--trust"]).arg(&ca).arg("--trust-replace").arg(&signed));
     assert!(judged.contains("INTACT:TRUSTED"), "{judged}");
     let (code, r) = verify(&env, &signed, &ca, &["--offline"]);
     assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
@@ -162,15 +116,7 @@ async fn foreign_signatures_get_the_right_indication() {
     let data = env.file("data.bin");
     std::fs::write(&data, b"any file at all\n").unwrap();
     let p7s = env.file("data.p7s");
-    run(Command::new("openssl")
-        .args(["cms", "-sign", "-binary", "-in"])
-        .arg(&data)
-        .arg("-signer")
-        .arg(&leaf)
-        .arg("-inkey")
-        .arg(&key)
-        .args(["-outform", "DER", "-out"])
-        .arg(&p7s));
+    cms_sign(&data, (&leaf, &key), None, &p7s);
     let (code, r) = verify(&env, &p7s, &ca, &["--offline", "--detached", data.to_str().unwrap()]);
     assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{r:#}");
     let other = env.file("other.bin");
@@ -317,21 +263,13 @@ async fn validation_api() {
     assert_eq!((s, v["signatures"][0]["sub_indication"].as_str()), (200, Some("HASH_FAILURE")), "{v:#}");
 
     // A foreign detached CMS with the caller's trust anchor.
-    let (ca, leaf, key) = openssl_pki(&env.file(""), "api");
+    let (ca, leaf, key) = ca_and_leaf(&env.file(""), "api");
     let data = env.file("data.bin");
     std::fs::write(&data, b"payload").unwrap();
     let p7s = env.file("data.p7s");
-    run(Command::new("openssl")
-        .args(["cms", "-sign", "-binary", "-in"])
-        .arg(&data)
-        .arg("-signer")
-        .arg(&leaf)
-        .arg("-inkey")
-        .arg(&key)
-        .args(["-outform", "DER", "-out"])
-        .arg(&p7s));
-    let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&ca).output().unwrap().stdout;
-    let body = json!({"document": b64(&std::fs::read(&p7s).unwrap()), "detachedContent": b64(b"payload"), "trustAnchors": [b64(&der)]});
+    cms_sign(&data, (&leaf, &key), None, &p7s);
+    let body =
+        json!({"document": b64(&std::fs::read(&p7s).unwrap()), "detachedContent": b64(b"payload"), "trustAnchors": [b64(&der(&ca))]});
     let (s, v) = post(body).await;
     assert_eq!((s, v["signatures"][0]["indication"].as_str()), (200, Some("TOTAL-PASSED")), "{v:#}");
     let (s, v) = post(json!({"document": b64(&std::fs::read(&p7s).unwrap()), "detachedContent": b64(b"payload")})).await;
@@ -364,17 +302,8 @@ async fn revoked_and_expired_foreign_certificates() {
     std::fs::write(&msg, b"signed by openssl cms").unwrap();
     let sign = |leaf: &str| {
         let out = env.file(&format!("{leaf}.p7s"));
-        run(Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-in"])
-            .arg(&msg)
-            .arg("-signer")
-            .arg(dir.join(format!("{leaf}.pem")))
-            .arg("-inkey")
-            .arg(dir.join(format!("{leaf}.key")))
-            .arg("-certfile")
-            .arg(dir.join("inter.pem"))
-            .args(["-outform", "DER", "-out"])
-            .arg(&out));
+        let (cert, key) = (dir.join(format!("{leaf}.pem")), dir.join(format!("{leaf}.key")));
+        cms_sign(&msg, (&cert, &key), Some(&dir.join("inter.pem")), &out);
         out
     };
     let root = dir.join("root.pem");
@@ -406,7 +335,6 @@ async fn revoked_and_expired_foreign_certificates() {
     // The validation API gives the same indications, with the CRL sent in the request.
     let server = env.start();
     let http = reqwest::Client::new();
-    let der = |p: &Path| Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(p).output().unwrap().stdout;
     for (leaf, want) in [
         ("leaf-ec", ("TOTAL-PASSED", "")),
         ("leaf-revoked", ("TOTAL-FAILED", "REVOKED")),
@@ -427,54 +355,18 @@ async fn revoked_and_expired_foreign_certificates() {
 async fn trusted_list_gives_the_trust_anchors() {
     let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
-    let (ca, leaf, key) = openssl_pki(&dir, "listed");
-    let (op_ca, _, _) = openssl_pki(&dir, "operator");
+    let (ca, leaf, key) = ca_and_leaf(&dir, "listed");
+    let (op_ca, _, _) = ca_and_leaf(&dir, "operator");
     let op_key = dir.join("operator-ca.key");
-    // An ETSI TS 119 612 list naming the CA as a granted CA/QC service, signed by the operator.
-    let ca_b64: String = std::fs::read_to_string(&ca).unwrap().lines().filter(|l| !l.starts_with("-----")).collect();
-    let template = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<tsl:TrustServiceStatusList xmlns:tsl="http://uri.etsi.org/02231/v2#" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Id="tl">
-  <tsl:SchemeInformation>
-    <tsl:TSLVersionIdentifier>5</tsl:TSLVersionIdentifier>
-    <tsl:TSLSequenceNumber>7</tsl:TSLSequenceNumber>
-    <tsl:SchemeOperatorName><tsl:Name xml:lang="en">Test Supervisory Body</tsl:Name></tsl:SchemeOperatorName>
-    <tsl:ListIssueDateTime>2026-11-01T00:00:00Z</tsl:ListIssueDateTime>
-  </tsl:SchemeInformation>
-  <tsl:TrustServiceProviderList><tsl:TrustServiceProvider>
-    <tsl:TSPInformation><tsl:TSPName><tsl:Name xml:lang="en">Listed TSP</tsl:Name></tsl:TSPName></tsl:TSPInformation>
-    <tsl:TSPServices><tsl:TSPService><tsl:ServiceInformation>
-      <tsl:ServiceTypeIdentifier>http://uri.etsi.org/TrstSvc/Svctype/CA/QC</tsl:ServiceTypeIdentifier>
-      <tsl:ServiceName><tsl:Name xml:lang="en">Listed CA</tsl:Name></tsl:ServiceName>
-      <tsl:ServiceDigitalIdentity><tsl:DigitalId><tsl:X509Certificate>{ca_b64}</tsl:X509Certificate></tsl:DigitalId></tsl:ServiceDigitalIdentity>
-      <tsl:ServiceStatus>http://uri.etsi.org/TrstSvc/TrustedList/Svcstatus/granted</tsl:ServiceStatus>
-    </tsl:ServiceInformation></tsl:TSPService></tsl:TSPServices>
-  </tsl:TrustServiceProvider></tsl:TrustServiceProviderList>
-<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/><ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature></tsl:TrustServiceStatusList>
-"#
-    );
-    let tpl = env.file("tl-template.xml");
-    std::fs::write(&tpl, template).unwrap();
+    // An ETSI TS 119 612 list naming the CA as a granted CA/QC service, signed by the operator;
+    // no NextUpdate, so that every run fetches it again.
+    let list = tsl_xml("Test Supervisory Body", "", &granted_ca("Listed TSP", "Listed CA", &ca), None);
     let tl = env.file("tl.xml");
-    run(Command::new("xmlsec1")
-        .arg("--sign")
-        .arg("--privkey-pem")
-        .arg(format!("{},{}", op_key.display(), op_ca.display()))
-        .arg("--output")
-        .arg(&tl)
-        .arg(&tpl));
+    xmlsec_sign(&dir, "tl", &list, (&op_key, &op_ca));
     let data = env.file("data.bin");
     std::fs::write(&data, b"trusted through the list").unwrap();
     let p7s = env.file("data.p7s");
-    run(Command::new("openssl")
-        .args(["cms", "-sign", "-binary", "-in"])
-        .arg(&data)
-        .arg("-signer")
-        .arg(&leaf)
-        .arg("-inkey")
-        .arg(&key)
-        .args(["-outform", "DER", "-out"])
-        .arg(&p7s));
+    cms_sign(&data, (&leaf, &key), None, &p7s);
     let verify_with_list = |list: &Path| {
         env.command()
             .arg("verify")

@@ -11,89 +11,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use cloudsign_test_support::pki::{ca_and_leaf, cms_sign};
+use common::verify::*;
 use common::*;
 use serde_json::Value;
-
-fn venv_tool(name: &str) -> PathBuf {
-    PathBuf::from(
-        std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh"),
-    )
-    .with_file_name(name)
-}
-
-/// A CA and a leaf certificate made by openssl (P-256; the leaf names no revocation source).
-fn openssl_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |f: &str| dir.join(format!("{name}-{f}"));
-    let ext = p("ext.cnf");
-    std::fs::write(&ext, "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n").unwrap();
-    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("ca.key")));
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-new", "-key"])
-        .arg(p("ca.key"))
-        .args(["-subj", &format!("/CN={name} Test CA"), "-days", "30", "-extensions", "ca", "-config"])
-        .arg(&ext)
-        .arg("-out")
-        .arg(p("ca.pem")));
-    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("leaf.key")));
-    run(Command::new("openssl")
-        .args(["req", "-new", "-key"])
-        .arg(p("leaf.key"))
-        .args(["-subj", &format!("/CN={name} Signer"), "-out"])
-        .arg(p("leaf.csr")));
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-in"])
-        .arg(p("leaf.csr"))
-        .arg("-CA")
-        .arg(p("ca.pem"))
-        .arg("-CAkey")
-        .arg(p("ca.key"))
-        .args(["-CAcreateserial", "-days", "10", "-extensions", "leaf", "-extfile"])
-        .arg(&ext)
-        .arg("-out")
-        .arg(p("leaf.pem")));
-    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
-}
-
-/// A detached CMS signature of `data` by `leaf` (openssl cms).
-fn cms_sign(data: &Path, (leaf, key): (&Path, &Path), out: &Path) {
-    run(Command::new("openssl")
-        .args(["cms", "-sign", "-binary", "-in"])
-        .arg(data)
-        .arg("-signer")
-        .arg(leaf)
-        .arg("-inkey")
-        .arg(key)
-        .args(["-outform", "DER", "-out"])
-        .arg(out));
-}
-
-/// `cloudsign verify FILE --json ARGS` with `vars`: (exit code, report, stderr). The report must
-/// be there whatever the outcome.
-fn verify_json(env: &Env, file: &Path, args: &[&str], vars: &[(&str, &Path)]) -> (i32, Value, String) {
-    let out = verify_output(env, file, &[&["--json"], args].concat(), vars);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("no JSON report ({e}): {text}\n{err}"));
-    (out.status.code().unwrap_or(-1), report, err)
-}
-
-fn verify_output(env: &Env, file: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
-    let mut c = env.command();
-    c.arg("verify").arg(file).args(args);
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn indication(report: &Value, i: usize) -> (String, String) {
-    let s = &report["signatures"][i];
-    (s["indication"].as_str().unwrap_or_default().to_string(), s["sub_indication"].as_str().unwrap_or_default().to_string())
-}
 
 /// The outcome of the check `name` of signature `i`.
 fn check<'a>(report: &'a Value, i: usize, name: &str) -> &'a str {
@@ -112,7 +37,7 @@ fn no_chain() -> (String, String) {
 async fn without_trust_anchors_the_report_shows_the_integrity_checks() {
     let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
-    let (ca, leaf, key) = openssl_pki(&dir, "nobody");
+    let (ca, leaf, key) = ca_and_leaf(&dir, "nobody");
 
     // PAdES by pyHanko.
     let pdf = env.file("doc.pdf");
@@ -132,7 +57,7 @@ async fn without_trust_anchors_the_report_shows_the_integrity_checks() {
     let data = env.file("data.bin");
     std::fs::write(&data, b"any file at all\n").unwrap();
     let p7s = env.file("data.p7s");
-    cms_sign(&data, (&leaf, &key), &p7s);
+    cms_sign(&data, (&leaf, &key), None, &p7s);
     // XAdES (enveloped) by signxml.
     let xml = env.file("order.xml");
     std::fs::write(&xml, "<order xmlns=\"urn:example\"><item>1</item></order>").unwrap();
@@ -244,11 +169,11 @@ async fn without_trust_anchors_the_time_stamp_imprint_is_still_checked() {
 async fn trust_system_reads_the_system_store_or_ssl_cert_file() {
     let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
-    let (ca, leaf, key) = openssl_pki(&dir, "system");
+    let (ca, leaf, key) = ca_and_leaf(&dir, "system");
     let data = env.file("data.bin");
     std::fs::write(&data, b"trusted by the system store").unwrap();
     let p7s = env.file("data.p7s");
-    cms_sign(&data, (&leaf, &key), &p7s);
+    cms_sign(&data, (&leaf, &key), None, &p7s);
     let args = ["--offline", "--trust-system", "--detached", data.to_str().unwrap()];
 
     // A bundle as the system has them (the system's own roots, then the test CA).
@@ -340,52 +265,16 @@ impl Served {
     }
 }
 
-/// The base64 body of a PEM certificate.
-fn pem_body(pem: &Path) -> String {
-    std::fs::read_to_string(pem).unwrap().lines().filter(|l| !l.starts_with("-----")).collect()
-}
-
-/// The enveloped XMLDSig template TS 119 612 §5.7 lists carry, for xmlsec1 to fill in.
-const SIGNATURE_TEMPLATE: &str = r#"<ds:Signature Id="sig"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/><ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>"#;
-
-/// A TS 119 612 list: `scheme` is the rest of its SchemeInformation (type, territory,
-/// pointers), `providers` its TrustServiceProviderList content.
-fn tsl_xml(operator: &str, scheme: &str, providers: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<tsl:TrustServiceStatusList xmlns:tsl="http://uri.etsi.org/02231/v2#" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:tslx="http://uri.etsi.org/02231/v2/additionaltypes#" Id="tsl" TSLTag="http://uri.etsi.org/19612/TSLTag">
-  <tsl:SchemeInformation>
-    <tsl:TSLVersionIdentifier>5</tsl:TSLVersionIdentifier>
-    <tsl:TSLSequenceNumber>3</tsl:TSLSequenceNumber>
-    {scheme}
-    <tsl:SchemeOperatorName><tsl:Name xml:lang="en">{operator}</tsl:Name></tsl:SchemeOperatorName>
-    <tsl:ListIssueDateTime>2026-11-01T00:00:00Z</tsl:ListIssueDateTime>
-    <tsl:NextUpdate><tsl:dateTime>2099-01-01T00:00:00Z</tsl:dateTime></tsl:NextUpdate>
-  </tsl:SchemeInformation>
-  {providers}
-{SIGNATURE_TEMPLATE}</tsl:TrustServiceStatusList>
-"#
-    )
-}
+/// When the lists built here are next updated: so far ahead that a cached copy serves.
+const NEXT_UPDATE: Option<&str> = Some("2099-01-01T00:00:00Z");
 
 /// A national list naming `ca` as a granted CA/QC service.
 fn national_list(territory: &str, ca: &Path) -> String {
     let scheme = format!(
         "<tsl:TSLType>http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUgeneric</tsl:TSLType>\n    <tsl:SchemeTerritory>{territory}</tsl:SchemeTerritory>"
     );
-    let providers = format!(
-        r#"<tsl:TrustServiceProviderList><tsl:TrustServiceProvider>
-    <tsl:TSPInformation><tsl:TSPName><tsl:Name xml:lang="en">TSP of {territory}</tsl:Name></tsl:TSPName></tsl:TSPInformation>
-    <tsl:TSPServices><tsl:TSPService><tsl:ServiceInformation>
-      <tsl:ServiceTypeIdentifier>http://uri.etsi.org/TrstSvc/Svctype/CA/QC</tsl:ServiceTypeIdentifier>
-      <tsl:ServiceName><tsl:Name xml:lang="en">Qualified CA of {territory}</tsl:Name></tsl:ServiceName>
-      <tsl:ServiceDigitalIdentity><tsl:DigitalId><tsl:X509Certificate>{}</tsl:X509Certificate></tsl:DigitalId></tsl:ServiceDigitalIdentity>
-      <tsl:ServiceStatus>http://uri.etsi.org/TrstSvc/TrustedList/Svcstatus/granted</tsl:ServiceStatus>
-    </tsl:ServiceInformation></tsl:TSPService></tsl:TSPServices>
-  </tsl:TrustServiceProvider></tsl:TrustServiceProviderList>"#,
-        pem_body(ca)
-    );
-    tsl_xml(&format!("Supervisory body of {territory}"), &scheme, &providers)
+    let providers = granted_ca(&format!("TSP of {territory}"), &format!("Qualified CA of {territory}"), ca);
+    tsl_xml(&format!("Supervisory body of {territory}"), &scheme, &providers, NEXT_UPDATE)
 }
 
 /// One `OtherTSLPointer`.
@@ -404,35 +293,19 @@ fn pointer(location: &str, signer: &Path, tsl_type: &str, territory: &str, mime:
     )
 }
 
-/// Sign the list `xml` with `key` (its certificate `cert` goes into KeyInfo), as the EU and
-/// the member states sign theirs: an enveloped XMLDSig signature, made by xmlsec1.
-fn xmlsec_sign(dir: &Path, name: &str, xml: &str, (key, cert): (&Path, &Path)) -> Vec<u8> {
-    let template = dir.join(format!("{name}-template.xml"));
-    std::fs::write(&template, xml).unwrap();
-    let out = dir.join(format!("{name}.xml"));
-    run(Command::new("xmlsec1")
-        .arg("--sign")
-        .arg("--privkey-pem")
-        .arg(format!("{},{}", key.display(), cert.display()))
-        .arg("--output")
-        .arg(&out)
-        .arg(&template));
-    std::fs::read(&out).unwrap()
-}
-
 #[tokio::test]
 async fn eu_lotl_points_to_the_national_lists() {
     let env = Env::new(BIN, "sqlite");
     let dir = env.file("");
     // Two member states' CAs with a signer each; the LOTL's signer, two list operators, and a
     // key the LOTL does not name.
-    let (ca1, leaf1, key1) = openssl_pki(&dir, "state1");
-    let (ca2, leaf2, key2) = openssl_pki(&dir, "state2");
-    let (lotl_cert, _, _) = openssl_pki(&dir, "lotl");
-    let (op1, _, _) = openssl_pki(&dir, "operator1");
-    let (op2, _, _) = openssl_pki(&dir, "operator2");
-    let (rogue, _, _) = openssl_pki(&dir, "rogue");
-    let (other_signer, _, _) = openssl_pki(&dir, "other-lotl");
+    let (ca1, leaf1, key1) = ca_and_leaf(&dir, "state1");
+    let (ca2, leaf2, key2) = ca_and_leaf(&dir, "state2");
+    let (lotl_cert, _, _) = ca_and_leaf(&dir, "lotl");
+    let (op1, _, _) = ca_and_leaf(&dir, "operator1");
+    let (op2, _, _) = ca_and_leaf(&dir, "operator2");
+    let (rogue, _, _) = ca_and_leaf(&dir, "rogue");
+    let (other_signer, _, _) = ca_and_leaf(&dir, "other-lotl");
     let key_of = |name: &str| dir.join(format!("{name}-ca.key"));
 
     let server = Served::start();
@@ -452,7 +325,7 @@ async fn eu_lotl_points_to_the_national_lists() {
     let scheme = format!(
         "<tsl:TSLType>http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUlistofthelists</tsl:TSLType>\n    <tsl:SchemeTerritory>EU</tsl:SchemeTerritory>\n    <tsl:PointersToOtherTSL>{pointers}</tsl:PointersToOtherTSL>"
     );
-    let lotl = xmlsec_sign(&dir, "lotl", &tsl_xml("European Commission", &scheme, ""), (&key_of("lotl"), &lotl_cert));
+    let lotl = xmlsec_sign(&dir, "lotl", &tsl_xml("European Commission", &scheme, "", NEXT_UPDATE), (&key_of("lotl"), &lotl_cert));
     server.put("/lotl.xml", lotl.clone());
     // The same LOTL changed after signing: one national list's address replaced.
     let text = String::from_utf8(lotl.clone()).unwrap();
@@ -462,8 +335,8 @@ async fn eu_lotl_points_to_the_national_lists() {
     let data = env.file("data.bin");
     std::fs::write(&data, b"signed in a member state").unwrap();
     let (p7s1, p7s2) = (env.file("one.p7s"), env.file("two.p7s"));
-    cms_sign(&data, (&leaf1, &key1), &p7s1);
-    cms_sign(&data, (&leaf2, &key2), &p7s2);
+    cms_sign(&data, (&leaf1, &key1), None, &p7s1);
+    cms_sign(&data, (&leaf2, &key2), None, &p7s2);
     let cache = env.file("cache");
     let with_lotl = |file: &Path, lotl: &str, signer: &Path| {
         let lotl = format!("--eu-lotl={lotl}");

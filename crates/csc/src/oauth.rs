@@ -200,8 +200,9 @@ pub struct TokenResponse {
     pub num_signatures: Option<u64>,
     /// The RAR grant, echoed (CSC v2 §8.3.3, RFC 9396 §7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization_details: Option<Vec<AuthorizationDetail>>,
-    /// `service` or `credential`.
+    pub authorization_details: Option<Vec<AnyAuthorizationDetail>>,
+    /// `service`, `credential`, or (2.2) `credential-creation` / `credential-deletion` in the
+    /// spelling the client asked with.
     pub scope: String,
 }
 
@@ -264,6 +265,47 @@ pub struct AuthorizationDetail {
     #[serde(rename = "numSignatures", default, deserialize_with = "integer_or_decimal")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub num_signatures: Option<u64>,
+}
+
+/// One `authorization_details` object of type credential creation (CSC 2.2 §11.4,
+/// csc-api-2.2.md §4: the EUDI server's validator requires `credentialCreationRequest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::CredentialCreationDetail))]
+pub struct CredentialCreationDetail {
+    /// `type`: one of [`RAR_CREDENTIAL_CREATION`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What to create: `certificatePolicy`, `subjectData` (both optional).
+    #[serde(rename = "credentialCreationRequest")]
+    pub credential_creation_request: crate::v2::CredentialCreationRequest,
+}
+
+/// One `authorization_details` object of type credential deletion (CSC 2.2 §11.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::CredentialDeletionDetail))]
+pub struct CredentialDeletionDetail {
+    /// `type`: one of [`RAR_CREDENTIAL_DELETION`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The credential to delete.
+    #[serde(rename = "credentialID")]
+    pub credential_id: String,
+}
+
+/// An `authorization_details` object of any type this server grants, as the token response
+/// echoes it (RFC 9396 §7). Untagged: each type is told apart by its required members (a
+/// credential detail has `documentDigests` and `hashAlgorithmOID`, a creation detail
+/// `credentialCreationRequest`, a deletion detail only `credentialID`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = oauth::AnyAuthorizationDetail))]
+#[serde(untagged)]
+pub enum AnyAuthorizationDetail {
+    /// Type `credential` (or its 2025 URI).
+    Credential(AuthorizationDetail),
+    /// Type credential creation.
+    CredentialCreation(CredentialCreationDetail),
+    /// Type credential deletion.
+    CredentialDeletion(CredentialDeletionDetail),
 }
 
 /// A count given as a JSON integer or a decimal string.
@@ -399,6 +441,24 @@ mod tests {
             serde_json::to_string(&d).unwrap(),
             r#"{"credentialID":"c","documentDigests":[{"hash":"aGk=","label":null}],"hashAlgorithmOID":"2.16.840.1.101.3.4.2.1","type":"credential"}"#
         );
+    }
+
+    #[test]
+    fn management_details_are_told_apart_and_echoed_as_sent() {
+        let creation = r#"{"type":"https://cloudsignatureconsortium.org/2025/credential-creation","credentialCreationRequest":{"subjectData":{"given_name":"A","family_name":"B"}}}"#;
+        let deletion = r#"{"type":"credential_delete","credentialID":"c1"}"#;
+        let credential = r#"{"credentialID":"c","documentDigests":[{"hash":"aGk=","label":null}],"hashAlgorithmOID":"2.16.840.1.101.3.4.2.1","numSignatures":1,"type":"credential"}"#;
+        for (text, kind) in [(creation, "creation"), (deletion, "deletion"), (credential, "credential")] {
+            let d: AnyAuthorizationDetail = serde_json::from_str(text).unwrap();
+            let got = match &d {
+                AnyAuthorizationDetail::Credential(_) => "credential",
+                AnyAuthorizationDetail::CredentialCreation(_) => "creation",
+                AnyAuthorizationDetail::CredentialDeletion(_) => "deletion",
+            };
+            assert_eq!(got, kind, "{text}");
+            let back: serde_json::Value = serde_json::to_value(&d).unwrap();
+            assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap(), "{text}");
+        }
     }
 
     #[test]

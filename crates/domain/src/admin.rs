@@ -153,6 +153,28 @@ impl Service {
     /// Create a credential: generate the key in the keystore, have the CA certify it, and
     /// enrol the second factor.
     pub async fn add_credential(&self, req: NewCredential) -> Result<NewCredentialResult> {
+        self.add_credential_with_approval(req, None).await
+    }
+
+    /// [`Service::add_credential`], with an out-of-band factor: every authorization also needs
+    /// the signer's approval through the approver named `approval` (`link`: a one-time link
+    /// sent through the OTP sender), after the PIN (CSC v2 §11.6 202 answer, §11.7).
+    pub async fn add_credential_with_approval(&self, req: NewCredential, approval: Option<&str>) -> Result<NewCredentialResult> {
+        if let Some(name) = approval {
+            if self.approvers.get(name).is_none() {
+                return Err(Error::invalid(format!("unknown approver {name}: use one of {}", self.approvers.names().join(", "))));
+            }
+            if !self.cfg.approval.enabled {
+                return Err(Error::invalid("out-of-band approval is disabled: set enabled = true in [approval] first"));
+            }
+            // The consent page is where an oauth2code credential is authorized; an approver
+            // applies to credentials/authorize (explicit mode) only.
+            if req.auth_mode != AuthMode::Explicit {
+                return Err(Error::invalid(
+                    "an approver applies to credentials authorized with credentials/authorize (--auth-mode explicit)",
+                ));
+            }
+        }
         let user = self.store.user_by_name(&req.user).await?.ok_or_else(|| Error::invalid(format!("no user {}", req.user)))?;
         if req.pin.chars().count() < 4 {
             return Err(Error::invalid("PINs need at least 4 characters"));
@@ -235,13 +257,13 @@ impl Service {
             key_backend: req.backend,
             pin_wrap_salt,
         };
-        self.store.insert_credential(&row).await?;
+        self.store.insert_credential_with_approval(&row, approval).await?;
         self.audit(
             "admin",
             "admin.credential.add",
             Outcome::Ok,
             Some(&id),
-            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "soleControl": req.sole_control, "multisign": req.multisign, "otp": row.otp_kind.map(|k| k.as_str()), "serial": cert.serial_hex}),
+            json!({"user": user.name, "key": req.key.name(), "scal": req.scal, "authMode": req.auth_mode.as_str(), "backend": req.backend.as_str(), "soleControl": req.sole_control, "multisign": req.multisign, "otp": row.otp_kind.map(|k| k.as_str()), "approval": approval, "serial": cert.serial_hex}),
         )
         .await?;
         Ok(NewCredentialResult { credential_id: id, otpauth, cert_der: cert.der })
@@ -458,19 +480,21 @@ impl Service {
         Ok(())
     }
 
-    /// Credentials with their owners' names, for `admin credential list`.
-    pub async fn admin_credentials(&self, user: Option<&str>) -> Result<Vec<(String, CredentialRow)>> {
+    /// Credentials with their owners' names and their approvers, for `admin credential list`.
+    pub async fn admin_credentials(&self, user: Option<&str>) -> Result<Vec<(String, CredentialRow, Option<String>)>> {
         let users = self.store.users().await?;
         let user_id = match user {
             Some(name) => Some(users.iter().find(|u| u.name == name).ok_or_else(|| Error::invalid(format!("no user {name}")))?.id.clone()),
             None => None,
         };
         let rows = self.store.credentials(user_id.as_deref()).await?;
+        let approvals = self.store.credential_approvals(user_id.as_deref()).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
                 let owner = users.iter().find(|u| u.id == r.user_id).map(|u| u.name.clone()).unwrap_or_default();
-                (owner, r)
+                let approval = approvals.iter().find(|(id, _)| *id == r.id).map(|(_, a)| a.clone());
+                (owner, r, approval)
             })
             .collect())
     }

@@ -1,13 +1,17 @@
 //! Asynchronous signing (CSC API 2.2.0.0, `operationMode: "A"`, `signatures/signPolling`).
 //!
 //! * Accept: everything the synchronous call checks is checked, the key is opened, and the SAD
-//!   is spent with its audit record (the same consuming transaction as a synchronous call);
-//!   then the job is stored (`async_jobs`) and the caller gets a `responseID`.
-//! * Run: a worker on any node claims the job (a lease: a node that dies mid-job loses it to
-//!   another after `lease_seconds`), signs, and stores the result. A job that cannot be signed
-//!   gives its SAD back (count and bound digests, audited) and stores the error.
+//!   is spent with its audit record and the job stored (`async_jobs`) in one transaction
+//!   (`Store::accept_job`): a crash cannot spend the SAD without storing the job. The caller
+//!   gets a `responseID`.
+//! * Run: a worker on any node claims waiting jobs, several at once (a lease: a node that dies
+//!   mid-job loses them to another after `lease_seconds`), signs, and stores the result. A
+//!   signHash with a key in this process (a software key) is claimed by its accept and signed
+//!   right after it on the accepting node, when a worker slot is free there. A job that cannot
+//!   be signed, or whose validity period ended before it ran, gives its SAD back (count and
+//!   bound digests, audited) and stores the error.
 //! * Poll: the owner gets the result (or the error) once — the statement that reads it deletes
-//!   it — or "still running".
+//!   it, in the transaction of the delivery's audit record — or "still running".
 //! * Notify: when a `response_uri` was given, the worker POSTs `{"responseID": ...}` there, only
 //!   to hosts the configuration allows, never to private addresses unless allowed, with retries;
 //!   notifications wait in a bounded queue. They are a hint: signPolling is the authority.
@@ -19,7 +23,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cloudsign_asn1::{HashAlgorithm, SignAlgorithm};
-use cloudsign_store::{JobEnd, JobRow, NewAudit, NewJob, Outcome, TakenJob};
+use cloudsign_keys::SigningKey;
+use cloudsign_store::{ConsumeSad, CredentialRow, JobEnd, JobRow, NewAudit, NewJob, Outcome, TakenJob};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -30,7 +35,7 @@ use crate::signing::{check_scheme, sad_hash_for};
 use crate::{DocItem, Error, Format, Level, Packaging, RequestContext, Result, Service, Session, SignDocInput, SignHashInput, now};
 
 /// The `[asynchronous]` settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AsyncConfig {
     /// Offer `operationMode: "A"` (and `info.asynchronousOperationMode`).
@@ -214,14 +219,42 @@ struct Stored {
 /// One node's worker: woken when this node accepts a job (others' are found by polling).
 struct Worker {
     wake: tokio::sync::Notify,
+    /// Jobs in hand on this node (`concurrency`): claimed by the worker loop, or by their accept.
+    slots: Arc<tokio::sync::Semaphore>,
     notifications: Arc<tokio::sync::Semaphore>,
 }
+
+/// Jobs claimed by one statement at most (the free slots, up to this).
+const CLAIM_BATCH: usize = 32;
+
+/// What an accept spends and stores.
+struct Accepting<'a> {
+    /// [`SIGN_HASH`] or [`SIGN_DOC`].
+    method: &'static str,
+    scheme: SignAlgorithm,
+    digests_hex: Vec<String>,
+    sad_hash: &'a str,
+    /// The job's own encoding of what to sign.
+    request: String,
+    response_uri: Option<String>,
+    expires_at: i64,
+}
+
+/// A credential and its opened key, as the accept checked them.
+type Prepared = (CredentialRow, Arc<dyn SigningKey>);
 
 /// The workers started in this process, one per service.
 static WORKERS: Mutex<Vec<(Weak<Service>, Arc<Worker>)>> = Mutex::new(Vec::new());
 
 const SIGN_HASH: &str = "signatures/signHash";
 const SIGN_DOC: &str = "signatures/signDoc";
+/// The audit event of a delivery.
+const POLLING: &str = "signatures.signPolling";
+
+/// The audit event of a job's method.
+fn event_of(method: &str) -> &'static str {
+    if method == SIGN_DOC { "signatures.signDoc" } else { "signatures.signHash" }
+}
 
 impl Service {
     /// Whether `operationMode: "A"` is offered (`info.asynchronousOperationMode`).
@@ -249,6 +282,7 @@ impl Service {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let worker = Arc::new(Worker {
             wake: tokio::sync::Notify::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
             notifications: Arc::new(tokio::sync::Semaphore::new(cfg.notify_queue.max(1))),
         });
         workers.push((Arc::downgrade(self), worker.clone()));
@@ -269,21 +303,40 @@ impl Service {
         self.audit_refusal(session, ctx, "signatures.signHash", &input.credential_id, result).await
     }
 
-    async fn sign_hash_accept(&self, session: &Session, ctx: &RequestContext, input: &SignHashInput, req: &AsyncRequest) -> Result<String> {
-        let (expires_at, uri) = self.check_async(req).await?;
+    async fn sign_hash_accept(
+        self: &Arc<Self>,
+        session: &Session,
+        ctx: &RequestContext,
+        input: &SignHashInput,
+        req: &AsyncRequest,
+    ) -> Result<String> {
+        let (expires_at, response_uri) = self.check_async(req).await?;
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         no_sole_control(&row)?;
         check_scheme(&row, input.scheme, &input.digests)?;
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
         // Opened before consuming: a key that cannot be opened must not cost signatures.
-        self.signing_key(&row).await?;
-        let digests_hex: Vec<String> = input.digests.iter().map(|d| hex(d)).collect();
+        let key = self.signing_key(&row).await?;
         let job = HashJob { scheme: input.scheme.into(), digests: input.digests.iter().map(|d| STANDARD.encode(d)).collect() };
-        let request = serde_json::to_string(&job).map_err(|e| Error::Internal(e.to_string()))?;
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex.clone(), &sad_hash, None).await?)?;
+        let accepting = Accepting {
+            method: SIGN_HASH,
+            scheme: input.scheme,
+            digests_hex: input.digests.iter().map(|d| hex(d)).collect(),
+            sad_hash: &sad_hash,
+            request: serde_json::to_string(&job).map_err(|e| Error::Internal(e.to_string()))?,
+            response_uri,
+            expires_at,
+        };
+        // A key in this process signs at once, on this node, without a claim or a wait for the
+        // worker loop: the accept claims the job (another node takes it only if this one dies
+        // and the lease runs out). Keys that wait on something outside the process (an HSM, a
+        // device) are left to the worker loop, as is everything once this node's slots are full.
+        let here = if key.blocks() { None } else { self.free_slot() };
+        let (response_id, claimed) = self.accept(session, ctx, &row, &accepting, here.is_some()).await?;
         crate::metrics::METRICS.sad_spent(input.digests.len());
-        self.store_job(session, &row.id, SIGN_HASH, &request, &sad_hash, &digests_hex, uri.as_deref(), expires_at).await
+        self.run_accepted(here.zip(claimed).map(|((worker, slot), job)| (worker, slot, job, (row, key))));
+        Ok(response_id)
     }
 
     /// signDoc in mode `A`; `validation_info`: `returnValidationInfo`. Returns the `responseID`.
@@ -301,14 +354,14 @@ impl Service {
     }
 
     async fn sign_doc_accept(
-        &self,
+        self: &Arc<Self>,
         session: &Session,
         ctx: &RequestContext,
         input: SignDocInput,
         validation_info: bool,
         req: &AsyncRequest,
     ) -> Result<String> {
-        let (expires_at, uri) = self.check_async(req).await?;
+        let (expires_at, response_uri) = self.check_async(req).await?;
         let DocChecked { row, sad_hash, scheme, .. } = self.check_doc(session, &input).await?;
         no_sole_control(&row)?;
         let digests_hex: Vec<String> = input.items.iter().map(|i| hex(&i.digest)).collect();
@@ -324,10 +377,20 @@ impl Service {
                 document: i.document.as_deref().map(|d| STANDARD.encode(d)),
             })
             .collect();
-        let request = serde_json::to_string(&DocJob { items, validation_info }).map_err(|e| Error::Internal(e.to_string()))?;
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex.clone(), &sad_hash, None).await?)?;
+        let accepting = Accepting {
+            method: SIGN_DOC,
+            scheme,
+            digests_hex,
+            sad_hash: &sad_hash,
+            request: serde_json::to_string(&DocJob { items, validation_info }).map_err(|e| Error::Internal(e.to_string()))?,
+            response_uri,
+            expires_at,
+        };
+        // Documents (time-stamps, validation data) are the worker loop's: woken now.
+        let (response_id, _) = self.accept(session, ctx, &row, &accepting, false).await?;
         crate::metrics::METRICS.sad_spent(input.items.len());
-        self.store_job(session, &row.id, SIGN_DOC, &request, &sad_hash, &digests_hex, uri.as_deref(), expires_at).await
+        self.run_accepted(None);
+        Ok(response_id)
     }
 
     /// The asynchronous members, checked before anything is spent: the queue has room, the
@@ -354,55 +417,95 @@ impl Service {
             }
             None => None,
         };
-        Ok((now() + seconds as i64, uri))
+        Ok((now().saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)), uri))
     }
 
-    /// Store the paid-for job; if that fails, give the SAD back. Returns the `responseID`.
-    #[allow(clippy::too_many_arguments)]
-    async fn store_job(
+    /// Spend the SAD (with the audit record of the signatures, which names the job) and store
+    /// the job, in one transaction (`Store::accept_job`). With `claim`, the job is stored as
+    /// claimed by this node (its first claim) and comes back to be run here. Returns the
+    /// `responseID`.
+    async fn accept(
         &self,
         session: &Session,
-        credential_id: &str,
-        method: &str,
-        request: &str,
-        sad_hash: &str,
-        digests_hex: &[String],
-        response_uri: Option<&str>,
-        expires_at: i64,
-    ) -> Result<String> {
+        ctx: &RequestContext,
+        row: &CredentialRow,
+        a: &Accepting<'_>,
+        claim: bool,
+    ) -> Result<(String, Option<JobRow>)> {
         let response_id = new_token()?;
         let id = token_hash(&response_id);
+        let t = now();
+        let hash = a.scheme.hash();
+        // The synchronous call's record (`Service::consume`), with the job it paid for.
+        let detail = crate::signing::consume_detail(a.scheme, ctx, &a.digests_hex, Some(&id[..16]))?;
+        let event = event_of(a.method);
+        let audit =
+            NewAudit { at: t, actor: &session.user_name, event, outcome: Outcome::Ok, credential_id: Some(&row.id), detail: &detail };
+        let consume = ConsumeSad {
+            hash: a.sad_hash,
+            user_id: &session.user_id,
+            credential_id: &row.id,
+            hash_algo: hash.oid(),
+            digests_hex: a.digests_hex.clone(),
+            now: t,
+            audit,
+            guard: None,
+        };
         let job = NewJob {
             id: &id,
             user_id: &session.user_id,
             actor: &session.user_name,
-            credential_id,
-            method,
-            request,
-            sad_hash,
-            digests_hex,
-            response_uri,
-            response_id: response_uri.map(|_| response_id.as_str()),
-            now: now(),
-            expires_at,
+            credential_id: &row.id,
+            method: a.method,
+            request: &a.request,
+            sad_hash: a.sad_hash,
+            digests_hex: &a.digests_hex,
+            response_uri: a.response_uri.as_deref(),
+            response_id: a.response_uri.as_ref().map(|_| response_id.as_str()),
+            claimed_until: claim.then(|| t.saturating_add(self.cfg.asynchronous.lease_seconds.max(1))),
+            now: t,
+            expires_at: a.expires_at,
         };
-        if let Err(e) = self.store.insert_job(&job).await {
-            // Stored as running under an expired lease by nobody: give back through the same
-            // path as a failed job, if the database takes that at least.
-            tracing::warn!(error = %e, "asynchronous job not stored; giving the SAD back");
-            let detail = json!({"error": "the job could not be stored", "returned": digests_hex.len()}).to_string();
-            let audit = failed_audit(&session.user_name, method, credential_id, &detail);
-            let _ = self.store.give_back_sad(sad_hash, digests_hex, &audit).await;
-            return Err(e.into());
+        sad_outcome(self.store.accept_job(consume, &job).await?)?;
+        let claimed = claim.then(|| JobRow {
+            id: id.clone(),
+            user_id: session.user_id.clone(),
+            actor: session.user_name.clone(),
+            credential_id: row.id.clone(),
+            method: a.method.to_string(),
+            request: a.request.clone(),
+            attempts: 1,
+            response_uri: a.response_uri.clone(),
+            response_id: a.response_uri.as_ref().map(|_| response_id.clone()),
+            expires_at: a.expires_at,
+        });
+        Ok((response_id, claimed))
+    }
+
+    /// A free slot of this node's worker, taken (none: no worker here, or all busy).
+    fn free_slot(self: &Arc<Self>) -> Option<(Arc<Worker>, tokio::sync::OwnedSemaphorePermit)> {
+        let worker = self.async_worker()?;
+        let slot = worker.slots.clone().try_acquire_owned().ok()?;
+        Some((worker, slot))
+    }
+
+    /// After an accept: run the job it claimed, in the slot taken for it, or wake this node's
+    /// worker loop for the job it stored.
+    fn run_accepted(self: &Arc<Self>, claimed: Option<(Arc<Worker>, tokio::sync::OwnedSemaphorePermit, JobRow, Prepared)>) {
+        match claimed {
+            Some((worker, slot, job, prepared)) => {
+                let service = self.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    service.run_job(&worker, job, Some(prepared)).await;
+                });
+            }
+            None => {
+                if let Some(w) = self.async_worker() {
+                    w.wake.notify_one();
+                }
+            }
         }
-        if let Some(w) = WORKERS
-            .lock()
-            .ok()
-            .and_then(|w| w.iter().find(|(s, _)| std::ptr::eq(s.as_ptr(), self as *const Service)).map(|(_, w)| w.clone()))
-        {
-            w.wake.notify_one();
-        }
-        Ok(response_id)
     }
 
     /// signPolling (CSC API 2.2.0.0 §11.15): the result of `response_id` once, or `Pending`.
@@ -410,20 +513,18 @@ impl Service {
     /// caller's, `Invalid parameter responseID`.
     pub async fn sign_polling(self: &Arc<Self>, session: &Session, ctx: &RequestContext, response_id: &str) -> Result<Polled> {
         let id = token_hash(response_id);
-        let (ok, stored) = match self.store.take_job_result(&id, &session.user_id, now()).await? {
+        let detail = json!({"client": ctx.client, "job": &id[..16]});
+        let text = detail.to_string();
+        // Written with the result's removal: its outcome is set from how the job ended.
+        let delivery =
+            NewAudit { at: now(), actor: &session.user_name, event: POLLING, outcome: Outcome::Ok, credential_id: None, detail: &text };
+        let (ok, stored) = match self.store.take_job_result(&id, &session.user_id, now(), &delivery).await? {
             TakenJob::Pending => return Ok(Polled::Pending),
             TakenJob::Unknown => return Err(Error::invalid("Invalid parameter responseID")),
             TakenJob::Done(ok, stored) => (ok, stored),
         };
+        crate::metrics::METRICS.audited(POLLING, if ok { Outcome::Ok } else { Outcome::Failed }, false, &detail);
         let stored: Stored = serde_json::from_str(&stored).map_err(|e| Error::Internal(e.to_string()))?;
-        self.audit(
-            &session.user_name,
-            "signatures.signPolling",
-            if ok { Outcome::Ok } else { Outcome::Failed },
-            None,
-            json!({"client": ctx.client, "job": &id[..16]}),
-        )
-        .await?;
         if !ok {
             return Err(Error::invalid(format!(
                 "The asynchronous signature request failed: {}",
@@ -437,13 +538,19 @@ impl Service {
         }))
     }
 
-    /// Run one claimed job to its end.
-    async fn run_job(self: &Arc<Self>, worker: &Worker, job: JobRow) {
+    /// Run one claimed job to its end; `prepared`: the credential and key its accept (on this
+    /// node, just now) checked and opened.
+    async fn run_job(self: &Arc<Self>, worker: &Worker, job: JobRow, prepared: Option<Prepared>) {
         let cfg = &self.cfg.asynchronous;
+        let expired = job.expires_at <= now();
         let outcome = if job.attempts > cfg.max_attempts {
             Err(Error::Internal(format!("given up after {} attempts", job.attempts - 1)))
+        } else if expired {
+            // Nobody could fetch what it would make (CSC v2.0.0.2 §11.10 validity_period): the
+            // signatures are given back unmade.
+            Err(Error::Internal("its validity period ended before it could be run".into()))
         } else {
-            self.sign_job(&job).await
+            self.sign_job(&job, prepared).await
         };
         let (stored, end_error) = match outcome {
             Ok(stored) => (stored, None),
@@ -458,8 +565,13 @@ impl Service {
                     Error::InvalidRequest(m) => m.clone(),
                     _ => "the signature could not be made".to_string(),
                 };
-                tracing::warn!(error = %e, method = %job.method, "asynchronous job failed; its SAD is given back");
-                (Stored { signed: None, attached: None, validation_info: false, error: Some(shown.clone()) }, Some((shown, e.to_string())))
+                // The operator's record (log and audit) says why; the caller is told less.
+                let why = match &e {
+                    Error::Internal(m) | Error::Unavailable(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                tracing::warn!(error = %why, method = %job.method, "asynchronous job failed; its SAD is given back");
+                (Stored { signed: None, attached: None, validation_info: false, error: Some(shown.clone()) }, Some((shown, why)))
             }
         };
         let Ok(text) = serde_json::to_string(&stored) else { return };
@@ -473,7 +585,7 @@ impl Service {
         };
         match recorded {
             Ok(true) => {
-                if let (Some(uri), Some(id)) = (job.response_uri, job.response_id) {
+                if let (Some(uri), Some(id), false) = (job.response_uri, job.response_id, expired) {
                     self.queue_notification(worker, uri, id);
                 }
             }
@@ -484,13 +596,19 @@ impl Service {
 
     /// Sign what a job paid for, with the credential as it is now (disabled, revoked or
     /// deleted since: refused, and the SAD given back).
-    async fn sign_job(&self, job: &JobRow) -> Result<Stored> {
-        let row = match self.store.credential(&job.credential_id).await? {
-            Some(r) if r.user_id == job.user_id => r,
-            _ => return Err(Error::invalid("Invalid parameter credentialID")),
+    async fn sign_job(&self, job: &JobRow, prepared: Option<Prepared>) -> Result<Stored> {
+        let (row, key) = match prepared {
+            Some(prepared) => prepared,
+            None => {
+                let row = match self.store.credential(&job.credential_id).await? {
+                    Some(r) if r.user_id == job.user_id => r,
+                    _ => return Err(Error::invalid("Invalid parameter credentialID")),
+                };
+                self.check_usable(&row)?;
+                let key = self.signing_key(&row).await?;
+                (row, key)
+            }
         };
-        self.check_usable(&row)?;
-        let key = self.signing_key(&row).await?;
         match job.method.as_str() {
             SIGN_HASH => {
                 let j: HashJob = serde_json::from_str(&job.request).map_err(|e| Error::Internal(e.to_string()))?;
@@ -563,8 +681,7 @@ impl Service {
 }
 
 fn failed_audit<'a>(actor: &'a str, method: &str, credential_id: &'a str, detail: &'a str) -> NewAudit<'a> {
-    let event = if method == SIGN_DOC { "signatures.signDoc" } else { "signatures.signHash" };
-    NewAudit { at: now(), actor, event, outcome: Outcome::Failed, credential_id: Some(credential_id), detail }
+    NewAudit { at: now(), actor, event: event_of(method), outcome: Outcome::Failed, credential_id: Some(credential_id), detail }
 }
 
 /// Sole control: the PIN-derived key travels with the SAD, sealed under the SAD itself, and is
@@ -576,14 +693,21 @@ fn no_sole_control(row: &cloudsign_store::CredentialRow) -> Result<()> {
     Ok(())
 }
 
-/// The worker loop: claim, sign, repeat, with up to `concurrency` jobs in hand; idle, wait for
-/// a local accept or the poll interval (jobs accepted on other nodes).
+/// The worker loop: claim as many jobs as there are free slots (up to [`CLAIM_BATCH`]) in one
+/// statement, run each in its slot, repeat; idle, wait for a local accept or the poll interval
+/// (jobs accepted on other nodes).
 async fn run_worker(service: Weak<Service>, worker: Arc<Worker>) {
     let Some(cfg) = service.upgrade().map(|s| s.cfg.asynchronous.clone()) else { return };
-    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
     let mut last_purge = 0;
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(first) = worker.slots.clone().acquire_owned().await else { return };
+        let mut slots = vec![first];
+        while slots.len() < CLAIM_BATCH {
+            match worker.slots.clone().try_acquire_owned() {
+                Ok(slot) => slots.push(slot),
+                Err(_) => break,
+            }
+        }
         let Some(s) = service.upgrade() else { return };
         if now() - last_purge > 60 {
             last_purge = now();
@@ -591,19 +715,22 @@ async fn run_worker(service: Weak<Service>, worker: Arc<Worker>) {
                 tracing::warn!(error = %e, "expired asynchronous results not purged");
             }
         }
-        match s.store.claim_job(now(), cfg.lease_seconds.max(1)).await {
-            Ok(Some(job)) => {
-                let w = worker.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    s.run_job(&w, job).await;
-                });
+        match s.store.claim_jobs(now(), cfg.lease_seconds.max(1), slots.len()).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                // The slots left over go back with the iterator.
+                for (job, slot) in jobs.into_iter().zip(slots) {
+                    let (s, w) = (s.clone(), worker.clone());
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        s.run_job(&w, job, None).await;
+                    });
+                }
                 continue;
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "asynchronous jobs cannot be claimed"),
         }
-        drop((permit, s));
+        drop((slots, s));
         tokio::select! {
             _ = worker.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(cfg.poll_interval_ms.max(10))) => {}
@@ -693,8 +820,9 @@ async fn notify(cfg: &AsyncConfig, uri: &str, id: &str) -> std::result::Result<(
         .timeout(Duration::from_secs(10))
         .resolve(&host, addr)
         .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client.post(url).json(&json!({"responseID": id})).send().await.map_err(|e| e.to_string())?;
+        .map_err(|e| e.without_url().to_string())?;
+    // Without the URI: it is the relying party's, and may carry its own secret.
+    let resp = client.post(url).json(&json!({"responseID": id})).send().await.map_err(|e| e.without_url().to_string())?;
     if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status().as_u16())) }
 }
 

@@ -28,6 +28,16 @@ use cloudsign_store::{AuditCheckpoint, AuditEvent, GENESIS, checkpoint_message};
 use crate::service::blocking_if;
 use crate::{Error, Result, Service, now};
 
+/// `credentials/create` (CSC 2.2 §11.4): written for every call that authenticated, made or
+/// refused, with `grant` in the detail: `service` (a service-scope session) or
+/// `credential-creation` (a one-shot OAuth token, `rar` telling whether it carried the
+/// signer-approved creation request). The OAuth grant itself is audited by `oauth2.consent`
+/// and `oauth2.token`, whose detail names the same `grant`.
+pub const EVENT_CREDENTIAL_CREATE: &str = "credential.create";
+/// `credentials/delete` (CSC 2.2 §11.5), as [`EVENT_CREDENTIAL_CREATE`], with `grant`
+/// `service` or `credential-deletion`.
+pub const EVENT_CREDENTIAL_DELETE: &str = "credential.delete";
+
 /// Records read per query while verifying or exporting.
 const PAGE: i64 = 5000;
 /// Records that fail their own hash kept for the reorder check (beyond that: "changed").

@@ -9,7 +9,7 @@ use cloudsign_store::{LoginAttempt, NewToken, TokenKind, UserRow};
 
 use crate::credentials::{AttemptGuard, AttemptOf, lapsed};
 use crate::secrets::{new_token, token_hash};
-use crate::service::CredentialScope;
+use crate::session::{CredentialManagement, CredentialScope, ManagementSession};
 use crate::{Error, RequestContext, Result, Service, Session, now};
 
 /// Consecutive wrong passwords an account takes before attempts are spaced out.
@@ -173,6 +173,11 @@ impl Service {
 
     /// Resolve a bearer token to its session: a service access token, or an OAuth
     /// credential-scope token (CSC v2 §8.3.3), which only reaches its own credential.
+    ///
+    /// The one-shot tokens of the 2.2 scopes `credential-creation` and `credential-deletion`
+    /// are refused here, so that they reach no method but their own (list, info, authorize,
+    /// signHash and every later method alike): `credentials/create` and `credentials/delete`
+    /// take them through [`authenticate_management`](Self::authenticate_management).
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
         let hash = token_hash(bearer);
         let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
@@ -180,6 +185,12 @@ impl Service {
             (TokenKind::Access, _) => None,
             (TokenKind::Credential, Some(credential_id)) => {
                 Some(CredentialScope { credential_id, sad_hash: hash.clone(), token: Zeroizing::new(bearer.to_string()) })
+            }
+            (TokenKind::CredentialCreation, _) => {
+                return Err(Error::InvalidToken("The access token grants credentials/create only".into()));
+            }
+            (TokenKind::CredentialDeletion, _) => {
+                return Err(Error::InvalidToken("The access token grants credentials/delete only".into()));
             }
             _ => return Err(Error::InvalidToken("The access token is not valid".into())),
         };
@@ -189,6 +200,34 @@ impl Service {
         let session = Session { user_id: row.user_id, user_name: row.user_name, credential, token_hash: Some(hash.clone()) };
         Self::remember(&self.hot_sessions, &hash, &session);
         Ok(session)
+    }
+
+    /// Resolve the bearer of `credentials/create` or `credentials/delete` (CSC 2.2 §11.4,
+    /// §11.5): what [`authenticate`](Self::authenticate) takes, or a one-shot
+    /// `credential-creation` / `credential-deletion` token, with its grant. A creation token
+    /// carries the creation request the signer approved (RAR), read back from the spent
+    /// authorization code that issued it.
+    pub async fn authenticate_management(&self, bearer: &str) -> Result<ManagementSession> {
+        let hash = token_hash(bearer);
+        let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
+        let grant = match (row.kind, &row.credential_id) {
+            (TokenKind::CredentialCreation, _) => {
+                let stored = self.store.issued_grant(&hash).await?.ok_or(Error::ExpiredToken)?;
+                let request: crate::oauth::AuthorizationRequest =
+                    serde_json::from_str(&stored).map_err(|e| Error::Internal(format!("stored grant: {e}")))?;
+                match request.management.map(|m| m.grant) {
+                    Some(g @ CredentialManagement::Creation { .. }) => g,
+                    _ => return Err(Error::Internal("a credential-creation token without its grant".into())),
+                }
+            }
+            (TokenKind::CredentialDeletion, Some(id)) => CredentialManagement::Deletion { credential_id: id.clone() },
+            _ => return Ok(ManagementSession { session: self.authenticate(bearer).await?, grant: None }),
+        };
+        if row.revoked || row.expires_at <= now() {
+            return Err(Error::ExpiredToken);
+        }
+        let session = Session { user_id: row.user_id, user_name: row.user_name, credential: None, token_hash: Some(hash) };
+        Ok(ManagementSession { session, grant: Some(grant) })
     }
 
     /// The session for a signHash call: a remembered one (for the fast path, whose write

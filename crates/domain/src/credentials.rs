@@ -1,5 +1,6 @@
 //! Credentials as the API shows them (CSC v2 §11.4, §11.5) and credential authorization
-//! (§11.6 authorize, §11.8 getChallenge, §11.9 extendTransaction).
+//! (§11.6 authorize, §11.8 getChallenge, §11.9 extendTransaction). Out-of-band approval (the
+//! 202 answer of authorize and §11.7 authorizeCheck) is in `approval.rs`.
 
 use cloudsign_asn1::{HashAlgorithm, KeyAlgorithm};
 use cloudsign_store::Outcome;
@@ -7,6 +8,7 @@ use cloudsign_store::{CertState, ConsumeOutcome, CredentialRow, NewSad, OtpKind,
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::approval::Authorization;
 use crate::secrets::{ct_eq, new_token, random_bytes, token_hash, totp_match};
 use crate::{Error, RequestContext, Result, Service, Session, now};
 
@@ -42,16 +44,21 @@ pub enum FactorKind {
     Password,
     /// Sent out of band by the service after `getChallenge`, then typed in.
     ChallengeResponse,
+    /// Given out of band: the signer approves the request where an approver delivered it (a
+    /// link, a device); the client sends nothing but the object's id and polls
+    /// `credentials/authorizeCheck` (CSC v2 §11.6, §11.7).
+    OutOfBand,
 }
 
 /// One factor the credential requires.
 #[derive(Debug, Clone)]
 pub struct AuthFactor {
-    /// `PIN` or `OTP` (the object ids of the spec's samples).
+    /// `PIN` or `OTP` (the object ids of the spec's samples), or
+    /// [`APPROVAL_OBJECT`](crate::approval::APPROVAL_OBJECT).
     pub id: &'static str,
     /// Presentation.
     pub kind: FactorKind,
-    /// `N` (digits) or `A` (any characters).
+    /// `N` (digits) or `A` (any characters); meaningless for [`FactorKind::OutOfBand`].
     pub format: &'static str,
     /// `totp` or `online` for OTPs.
     pub generator: Option<&'static str>,
@@ -166,6 +173,19 @@ pub struct AuthorizeInput {
     pub hashes: Option<HashesInput>,
     /// PIN/OTP.
     pub factors: Factors,
+    /// `authData` named the out-of-band object ([`APPROVAL_OBJECT`](crate::approval::APPROVAL_OBJECT)).
+    /// Not required: a credential with an approver always asks for the approval.
+    pub out_of_band: bool,
+    /// The application's transaction description (`description`, at most 500 characters),
+    /// shown to the signer on the approval page.
+    pub description: Option<String>,
+    /// The base URL at which signers reach this service (the HTTP layer's): approval links
+    /// start with it. `public_url` is used when this is absent.
+    pub link_base: Option<String>,
+    /// The API can answer 202 and be polled with `credentials/authorizeCheck` (CSC v2). CSC
+    /// v1.0.4.0 cannot, so there a credential with an approver is refused before anything is
+    /// checked or sent.
+    pub accepts_pending: bool,
 }
 
 /// Signature activation data handed to the client.
@@ -186,6 +206,8 @@ const PIN: AuthFactor = AuthFactor {
     description: "The signing PIN of this credential",
 };
 
+/// The factors of a credential that the row alone tells: PIN and OTP. A credential with an
+/// approver ([`CredentialView::factors`]) has [`approval_factor`] too.
 pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
     let mut factors = vec![AuthFactor { format: if row.pin_format == "A" { "A" } else { "N" }, ..PIN }];
     match row.otp_kind {
@@ -210,6 +232,22 @@ pub(crate) fn factors_of(row: &CredentialRow) -> Vec<AuthFactor> {
     factors
 }
 
+/// The out-of-band factor of a credential whose authorization also needs the signer's approval
+/// through `approver`.
+pub(crate) fn approval_factor(approver: &str) -> AuthFactor {
+    AuthFactor {
+        id: crate::approval::APPROVAL_OBJECT,
+        kind: FactorKind::OutOfBand,
+        format: "A",
+        generator: None,
+        label: "Approval",
+        description: match approver {
+            crate::approval::LINK_APPROVER => "Approve the request on the page of the one-time link the service sends you",
+            _ => "Approve the request where the service sends it to you",
+        },
+    }
+}
+
 impl Service {
     /// The caller's credential, or the same refusal whether it does not exist or belongs to
     /// someone else (no probing of other users' credential ids).
@@ -227,7 +265,8 @@ impl Service {
         }
     }
 
-    pub(crate) fn view(&self, row: &CredentialRow) -> Result<CredentialView> {
+    /// `approval`: the credential's approver (`Store::credential_approval`), if any.
+    pub(crate) fn view(&self, row: &CredentialRow, approval: Option<&str>) -> Result<CredentialView> {
         let t = now();
         let cert_status = match row.cert_status {
             CertState::Revoked => CertStatus::Revoked,
@@ -251,7 +290,11 @@ impl Service {
             not_after: row.cert.not_after,
             scal: if row.scal == 1 { 1 } else { 2 },
             multisign: u32::try_from(row.multisign).unwrap_or(u32::MAX),
-            factors: factors_of(row),
+            factors: {
+                let mut factors = factors_of(row);
+                factors.extend(approval.map(approval_factor));
+                factors
+            },
             auth_mode: row.auth_mode,
         })
     }
@@ -262,9 +305,11 @@ impl Service {
         if let Some(scope) = &session.credential {
             rows.retain(|r| r.id == scope.credential_id);
         }
+        let approvals = if rows.is_empty() { Vec::new() } else { self.store.credential_approvals(Some(&session.user_id)).await? };
+        let approval_of = |id: &str| approvals.iter().find(|(c, _)| c == id).map(|(_, a)| a.as_str());
         let mut views = Vec::with_capacity(rows.len());
         for row in &rows {
-            let v = self.view(row)?;
+            let v = self.view(row, approval_of(&row.id))?;
             if !only_valid || v.key_enabled {
                 views.push(v);
             }
@@ -275,7 +320,8 @@ impl Service {
     /// `credentials/info`.
     pub async fn credential_info(&self, session: &Session, id: &str) -> Result<CredentialView> {
         let row = self.own_credential(session, id).await?;
-        self.view(&row)
+        let approval = self.store.credential_approval(id).await?;
+        self.view(&row, approval.as_deref())
     }
 
     /// Refuse a credential that cannot be used now (disabled, locked, certificate not valid).
@@ -301,8 +347,10 @@ impl Service {
 
     /// `credentials/authorize` (explicit mode): check the factors, count failures, lock after
     /// `max_auth_attempts`, and issue a SAD bound to the user, the credential, the count and —
-    /// for SCAL 2, or whenever hashes are given — the exact digests.
-    pub async fn authorize(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
+    /// for SCAL 2, or whenever hashes are given — the exact digests. For a credential with an
+    /// approver, the SAD waits for the signer's approval instead
+    /// ([`Authorization::Pending`], CSC v2 §11.6 202 answer).
+    pub async fn authorize(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Authorization> {
         let credential_id = input.credential_id.clone();
         let result = self.authorize_checked(session, ctx, input).await;
         match &result {
@@ -322,7 +370,7 @@ impl Service {
         result
     }
 
-    async fn authorize_checked(&self, session: &Session, ctx: &RequestContext, input: AuthorizeInput) -> Result<Sad> {
+    async fn authorize_checked(&self, session: &Session, ctx: &RequestContext, mut input: AuthorizeInput) -> Result<Authorization> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         // CSC v2 §8.3.3 / v1 §8.3.3: an oauth2code credential is authorized on the service's
@@ -330,6 +378,18 @@ impl Service {
         if row.auth_mode == crate::AuthMode::OAuth2Code {
             return Err(Error::invalid(
                 "The credential is authorized through OAuth 2.0 (authMode oauth2code): credentials/authorize cannot be used",
+            ));
+        }
+        let approval = self.store.credential_approval(&row.id).await?;
+        if input.out_of_band && approval.is_none() {
+            return Err(Error::invalid("Invalid parameter authData: this credential has no out-of-band object approval"));
+        }
+        if approval.is_some() && !input.accepts_pending {
+            return Err(Error::invalid(V1_OUT_OF_BAND));
+        }
+        if approval.is_some() && !self.cfg.approval.enabled {
+            return Err(Error::invalid(
+                "The credential needs the signer's out-of-band approval, which this service does not offer now (approval is disabled)",
             ));
         }
         if input.num_signatures < 1 {
@@ -349,7 +409,7 @@ impl Service {
             return Err(Error::invalid("Missing (or invalid type) array parameter hashes: required for SCAL 2 credentials"));
         }
         let factors = factors_of(&row);
-        let pin = input.factors.pin.ok_or_else(|| Error::invalid("Missing authentication object PIN in authData"))?;
+        let pin = input.factors.pin.take().ok_or_else(|| Error::invalid("Missing authentication object PIN in authData"))?;
         let needs_otp = factors.iter().any(|f| f.id == "OTP");
         if needs_otp && input.factors.otp.is_none() {
             return Err(Error::invalid("Missing authentication object OTP in authData"));
@@ -358,7 +418,15 @@ impl Service {
             return Err(Error::invalid("Invalid parameter authData: this credential has no OTP"));
         }
         let pin_for_key = row.pin_wrap_salt.as_ref().map(|_| pin.clone());
-        self.verify_factors(session, ctx, &row, pin, input.factors.otp).await?;
+        self.verify_factors(session, ctx, &row, pin, input.factors.otp.take()).await?;
+        // The PIN (and OTP) were right: the rest is the signer's to approve elsewhere.
+        if let Some(approver) = approval {
+            let pin_key = match (&row.pin_wrap_salt, pin_for_key) {
+                (Some(salt), Some(pin)) => Some(self.pin_key(&pin, salt).await?),
+                _ => None,
+            };
+            return self.request_approval(session, ctx, &row, &approver, input, pin_key).await.map(Authorization::Pending);
+        }
 
         let sad = new_token()?;
         let sad_hash = token_hash(&sad);
@@ -397,7 +465,7 @@ impl Service {
             json!({"client": ctx.client, "clientData": ctx.client_data, "numSignatures": input.num_signatures, "hashes": digests_hex, "hashAlgorithmOID": input.hashes.as_ref().map(|h| h.algorithm.oid())}),
         )
         .await?;
-        Ok(Sad { token: sad, expires_in: self.cfg.sad_ttl })
+        Ok(Authorization::Granted(Sad { token: sad, expires_in: self.cfg.sad_ttl }))
     }
 
     /// The PIN (and OTP) check with its attempt accounting. The check takes a place among the
@@ -507,7 +575,9 @@ impl Service {
             // A consent covers exactly the documents the signer saw: an OAuth authorization
             // (and any oauth2code credential's) cannot be widened here.
             let from_oauth = self.store.token(&token_hash(sad)).await?.is_some_and(|t| t.kind == TokenKind::Credential);
-            if from_oauth || row.auth_mode == crate::AuthMode::OAuth2Code {
+            // So does the signer's out-of-band approval: the approval page showed the hashes.
+            let approved_elsewhere = self.store.credential_approval(&row.id).await?.is_some();
+            if from_oauth || approved_elsewhere || row.auth_mode == crate::AuthMode::OAuth2Code {
                 return Err(Error::invalid(
                     "Invalid parameter hashes: an authorization given on the consent page covers only the documents approved there",
                 ));
@@ -559,6 +629,11 @@ impl Service {
         Ok(Sad { token: fresh, expires_in: self.cfg.sad_ttl })
     }
 }
+
+/// The refusal of an authorization that only an API with the 202 answer and
+/// `credentials/authorizeCheck` can give (CSC v2 §11.6, §11.7; v1.0.4.0 has neither).
+const V1_OUT_OF_BAND: &str = "The credential is authorized out of band (the signer approves where the service sends the request), \
+which CSC API v1 cannot wait for: use /csc/v2 credentials/authorize and credentials/authorizeCheck";
 
 /// Map a SAD consumption outcome to the CSC error texts.
 pub(crate) fn sad_outcome(outcome: ConsumeOutcome) -> Result<()> {

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod approval;
 pub mod asynchronous;
 pub mod audit;
 mod auth;
@@ -18,6 +19,7 @@ pub mod ondemand;
 pub mod otp;
 pub mod secrets;
 mod service;
+mod session;
 mod signdoc;
 mod signing;
 mod sole;
@@ -31,7 +33,8 @@ pub use cloudsign_pki::{generalized_time, pem_certificate};
 pub use credentials::{AuthFactor, AuthorizeInput, CertStatus, CredentialView, FactorKind, Factors, HashesInput, Sad};
 pub use error::{Error, Result};
 pub use otp::{OtpSender, OutboxSender};
-pub use service::{Config, CredentialScope, RequestContext, Service, Session};
+pub use service::{Config, RequestContext, Service};
+pub use session::{CredentialScope, Session};
 pub use signdoc::{DocItem, Format, Level, Packaging, SignDocInput};
 pub use signing::SignHashInput;
 

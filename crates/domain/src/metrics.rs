@@ -175,7 +175,9 @@ impl Metrics {
     pub fn audited(&self, event: &str, outcome: Outcome, credential: bool, detail: &serde_json::Value) {
         self.audit.add(&format!("{event}\u{1f}{}", outcome.as_str()), 1);
         match outcome {
-            Outcome::Ok if event == "credentials.authorize" || (event == "oauth2.token" && credential) => {
+            Outcome::Ok
+                if event == "credentials.authorize" || event == "credentials.authorizeCheck" || (event == "oauth2.token" && credential) =>
+            {
                 self.sads_issued.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Refused => {

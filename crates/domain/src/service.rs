@@ -14,8 +14,10 @@ use cloudsign_pki::tsa::Tsa;
 use cloudsign_pki::{CA_KEY, CaNames, IssuingCa, ca_key_binding};
 use cloudsign_store::{CaRow, CertState, CredentialRow, NewAudit, Outcome, Store};
 
+use crate::approval::LinkApprover;
 use crate::otp::{OtpSender, OutboxSender};
 use crate::secrets::Argon2Cost;
+use crate::session::Session;
 use crate::{Error, Result, now};
 
 /// Domain configuration (the CLI fills it from file, environment and flags).
@@ -66,6 +68,8 @@ pub struct Config {
     pub asynchronous: crate::asynchronous::AsyncConfig,
     /// On-demand credentials (`[on_demand]`).
     pub on_demand: crate::ondemand::OnDemandConfig,
+    /// Out-of-band credential authorization (`[approval]`).
+    pub approval: crate::approval::ApprovalConfig,
     /// The HSM, when one is configured (`--backend pkcs11` credentials).
     pub pkcs11: Option<Arc<Pkcs11Config>>,
     /// Renew certificates this many days before they end (0: no automatic renewal).
@@ -102,88 +106,12 @@ impl Default for Config {
             oauth_flow_ttl: 600,
             asynchronous: Default::default(),
             on_demand: Default::default(),
+            approval: Default::default(),
             pkcs11: None,
             renew_before_days: 30,
             renewal_new_key: false,
             ca_key_backend: crate::KeyStorage::Software,
         }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// User id.
-    pub user_id: String,
-    /// User name.
-    pub user_name: String,
-    /// Set when the bearer is an OAuth credential-scope token: the session reaches that
-    /// credential only, and the token itself is the SAD.
-    pub credential: Option<CredentialScope>,
-    /// The bearer token's hash, when the session comes from one: SADs are linked to it, so
-    /// that revoking the token revokes them.
-    pub token_hash: Option<String>,
-}
-
-impl Session {
-    /// Whether this session may create credentials (CSC 2.2 §11.4 `credentials/create`).
-    ///
-    /// A service-scope session (auth/login, OAuth `service` scope, client credentials) may:
-    /// it is the user acting on their own account. A credential-scope token may not (it
-    /// authorizes signatures with one credential, nothing else). The 2.2 `credential-creation`
-    /// scope will grant this too once its tokens have their own kind in the store; the OAuth
-    /// server refuses that scope until then.
-    pub fn may_create_credentials(&self) -> bool {
-        self.credential.is_none()
-    }
-
-    /// Whether this session may delete credential `credential_id` (CSC 2.2 §11.5
-    /// `credentials/delete`): a service-scope session may (whether the credential is the
-    /// user's is the caller's check, as for every credential method); a credential-scope
-    /// token may not, not even for its own credential (signing is not deleting). The 2.2
-    /// `credential-deletion` scope will grant it for the one credential it names.
-    pub fn may_delete_credential(&self, credential_id: &str) -> bool {
-        let _ = credential_id;
-        self.credential.is_none()
-    }
-
-    /// The credential a credential-scope token is limited to, if the session is one.
-    pub fn credential_scope(&self) -> Option<&str> {
-        self.credential.as_ref().map(|c| c.credential_id.as_str())
-    }
-}
-
-#[cfg(test)]
-mod session_tests {
-    use super::*;
-
-    #[test]
-    fn only_service_scope_sessions_create_and_delete() {
-        let service = Session { user_id: "u".into(), user_name: "alice".into(), credential: None, token_hash: None };
-        assert!(service.may_create_credentials() && service.may_delete_credential("c1"));
-        let scoped = Session {
-            credential: Some(CredentialScope { credential_id: "c1".into(), sad_hash: "h".into(), token: "t".to_string().into() }),
-            ..service
-        };
-        assert!(!scoped.may_create_credentials() && !scoped.may_delete_credential("c1"));
-        assert_eq!(scoped.credential_scope(), Some("c1"));
-    }
-}
-
-/// The reach of a credential-scope token.
-#[derive(Clone)]
-pub struct CredentialScope {
-    /// The credential.
-    pub credential_id: String,
-    /// The hash under which the token is stored as a SAD.
-    pub(crate) sad_hash: String,
-    /// The token itself: it is the SAD (a sole-control key is opened with it).
-    pub(crate) token: zeroize::Zeroizing<String>,
-}
-
-impl std::fmt::Debug for CredentialScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialScope").field("credential_id", &self.credential_id).finish_non_exhaustive()
     }
 }
 
@@ -204,6 +132,9 @@ pub struct Service {
     pub(crate) names: CaNames,
     pub(crate) cfg: Config,
     pub(crate) otp_sender: Arc<dyn OtpSender>,
+    /// Who delivers out-of-band approval requests, by name (the built-in link approver, which
+    /// sends through `otp_sender`, and any added with `with_approver`).
+    pub(crate) approvers: crate::approval::Approvers,
     pub(crate) tsa: Option<Tsa>,
     /// Every configured key backend (the software keystore, and the PKCS#11 token if one is
     /// configured, loaded on first use), by the kind key records name.
@@ -306,6 +237,7 @@ impl Service {
             (None, false)
         };
         let otp_sender: Arc<dyn OtpSender> = Arc::new(OutboxSender::new(cfg.otp_outbox.clone()));
+        let approvers = crate::approval::Approvers::default().with(Arc::new(LinkApprover::new(otp_sender.clone())));
         let dummy_password_hash = crate::secrets::hash_secret("timing equalizer", cfg.argon2)?;
         Ok(Self {
             store,
@@ -314,6 +246,7 @@ impl Service {
             names,
             cfg,
             otp_sender,
+            approvers,
             tsa,
             backends,
             ca_in_hsm,
@@ -400,15 +333,18 @@ impl Service {
         }
     }
 
-    /// Replace the OTP sender (e.g. an SMS gateway).
+    /// Replace the OTP sender (e.g. an SMS gateway); approval links go through it too.
     pub fn with_otp_sender(mut self, sender: Arc<dyn OtpSender>) -> Self {
+        self.approvers = std::mem::take(&mut self.approvers).with(Arc::new(LinkApprover::new(sender.clone())));
         self.otp_sender = sender;
         self
     }
 
-    /// Remove expired tokens, SADs and OTP challenges (the server runs this periodically).
+    /// Remove expired tokens, SADs and OTP challenges, and mark lapsed approvals expired
+    /// (audited) and remove those that ended a day ago (the server runs this periodically).
     pub async fn purge_expired(&self) -> Result<u64> {
-        Ok(self.store.purge_expired(now()).await?)
+        let removed = self.store.purge_expired(now()).await?;
+        Ok(removed + self.purge_approvals().await?)
     }
 
     /// The configuration.

@@ -166,29 +166,7 @@ impl Service {
         guard: Option<SadGuard<'_>>,
     ) -> Result<ConsumeOutcome> {
         let hash = scheme.hash();
-        // Serialized from borrowed fields (keys in the order `json!` would sort them): at 100
-        // hashes a `Value` tree copied every digest once more.
-        #[derive(serde::Serialize)]
-        struct Detail<'a> {
-            algorithm: &'a str,
-            client: &'a str,
-            #[serde(rename = "clientData")]
-            client_data: Option<&'a str>,
-            #[serde(rename = "hashAlgorithmOID")]
-            hash_algorithm_oid: &'a str,
-            hashes: &'a [String],
-            #[serde(rename = "signAlgo")]
-            sign_algo: &'a str,
-        }
-        let detail = serde_json::to_string(&Detail {
-            algorithm: &scheme.name(),
-            client: &ctx.client,
-            client_data: ctx.client_data.as_deref(),
-            hash_algorithm_oid: hash.oid(),
-            hashes: &digests_hex,
-            sign_algo: scheme.oid(),
-        })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let detail = consume_detail(scheme, ctx, &digests_hex, None)?;
         let t = now();
         let audit =
             NewAudit { at: t, actor: &session.user_name, event, outcome: Outcome::Ok, credential_id: Some(&row.id), detail: &detail };
@@ -319,4 +297,37 @@ fn estimated_micros(key: KeyAlgorithm) -> u64 {
         Rsa3072 => 1800,
         Rsa4096 => 4000,
     }
+}
+
+/// The audit detail of a signature's SAD consumption (synchronous, or an asynchronous job's
+/// acceptance with the job it paid for). Serialized from borrowed fields, keys in the order
+/// `json!` would sort them: at 100 hashes a `Value` tree copied every digest once more.
+pub(crate) fn consume_detail(scheme: SignAlgorithm, ctx: &RequestContext, digests_hex: &[String], job: Option<&str>) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        algorithm: &'a str,
+        client: &'a str,
+        #[serde(rename = "clientData")]
+        client_data: Option<&'a str>,
+        #[serde(rename = "hashAlgorithmOID")]
+        hash_algorithm_oid: &'a str,
+        hashes: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        job: Option<&'a str>,
+        #[serde(rename = "operationMode", skip_serializing_if = "Option::is_none")]
+        operation_mode: Option<&'a str>,
+        #[serde(rename = "signAlgo")]
+        sign_algo: &'a str,
+    }
+    serde_json::to_string(&Detail {
+        algorithm: &scheme.name(),
+        client: &ctx.client,
+        client_data: ctx.client_data.as_deref(),
+        hash_algorithm_oid: scheme.hash().oid(),
+        hashes: digests_hex,
+        job,
+        operation_mode: job.map(|_| "A"),
+        sign_algo: scheme.oid(),
+    })
+    .map_err(|e| Error::Internal(e.to_string()))
 }

@@ -53,6 +53,19 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     })
 }
 
+/// The caller of `credentials/create` and `credentials/delete` (`Authorization: Bearer ...`):
+/// a service-scope session, or a one-shot token of the 2.2 scopes `credential-creation` and
+/// `credential-deletion`, which every other method refuses (`Service::authenticate`).
+pub(crate) struct ManagementBearer(pub cloudsign_domain::ondemand::ManagementSession);
+
+impl FromRequestParts<AppState> for ManagementBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.service.authenticate_management(bearer_token(parts)?).await.map(ManagementBearer).map_err(v2)
+    }
+}
+
 impl FromRequestParts<AppState> for Bearer {
     type Rejection = ApiError;
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod approval;
 mod asynchronous;
 mod error;
 mod extract;
@@ -108,6 +109,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
     };
     Router::new()
         .merge(oauth::routes())
+        .merge(approval::page_routes())
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
         .route("/arl", axum::routing::get(arl))
@@ -117,7 +119,7 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
         .route("/ocsp", axum::routing::post(ocsp_post))
         .route("/ocsp/{*request}", axum::routing::get(ocsp_get))
         .nest("/csc/v1", v1::routes())
-        .nest("/csc/v2", v2::routes().merge(asynchronous::routes()).merge(ondemand::routes()))
+        .nest("/csc/v2", v2::routes().merge(asynchronous::routes()).merge(ondemand::routes()).merge(approval::routes()))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))

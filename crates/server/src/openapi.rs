@@ -41,6 +41,8 @@ use utoipa::OpenApi as _;
     v2::CredentialInfo,
     v2::AuthorizeRequest,
     v2::SadResponse,
+    v2::AuthorizePendingResponse,
+    v2::AuthorizeCheckRequest,
     v2::ExtendTransactionRequest,
     v2::GetChallengeRequest,
     v2::SignHashRequest,
@@ -97,6 +99,9 @@ enum Success {
     /// `responseID` of CSC 2.2 asynchronous mode; signPolling's result is the original
     /// method's).
     AnyOf(&'static [&'static str]),
+    /// 200 with a JSON body of the first schema, or 202 with one of the second: the
+    /// authorization waits for the signer (CSC v2 §11.6, §11.7).
+    OrPending(&'static str, &'static str),
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -116,7 +121,7 @@ fn html() -> Value {
 fn csc_error(status: u16) -> Value {
     let description = match status {
         400 => {
-            "Missing or invalid parameter, or a refusal of the method (`invalid_request`, `authentication_error`, `invalid_pin`, `invalid_otp`, `invalid_authentication_data`)."
+            "Missing or invalid parameter, or a refusal of the method (`invalid_request`, `authentication_error`, `invalid_pin`, `invalid_otp`, `invalid_authentication_data`; `access_denied` when the signer denied an out-of-band authorization)."
         }
         401 => {
             "No, a malformed, unknown or expired access token (`invalid_request`, `invalid_token`, `expired_token`); at `auth/login`, a malformed Basic header."
@@ -185,6 +190,13 @@ fn csc_method(version: &str, method: &str, request: Option<&str>, success: Succe
             let any: Vec<Value> = schemas.iter().map(|s| schema_ref(s)).collect();
             responses.insert("200".into(), json!({"description": "OK", "content": {"application/json": {"schema": {"anyOf": any}}}}))
         }
+        Success::OrPending(done, pending) => {
+            responses.insert("200".into(), json!({"description": "OK", "content": {"application/json": {"schema": schema_ref(done)}}}));
+            responses.insert(
+                "202".into(),
+                json!({"description": "The signer approves out of band: poll `credentials/authorizeCheck` with the handle.", "content": {"application/json": {"schema": schema_ref(pending)}}}),
+            )
+        }
     };
     for status in errors {
         responses.insert(status.to_string(), csc_error(*status));
@@ -206,7 +218,7 @@ fn csc_method(version: &str, method: &str, request: Option<&str>, success: Succe
 /// The CSC v1 and v2 operations.
 fn csc_paths(paths: &mut Map<String, Value>) {
     use Auth::{Bearer, Login, Public};
-    use Success::{AnyOf, Json, NoContent};
+    use Success::{AnyOf, Json, NoContent, OrPending};
     // Every bearer call authenticates against the store first: 401 before anything else, 503
     // when the store is down; every JSON body may be too large or of another type.
     const BEARER: &[u16] = &[400, 401, 413, 415, 503];
@@ -217,7 +229,14 @@ fn csc_paths(paths: &mut Map<String, Value>) {
         ("auth/revoke", Some("v2.RevokeRequest"), NoContent, Bearer, BEARER),
         ("credentials/list", Some("v2.ListRequest"), Json("v2.ListResponse"), Bearer, BEARER),
         ("credentials/info", Some("v2.InfoCredentialRequest"), Json("v2.CredentialInfo"), Bearer, BEARER),
-        ("credentials/authorize", Some("v2.AuthorizeRequest"), Json("v2.SadResponse"), Bearer, BEARER),
+        ("credentials/authorize", Some("v2.AuthorizeRequest"), OrPending("v2.SadResponse", "v2.AuthorizePendingResponse"), Bearer, BEARER),
+        (
+            "credentials/authorizeCheck",
+            Some("v2.AuthorizeCheckRequest"),
+            OrPending("v2.SadResponse", "v2.AuthorizePendingResponse"),
+            Bearer,
+            BEARER,
+        ),
         ("credentials/extendTransaction", Some("v2.ExtendTransactionRequest"), Json("v2.SadResponse"), Bearer, BEARER),
         ("credentials/getChallenge", Some("v2.GetChallengeRequest"), NoContent, Bearer, BEARER),
         ("signatures/signHash", Some("v2.SignHashRequest"), AnyOf(&["v2.SignHashResponse", "v2.AsyncResponse"]), Bearer, BEARER),
@@ -385,6 +404,24 @@ fn oauth_paths(paths: &mut Map<String, Value>) {
             }}),
         );
     }
+    // The out-of-band approval page (`approval.rs`): the one-time token in the query, then in
+    // the form; no cookie.
+    let token = json!({"name": "t", "in": "query", "required": false, "description": "The one-time token of the link the service sent.", "schema": {"type": "string"}});
+    paths.insert(
+        "/oauth2/approve".into(),
+        json!({
+            "get": {
+                "tags": ["OAuth 2.0"], "operationId": "oauth2_approve_page", "summary": "The signer's approval page of an out-of-band authorization (CSC v2 §11.6 202 answer)", "security": [],
+                "parameters": [token],
+                "responses": page_errors(ok("200", "What is being authorized, with Approve and Deny.", html()), &[400, 429, 503]),
+            },
+            "post": {
+                "tags": ["OAuth 2.0"], "operationId": "oauth2_approve", "summary": "The signer's decision (once per link)", "security": [],
+                "requestBody": form(json!({"type": "object", "properties": {"t": {"type": "string"}, "decision": {"type": "string", "enum": ["approve", "deny"]}}})),
+                "responses": page_errors(ok("200", "Recorded: approved or denied.", html()), &[400, 429, 503]),
+            },
+        }),
+    );
     paths.insert(
         "/oauth2/assets/style.css".into(),
         json!({"get": {
@@ -530,11 +567,23 @@ mod tests {
         let sign_hash = &doc["components"]["schemas"]["v2.SignHashRequest"];
         assert!(sign_hash["properties"]["credentialID"].is_object(), "{sign_hash}");
         assert_eq!(sign_hash["required"], json!(["credentialID", "hashes", "signAlgo"]));
+        // CSC v2 §11.6: authorize may answer 202 with a handle, as authorizeCheck does.
+        for method in ["authorize", "authorizeCheck"] {
+            let responses = &doc["paths"][format!("/csc/v2/credentials/{method}")]["post"]["responses"];
+            assert_eq!(
+                responses["202"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/v2.AuthorizePendingResponse"
+            );
+            assert_eq!(responses["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/v2.SadResponse");
+        }
+        assert_eq!(doc["components"]["schemas"]["v2.AuthorizeCheckRequest"]["required"], json!(["handle"]));
         let error = &doc["components"]["schemas"]["csc.ErrorBody"];
         assert!(error["properties"]["error"]["enum"].as_array().is_some_and(|a| a.contains(&json!("invalid_request"))), "{error}");
         for path in [
             "/csc/v1/signatures/signHash",
             "/csc/v2/signatures/signDoc",
+            "/csc/v2/credentials/authorizeCheck",
+            "/oauth2/approve",
             "/oauth2/token",
             "/tsa",
             "/ocsp/{request}",

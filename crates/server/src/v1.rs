@@ -8,6 +8,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cloudsign_csc::v1::*;
 use cloudsign_csc::{HashAlgorithm, b64};
+use cloudsign_domain::approval::Authorization;
 use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput};
 use zeroize::Zeroizing;
 
@@ -166,11 +167,16 @@ fn render(view: CredentialView, certificates: shared::Certificates, cert_info: b
         id: format!("{}-{}", f.generator.unwrap_or("otp"), view.id),
         provider: f.generator.unwrap_or("otp").into(),
     });
+    // v1 §8.3.2: `implicit` is the mode in which the RSSP obtains the signer's consent itself
+    // (a push, a link) — what an out-of-band approval is. v1 has no 202 and no authorizeCheck
+    // to wait for it, so `credentials/authorize` refuses such a credential here and says to use
+    // /csc/v2; the mode still tells a v1 client that it cannot collect the factors itself.
+    let out_of_band = view.factors.iter().any(|f| f.kind == FactorKind::OutOfBand);
     CredentialInfo {
         description: view.description.clone(),
         key: shared::key_info(&view),
         cert: shared::cert_info(&view, certificates, cert_info),
-        auth_mode: view.auth_mode.as_str().into(),
+        auth_mode: if out_of_band { "implicit".into() } else { view.auth_mode.as_str().into() },
         scal: view.scal.to_string(),
         pin: if auth_info { pin } else { None },
         otp: if auth_info { otp } else { None },
@@ -217,9 +223,17 @@ async fn authorize(
         num_signatures: req.num_signatures,
         hashes: hashes_v1(req.hash)?,
         factors: Factors { pin: req.pin.map(Zeroizing::new), otp: req.otp.map(Zeroizing::new) },
+        out_of_band: false,
+        description: req.description,
+        link_base: None,
+        // v1.0.4.0 has no 202 answer and no authorizeCheck.
+        accepts_pending: false,
     };
-    let sad = state.service.authorize(&session, &ctx, input).await.map_err(v1)?;
-    Ok(Json(SadResponse { sad: sad.token, expires_in: sad.expires_in }))
+    match state.service.authorize(&session, &ctx, input).await.map_err(v1)? {
+        Authorization::Granted(sad) => Ok(Json(SadResponse { sad: sad.token, expires_in: sad.expires_in })),
+        // Refused by the domain before anything is stored (`accepts_pending: false`).
+        Authorization::Pending(_) => Err(ApiError::invalid("Out-of-band authorization needs /csc/v2")),
+    }
 }
 
 /// §11.7: start delivery of an online OTP (only for credentials whose OTP type is `online`).

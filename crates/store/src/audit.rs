@@ -211,7 +211,24 @@ pub(crate) async fn insert_audit(c: &mut Conn<'_>, e: &NewAudit<'_>) -> Result<i
 /// (see "Lock order" above). The head's value is read later in the transaction
 /// ([`chain_head`], or with the batch's first statement), from which [`append_locked`] chains
 /// the batch's records.
-pub(crate) const BEGIN_LOCKING_CHAIN: &str = "BEGIN; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE";
+///
+/// The transaction commits without waiting for its WAL to reach the disk (`SET LOCAL
+/// synchronous_commit = off`, PostgreSQL manual 30.4 "Asynchronous Commit"), so that the head's
+/// lock, which every batch of every node takes in turn, is released before the flush rather than
+/// after it; the batch then waits for the flush outside the lock ([`FLUSH_WAL`]) and answers no
+/// request before it has. Nothing of an unflushed batch can outlive it: any transaction that
+/// saw its effects (a later batch chained to its records, a checkpoint of its head) commits
+/// after it in the one WAL, so a crash that loses the batch loses those too.
+pub(crate) const BEGIN_LOCKING_CHAIN: &str =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE";
+
+/// PostgreSQL: an autocommitted statement that returns once the WAL is on disk up to its own
+/// commit record, and so up to every commit made before it (an asynchronously committed batch,
+/// [`BEGIN_LOCKING_CHAIN`]). `pg_current_xact_id()` gives the statement a transaction id, and a
+/// transaction with one writes a commit record and, with `synchronous_commit` on, flushes to it
+/// (a read-only statement would write nothing and wait for nothing). Concurrent waits share one
+/// flush.
+pub(crate) const FLUSH_WAL: &str = "SELECT pg_current_xact_id()::text AS xid";
 
 /// The chain head (its `seq` and hash), read in the caller's transaction.
 pub(crate) async fn chain_head(c: &mut Conn<'_>) -> Result<(i64, String)> {
@@ -222,55 +239,104 @@ pub(crate) async fn chain_head(c: &mut Conn<'_>) -> Result<(i64, String)> {
     Ok((head.i64("seq")?, head.str("hash")?))
 }
 
+/// Records chained from a head, as the columns of one multi-row INSERT (PostgreSQL arrays).
+pub(crate) struct Chained {
+    seqs: Vec<i64>,
+    ats: Vec<i64>,
+    actors: Vec<String>,
+    events: Vec<String>,
+    outcomes: Vec<String>,
+    creds: Vec<Option<String>>,
+    details: Vec<String>,
+    prevs: Vec<String>,
+    hashes: Vec<String>,
+    /// The head the records were chained from.
+    pub(crate) from: (i64, String),
+    /// The head once they are appended.
+    pub(crate) head: (i64, String),
+}
+
+impl Chained {
+    /// Chain `records`, in order, from `head`.
+    pub(crate) fn new(head: (i64, String), records: &[&NewAudit<'_>]) -> Self {
+        let n = records.len();
+        let mut c = Chained {
+            seqs: Vec::with_capacity(n),
+            ats: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
+            creds: Vec::with_capacity(n),
+            details: Vec::with_capacity(n),
+            prevs: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            from: head.clone(),
+            head,
+        };
+        let (seq, prev) = &mut c.head;
+        for e in records {
+            *seq += 1;
+            let outcome = e.outcome.as_str();
+            let hash = record_hash(*seq, e.at, e.actor, e.event, outcome, e.credential_id, e.detail, prev);
+            c.seqs.push(*seq);
+            c.ats.push(e.at);
+            c.actors.push(e.actor.to_string());
+            c.events.push(e.event.to_string());
+            c.outcomes.push(outcome.to_string());
+            c.creds.push(e.credential_id.map(str::to_string));
+            c.details.push(e.detail.to_string());
+            c.prevs.push(std::mem::replace(prev, hash.clone()));
+            c.hashes.push(hash);
+        }
+        c
+    }
+
+    /// The nine record columns as parameters, in the order of [`INSERT_CHAINED`].
+    pub(crate) fn params(&self) -> [P<'_>; 9] {
+        [
+            P::IA(&self.seqs),
+            P::IA(&self.ats),
+            P::SA(&self.actors),
+            P::SA(&self.events),
+            P::SA(&self.outcomes),
+            P::OSA(&self.creds),
+            P::SA(&self.details),
+            P::SA(&self.prevs),
+            P::SA(&self.hashes),
+        ]
+    }
+}
+
+/// The INSERT of [`Chained`] records, its parameters numbered from `$first`.
+pub(crate) fn insert_chained(first: usize) -> String {
+    let p: Vec<String> = ["int8", "int8", "text", "text", "text", "text", "text", "text", "text"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "INSERT INTO audit (seq, at, actor, event, outcome, credential_id, detail, prev_hash, hash) SELECT * FROM unnest({})",
+        p.join(", ")
+    )
+}
+
 /// PostgreSQL: append `records`, in order, to the chain whose head `head` this transaction
 /// holds locked ([`BEGIN_LOCKING_CHAIN`]): their hashes are computed here from the head, and the records
 /// and the new head are written by one statement, so a batch pays one round trip for its audit
 /// however many signatures it holds (issue 15). Nothing else may append in between: the head
-/// lock is held until the transaction ends.
-pub(crate) async fn append_locked(c: &mut Conn<'_>, head: (i64, String), records: &[&NewAudit<'_>]) -> Result<()> {
+/// lock is held until the transaction ends. Returns the new head.
+pub(crate) async fn append_locked(c: &mut Conn<'_>, head: (i64, String), records: &[&NewAudit<'_>]) -> Result<(i64, String)> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(head);
     }
-    let (mut seq, mut prev) = head;
-    let n = records.len();
-    let (mut seqs, mut ats) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut actors, mut events, mut outcomes, mut details) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut creds, mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for e in records {
-        seq += 1;
-        let outcome = e.outcome.as_str();
-        let hash = record_hash(seq, e.at, e.actor, e.event, outcome, e.credential_id, e.detail, &prev);
-        seqs.push(seq);
-        ats.push(e.at);
-        actors.push(e.actor.to_string());
-        events.push(e.event.to_string());
-        outcomes.push(outcome.to_string());
-        creds.push(e.credential_id.map(str::to_string));
-        details.push(e.detail.to_string());
-        prevs.push(std::mem::replace(&mut prev, hash.clone()));
-        hashes.push(hash);
-    }
-    c.exec(
-        "WITH appended AS (INSERT INTO audit (seq, at, actor, event, outcome, credential_id, detail, prev_hash, hash) \
-         SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])) \
-         UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1",
-        &[
-            P::IA(&seqs),
-            P::IA(&ats),
-            P::SA(&actors),
-            P::SA(&events),
-            P::SA(&outcomes),
-            P::OSA(&creds),
-            P::SA(&details),
-            P::SA(&prevs),
-            P::SA(&hashes),
-            P::I(seq),
-            P::S(&prev),
-        ],
-    )
-    .await?;
-    Ok(())
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("WITH appended AS ({}) UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1", insert_chained(1))
+    });
+    let chained = Chained::new(head, records);
+    let mut params: Vec<P<'_>> = chained.params().into_iter().collect();
+    params.extend([P::I(chained.head.0), P::S(&chained.head.1)]);
+    c.exec(&SQL, &params).await?;
+    Ok(chained.head)
 }
 
 /// Schema step: create the chain head and chain the records written before the chain existed

@@ -1,5 +1,6 @@
-//! `credentials` (keys, certificates, PIN and OTP state, attempt counting, TOTP replay),
-//! `cert_history` (certificates a renewal replaced) and `otp_challenges` (pending online OTPs).
+//! `credentials` (keys, certificates, PIN and OTP state, the out-of-band approver, attempt
+//! counting, TOTP replay), `cert_history` (certificates a renewal replaced) and
+//! `otp_challenges` (pending online OTPs).
 
 use cloudsign_asn1::KeyAlgorithm;
 use cloudsign_keys::KeyBackendKind;
@@ -190,8 +191,16 @@ fn cred_row(r: &Row) -> Result<CredentialRow> {
 impl Store {
     /// Store a new credential.
     pub async fn insert_credential(&self, c: &CredentialRow) -> Result<()> {
+        self.insert_credential_with_approval(c, None).await
+    }
+
+    /// Store a new credential whose authorization also needs the approval of the signer
+    /// through the approver `approval` (`credentials.approval`, schema version 10), in the same
+    /// statement: a credential never exists, even for a moment, without the factor it was
+    /// created with.
+    pub async fn insert_credential_with_approval(&self, c: &CredentialRow, approval: Option<&str>) -> Result<()> {
         let sql = format!(
-            "INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19, $20, $21)"
+            "INSERT INTO credentials ({CRED_COLS}, approval) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0, $17, $18, $19, $20, $21, $22)"
         );
         let (handle, der) = (encode(&c.key_handle), encode(&c.cert.der));
         let otp_secret = c.otp_secret.as_deref().map(encode);
@@ -223,10 +232,29 @@ impl Store {
                     P::S(c.auth_mode.stored()),
                     P::S(c.key_backend.stored()),
                     P::OS(salt.as_deref()),
+                    P::OS(approval),
                 ],
             )
             .await?;
         Ok(())
+    }
+
+    /// The approver whose approval a credential's authorization needs besides its PIN (and
+    /// OTP), if any (`None` also for an unknown credential).
+    pub async fn credential_approval(&self, id: &str) -> Result<Option<String>> {
+        let row = self.db.read().await?.opt("SELECT approval FROM credentials WHERE id = $1", &[P::S(id)]).await?;
+        Ok(row.map(|r| r.opt_str("approval")).transpose()?.flatten())
+    }
+
+    /// [`Store::credential_approval`] of every credential of a user (of all users with `None`)
+    /// that has one: `(credential id, approver)`.
+    pub async fn credential_approvals(&self, user_id: Option<&str>) -> Result<Vec<(String, String)>> {
+        let mut c = self.db.read().await?;
+        let rows = match user_id {
+            Some(u) => c.all("SELECT id, approval FROM credentials WHERE user_id = $1 AND approval IS NOT NULL", &[P::S(u)]).await?,
+            None => c.all("SELECT id, approval FROM credentials WHERE approval IS NOT NULL", &[]).await?,
+        };
+        rows.iter().map(|r| Ok((r.str("id")?, r.str("approval")?))).collect()
     }
 
     /// One credential.
@@ -266,6 +294,10 @@ impl Store {
                 )
                 .await?;
             c.exec("UPDATE sads SET revoked = 1 WHERE credential_id = $1", &[P::S(id)]).await?;
+            // Approvals asked for under the old PIN lapse too (a sole-control one carries the
+            // old PIN's key).
+            c.exec("UPDATE approvals SET expires_at = 0 WHERE credential_id = $1 AND state IN ('pending', 'approved')", &[P::S(id)])
+                .await?;
             Ok((n == 1, true))
         })
     }
@@ -369,6 +401,7 @@ impl Store {
             c.exec("DELETE FROM sad_hashes WHERE sad IN (SELECT hash FROM sads WHERE credential_id = $1)", &[P::S(id)]).await?;
             c.exec("DELETE FROM sads WHERE credential_id = $1", &[P::S(id)]).await?;
             c.exec("DELETE FROM otp_challenges WHERE credential_id = $1", &[P::S(id)]).await?;
+            c.exec("DELETE FROM approvals WHERE credential_id = $1", &[P::S(id)]).await?;
             c.exec("DELETE FROM cert_history WHERE credential_id = $1", &[P::S(id)]).await?;
             let n = c.exec("DELETE FROM credentials WHERE id = $1", &[P::S(id)]).await?;
             Ok((n == 1, true))

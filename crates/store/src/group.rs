@@ -19,7 +19,11 @@
 //! everything queued in one transaction, answering each after the commit. The batch first takes
 //! the audit chain head (so batches on every node run one at a time and never wait for each
 //! other's SAD rows), then takes the counts of all jobs on unbound SADs in one UPDATE and
-//! appends all audit records in one statement: four round trips however large the batch. Bound
+//! appends all audit records in one statement: four round trips however large the batch. The
+//! batch commits asynchronously and waits for its WAL flush after the commit, outside the head's
+//! lock (`audit::BEGIN_LOCKING_CHAIN`), so that the next batch holds the head while this one's
+//! flush runs, and concurrent flushes share one fsync; no request is answered before its
+//! batch is durable. Bound
 //! SADs and refusals run one by one in savepoints as on SQLite. Exactly-once across nodes still
 //! rests on the row locks the UPDATEs take: a batch is one transaction like any other; a
 //! deadlock or serialization failure with another kind of transaction (a revocation) rolls the
@@ -33,9 +37,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::db::{Conn, Db, is_retryable};
 use crate::{ConsumeOutcome, Result};
 
-/// PostgreSQL: batches running at once in one process. Two, so that one batch's UPDATEs and
-/// audit INSERTs overlap the other's COMMIT; more only queue on the same row locks.
-const PG_LEADERS: usize = 2;
+/// PostgreSQL: batches running at once in one process. One holds the audit chain head while
+/// the others wait for their WAL flush (the head is released at the asynchronous commit, before
+/// the flush, `audit::BEGIN_LOCKING_CHAIN`) or for the head.
+const PG_LEADERS: usize = 4;
 
 /// PostgreSQL: jobs per batch at most (one batch holds its SADs' rows until it commits).
 const PG_MAX_BATCH: usize = 256;
@@ -88,6 +93,11 @@ pub(crate) struct GroupCommit {
     batches: AtomicU64,
     /// PostgreSQL: jobs whose count the batch's one UPDATE took.
     taken_together: AtomicU64,
+    /// PostgreSQL: batches whose records that same statement appended.
+    appended_together: AtomicU64,
+    /// PostgreSQL: the audit chain head as this process's last batch left it (a guess: other
+    /// writers move it too).
+    head: Mutex<Option<(i64, String)>>,
 }
 
 /// Takes a request's job back out of the queue if the request goes away before a leader
@@ -112,6 +122,8 @@ impl Default for GroupCommit {
             jobs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             taken_together: AtomicU64::new(0),
+            appended_together: AtomicU64::new(0),
+            head: Mutex::new(None),
         }
     }
 }
@@ -185,13 +197,23 @@ impl GroupCommit {
         }
         let all = |e: crate::StoreError| batch.iter().map(|_| Err(e.clone())).collect();
         let jobs: Vec<&ConsumeJob> = batch.iter().map(|w| &w.job).collect();
-        let (taken, head) = match crate::sad::take_unbound_counts(&mut c, &jobs).await {
+        // The records the batch appends when every job is taken, chained from the head this
+        // process last left: one statement then takes the counts and appends the records.
+        let guess = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let chained = guess.map(|head| {
+            let audits: Vec<crate::NewAudit<'_>> = jobs.iter().map(|job| job.audit.as_new()).collect();
+            crate::audit::Chained::new(head, &audits.iter().collect::<Vec<_>>())
+        });
+        let (taken, head, appended) = match crate::sad::take_unbound_counts(&mut c, &jobs, chained.as_ref()).await {
             Ok(t) => t,
             Err(e) => {
                 c.rollback().await;
                 return all(e);
             }
         };
+        if appended {
+            self.appended_together.fetch_add(1, Ordering::Relaxed);
+        }
         self.taken_together.fetch_add(taken.iter().filter(|t| **t).count() as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(batch.len());
         for (job, taken) in jobs.iter().zip(taken) {
@@ -211,20 +233,38 @@ impl GroupCommit {
         }
         // The audit records of what was consumed, in the batch's order, each before its
         // signature is made (nothing is answered before the commit).
-        let audits: Vec<crate::NewAudit<'_>> = jobs
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| matches!(r, Ok(Some(ConsumeOutcome::Consumed))))
-            .map(|(job, _)| job.audit.as_new())
-            .collect();
-        let refs: Vec<&crate::NewAudit<'_>> = audits.iter().collect();
-        if let Err(e) = crate::audit::append_locked(&mut c, head, &refs).await {
-            c.rollback().await;
+        let new_head = match chained.filter(|_| appended) {
+            Some(chained) => chained.head,
+            None => {
+                let audits: Vec<crate::NewAudit<'_>> = jobs
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| matches!(r, Ok(Some(ConsumeOutcome::Consumed))))
+                    .map(|(job, _)| job.audit.as_new())
+                    .collect();
+                let refs: Vec<&crate::NewAudit<'_>> = audits.iter().collect();
+                match crate::audit::append_locked(&mut c, head, &refs).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        c.rollback().await;
+                        return all(e);
+                    }
+                }
+            }
+        };
+        // Before the commit, so that the next leader, whose BEGIN the commit releases, finds it.
+        // A guess only: the statement that uses it checks it against the locked head.
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some(new_head);
+        if let Err(e) = c.commit().await {
             return all(e);
         }
-        match c.commit().await {
+        // Committed, asynchronously: nothing is answered before it is durable. A failure here
+        // leaves the batch's outcome unknown (committed, perhaps not yet on disk), so it is
+        // never run again (not a retryable conflict): its requests are answered 503, their
+        // counts spent, as after a crash between the commit and the answers.
+        match flush_wal(db).await {
             Ok(()) => results,
-            Err(e) => all(e),
+            Err(e) => all(crate::StoreError::Unavailable(format!("the batch's commit could not be confirmed durable: {e}"))),
         }
     }
 
@@ -263,6 +303,11 @@ impl GroupCommit {
             let _ = w.reply.send(r);
         }
     }
+}
+
+/// PostgreSQL: wait until the WAL is on disk up to now (`audit::FLUSH_WAL`).
+async fn flush_wal(db: &Db) -> Result<()> {
+    db.write().await?.opt(crate::audit::FLUSH_WAL, &[]).await.map(|_| ())
 }
 
 async fn run(c: &mut Conn<'_>, batch: &[Waiting]) -> Vec<Result<Option<ConsumeOutcome>>> {
@@ -353,23 +398,8 @@ impl OwnedAudit {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use crate::tests::store;
-    use crate::{ConsumeOutcome, ConsumeSad, NewAudit, NewSad, Store};
-
-    async fn sad(store: &Store, hash: &str, remaining: i64, bound: Option<&[String]>) {
-        let s = NewSad {
-            hash,
-            user_id: "u",
-            credential_id: "c",
-            remaining,
-            hash_algo: bound.map(|_| "2.16.840.1.101.3.4.2.1"),
-            digests: bound,
-            expires_at: i64::MAX,
-            now: 1,
-            sole_key: None,
-        };
-        store.insert_sad(&s).await.unwrap();
-    }
+    use crate::tests::{put_sad, store};
+    use crate::{ConsumeOutcome, ConsumeSad, NewAudit, Store};
 
     async fn consume(store: Store, hash: &'static str, digest: &'static str) -> ConsumeOutcome {
         let audit = NewAudit { at: 2, actor: "u", event: "signHash", outcome: crate::Outcome::Ok, credential_id: Some("c"), detail: "{}" };
@@ -425,9 +455,9 @@ mod tests {
     async fn one_transaction_keeps_each_requests_own_outcome() {
         let (dir, store) = store().await;
         let x = "aa".repeat(32);
-        sad(&store, "A", 2, None).await;
-        sad(&store, "B", 1, Some(&[x.clone()])).await;
-        sad(&store, "C", 1, Some(&[x.clone()])).await;
+        put_sad(&store, "A", 2, None).await;
+        put_sad(&store, "B", 1, Some(&[x.clone()])).await;
+        put_sad(&store, "C", 1, Some(&[x.clone()])).await;
         let held = store.db.write().await.unwrap();
         let mut tasks = Vec::new();
         for (hash, digest) in [("A", "01"), ("A", "02"), ("A", "03"), ("B", "bb"), ("C", "aa")] {
@@ -447,7 +477,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// The same on PostgreSQL: requests queued while both batch slots are taken run as one
+    /// The same on PostgreSQL: requests queued while every batch slot is taken run as one
     /// transaction, unbound consumptions without savepoints, bound ones within theirs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_batches_keep_each_requests_own_outcome() {
@@ -460,10 +490,10 @@ mod tests {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
         let store = Store::connect(&url(&name)).await.unwrap();
         let x = "aa".repeat(32);
-        sad(&store, "A", 2, None).await;
-        sad(&store, "B", 1, Some(&[x.clone()])).await;
-        sad(&store, "C", 1, Some(&[x.clone()])).await;
-        let slots = (store.consumers.leader().await.unwrap(), store.consumers.leader().await.unwrap());
+        put_sad(&store, "A", 2, None).await;
+        put_sad(&store, "B", 1, Some(&[x.clone()])).await;
+        put_sad(&store, "C", 1, Some(&[x.clone()])).await;
+        let slots = all_slots(&store).await;
         let mut tasks = Vec::new();
         for (hash, digest) in [("C", "aa"), ("A", "01"), ("B", "bb"), ("A", "02"), ("A", "03")] {
             let digest: &'static str = if digest == "aa" { Box::leak(x.clone().into_boxed_str()) } else { digest };
@@ -482,8 +512,8 @@ mod tests {
 
         // A SAD that holds every queued request's count: all of them taken by the one UPDATE,
         // and a second caller on that SAD (another user) refused on its own.
-        sad(&store, "D", 3, None).await;
-        let slots = (store.consumers.leader().await.unwrap(), store.consumers.leader().await.unwrap());
+        put_sad(&store, "D", 3, None).await;
+        let slots = all_slots(&store).await;
         let mut tasks = Vec::new();
         for digest in ["01", "02", "03"] {
             tasks.push(tokio::spawn(consume(store.clone(), "D", digest)));
@@ -523,16 +553,50 @@ mod tests {
         assert_eq!(store.sad("D").await.unwrap().unwrap().remaining, 0);
         assert_eq!(store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count(), 6);
         assert_chained(&store).await;
+        assert_eq!(store.consumers.appended_together.load(Ordering::Relaxed), 0, "every batch so far had a job outside the one UPDATE");
+
+        // Every job taken by the one UPDATE, from the head this process left: the same
+        // statement appends the records. Then a record written by another path moves the head,
+        // and the next batch, whose guess is stale, appends on its own, still in the chain.
+        put_sad(&store, "E", 6, None).await;
+        for (round, appended) in [(0, 1), (1, 1)] {
+            if round == 1 {
+                let other = NewAudit { at: 3, actor: "u", event: "login", outcome: crate::Outcome::Ok, credential_id: None, detail: "{}" };
+                store.audit(&other).await.unwrap();
+            }
+            let slots = all_slots(&store).await;
+            let tasks: Vec<_> = ["01", "02", "03"].into_iter().map(|d| tokio::spawn(consume(store.clone(), "E", d))).collect();
+            while store.consumers.queue.lock().unwrap().1.len() < 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            drop(slots);
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), ConsumeOutcome::Consumed);
+            }
+            assert_eq!(store.consumers.appended_together.load(Ordering::Relaxed), appended, "round {round}");
+            assert_chained(&store).await;
+        }
+        assert_eq!(store.sad("E").await.unwrap().unwrap().remaining, 0);
+        assert_eq!(store.audit_events(100).await.unwrap().iter().filter(|e| e.event == "signHash").count(), 12);
         store.close().await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(drop_db)).execute(&admin).await;
         admin.close().await;
+    }
+
+    /// Every PostgreSQL batch slot, so that requests queue until they are dropped.
+    async fn all_slots(store: &Store) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut slots = Vec::new();
+        for _ in 0..super::PG_LEADERS {
+            slots.push(store.consumers.leader().await.unwrap());
+        }
+        slots
     }
 
     /// A request that goes away while queued consumes nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_abandoned_request_is_taken_out_of_the_queue() {
         let (dir, store) = store().await;
-        sad(&store, "A", 5, None).await;
+        put_sad(&store, "A", 5, None).await;
         let held = store.db.write().await.unwrap();
         let t = tokio::spawn(consume(store.clone(), "A", "01"));
         while store.consumers.queue.lock().unwrap().1.is_empty() {

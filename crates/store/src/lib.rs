@@ -15,13 +15,31 @@
 
 /// Run `body` in a transaction: commit when it returns `Ok((value, true))`, roll back on
 /// `Ok((value, false))` or an error.
+///
+/// `transaction!(chained db, |c| ...)`: a transaction that takes other row locks and appends
+/// audit records. On PostgreSQL it opens with the audit chain head's lock (lock order,
+/// `audit.rs`), commits without waiting for the WAL flush so that the head is released before
+/// it, and then waits for the flush (`audit::BEGIN_LOCKING_CHAIN`, `audit::FLUSH_WAL`): nothing
+/// is answered before it is durable. On SQLite it is the writer's transaction, as without
+/// `chained`.
 macro_rules! transaction {
-    ($db:expr, |$c:ident| $body:block) => {{
-        let mut $c = $db.transaction().await?;
+    ($db:expr, |$c:ident| $body:block) => {
+        transaction!(@run $db, false, |$c| $body)
+    };
+    (chained $db:expr, |$c:ident| $body:block) => {
+        transaction!(@run $db, $db.is_postgres(), |$c| $body)
+    };
+    (@run $db:expr, $chained:expr, |$c:ident| $body:block) => {{
+        let db = &$db;
+        let chained: bool = $chained;
+        let mut $c = if chained { db.transaction_with(crate::audit::BEGIN_LOCKING_CHAIN).await? } else { db.transaction().await? };
         let result: Result<(_, bool)> = async { $body }.await;
         match result {
             Ok((value, true)) => {
                 $c.commit().await?;
+                if chained {
+                    db.write().await?.opt(crate::audit::FLUSH_WAL, &[]).await?;
+                }
                 Ok(value)
             }
             Ok((value, false)) => {
@@ -36,6 +54,7 @@ macro_rules! transaction {
     }};
 }
 
+mod approvals;
 mod audit;
 mod ca;
 mod codec;
@@ -52,6 +71,7 @@ mod tests;
 mod tokens;
 mod users;
 
+pub use approvals::{ApprovalRow, ApprovalState, Claim, NewApproval};
 pub use audit::{AuditCheckpoint, AuditEvent, GENESIS, NewAudit, Outcome, checkpoint_message, record_hash};
 pub use ca::{CaRow, CertRow, RevokedCert};
 pub use cloudsign_keys::KeyBackendKind;

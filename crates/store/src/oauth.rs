@@ -222,6 +222,20 @@ impl Store {
         .transpose()
     }
 
+    /// What was granted by the code that issued the access token `access_hash` (its spent
+    /// grant, JSON owned by the domain): the details a credential-creation token carries
+    /// (CSC 2.2 RAR `credentialCreationRequest`). A used code is kept a day past its expiry
+    /// (`Store::purge_expired`), longer than such a token lives.
+    pub async fn issued_grant(&self, access_hash: &str) -> Result<Option<String>> {
+        let row = self
+            .db
+            .read()
+            .await?
+            .opt("SELECT grant_json FROM oauth_codes WHERE issued_access = $1 AND used = 1", &[P::S(access_hash)])
+            .await?;
+        row.map(|r| r.str("grant_json")).transpose()
+    }
+
     /// Burn an unused code after a failed PKCE check (RFC 7636 §4.6; RFC 6749 §4.1.2: a code is
     /// used once): whoever presented the wrong verifier may hold a stolen code, so it cannot be
     /// redeemed afterwards, even with the right verifier. Nothing was issued with it, so there

@@ -188,7 +188,8 @@ impl Store {
         }
     }
 
-    async fn explain_refusal(&self, hash: &str, user_id: &str, credential_id: &str, n: i64, now: i64) -> Result<ConsumeOutcome> {
+    /// Why a consumption found its SAD's conditions unmet, from a fresh read.
+    pub(crate) async fn explain_refusal(&self, hash: &str, user_id: &str, credential_id: &str, n: i64, now: i64) -> Result<ConsumeOutcome> {
         let Some(s) = self.sad(hash).await? else { return Ok(ConsumeOutcome::Unknown) };
         Ok(if s.user_id != user_id || s.credential_id != credential_id || s.revoked {
             ConsumeOutcome::Unknown
@@ -355,7 +356,18 @@ async fn take_count(c: &mut Conn<'_>, job: &group::ConsumeJob) -> Result<Option<
 /// its SAD cannot serve whole) are left to [`decide_in`] one by one, which also explains a
 /// refusal. A SAD binding no digests has nothing else to update, so a taken count is the whole
 /// consumption but for its audit record, which the batch appends (`audit::append_locked`).
-pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::ConsumeJob]) -> Result<(Vec<bool>, (i64, String))> {
+///
+/// `append`: every job's audit record, chained from the head the caller expects. When every
+/// job is in a group, the same statement also appends them and moves the head, provided the
+/// head is the expected one and every group was served (then each job was taken, in order, so
+/// the chain is exactly the one the batch would append); otherwise it writes no record and
+/// the caller appends what was consumed (`audit::append_locked`). Returns, with the per-job
+/// flags, the head before the statement and whether the records were appended.
+pub(crate) async fn take_unbound_counts(
+    c: &mut Conn<'_>,
+    jobs: &[&group::ConsumeJob],
+    append: Option<&crate::audit::Chained>,
+) -> Result<(Vec<bool>, (i64, String), bool)> {
     type Caller<'j> = (&'j str, &'j str, &'j Option<(String, String)>);
     // Per SAD: the caller of its first job, and the group's index.
     let mut groups: std::collections::HashMap<&str, (Caller<'_>, usize)> = std::collections::HashMap::new();
@@ -390,15 +402,14 @@ pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::Consum
         member.push(g);
     }
     if hashes.is_empty() {
-        return Ok((vec![false; jobs.len()], crate::audit::chain_head(c).await?));
+        return Ok((vec![false; jobs.len()], crate::audit::chain_head(c).await?, false));
     }
+    let append = append.filter(|_| member.iter().all(Option::is_some));
     // One row of `j` per SAD, so that no row of `sads` is matched twice (an UPDATE applies
     // only one of several matching FROM rows, PostgreSQL manual, UPDATE, "Notes").
     // The chain head (locked by this transaction, `audit::BEGIN_LOCKING_CHAIN`) comes back in the same
     // round trip: one more row, after the statement's UPDATE.
-    let rows = c
-        .all(
-            "WITH taken AS (UPDATE sads s SET remaining = s.remaining - j.n \
+    static TAKE: &str = "WITH taken AS (UPDATE sads s SET remaining = s.remaining - j.n \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[]) AS j(hash, user_id, credential_id, n, now, token, key_handle) \
              WHERE s.hash = j.hash AND s.user_id = j.user_id AND s.credential_id = j.credential_id AND s.revoked = 0 AND s.bound = 0 \
                AND s.expires_at > j.now AND s.remaining >= j.n \
@@ -407,26 +418,50 @@ pub(crate) async fn take_unbound_counts(c: &mut Conn<'_>, jobs: &[&group::Consum
                    AND t.revoked = 0 AND t.expires_at > j.now AND u.disabled = 0) \
                  AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = j.credential_id AND c.user_id = j.user_id AND c.disabled = 0 AND c.locked = 0 \
                    AND c.cert_status = 'valid' AND c.key_handle = j.key_handle AND c.not_before <= j.now AND c.not_after > j.now))) \
-             RETURNING s.hash) \
-             SELECT hash, NULL::int8 AS seq, NULL::text AS head FROM taken \
-             UNION ALL SELECT NULL, seq, hash FROM audit_head WHERE id = 1",
-            &[P::SA(&hashes), P::SA(&users), P::SA(&creds), P::IA(&counts), P::IA(&nows), P::OSA(&tokens), P::OSA(&handles)],
+             RETURNING s.hash), \
+             head AS (SELECT seq, hash FROM audit_head WHERE id = 1)";
+    // The records and the new head, written only if the head is the expected one and every
+    // group was served. Sub-statements of one statement share its snapshot, so `head` is the
+    // head before `moved` (PostgreSQL manual 7.8.4, "Data-Modifying Statements in WITH").
+    static TAKE_AND_APPEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{TAKE}, ok AS (SELECT 1 FROM head WHERE head.seq = $8 AND head.hash = $9 AND (SELECT count(*) FROM taken) = $10), \
+             appended AS ({} WHERE EXISTS (SELECT 1 FROM ok)), \
+             moved AS (UPDATE audit_head SET seq = $20, hash = $21 WHERE id = 1 AND EXISTS (SELECT 1 FROM ok) RETURNING seq) \
+             SELECT 't' AS kind, hash, NULL::int8 AS seq FROM taken UNION ALL SELECT 'h', hash, seq FROM head \
+             UNION ALL SELECT 'a', NULL, seq FROM moved",
+            crate::audit::insert_chained(11)
         )
-        .await?;
+    });
+    static TAKE_ONLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{TAKE} SELECT 't' AS kind, hash, NULL::int8 AS seq FROM taken UNION ALL SELECT 'h', hash, seq FROM head")
+    });
+    let mut params = vec![P::SA(&hashes), P::SA(&users), P::SA(&creds), P::IA(&counts), P::IA(&nows), P::OSA(&tokens), P::OSA(&handles)];
+    let groups_n = hashes.len() as i64;
+    let rows = match append {
+        Some(chained) => {
+            params.extend([P::I(chained.from.0), P::S(&chained.from.1), P::I(groups_n)]);
+            params.extend(chained.params());
+            params.extend([P::I(chained.head.0), P::S(&chained.head.1)]);
+            c.all(&TAKE_AND_APPEND, &params).await?
+        }
+        None => c.all(&TAKE_ONLY, &params).await?,
+    };
     let mut served = vec![false; hashes.len()];
-    let mut head = None;
+    let (mut head, mut appended) = (None, false);
     for r in &rows {
-        match r.opt_str("hash")? {
-            Some(h) => {
-                if let Some((_, g)) = groups.get(h.as_str()) {
+        match r.str("kind")?.as_str() {
+            "t" => {
+                if let Some((_, g)) = groups.get(r.str("hash")?.as_str()) {
                     served[*g] = true;
                 }
             }
-            None => head = Some((r.i64("seq")?, r.str("head")?)),
+            "h" => head = Some((r.i64("seq")?, r.str("hash")?)),
+            _ => appended = true,
         }
     }
     let head = head.ok_or_else(|| crate::StoreError::Db("the audit chain head is missing".into()))?;
-    Ok((member.into_iter().map(|g| g.is_some_and(|g| served[g])).collect(), head))
+    Ok((member.into_iter().map(|g| g.is_some_and(|g| served[g])).collect(), head, appended))
 }
 
 /// The statements of one SAD consumption but its audit record (see [`Store::consume_sad`]), in

@@ -20,7 +20,10 @@ use crate::db::{Db, P};
 /// `audit_head`) and signed checkpoints (`audit_checkpoints`); records written before are
 /// chained at migration (`audit::chain_existing`).
 /// Version 9: asynchronous signature requests (`async_jobs`, CSC API 2.2.0.0 `operationMode: "A"`).
-const SCHEMA_VERSION: &str = "9";
+/// Version 10: out-of-band credential authorization: the approver of a credential
+/// (`credentials.approval`, NULL for none) and the pending approvals (`approvals`, CSC v2 §11.6
+/// 202 answer and §11.7 `credentials/authorizeCheck`).
+const SCHEMA_VERSION: &str = "10";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -62,6 +65,8 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
     ("7", &["ALTER TABLE audit ADD COLUMN prev_hash TEXT", "ALTER TABLE audit ADD COLUMN hash TEXT"]),
     // The table itself is in `TABLES` (created if absent on every start).
     ("8", &[]),
+    // `approvals` is in `TABLES`.
+    ("9", &["ALTER TABLE credentials ADD COLUMN approval TEXT"]),
 ];
 
 const TABLES: &[&str] = &[
@@ -78,7 +83,7 @@ const TABLES: &[&str] = &[
      pin_format TEXT NOT NULL DEFAULT 'N', otp_kind TEXT, otp_secret TEXT, otp_last_step BIGINT NOT NULL DEFAULT 0, failed_attempts BIGINT NOT NULL DEFAULT 0, \
      locked BIGINT NOT NULL DEFAULT 0, disabled BIGINT NOT NULL DEFAULT 0, description TEXT, created_at BIGINT NOT NULL, \
      cert_status TEXT NOT NULL DEFAULT 'valid', revoked_at BIGINT, revocation_reason BIGINT, auth_mode TEXT NOT NULL DEFAULT 'explicit', \
-     key_backend TEXT NOT NULL DEFAULT 'software', pin_wrap_salt TEXT)",
+     key_backend TEXT NOT NULL DEFAULT 'software', pin_wrap_salt TEXT, approval TEXT)",
     "CREATE INDEX IF NOT EXISTS credentials_user ON credentials (user_id)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, parent TEXT, \
      expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, client_id TEXT, credential_id TEXT)",
@@ -120,11 +125,41 @@ const TABLES: &[&str] = &[
      attempts BIGINT NOT NULL DEFAULT 0, lease_until BIGINT NOT NULL DEFAULT 0, response_uri TEXT, response_id TEXT, \
      created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS async_jobs_state ON async_jobs (state, created_at)",
+    // Out-of-band authorizations (`approvals.rs`) by the hash of the client's handle, and of
+    // the signer's one-time token: `state` pending, approved, denied, expired or issued; each
+    // carries what the SAD will be (count, bound digests) and, under sole control, the PIN key
+    // sealed under the handle.
+    "CREATE TABLE IF NOT EXISTS approvals (handle_hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, approver TEXT NOT NULL, \
+     user_id TEXT NOT NULL, actor TEXT NOT NULL, credential_id TEXT NOT NULL, num_signatures BIGINT NOT NULL, hash_algo TEXT, digests TEXT, \
+     description TEXT, sole_key TEXT, state TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, decided_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state, expires_at)",
+    "CREATE INDEX IF NOT EXISTS approvals_credential ON approvals (credential_id)",
 ];
 
 /// Indexes on columns that a migration adds: created after the migrations have run.
 const LATE_INDEXES: &[&str] =
     &["CREATE INDEX IF NOT EXISTS sads_token ON sads (token)", "CREATE INDEX IF NOT EXISTS sads_origin ON sads (origin)"];
+
+/// The table and column of an `ALTER TABLE t ADD COLUMN c ...` step.
+fn added_column(sql: &str) -> Option<(&str, &str)> {
+    let mut words = sql.strip_prefix("ALTER TABLE ")?.split_whitespace();
+    let table = words.next()?;
+    (words.next()? == "ADD" && words.next()? == "COLUMN").then_some(())?;
+    Some((table, words.next()?))
+}
+
+/// Whether `table` has `column` already. A step that adds a column there is skipped, so that a
+/// database whose version lags behind its tables (a migration interrupted between its DDL and
+/// the version update: the loop is not one transaction) is brought forward anyway.
+async fn column_exists(conn: &mut crate::db::Conn<'_>, pg: bool, table: &str, column: &str) -> Result<bool> {
+    let sql = if pg {
+        "SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+    } else {
+        "SELECT COUNT(*) AS n FROM pragma_table_info($1) WHERE name = $2"
+    };
+    let row = conn.opt(sql, &[P::S(table), P::S(column)]).await?;
+    Ok(row.map(|r| r.i64("n")).transpose()?.unwrap_or(0) > 0)
+}
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
     let pg = db.is_postgres();
@@ -157,6 +192,11 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
             let version = row.map(|r| r.str("v")).transpose()?.unwrap_or_default();
             let Some((_, steps)) = MIGRATIONS.iter().find(|(from, _)| *from == version) else { break };
             for sql in *steps {
+                if let Some((table, column)) = added_column(sql)
+                    && column_exists(&mut conn, pg, table, column).await?
+                {
+                    continue;
+                }
                 conn.exec(sql, &[]).await?;
             }
             if version == "7" {
@@ -175,4 +215,38 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         conn.exec("SELECT pg_advisory_unlock(7263845)", &[]).await?;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_column_steps_are_recognised() {
+        assert_eq!(added_column("ALTER TABLE credentials ADD COLUMN approval TEXT"), Some(("credentials", "approval")));
+        assert_eq!(added_column("ALTER TABLE sads ADD COLUMN origin TEXT"), Some(("sads", "origin")));
+        assert_eq!(added_column("CREATE TABLE x (a TEXT)"), None);
+        assert_eq!(added_column("ALTER TABLE t DROP COLUMN c"), None);
+    }
+
+    /// A version 9 store (no approver column, no approvals table) is brought to version 10.
+    #[tokio::test]
+    async fn version_9_gains_the_approvals() {
+        let (dir, store) = crate::tests::store().await;
+        store.close().await;
+        drop(store);
+        let path = dir.join("db.sqlite");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "ALTER TABLE credentials DROP COLUMN approval; DROP TABLE approvals; UPDATE meta SET v = '9' WHERE k = 'schema_version'",
+        )
+        .unwrap();
+        drop(c);
+        let store = crate::Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert_eq!(store.meta("schema_version").await.unwrap().as_deref(), Some(SCHEMA_VERSION));
+        assert!(store.credential_approval("none").await.unwrap().is_none());
+        assert!(store.approval_by_handle("h").await.unwrap().is_none());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

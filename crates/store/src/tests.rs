@@ -5,6 +5,23 @@ use crate::{
     AuthMode, CertRow, CertState, CodeIssue, CredentialRow, KeyBackendKind, NewSad, NewToken, Redeemed, Store, StoreError, TokenKind,
 };
 
+/// A SAD of user `u` on credential `c` with `remaining` signatures, bound to `bound` (SHA-256
+/// digests) when given (the batch and job tests).
+pub(crate) async fn put_sad(store: &Store, hash: &str, remaining: i64, bound: Option<&[String]>) {
+    let s = NewSad {
+        hash,
+        user_id: "u",
+        credential_id: "c",
+        remaining,
+        hash_algo: bound.map(|_| "2.16.840.1.101.3.4.2.1"),
+        digests: bound,
+        expires_at: i64::MAX,
+        now: 1,
+        sole_key: None,
+    };
+    store.insert_sad(&s).await.unwrap();
+}
+
 /// A new store in its own temporary directory (removed by the caller when done).
 pub(crate) async fn store() -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("cloudsign-store-{}-{:?}", std::process::id(), std::thread::current().id()));

@@ -1,4 +1,4 @@
-//! `tokens`: access, refresh and OAuth credential-scope tokens, by hash.
+//! `tokens`: access, refresh, OAuth credential-scope and credential-management tokens, by hash.
 
 use crate::codec::StoredName;
 use crate::db::{Conn, P};
@@ -14,15 +14,27 @@ pub enum TokenKind {
     Refresh,
     /// An OAuth `credential`-scope token (CSC v2 §8.3.3), which is also its own SAD.
     Credential,
+    /// An OAuth `credential-creation` token (CSC 2.2 §11.4, csc-api-2.2.md §4): one
+    /// `credentials/create`, nothing else.
+    CredentialCreation,
+    /// An OAuth `credential-deletion` token (CSC 2.2 §11.5): one `credentials/delete` of the
+    /// credential in `credential_id`, nothing else.
+    CredentialDeletion,
 }
 
 impl TokenKind {
-    /// The stored name (`access`, `refresh`, `credential`).
+    /// Every kind, for reading the stored names back.
+    const ALL: [Self; 5] = [Self::Access, Self::Refresh, Self::Credential, Self::CredentialCreation, Self::CredentialDeletion];
+
+    /// The stored name (`access`, `refresh`, `credential`, `credential_creation`,
+    /// `credential_deletion`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Access => "access",
             Self::Refresh => "refresh",
             Self::Credential => "credential",
+            Self::CredentialCreation => "credential_creation",
+            Self::CredentialDeletion => "credential_deletion",
         }
     }
 }
@@ -32,7 +44,7 @@ impl StoredName for TokenKind {
         self.as_str()
     }
     fn from_stored(name: &str) -> Option<Self> {
-        [Self::Access, Self::Refresh, Self::Credential].into_iter().find(|k| k.as_str() == name)
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -49,7 +61,7 @@ pub struct TokenRow {
     pub expires_at: i64,
     /// Revoked.
     pub revoked: bool,
-    /// The credential of a credential-scope token.
+    /// The credential of a credential-scope or credential-deletion token.
     pub credential_id: Option<String>,
 }
 
@@ -65,7 +77,7 @@ pub struct NewToken<'a> {
     pub parent: Option<&'a str>,
     /// The OAuth client it was issued to (none for `auth/login`).
     pub client_id: Option<&'a str>,
-    /// The credential of a credential-scope token.
+    /// The credential of a credential-scope or credential-deletion token.
     pub credential_id: Option<&'a str>,
     /// Expiry.
     pub expires_at: i64,
@@ -118,6 +130,24 @@ impl Store {
             revoked: r.flag("revoked")? || r.flag("disabled")?,
             credential_id: r.opt_str("credential_id")?,
         }))
+    }
+
+    /// Spend a one-shot token (CSC 2.2 credential-creation and credential-deletion): revoke it
+    /// if it is live, of `kind`, and (for a deletion token) bound to `credential_id`. One
+    /// statement, so that of racing requests on any number of nodes exactly one gets `true`.
+    pub async fn consume_token(&self, hash: &str, kind: TokenKind, credential_id: Option<&str>, now: i64) -> Result<bool> {
+        let n = self
+            .db
+            .write()
+            .await?
+            .exec(
+                "UPDATE tokens SET revoked = 1 WHERE hash = $1 AND kind = $2 AND revoked = 0 AND expires_at > $3 \
+                 AND COALESCE(credential_id, '') = $4 \
+                 AND user_id IN (SELECT id FROM users WHERE disabled = 0)",
+                &[P::S(hash), P::S(kind.as_str()), P::I(now), P::S(credential_id.unwrap_or(""))],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Revoke a token and every token descended from it: a refresh token takes along the access
@@ -208,4 +238,75 @@ pub(crate) async fn revoke_tree(c: &mut Conn<'_>, root: &str, params: &[P<'_>]) 
         .await?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UserRow;
+
+    fn one_shot<'a>(hash: &'a str, kind: TokenKind, credential_id: Option<&'a str>, expires_at: i64) -> NewToken<'a> {
+        NewToken { hash, kind, user_id: "u", parent: None, client_id: Some("client"), credential_id, expires_at, now: 1 }
+    }
+
+    /// The credential-management kinds are stored by name and read back; each token is spent
+    /// once, only as its own kind, only for its own credential, only while live.
+    async fn one_shot_tokens(store: &Store) {
+        let user = UserRow { id: "u".into(), name: "alice".into(), password_hash: "x".into(), disabled: false, created_at: 1 };
+        store.insert_user(&user).await.unwrap();
+        store.insert_token(&one_shot("C", TokenKind::CredentialCreation, None, 100)).await.unwrap();
+        store.insert_token(&one_shot("D", TokenKind::CredentialDeletion, Some("c1"), 100)).await.unwrap();
+        store.insert_token(&one_shot("OLD", TokenKind::CredentialCreation, None, 10)).await.unwrap();
+        let read = store.token("D").await.unwrap().unwrap();
+        assert_eq!((read.kind, read.credential_id.as_deref()), (TokenKind::CredentialDeletion, Some("c1")));
+        assert_eq!(store.token("C").await.unwrap().unwrap().kind, TokenKind::CredentialCreation);
+
+        assert!(!store.consume_token("C", TokenKind::CredentialDeletion, None, 50).await.unwrap(), "another kind");
+        assert!(store.consume_token("C", TokenKind::CredentialCreation, None, 50).await.unwrap());
+        assert!(!store.consume_token("C", TokenKind::CredentialCreation, None, 50).await.unwrap(), "spent");
+        assert!(store.token("C").await.unwrap().unwrap().revoked);
+
+        assert!(!store.consume_token("D", TokenKind::CredentialDeletion, Some("c2"), 50).await.unwrap(), "another credential");
+        assert!(!store.consume_token("D", TokenKind::CredentialDeletion, None, 50).await.unwrap(), "no credential");
+        assert!(store.consume_token("D", TokenKind::CredentialDeletion, Some("c1"), 50).await.unwrap());
+        assert!(!store.consume_token("OLD", TokenKind::CredentialCreation, None, 50).await.unwrap(), "expired");
+
+        // The grant of the code that issued a token is found from the token.
+        store.insert_code("code", "client", "u", r#"{"asked":1}"#, 100).await.unwrap();
+        let issue = crate::CodeIssue { access: one_shot("G", TokenKind::CredentialCreation, None, 100), refresh: None, sad: None };
+        assert_eq!(store.redeem_code("code", 2, &issue, r#"{"spent":1}"#).await.unwrap(), crate::Redeemed::Issued);
+        assert_eq!(store.issued_grant("G").await.unwrap().as_deref(), Some(r#"{"spent":1}"#));
+        assert_eq!(store.issued_grant("C").await.unwrap(), None);
+
+        // A disabled owner's token is not spent.
+        store.insert_token(&one_shot("E", TokenKind::CredentialCreation, None, 100)).await.unwrap();
+        let mut w = store.db.write().await.unwrap();
+        w.exec("UPDATE users SET disabled = 1 WHERE id = $1", &[P::S("u")]).await.unwrap();
+        drop(w);
+        assert!(!store.consume_token("E", TokenKind::CredentialCreation, None, 50).await.unwrap(), "disabled owner");
+    }
+
+    #[tokio::test]
+    async fn one_shot_tokens_sqlite() {
+        let (dir, store) = crate::tests::store().await;
+        one_shot_tokens(&store).await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The same on PostgreSQL (the local server's `test` database, trust authentication), in
+    /// a database of its own.
+    #[tokio::test]
+    async fn one_shot_tokens_postgres() {
+        let role = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into());
+        let url = |db: &str| format!("postgres://{role}@127.0.0.1:5432/{db}");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("cs_tokens_{}_{nanos}", std::process::id());
+        let admin = sqlx::PgPool::connect(&url("test")).await.expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        let store = Store::connect(&url(&name)).await.unwrap();
+        one_shot_tokens(&store).await;
+        drop(store);
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await;
+        admin.close().await;
+    }
 }

@@ -1,6 +1,7 @@
 //! What the workspace's tests share, so that no test crate keeps its own copy: a one-page PDF
-//! ([`pdf`]), the openssl test PKI ([`pki`]), and the real `cloudsign` binary started on a
-//! real socket with users and credentials made through `cloudsign admin` ([`server`]).
+//! ([`pdf`]), the openssl test PKI ([`pki`]), SoftHSM2 tokens ([`hsm`]), and the real `cloudsign`
+//! binary started on a real socket with users and credentials made through `cloudsign admin`
+//! ([`server`]).
 //!
 //! A dev-dependency only (`publish = false`). It depends on none of the workspace's crates, so
 //! any of them can use it in its own tests; the binary under test is passed in by path
@@ -12,6 +13,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 
+pub mod hsm;
 pub mod pdf;
 pub mod pki;
 pub mod server;

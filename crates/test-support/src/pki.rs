@@ -92,3 +92,55 @@ pub fn self_signed_p256(key: &Path, cert: &Path, subject: &str, days: u32, exten
     cmd.arg("-keyout").arg(key).arg("-out").arg(cert);
     run(&mut cmd);
 }
+
+/// A P-256 CA and a leaf certificate it issued, made by openssl in `dir` (files `NAME-ca.pem`,
+/// `NAME-ca.key`, `NAME-leaf.pem`, `NAME-leaf.key`): a PKI cloudsign has nothing to do with. The
+/// leaf names no revocation source, so its signatures validate offline. Returns (CA, leaf, leaf
+/// key).
+pub fn ca_and_leaf(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(format!("{name}-{f}"));
+    let ext = p("ext.cnf");
+    std::fs::write(&ext, "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n").unwrap();
+    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("ca.key")));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-new", "-key"])
+        .arg(p("ca.key"))
+        .args(["-subj", &format!("/CN={name} Test CA"), "-days", "30", "-extensions", "ca", "-config"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(p("ca.pem")));
+    run(Command::new("openssl").args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]).arg(p("leaf.key")));
+    run(Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(p("leaf.key"))
+        .args(["-subj", &format!("/CN={name} Signer"), "-out"])
+        .arg(p("leaf.csr")));
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(p("leaf.csr"))
+        .arg("-CA")
+        .arg(p("ca.pem"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .args(["-CAcreateserial", "-days", "10", "-extensions", "leaf", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(p("leaf.pem")));
+    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
+}
+
+/// A detached CMS signature (DER) of `data` by `leaf` with `key`, made by `openssl cms -sign`,
+/// with the certificates of `certfile` (an intermediate, say) in it too.
+pub fn cms_sign(data: &Path, (leaf, key): (&Path, &Path), certfile: Option<&Path>, out: &Path) {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["cms", "-sign", "-binary", "-in"]).arg(data).arg("-signer").arg(leaf).arg("-inkey").arg(key);
+    if let Some(certs) = certfile {
+        cmd.arg("-certfile").arg(certs);
+    }
+    run(cmd.args(["-outform", "DER", "-out"]).arg(out));
+}
+
+/// A PEM certificate file as DER (`openssl x509 -outform DER`).
+pub fn der(pem: &Path) -> Vec<u8> {
+    run(Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(pem))
+}

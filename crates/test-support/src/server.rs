@@ -124,8 +124,21 @@ impl Env {
 
     /// Run `cloudsign admin ARGS` with `stdin`: (success, stdout, stderr).
     pub fn admin_result(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
-        let mut child =
-            self.command().arg("admin").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        self.admin_result_env(&[], args, stdin)
+    }
+
+    /// [`Env::admin_result`] with some variables changed (e.g. another token label).
+    pub fn admin_result_env(&self, vars: &[(&str, &str)], args: &[&str], stdin: &str) -> (bool, String, String) {
+        let mut child = self
+            .command()
+            .envs(vars.iter().copied())
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -238,6 +251,7 @@ impl Drop for Server {
 }
 
 /// A CSC v2 client over HTTP, returning (status, body) so tests can assert on errors too.
+#[derive(Clone)]
 pub struct Api {
     /// The HTTP client.
     pub http: reqwest::Client,

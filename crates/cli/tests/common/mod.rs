@@ -10,10 +10,13 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use cloudsign_test_support::hsm;
 pub use cloudsign_test_support::pdf::one_page_pdf;
 pub use cloudsign_test_support::server::*;
 use cloudsign_test_support::unique;
 pub use cloudsign_test_support::{b64, unb64};
+
+pub mod verify;
 
 /// The binary under test, for [`Env::new`].
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudsign");
@@ -33,6 +36,13 @@ pub fn sha512(data: &[u8]) -> Vec<u8> {
 pub const SHA256: &str = "2.16.840.1.101.3.4.2.1";
 pub const SHA384: &str = "2.16.840.1.101.3.4.2.2";
 pub const SHA512: &str = "2.16.840.1.101.3.4.2.3";
+
+/// A tool of the pinned virtualenv `scripts/test.sh` makes (`CLOUDSIGN_PYTHON` names its
+/// python): `pyhanko`, `python`, ...
+pub fn venv_tool(name: &str) -> PathBuf {
+    let python = std::env::var("CLOUDSIGN_PYTHON").expect("CLOUDSIGN_PYTHON must name the pinned virtualenv's python: run scripts/test.sh");
+    PathBuf::from(python).with_file_name(name)
+}
 
 /// Run a command; panic with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
@@ -152,12 +162,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -9,8 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod approval;
 mod ondemand;
 mod signatures;
+pub use approval::*;
 pub use ondemand::*;
 pub use signatures::*;
 

@@ -1,14 +1,20 @@
 //! CSC API 2.2.0.0 `credentials/create` and `credentials/delete` bodies.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// §11.4 `credentialCreationRequest`.
-#[derive(Debug, Default, Deserialize)]
+/// §11.4 `credentialCreationRequest`, in the `credentials/create` body and in the RAR
+/// `authorization_details` of type credential creation (csc-api-2.2.md §4), where it is
+/// echoed as sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = v2::CredentialCreationRequest))]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialCreationRequest {
-    /// Requested certificate policy (OID); only the CA's own profile is issued.
+    /// Requested certificate policy (OID). The built-in CA issues under none, so a request
+    /// naming one is refused rather than answered with a certificate outside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_policy: Option<String>,
     /// Free JSON object: OIDC claim names (ETSI) or `givenName`/`surname` (csc-api-2.2.md §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_data: Option<serde_json::Value>,
 }
 

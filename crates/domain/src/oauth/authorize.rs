@@ -4,24 +4,29 @@
 
 use cloudsign_asn1::{HashAlgorithm, b64};
 use cloudsign_csc::oauth::{
-    AuthorizationDetail, AuthorizeRequest, RAR_CREDENTIAL, RAR_CREDENTIAL_2025, RAR_CREDENTIAL_CREATION, RAR_CREDENTIAL_DELETION,
-    SCOPE_CREDENTIAL_CREATION, SCOPE_CREDENTIAL_DELETION,
+    AuthorizationDetail, AuthorizeRequest, CredentialCreationDetail, CredentialDeletionDetail, RAR_CREDENTIAL, RAR_CREDENTIAL_2025,
+    RAR_CREDENTIAL_CREATION, RAR_CREDENTIAL_DELETION, SCOPE_CREDENTIAL_CREATION, SCOPE_CREDENTIAL_DELETION,
 };
 use cloudsign_store::ClientRow;
 use cloudsign_store::{Outcome, RequestKind};
 use serde_json::json;
 
 use super::{
-    AuthorizationRequest, AuthorizeError, ClientAuth, ClientRedirect, CredentialGrant, DocumentDigest, ErrorCode, FlowError, OAuthError,
-    OResult, given, pkce_text_ok,
+    AuthorizationRequest, AuthorizeError, ClientAuth, ClientRedirect, CredentialGrant, DocumentDigest, ErrorCode, FlowError,
+    ManagementGrant, OAuthError, OResult, given, pkce_text_ok,
 };
 use crate::secrets::{ct_eq, new_token, token_hash};
+use crate::session::{CreationRequest, CredentialManagement};
 use crate::{Error, RequestContext, Service, now};
 
 /// Lifetime of a pushed authorization request (RFC 9126 §2.2: short).
 const PAR_TTL: u64 = 90;
 /// The `request_uri` prefix (RFC 9126 §2.2).
 const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// What an authorization request asks for: a credential grant, a management grant, or
+/// neither (service scope).
+type Asked = (Option<CredentialGrant>, Option<ManagementGrant>);
 
 /// The hash of the CSRF token of an authorization in progress: derived from the flow handle
 /// held in the browser's cookie, so a page from another site cannot know it.
@@ -71,22 +76,9 @@ impl Service {
         {
             return Err(fail(ErrorCode::InvalidRequest, "Invalid code_challenge"));
         }
-        // 2.2 scopes and RAR types of credentials/create and credentials/delete (csc-api-2.2.md
-        // §4): recognised, so that a 2.2 client is told what is missing instead of "unknown
-        // scope". The tokens they grant need their own kind in the store (a service token
-        // would reach far more than one creation or deletion), which this service does not
-        // have yet: refused as `invalid_scope` until credentials/create exists.
-        let management_scope =
-            given(&p.scope).is_some_and(|s| SCOPE_CREDENTIAL_CREATION.contains(&s) || SCOPE_CREDENTIAL_DELETION.contains(&s));
-        if management_scope || given(&p.authorization_details).is_some_and(is_management_rar) {
-            return Err(fail(ErrorCode::InvalidScope, "credential creation and deletion are not offered by this service"));
-        }
-        let credential = match (given(&p.scope), given(&p.authorization_details)) {
-            (None | Some("credential"), Some(details)) => Some(rar_grant(details).map_err(|m| fail(ErrorCode::InvalidRequest, &m))?),
-            (Some("credential"), None) => Some(param_grant(p).map_err(|m| fail(ErrorCode::InvalidRequest, &m))?),
-            (None | Some("service"), None) => None,
-            (Some("service"), Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "authorization_details needs scope credential")),
-            (Some(_), _) => return Err(fail(ErrorCode::InvalidScope, "scope is service or credential")),
+        let (credential, management) = match self.asked_grant(p) {
+            Ok(asked) => asked,
+            Err((code, m)) => return Err(fail(code, &m)),
         };
         Ok(AuthorizationRequest {
             client_id: client.id.clone(),
@@ -96,7 +88,68 @@ impl Service {
             code_challenge: challenge,
             code_challenge_method: method.map(String::from),
             credential,
+            management,
         })
+    }
+
+    /// What an authorization request asks for, from its `scope` and `authorization_details`:
+    /// service scope (neither), a credential grant, or a 2.2 credential-management grant.
+    fn asked_grant(&self, p: &AuthorizeRequest) -> std::result::Result<Asked, (ErrorCode, String)> {
+        let invalid = |m: String| (ErrorCode::InvalidRequest, m);
+        let scope = given(&p.scope);
+        let details = given(&p.authorization_details);
+        let scope_kind = scope.map(ScopeKind::of);
+        let rar_kind = details.map(rar_kind_of);
+        let management = matches!(scope_kind, Some(ScopeKind::Creation | ScopeKind::Deletion))
+            || matches!(rar_kind, Some(ScopeKind::Creation | ScopeKind::Deletion));
+        // csc-api-2.2.md §4: offered with credentials/create and credentials/delete only.
+        if management && !self.cfg.on_demand.enabled {
+            return Err((ErrorCode::InvalidScope, "credential creation and deletion are not offered by this service".into()));
+        }
+        match (scope_kind, details, rar_kind) {
+            (Some(ScopeKind::Other), _, _) => {
+                Err((ErrorCode::InvalidScope, "scope is service, credential, credential-creation or credential-deletion".into()))
+            }
+            // The EUDI server derives the scope from the RAR type when `scope` is missing;
+            // a scope that names another grant than the RAR type is a contradiction.
+            (s, Some(d), Some(k @ (ScopeKind::Creation | ScopeKind::Deletion))) => {
+                if s.is_some_and(|s| s != k) {
+                    return Err(invalid("scope and the authorization_details type ask for different grants".into()));
+                }
+                let (grant, rar_type) = management_rar(d).map_err(invalid)?;
+                self.check_management(&grant).map_err(invalid)?;
+                Ok((None, Some(ManagementGrant { grant, rar_type: Some(rar_type), scope: scope.map(String::from) })))
+            }
+            (Some(ScopeKind::Creation | ScopeKind::Deletion), Some(_), _) => {
+                Err(invalid("authorization_details of type credential needs scope credential".into()))
+            }
+            (Some(ScopeKind::Creation), None, _) => {
+                let grant = CredentialManagement::Creation { request: None };
+                Ok((None, Some(ManagementGrant { grant, rar_type: None, scope: scope.map(String::from) })))
+            }
+            // The credential to delete is the credential-scope parameter `credentialID`.
+            (Some(ScopeKind::Deletion), None, _) => {
+                let id = given(&p.credential_id).ok_or_else(|| invalid("Missing parameter credentialID".into()))?;
+                let grant = CredentialManagement::Deletion { credential_id: id.to_string() };
+                Ok((None, Some(ManagementGrant { grant, rar_type: None, scope: scope.map(String::from) })))
+            }
+            (None | Some(ScopeKind::Credential), Some(d), _) => Ok((Some(rar_grant(d).map_err(invalid)?), None)),
+            (Some(ScopeKind::Credential), None, _) => Ok((Some(param_grant(p).map_err(invalid)?), None)),
+            (None | Some(ScopeKind::Service), None, _) => Ok((None, None)),
+            (Some(ScopeKind::Service), Some(_), _) => Err(invalid("authorization_details needs scope credential".into())),
+        }
+    }
+
+    /// The operator's rules on a management grant, before the signer sees it.
+    fn check_management(&self, grant: &CredentialManagement) -> std::result::Result<(), String> {
+        match grant {
+            CredentialManagement::Creation { request: Some(r) } => self.check_creation_request(r).map(|_| ()).map_err(|e| e.to_string()),
+            CredentialManagement::Creation { request: None } => Ok(()),
+            CredentialManagement::Deletion { credential_id } if credential_id.is_empty() => {
+                Err("authorization_details credentialID is empty".into())
+            }
+            CredentialManagement::Deletion { .. } => Ok(()),
+        }
     }
 
     /// `oauth2/pushed_authorize` (RFC 9126): validate and store the request; the browser then
@@ -192,12 +245,67 @@ impl Service {
     }
 }
 
-/// Whether `authorization_details` asks for credential creation or deletion (2.2 RAR types).
-fn is_management_rar(details: &str) -> bool {
-    let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(details) else { return false };
-    list.iter()
-        .filter_map(|d| d.get("type").and_then(|t| t.as_str()))
-        .any(|t| RAR_CREDENTIAL_CREATION.contains(&t) || RAR_CREDENTIAL_DELETION.contains(&t))
+/// The grant a `scope` value or an `authorization_details` type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScopeKind {
+    Service,
+    Credential,
+    /// 2.2 `credential-creation` (csc-api-2.2.md §4: every spelling seen is accepted).
+    Creation,
+    /// 2.2 `credential-deletion`.
+    Deletion,
+    Other,
+}
+
+impl ScopeKind {
+    fn of(scope: &str) -> Self {
+        match scope {
+            "service" => Self::Service,
+            "credential" => Self::Credential,
+            s if SCOPE_CREDENTIAL_CREATION.contains(&s) => Self::Creation,
+            s if SCOPE_CREDENTIAL_DELETION.contains(&s) => Self::Deletion,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The grant `authorization_details` asks for, from the `type` of its first object: creation,
+/// deletion, or (anything else, including what does not parse) credential, whose parser
+/// names what is wrong.
+fn rar_kind_of(details: &str) -> ScopeKind {
+    let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(details) else { return ScopeKind::Credential };
+    match list.first().and_then(|d| d.get("type")).and_then(|t| t.as_str()) {
+        Some(t) if RAR_CREDENTIAL_CREATION.contains(&t) => ScopeKind::Creation,
+        Some(t) if RAR_CREDENTIAL_DELETION.contains(&t) => ScopeKind::Deletion,
+        _ => ScopeKind::Credential,
+    }
+}
+
+/// RAR `authorization_details` of a 2.2 credential-management type (csc-api-2.2.md §4):
+/// creation with its `credentialCreationRequest`, deletion with its `credentialID`. Returns
+/// the grant and the type as sent.
+fn management_rar(details: &str) -> std::result::Result<(CredentialManagement, String), String> {
+    let list: Vec<serde_json::Value> =
+        cloudsign_csc::json::parse(details.as_bytes()).map_err(|e| format!("Invalid authorization_details: {e}"))?;
+    let [d] = <[serde_json::Value; 1]>::try_from(list).map_err(|_| "authorization_details must hold exactly one object".to_string())?;
+    let text = d.to_string();
+    let kind = d.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    if RAR_CREDENTIAL_CREATION.contains(&kind) {
+        let c: CredentialCreationDetail =
+            cloudsign_csc::json::parse(text.as_bytes()).map_err(|e| format!("Invalid authorization_details: {e}"))?;
+        let r = c.credential_creation_request;
+        let subject_data = match r.subject_data {
+            None => None,
+            Some(serde_json::Value::Object(m)) => Some(m),
+            Some(_) => return Err("Invalid authorization_details: subjectData is not a JSON object".into()),
+        };
+        let request = CreationRequest { certificate_policy: r.certificate_policy, subject_data };
+        Ok((CredentialManagement::Creation { request: Some(request) }, c.kind))
+    } else {
+        let c: CredentialDeletionDetail =
+            cloudsign_csc::json::parse(text.as_bytes()).map_err(|e| format!("Invalid authorization_details: {e}"))?;
+        Ok((CredentialManagement::Deletion { credential_id: c.credential_id }, c.kind))
+    }
 }
 
 /// Digests of the query-string form: base64url, comma separated (CSC v2 `hashes`, v1 `hash`).

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::{ClientRedirect, ErrorCode, FlowError};
 use crate::credentials::factors_of;
 use crate::secrets::{new_token, token_hash};
+use crate::session::CredentialManagement;
 use crate::{Error, Factors, RequestContext, Service, Session, now};
 
 /// What the authorization pages show.
@@ -34,6 +35,33 @@ pub struct ConsentView {
     pub user_name: String,
     /// What is signed, for credential scope.
     pub credential: Option<CredentialConsent>,
+    /// What is created or deleted, for a 2.2 credential-management grant.
+    pub management: Option<ManagementConsent>,
+}
+
+/// The credential-management part of the consent page (CSC 2.2 §11.4, §11.5): what the
+/// token will allow, in words the signer can check.
+#[derive(Debug)]
+pub enum ManagementConsent {
+    /// One `credentials/create`.
+    Creation {
+        /// The new certificate's common name; `None`: the application may name it (a
+        /// `scope`-only request, where the operator takes subjects from requests).
+        subject: Option<String>,
+        /// Key type.
+        key: String,
+        /// Certificate lifetime in minutes.
+        minutes: u32,
+    },
+    /// One `credentials/delete` of this credential.
+    Deletion {
+        /// The credential.
+        credential_id: String,
+        /// Its certificate's subject.
+        subject: String,
+        /// Its certificate's serial number (hex).
+        serial: String,
+    },
 }
 
 /// The credential part of the consent page.
@@ -91,7 +119,27 @@ impl Service {
                 })
             }
         };
-        Ok(FlowView::Consent(Box::new(ConsentView { client_name: client.name, user_name: user.name, credential })))
+        let management = match request.management.as_ref().map(|m| &m.grant) {
+            None => None,
+            Some(CredentialManagement::Creation { request: approved }) => {
+                let subject = match approved {
+                    Some(r) => Some(self.check_creation_request(r)?.unwrap_or_else(|| user.name.clone())),
+                    None if self.cfg.on_demand.subject_from_request => None,
+                    None => Some(user.name.clone()),
+                };
+                let cfg = &self.cfg.on_demand;
+                Some(ManagementConsent::Creation { subject, key: cfg.key.clone(), minutes: cfg.certificate_minutes.max(1) })
+            }
+            Some(CredentialManagement::Deletion { credential_id }) => {
+                let row = self.deletable_credential(&user.id, &user.name, credential_id).await.map_err(|_| FlowError::NoFlow)?;
+                Some(ManagementConsent::Deletion {
+                    credential_id: row.id.clone(),
+                    subject: row.cert.subject_dn.clone(),
+                    serial: row.cert.serial_hex.clone(),
+                })
+            }
+        };
+        Ok(FlowView::Consent(Box::new(ConsentView { client_name: client.name, user_name: user.name, credential, management })))
     }
 
     /// The login form: check the password, then check that the credential asked for is this
@@ -124,6 +172,10 @@ impl Service {
                 let code = if matches!(e, Error::Locked) { ErrorCode::AccessDenied } else { ErrorCode::InvalidRequest };
                 return Err(refuse(code, e.to_string()));
             }
+            if let Err(e) = self.refuse_if_approved_elsewhere(&row).await {
+                self.take_flow(flow).await?;
+                return Err(refuse(ErrorCode::InvalidRequest, e.to_string()));
+            }
             if g.num_signatures > row.multisign as u64 {
                 return Err(refuse(ErrorCode::InvalidRequest, "Numbers of signatures is too high".into()));
             }
@@ -143,6 +195,15 @@ impl Service {
             if row.otp_kind == Some(cloudsign_store::OtpKind::Online) {
                 self.get_challenge(&session, ctx, &row.id, "OTP").await?;
             }
+        }
+        // A deletion names a credential that must be this signer's, on-demand and not yet
+        // deleted (checked again at consent, at the code exchange and at the deletion).
+        if let Some(CredentialManagement::Deletion { credential_id }) = request.management.as_ref().map(|m| &m.grant)
+            && let Err(e) = self.deletable_credential(&user.id, &user.name, credential_id).await
+        {
+            self.take_flow(flow).await?;
+            self.audit_deletion_refused(ctx, &user.name, &client.id, &e).await?;
+            return Err(FlowError::Redirect(ClientRedirect::refuse(&request, ErrorCode::InvalidRequest, e.to_string())));
         }
         if !self.store.set_oauth_request_user(&token_hash(flow), &user.id).await.map_err(Error::from)? {
             return Err(FlowError::NoFlow);
@@ -167,7 +228,12 @@ impl Service {
         let user_id = user_id.ok_or(FlowError::NoFlow)?;
         let user = self.store.user_by_id(&user_id).await.map_err(Error::from)?.ok_or(FlowError::NoFlow)?;
         let back = |code: ErrorCode, m: &str| ClientRedirect::refuse(&request, code, m);
-        let credential_id = request.credential.as_ref().map(|g| g.credential_id.clone());
+        let deletion = match request.management.as_ref().map(|m| &m.grant) {
+            Some(CredentialManagement::Deletion { credential_id }) => Some(credential_id.clone()),
+            _ => None,
+        };
+        let grant_name = request.management.as_ref().map(|m| m.name());
+        let credential_id = request.credential.as_ref().map(|g| g.credential_id.clone()).or_else(|| deletion.clone());
         let mut pin_for_key = None;
         if !approve {
             self.take_flow(flow).await?;
@@ -176,10 +242,17 @@ impl Service {
                 "oauth2.consent",
                 Outcome::Denied,
                 credential_id.as_deref(),
-                json!({"client": ctx.client, "client_id": client.id}),
+                json!({"client": ctx.client, "client_id": client.id, "grant": grant_name}),
             )
             .await?;
             return Ok(back(ErrorCode::AccessDenied, "The user denied the request"));
+        }
+        if let Some(id) = &deletion
+            && let Err(e) = self.deletable_credential(&user.id, &user.name, id).await
+        {
+            self.take_flow(flow).await?;
+            self.audit_deletion_refused(ctx, &user.name, &client.id, &e).await?;
+            return Err(FlowError::Redirect(back(ErrorCode::InvalidRequest, &e.to_string())));
         }
         if let Some(g) = &request.credential {
             let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None, token_hash: None };
@@ -190,6 +263,10 @@ impl Service {
                     if matches!(e, Error::Locked) { ErrorCode::AccessDenied } else { ErrorCode::InvalidRequest },
                     &e.to_string(),
                 )));
+            }
+            if let Err(e) = self.refuse_if_approved_elsewhere(&row).await {
+                self.take_flow(flow).await?;
+                return Err(FlowError::Redirect(back(ErrorCode::InvalidRequest, &e.to_string())));
             }
             let needs_otp = factors_of(&row).iter().any(|f| f.id == "OTP");
             let Some(pin) = factors.pin.filter(|p| !p.is_empty()) else { return Err(FlowError::Retry("Enter the PIN".into())) };
@@ -240,10 +317,20 @@ impl Service {
             "oauth2.consent",
             Outcome::Ok,
             credential_id.as_deref(),
-            json!({"client": ctx.client, "client_id": client.id, "numSignatures": request.credential.as_ref().map(|g| g.num_signatures), "hashes": digests}),
+            json!({"client": ctx.client, "client_id": client.id, "numSignatures": request.credential.as_ref().map(|g| g.num_signatures), "hashes": digests, "grant": grant_name}),
         )
         .await?;
         Ok(ClientRedirect { redirect_uri: request.redirect_uri, state: request.state, result: Ok(code) })
+    }
+}
+
+impl Service {
+    /// Audit a credential-deletion grant refused on the pages (the credential is not the
+    /// signer's, not on-demand, or already deleted). The credential id asked for is not
+    /// recorded as the record's credential: it may be another user's.
+    async fn audit_deletion_refused(&self, ctx: &RequestContext, user: &str, client_id: &str, e: &Error) -> Result<(), FlowError> {
+        let detail = json!({"client": ctx.client, "client_id": client_id, "grant": "credential-deletion", "reason": e.to_string()});
+        Ok(self.audit(user, "oauth2.consent", Outcome::Refused, None, detail).await?)
     }
 }
 

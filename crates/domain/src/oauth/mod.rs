@@ -10,6 +10,13 @@
 //! bound to the credential, the count and the digests the signer saw on the consent page, so
 //! signHash consumes it under the same atomic rules as a SAD from `credentials/authorize`.
 //!
+//! The CSC 2.2 credential-management grants (csc-api-2.2.md §4: scopes `credential-creation`
+//! and `credential-deletion`, and their RAR types) are offered when `[on_demand]` is enabled.
+//! Their tokens have kinds of their own in the store, live `[on_demand] token_seconds`, reach
+//! `credentials/create` (or `credentials/delete` of the one credential named) once, and
+//! nothing else; a deletion names a credential that must be the signer's, checked at login,
+//! at consent, at the code exchange and at the deletion.
+//!
 //! Every decision is made here; the HTTP layer parses forms, renders pages, writes the
 //! redirect `Location` and picks the HTTP status of an [`OAuthError`].
 
@@ -20,13 +27,14 @@ mod token;
 
 pub use clients::ClientView;
 pub use cloudsign_csc::oauth::ErrorCode;
-pub use consent::{ConsentView, CredentialConsent, FlowView};
+pub use consent::{ConsentView, CredentialConsent, FlowView, ManagementConsent};
 pub use token::IssuedToken;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::session::CredentialManagement;
 
 /// An OAuth error (RFC 6749 §5.2 for the token, revocation and PAR endpoints; §4.1.2.1 in a
 /// redirect): what went wrong, in OAuth's terms.
@@ -198,6 +206,42 @@ pub struct AuthorizationRequest {
     pub code_challenge_method: Option<String>,
     /// Credential scope; `None` for service scope.
     pub credential: Option<CredentialGrant>,
+    /// A 2.2 credential-management grant; `None` for service and credential scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<ManagementGrant>,
+}
+
+/// What a credential-management request asks for, and how (csc-api-2.2.md §4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagementGrant {
+    /// What the token will reach.
+    pub grant: CredentialManagement,
+    /// Asked for with `authorization_details`: the RAR `type` as the client spelt it (echoed
+    /// with the grant in the token response). `None`: asked for with `scope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rar_type: Option<String>,
+    /// The `scope` as the client spelt it (echoed in the token response), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl ManagementGrant {
+    /// The grant's name in the audit: `credential-creation` or `credential-deletion`.
+    pub fn name(&self) -> &'static str {
+        match &self.grant {
+            CredentialManagement::Creation { .. } => "credential-creation",
+            CredentialManagement::Deletion { .. } => "credential-deletion",
+        }
+    }
+
+    /// The token response's `scope`: as the client spelt it, else the Kotlin client's spelling.
+    pub fn scope(&self) -> &str {
+        match (&self.scope, &self.grant) {
+            (Some(s), _) => s,
+            (None, CredentialManagement::Creation { .. }) => cloudsign_csc::oauth::SCOPE_CREDENTIAL_CREATION[0],
+            (None, CredentialManagement::Deletion { .. }) => cloudsign_csc::oauth::SCOPE_CREDENTIAL_DELETION[0],
+        }
+    }
 }
 
 /// RFC 7636 §4.1: 43 to 128 unreserved characters (verifier and S256 challenge alike).

@@ -7,8 +7,9 @@ use cloudsign_store::Outcome;
 use cloudsign_store::{ClientRow, CodeIssue, NewSad, NewToken, Redeemed, TokenKind};
 use serde_json::json;
 
-use super::{AuthorizationRequest, ClientAuth, CredentialGrant, ErrorCode, OAuthError, OResult, given, pkce_text_ok};
+use super::{AuthorizationRequest, ClientAuth, CredentialGrant, ErrorCode, ManagementGrant, OAuthError, OResult, given, pkce_text_ok};
 use crate::secrets::{ct_eq, new_token, token_hash};
+use crate::session::CredentialManagement;
 use crate::{Error, RequestContext, Service, Session, now};
 
 /// What the token endpoint issued.
@@ -22,6 +23,8 @@ pub struct IssuedToken {
     pub refresh_token: Option<String>,
     /// Credential scope: what the token authorizes (the sealed PIN key is never included).
     pub credential: Option<CredentialGrant>,
+    /// A 2.2 credential-management token: its grant, and how it was asked for.
+    pub management: Option<ManagementGrant>,
 }
 
 /// The token, the user it was issued to, and the credential (for the audit).
@@ -63,12 +66,20 @@ impl Service {
         };
         let credential = result.as_ref().ok().and_then(|(_, _, c)| c.clone());
         let actor = result.as_ref().map(|(_, user, _)| user.as_str()).unwrap_or("-");
+        // A management token is no SAD: its credential (deletion) goes in the detail, so that
+        // the SAD metrics, which count `oauth2.token` records with a credential, leave it out.
+        let management = result.as_ref().ok().and_then(|(t, _, _)| t.management.as_ref());
+        let deletes = management.and_then(|m| match &m.grant {
+            CredentialManagement::Deletion { credential_id } => Some(credential_id.as_str()),
+            CredentialManagement::Creation { .. } => None,
+        });
         self.audit(
             actor,
             "oauth2.token",
             outcome,
             credential.as_deref(),
-            json!({"client": ctx.client, "client_id": client.id, "grant_type": grant_type, "reason": reason}),
+            json!({"client": ctx.client, "client_id": client.id, "grant_type": grant_type, "reason": reason,
+                   "grant": management.map(|m| m.name()), "credentialID": deletes}),
         )
         .await?;
         result.map(|(r, _, _)| r)
@@ -109,32 +120,63 @@ impl Service {
         let access_token = new_token()?;
         let access_hash = token_hash(&access_token);
         let (response, issue_refresh, sad_digests);
-        match &request.credential {
-            None => {
+        match (&request.credential, &request.management) {
+            (None, None) => {
                 let refresh = new_token()?;
                 issue_refresh = Some(token_hash(&refresh));
                 sad_digests = None;
-                response =
-                    IssuedToken { access_token, expires_in: self.cfg.access_token_ttl, refresh_token: Some(refresh), credential: None };
+                response = IssuedToken {
+                    access_token,
+                    expires_in: self.cfg.access_token_ttl,
+                    refresh_token: Some(refresh),
+                    credential: None,
+                    management: None,
+                };
             }
-            Some(g) => {
+            // A one-shot grant: no refresh token, no SAD, a short life.
+            (None, Some(m)) => {
+                // The credential to delete may have been deleted since the consent.
+                if !row.used
+                    && let CredentialManagement::Deletion { credential_id } = &m.grant
+                {
+                    self.deletable_credential(&user.id, &user.name, credential_id).await.map_err(|e| OAuthError::grant(e.to_string()))?;
+                }
+                issue_refresh = None;
+                sad_digests = None;
+                let expires_in = self.cfg.on_demand.token_lifetime();
+                response = IssuedToken { access_token, expires_in, refresh_token: None, credential: None, management: Some(m.clone()) };
+            }
+            (Some(g), _) => {
                 // The credential may have been revoked or locked since the consent.
                 if !row.used {
                     let session = Session { user_id: user.id.clone(), user_name: user.name.clone(), credential: None, token_hash: None };
                     let cred = self.own_credential(&session, &g.credential_id).await.map_err(|_| OAuthError::grant("Invalid code"))?;
                     self.check_usable(&cred).map_err(|e| OAuthError::grant(e.to_string()))?;
+                    self.refuse_if_approved_elsewhere(&cred).await.map_err(|e| OAuthError::grant(e.to_string()))?;
                 }
                 issue_refresh = None;
                 sad_digests = Some(g.documents.iter().map(|d| crate::secrets::hex(&d.digest)).collect::<Vec<_>>());
                 // The sealed PIN key stays in the store, under the token.
                 let credential = CredentialGrant { sole_key: None, ..g.clone() };
-                response = IssuedToken { access_token, expires_in: self.cfg.sad_ttl, refresh_token: None, credential: Some(credential) };
+                response = IssuedToken {
+                    access_token,
+                    expires_in: self.cfg.sad_ttl,
+                    refresh_token: None,
+                    credential: Some(credential),
+                    management: None,
+                };
             }
         }
-        let credential_id = request.credential.as_ref().map(|g| g.credential_id.as_str());
+        let (kind, credential_id) = match (&request.credential, request.management.as_ref().map(|m| &m.grant)) {
+            (Some(g), _) => (TokenKind::Credential, Some(g.credential_id.as_str())),
+            (None, Some(CredentialManagement::Creation { .. })) => (TokenKind::CredentialCreation, None),
+            // The deletion token is bound to the one credential it names.
+            (None, Some(CredentialManagement::Deletion { credential_id })) => (TokenKind::CredentialDeletion, Some(credential_id.as_str())),
+            (None, None) => (TokenKind::Access, None),
+        };
         let access = NewToken {
             hash: &access_hash,
-            kind: if credential_id.is_some() { TokenKind::Credential } else { TokenKind::Access },
+            kind,
             user_id: &user.id,
             parent: issue_refresh.as_deref(),
             client_id: Some(&client.id),
@@ -245,7 +287,13 @@ impl Service {
 }
 
 fn service_response(t: crate::Tokens) -> IssuedToken {
-    IssuedToken { access_token: t.access_token, expires_in: t.expires_in, refresh_token: t.refresh_token, credential: None }
+    IssuedToken {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token,
+        credential: None,
+        management: None,
+    }
 }
 
 /// RFC 7636 §4.6; RFC 9700 §2.1.1: a verifier without a challenge is refused too.
@@ -282,6 +330,7 @@ mod tests {
             code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
             code_challenge_method: Some("S256".into()),
             credential: None,
+            management: None,
         };
         assert!(check_pkce(&request, Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")).is_ok());
         assert!(check_pkce(&request, Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx")).is_err());

@@ -7,7 +7,7 @@
 //! - `pages`: `oauth2/authorize` and the login and consent pages;
 //! - `token`: the token, revocation and PAR endpoints and the RFC 8414 metadata.
 
-mod pages;
+pub(crate) mod pages;
 mod token;
 
 use std::collections::HashMap;

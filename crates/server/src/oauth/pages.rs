@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cloudsign_csc::oauth::AuthorizeRequest;
 use cloudsign_domain::Factors;
-use cloudsign_domain::oauth::{AuthorizeError, CredentialConsent, FlowError, FlowView};
+use cloudsign_domain::oauth::{AuthorizeError, CredentialConsent, FlowError, FlowView, ManagementConsent};
 use zeroize::Zeroizing;
 
 use super::{location, pairs, parse, redirect};
@@ -43,6 +43,7 @@ struct ConsentPage<'a> {
     client_name: &'a str,
     user_name: &'a str,
     credential: Option<&'a CredentialConsent>,
+    management: Option<&'a ManagementConsent>,
     error: Option<&'a str>,
     csrf: &'a str,
 }
@@ -56,6 +57,12 @@ struct MessagePage<'a> {
 }
 
 fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    html_with_csp(status, body, CSP)
+}
+
+/// A page (rendered by askama) with the security headers every page of the service carries,
+/// and the page's `Content-Security-Policy`.
+pub(crate) fn html_with_csp(status: StatusCode, body: Result<String, askama::Error>, csp: &'static str) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -66,7 +73,7 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("content-security-policy", HeaderValue::from_static(csp));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -133,6 +140,7 @@ async fn render_flow(state: &AppState, flow: &str, error: Option<&str>) -> Respo
                 client_name: &v.client_name,
                 user_name: &v.user_name,
                 credential: v.credential.as_ref(),
+                management: v.management.as_ref(),
                 error,
                 csrf: &csrf,
             }

@@ -11,10 +11,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use cloudsign_csc::b64;
 use cloudsign_csc::oauth::{
-    AuthorizationDetail, AuthorizationServerMetadata, AuthorizeRequest, DocumentDigest, ErrorCode, PushedAuthorizationResponse,
-    RAR_CREDENTIAL, RAR_CREDENTIAL_2025, RevocationRequest, TokenRequest, TokenResponse,
+    AnyAuthorizationDetail, AuthorizationDetail, AuthorizationServerMetadata, AuthorizeRequest, CredentialCreationDetail,
+    CredentialDeletionDetail, DocumentDigest, ErrorCode, PushedAuthorizationResponse, RAR_CREDENTIAL, RAR_CREDENTIAL_2025,
+    RAR_CREDENTIAL_CREATION, RAR_CREDENTIAL_DELETION, RevocationRequest, SCOPE_CREDENTIAL_CREATION, SCOPE_CREDENTIAL_DELETION,
+    TokenRequest, TokenResponse,
 };
-use cloudsign_domain::oauth::{ClientAuth, CredentialGrant, IssuedToken, OAuthError};
+use cloudsign_csc::v2::CredentialCreationRequest;
+use cloudsign_domain::oauth::{ClientAuth, CredentialGrant, IssuedToken, ManagementGrant, OAuthError};
+use cloudsign_domain::ondemand::CredentialManagement;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
@@ -90,18 +94,54 @@ fn authorization_detail(g: &CredentialGrant) -> AuthorizationDetail {
     }
 }
 
+/// A 2.2 credential-management grant asked for with RAR, echoed as the client sent it (the
+/// type in its spelling, the creation request's members as given).
+fn management_detail(m: &ManagementGrant) -> Option<AnyAuthorizationDetail> {
+    let kind = m.rar_type.clone()?;
+    Some(match &m.grant {
+        CredentialManagement::Creation { request } => {
+            let request = request.clone().unwrap_or_default();
+            AnyAuthorizationDetail::CredentialCreation(CredentialCreationDetail {
+                kind,
+                credential_creation_request: CredentialCreationRequest {
+                    certificate_policy: request.certificate_policy,
+                    subject_data: request.subject_data.map(serde_json::Value::Object),
+                },
+            })
+        }
+        CredentialManagement::Deletion { credential_id } => {
+            AnyAuthorizationDetail::CredentialDeletion(CredentialDeletionDetail { kind, credential_id: credential_id.clone() })
+        }
+    })
+}
+
 fn token_response(t: IssuedToken) -> TokenResponse {
     let g = t.credential.as_ref();
+    let m = t.management.as_ref();
+    let scope = match (g, m) {
+        (Some(_), _) => "credential",
+        (None, Some(m)) => m.scope(),
+        (None, None) => "service",
+    };
+    let deletes = m.and_then(|m| match &m.grant {
+        CredentialManagement::Deletion { credential_id } => Some(credential_id.clone()),
+        CredentialManagement::Creation { .. } => None,
+    });
+    let details = match (g, m) {
+        (Some(g), _) => g.rar.then(|| vec![AnyAuthorizationDetail::Credential(authorization_detail(g))]),
+        (None, Some(m)) => management_detail(m).map(|d| vec![d]),
+        (None, None) => None,
+    };
     TokenResponse {
+        scope: scope.into(),
         access_token: t.access_token,
         // CSC v1 §8.3.3: a credential token asked for with v1's `hash` is of type SAD.
         token_type: if g.is_some_and(|g| g.v1) { "SAD" } else { "Bearer" }.into(),
         expires_in: t.expires_in,
         refresh_token: t.refresh_token,
-        credential_id: g.map(|g| g.credential_id.clone()),
+        credential_id: g.map(|g| g.credential_id.clone()).or(deletes),
         num_signatures: g.map(|g| g.num_signatures),
-        authorization_details: g.filter(|g| g.rar).map(|g| vec![authorization_detail(g)]),
-        scope: if g.is_some() { "credential" } else { "service" }.into(),
+        authorization_details: details,
     }
 }
 
@@ -153,6 +193,8 @@ pub(super) async fn metadata(State(state): State<AppState>) -> Response {
     let base = state.base_url.trim_end_matches('/');
     let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    // The 2.2 credential-management grants, offered with credentials/create and delete.
+    let management = state.service.config().on_demand.enabled;
     Json(AuthorizationServerMetadata {
         issuer: base.to_string(),
         authorization_endpoint: Some(format!("{base}/oauth2/authorize")),
@@ -165,8 +207,18 @@ pub(super) async fn metadata(State(state): State<AppState>) -> Response {
         code_challenge_methods_supported: list(&["S256", "plain"]),
         token_endpoint_auth_methods_supported: list(&auth_methods),
         revocation_endpoint_auth_methods_supported: list(&auth_methods),
-        scopes_supported: list(&["service", "credential"]),
-        authorization_details_types_supported: list(&[RAR_CREDENTIAL, RAR_CREDENTIAL_2025]),
+        scopes_supported: if management {
+            list(&["service", "credential", SCOPE_CREDENTIAL_CREATION[0], SCOPE_CREDENTIAL_DELETION[0]])
+        } else {
+            list(&["service", "credential"])
+        },
+        authorization_details_types_supported: if management {
+            let mut types = list(&[RAR_CREDENTIAL, RAR_CREDENTIAL_2025]);
+            types.extend(RAR_CREDENTIAL_CREATION.iter().chain(&RAR_CREDENTIAL_DELETION).map(|t| t.to_string()));
+            types
+        } else {
+            list(&[RAR_CREDENTIAL, RAR_CREDENTIAL_2025])
+        },
     })
     .into_response()
 }

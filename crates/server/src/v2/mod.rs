@@ -4,10 +4,12 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use cloudsign_csc::v2::*;
 use cloudsign_csc::{HashAlgorithm, KeyAlgorithm};
+use cloudsign_domain::approval::{APPROVAL_OBJECT, Authorization};
 use cloudsign_domain::{AuthorizeInput, CredentialView, FactorKind, Factors, HashesInput};
 use zeroize::Zeroizing;
 
@@ -18,8 +20,8 @@ use crate::{AppState, shared};
 mod signatures;
 use signatures::{sign_doc, sign_hash, timestamp};
 
-/// The methods this adapter implements, as `info` lists them (the asynchronous and on-demand
-/// modules add theirs).
+/// The methods this adapter implements, as `info` lists them (the asynchronous, on-demand and
+/// approval modules add theirs).
 ///
 /// Only CSC method names: the `oauth2/*` endpoints are not listed, although both observed 2.2
 /// servers do, because the Swift EUDI client decodes `methods` into a closed enum that has no
@@ -77,6 +79,12 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
     let mut fixed: Vec<&str> = METHODS.to_vec();
     fixed.extend_from_slice(crate::asynchronous::METHODS);
     fixed.extend_from_slice(crate::ondemand::METHODS);
+    // `credentials/authorizeCheck` only when out-of-band approval is on: the Swift EUDI client
+    // decodes `methods` into a closed enum without it and then cannot read `info` at all
+    // (csc-api-2.2.md §1, Trap (S)), and without an approver there is nothing to poll.
+    if cfg.approval.enabled {
+        fixed.extend_from_slice(crate::approval::METHODS);
+    }
     Ok(Json(InfoResponse {
         specs: SPECS.into(),
         // 2.2 (Kotlin client): at most 255 characters, `logo` a URI, `lang` a language tag.
@@ -162,12 +170,16 @@ fn render(
         .factors
         .iter()
         .map(|f| AuthObject {
+            // §11.5: the out-of-band approval is a challenge-response completed elsewhere (one
+            // of the four types strict 2.2 clients accept, csc-api-2.2.md §7).
             kind: match f.kind {
                 FactorKind::Password => "Password".into(),
                 FactorKind::ChallengeResponse => "ChallengeResponse".into(),
+                FactorKind::OutOfBand => "ChallengeResponseOOB".into(),
             },
             id: f.id.into(),
-            format: Some(f.format.into()),
+            // `format` describes a value the client sends; an out-of-band object has none.
+            format: (f.kind != FactorKind::OutOfBand).then(|| f.format.into()),
             generator: f.generator.map(Into::into),
             label: Some(f.label.into()),
             description: Some(f.description.into()),
@@ -238,16 +250,29 @@ fn hashes_input(hashes: Option<Vec<String>>, oid: Option<&str>) -> Result<Option
     Ok(Some(HashesInput { algorithm, digests }))
 }
 
-/// §11.6, explicit mode: `authData` carries `PIN` and `OTP` objects.
+/// §11.6, explicit mode: `authData` carries `PIN` and `OTP` objects, and for a credential
+/// with an approver the `approval` object, without a value (it is given out of band; sending
+/// it is optional, the credential asks for the approval anyway). 200 with the SAD, or 202 with
+/// a `handle` for `credentials/authorizeCheck` while the signer approves.
 async fn authorize(
     State(state): State<AppState>,
     Bearer(session): Bearer,
     Caller(ctx): Caller,
     CscJson(req): CscJson<AuthorizeRequest>,
-) -> ApiResult<SadResponse> {
+) -> Result<Response, ApiError> {
     let ctx = with_client_data(ctx, req.client_data.as_deref());
     let mut factors = Factors::default();
+    let mut out_of_band = false;
     for datum in req.auth_data {
+        if datum.id == APPROVAL_OBJECT {
+            if datum.value.is_some() {
+                return Err(ApiError::invalid("Invalid parameter authData: approval takes no value (it is given out of band)"));
+            }
+            if std::mem::replace(&mut out_of_band, true) {
+                return Err(ApiError::invalid("Invalid parameter authData: approval given twice"));
+            }
+            continue;
+        }
         let value = datum.value.ok_or_else(|| ApiError::invalid(format!("Missing value for authentication object {}", datum.id)))?;
         let slot = match datum.id.as_str() {
             "PIN" => &mut factors.pin,
@@ -263,9 +288,15 @@ async fn authorize(
         num_signatures: req.num_signatures,
         hashes: hashes_input(req.hashes, req.hash_algorithm_oid.as_deref())?,
         factors,
+        out_of_band,
+        description: req.description,
+        link_base: Some(state.base_url.to_string()),
+        accepts_pending: true,
     };
-    let sad = state.service.authorize(&session, &ctx, input).await.map_err(v2)?;
-    Ok(Json(SadResponse { sad: sad.token, expires_in: sad.expires_in }))
+    Ok(match state.service.authorize(&session, &ctx, input).await.map_err(v2)? {
+        Authorization::Granted(sad) => Json(SadResponse { sad: sad.token, expires_in: sad.expires_in }).into_response(),
+        Authorization::Pending(p) => (StatusCode::ACCEPTED, Json(AuthorizePendingResponse { handle: p.handle })).into_response(),
+    })
 }
 
 /// §11.9.
