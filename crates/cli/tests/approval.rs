@@ -287,10 +287,6 @@ async fn approved_through_the_link_in_chromium_then_the_sad_signs_once() {
     no_secret_logged(&env, &[&handle, token, &sad]);
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test]
 async fn denied_through_the_link_in_chromium() {
     let env = approval_env("sqlite", 300);

@@ -72,10 +72,6 @@ async fn client(http: reqwest::Client, base: String, token: String, credential: 
     got
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `SELECT` one row of numbers through the database's own client.
 fn query(env: &Env, sql: &str) -> Vec<i64> {
     let out = match &env.db {

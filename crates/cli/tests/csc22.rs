@@ -256,6 +256,19 @@ fn drive_as(home: &Path, authorize_url: &str, pin: Option<&str>, shots: &str) ->
     serde_json::from_slice(&out.stdout).expect("one JSON line from the driver")
 }
 
+/// A TLS certificate and key for `https://127.0.0.1` (the 2.2 clients want the service on https).
+fn tls_pair(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (env.file("tls.crt"), env.file("tls.key"));
+    cloudsign_test_support::pki::self_signed_p256(
+        &key,
+        &cert,
+        "/CN=localhost",
+        1,
+        &["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:FALSE"],
+    );
+    (cert, key)
+}
+
 async fn form_post(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let resp = http.post(url).header("content-type", "application/x-www-form-urlencoded").body(query(form)).send().await.unwrap();
     let status = resp.status().as_u16();
@@ -267,14 +280,7 @@ async fn a_strict_2_2_client_reads_info_authorizes_with_rar_2025_and_signs() {
     let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let (client, _) = add_client(&env, "CSC 2.2 wallet", &["--public"]);
-    let (cert, key) = (env.file("tls.crt"), env.file("tls.key"));
-    cloudsign_test_support::pki::self_signed_p256(
-        &key,
-        &cert,
-        "/CN=localhost",
-        1,
-        &["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:FALSE"],
-    );
+    let (cert, key) = tls_pair(&env);
     let id = credential_for_signing(&env);
     let server = env.start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert!(server.url.starts_with("https://"), "{}", server.url);
@@ -285,6 +291,9 @@ async fn a_strict_2_2_client_reads_info_authorizes_with_rar_2025_and_signs() {
     let info = api.ok("info", json!({"lang": "en-US"})).await;
     let oauth = check_info(&info, &server.url);
     assert_eq!(api.ok("info", json!({})).await, info);
+    // `[on_demand]` is off here: its methods are not offered.
+    let methods = strings(&info["methods"], "methods");
+    assert!(!methods.iter().any(|m| m == "credentials/create" || m == "credentials/delete"), "{methods:?}");
     let logo = http.get(str_of(&info, "logo")).send().await.unwrap();
     assert_eq!(logo.status(), 200, "the logo URI answers");
     assert!(logo.headers()["content-type"].to_str().unwrap().starts_with("image/"));
@@ -547,14 +556,7 @@ async fn a_strict_2_2_client_creates_signs_with_and_deletes_a_credential() {
     let env = Env::new(BIN, "sqlite");
     env.add_user("alice");
     let (client, _) = add_client(&env, "CSC 2.2 wallet", &["--public"]);
-    let (cert, key) = (env.file("tls.crt"), env.file("tls.key"));
-    cloudsign_test_support::pki::self_signed_p256(
-        &key,
-        &cert,
-        "/CN=localhost",
-        1,
-        &["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=critical,CA:FALSE"],
-    );
+    let (cert, key) = tls_pair(&env);
     let cfg = env.file("on-demand.toml");
     std::fs::write(
         &cfg,

@@ -220,14 +220,8 @@ const RAR_DELETION: &str = "https://cloudsignatureconsortium.org/2025/credential
 /// The code of an authorization with `params`, approved by `user` on the consent page, and
 /// the consent page's text.
 async fn approved(server: &Server, params: &[(&str, &str)], user: &str, factors: &[(&str, &str)]) -> (String, String) {
-    let mut b = Browser::new(server);
-    let login = b.authorize(params).await;
-    let consent = b.login(&login, user).await;
-    assert_eq!(consent.status, 200, "{}", consent.body);
-    let done = b.approve(&consent, factors).await;
-    assert_eq!(done.status, 302, "approve: {}", done.body);
-    let p = location_params(&done.location.unwrap());
-    (p.get("code").unwrap_or_else(|| panic!("no code: {p:?}")).clone(), consent.body)
+    let (p, page) = consent_code_and_page(server, params, user, factors).await;
+    (p.get("code").unwrap_or_else(|| panic!("no code: {p:?}")).clone(), page)
 }
 
 /// A token for `params` (a confidential client's authorization, approved by `user`).

@@ -134,7 +134,3 @@ async fn rfc3161_tsa() {
     assert!(!info["methods"].as_array().unwrap().contains(&json!("signatures/timestamp")));
     api.err("signatures/timestamp", json!({"hash": b64(&digest), "hashAlgo": SHA256}), 400, "invalid_request", "not enabled").await;
 }
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -181,6 +181,11 @@ impl Service {
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
         let hash = token_hash(bearer);
         let row = self.store.token(&hash).await?.ok_or_else(|| Error::InvalidToken("The access token is not valid".into()))?;
+        self.session_of(bearer, hash, row)
+    }
+
+    /// [`authenticate`](Self::authenticate) of a token row already read.
+    fn session_of(&self, bearer: &str, hash: String, row: cloudsign_store::TokenRow) -> Result<Session> {
         let credential = match (row.kind, row.credential_id) {
             (TokenKind::Access, _) => None,
             (TokenKind::Credential, Some(credential_id)) => {
@@ -221,7 +226,7 @@ impl Service {
                 }
             }
             (TokenKind::CredentialDeletion, Some(id)) => CredentialManagement::Deletion { credential_id: id.clone() },
-            _ => return Ok(ManagementSession { session: self.authenticate(bearer).await?, grant: None }),
+            _ => return Ok(ManagementSession { session: self.session_of(bearer, hash, row)?, grant: None }),
         };
         if row.revoked || row.expires_at <= now() {
             return Err(Error::ExpiredToken);

@@ -21,6 +21,11 @@ pub mod verify;
 /// The binary under test, for [`Env::new`].
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudsign");
 
+/// Lower-case hex, as the audit records and openssl's `-digest` write digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref().to_vec()
 }
@@ -268,6 +273,16 @@ pub async fn consent_code(
     user: &str,
     factors: &[(&str, &str)],
 ) -> std::collections::HashMap<String, String> {
+    consent_code_and_page(server, params, user, factors).await.0
+}
+
+/// [`consent_code`], and the consent page's HTML.
+pub async fn consent_code_and_page(
+    server: &Server,
+    params: &[(&str, &str)],
+    user: &str,
+    factors: &[(&str, &str)],
+) -> (std::collections::HashMap<String, String>, String) {
     let mut b = Browser::new(server);
     let login = b.authorize(params).await;
     let consent = b.login(&login, user).await;
@@ -276,7 +291,7 @@ pub async fn consent_code(
     assert_eq!(done.status, 302, "approve: {}", done.body);
     let location = done.location.unwrap();
     assert!(location.starts_with(REDIRECT_URI), "{location}");
-    location_params(&location)
+    (location_params(&location), consent.body)
 }
 
 /// `POST oauth2/<endpoint>` with a form and optional HTTP Basic client authentication.

@@ -78,7 +78,11 @@ async fn info(State(state): State<AppState>, CscJson(_req): CscJson<InfoRequest>
     let algo_params = algos.iter().map(|a| if a == cloudsign_csc::oid::RSASSA_PSS { PSS_SHA256_PARAMS } else { "" }.to_string()).collect();
     let mut fixed: Vec<&str> = METHODS.to_vec();
     fixed.extend_from_slice(crate::asynchronous::METHODS);
-    fixed.extend_from_slice(crate::ondemand::METHODS);
+    // Only when they answer (the OAuth metadata lists their scopes on the same condition): a
+    // client reading `info` should not find methods that refuse every call.
+    if cfg.on_demand.enabled {
+        fixed.extend_from_slice(crate::ondemand::METHODS);
+    }
     // `credentials/authorizeCheck` only when out-of-band approval is on: the Swift EUDI client
     // decodes `methods` into a closed enum without it and then cannot read `info` at all
     // (csc-api-2.2.md §1, Trap (S)), and without an approver there is nothing to poll.
