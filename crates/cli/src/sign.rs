@@ -25,6 +25,27 @@ fn by_name<T: Copy + Send + Sync + 'static>(all: &'static [T], name: fn(T) -> &'
     })
 }
 
+/// `--visible PAGE,X,Y,W,H`: the page from 1, the box in points from the lower-left corner.
+fn parse_position(s: &str) -> Result<cloudsign_ades::pades::Position, String> {
+    let shape = || format!("{s:?}: give PAGE,X,Y,W,H (e.g. 1,50,50,220,60)");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [page, numbers @ ..] = parts.as_slice() else { return Err(shape()) };
+    let page: u32 = page.parse().map_err(|_| shape())?;
+    if page == 0 {
+        return Err("pages are numbered from 1".into());
+    }
+    let numbers: Vec<f64> =
+        numbers.iter().map(|n| n.parse::<f64>().ok().filter(|n| n.is_finite())).collect::<Option<_>>().ok_or_else(shape)?;
+    let [x, y, width, height] = numbers[..] else { return Err(shape()) };
+    if width <= 0.0 || height <= 0.0 {
+        return Err("the box's width and height must be positive".into());
+    }
+    if x < 0.0 || y < 0.0 {
+        return Err("the box's corner X,Y must not be negative".into());
+    }
+    Ok(cloudsign_ades::pades::Position { page, rect: cloudsign_ades::pades::Rect { x, y, width, height } })
+}
+
 /// `--api`.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Api {
@@ -105,6 +126,14 @@ pub struct SignArgs {
     /// ObjectIdByURIHash) instead of making it the detached payload.
     #[arg(long)]
     sigd: bool,
+    /// PAdES: a visible signature on page PAGE (from 1) in the box X,Y,W,H, in points (1/72
+    /// inch) from the page's lower-left corner; an A4 page is 595 x 842. The box shows who
+    /// signed, when, and the reason. Without it the signature is invisible.
+    #[arg(long, value_name = "PAGE,X,Y,W,H", value_parser = parse_position)]
+    visible: Option<cloudsign_ades::pades::Position>,
+    /// PAdES: why you sign (the signature's /Reason; shown in a visible signature).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     /// CSC API version of the service (default: v2 if the service answers there, else v1).
     #[arg(long, value_enum)]
     api: Option<Api>,
@@ -229,6 +258,8 @@ pub async fn run(a: SignArgs) -> anyhow::Result<()> {
         packaging: a.packaging,
         certify: a.certify,
         sigd: a.sigd,
+        visible: a.visible,
+        reason: a.reason,
         out: a.out,
         asynchronous: a.asynchronous,
     };

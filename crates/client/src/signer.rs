@@ -149,6 +149,11 @@ pub struct SignRequest {
     pub certify: Option<u8>,
     /// JAdES: reference the file by name and hash in `sigD` instead of as the payload.
     pub sigd: bool,
+    /// PAdES: a visible signature at this place (who signed, when and why, drawn in a box);
+    /// `None`: invisible.
+    pub visible: Option<pades::Position>,
+    /// PAdES: the signature dictionary's `/Reason` (also shown in a visible signature).
+    pub reason: Option<String>,
     /// Where to write the result (one file only); default next to each file.
     pub out: Option<PathBuf>,
     /// signHash in asynchronous mode (CSC API 2.2.0.0 `operationMode: "A"`, then
@@ -201,6 +206,9 @@ pub fn resolve(request: &SignRequest) -> Result<(Format, Level, Packaging), Sign
     }
     if request.certify.is_some() && format != Format::Pades {
         return usage("--certify is for PAdES");
+    }
+    if (request.visible.is_some() || request.reason.is_some()) && format != Format::Pades {
+        return usage("--visible and --reason are for PAdES");
     }
     if request.out.is_some() && request.files.len() > 1 {
         return usage("--out names one output: give one file, or leave --out out to write next to each file");
@@ -260,6 +268,16 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
     };
 
     let signing_time = now();
+    let placement = Placement {
+        certify,
+        field: pades::Field {
+            reason: request.reason.clone(),
+            visible: request.visible.map(|position| pades::Visible {
+                position,
+                lines: pades::signer_lines(&cred.certificate, signing_time, request.reason.as_deref()),
+            }),
+        },
+    };
     let mut jobs = Vec::new();
     for path in &request.files {
         let out = request.out.clone().unwrap_or_else(|| default_out(path, format, packaging, level));
@@ -291,7 +309,7 @@ pub async fn sign_files(request: &SignRequest, ui: &mut dyn Interaction) -> Resu
                 let prepared = cloudsign_ades::cades::prepare(&content_digest, &params)?;
                 Job::Cades { path: path.clone(), out, prepared, attached: packaging == Packaging::Attached, content_digest }
             }
-            Format::Pades => Job::Pades(Box::new(prepare_pdf(ui, path, out, &cred, &params, token_allowance, certify)?)),
+            Format::Pades => Job::Pades(Box::new(prepare_pdf(ui, path, out, &cred, &params, token_allowance, &placement)?)),
             Format::Xades => Job::Xades {
                 path: path.clone(),
                 out,
@@ -680,6 +698,12 @@ fn prepare_xml(
     prepared.map_err(cannot_sign(path))
 }
 
+/// How a PAdES signature sits in the document: certification or not, reason, visible box.
+struct Placement {
+    certify: Option<u8>,
+    field: pades::Field,
+}
+
 /// Reserve the signature's place in the PDF, copy the original to a temporary file next to the
 /// output while hashing it, and build the signed attributes over the byte range.
 fn prepare_pdf(
@@ -689,7 +713,7 @@ fn prepare_pdf(
     cred: &Credential,
     params: &Params<'_>,
     token_allowance: usize,
-    certify: Option<u8>,
+    placement: &Placement,
 ) -> Result<PadesJob, SignError> {
     let input = File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
     let mut pdf = Pdf::open(BufReader::new(input)).map_err(cannot_sign(path))?;
@@ -697,11 +721,11 @@ fn prepare_pdf(
     // The placeholder is sized from the real signature: the CMS with a maximum-size value, and
     // the measured size of a time-stamp token from the same TSA.
     let reserve = format::pades_reserve(params, cred.key_bits, token_allowance)?;
-    let kind = match certify {
+    let kind = match placement.certify {
         Some(permissions) => Kind::Certification { signing_time: params.signing_time, permissions },
         None => Kind::Signature { signing_time: params.signing_time },
     };
-    let placeholder = pades::add_signature(&mut pdf, kind, reserve).map_err(cannot_sign(path))?;
+    let placeholder = pades::add_signature_field(&mut pdf, kind, reserve, &placement.field).map_err(cannot_sign(path))?;
     let tmp = partial_path(&out);
     let mut file = File::create(&tmp).map_err(io(format!("cannot write {}", tmp.display())))?;
     let tmp = Partial { path: tmp, done: false };
@@ -820,6 +844,8 @@ mod tests {
             packaging: None,
             certify: None,
             sigd: false,
+            visible: None,
+            reason: None,
             out: None,
             asynchronous: false,
         }
@@ -832,6 +858,8 @@ mod tests {
         let jades = SignRequest { format: Some(Format::Jades), ..request(&["a.bin"]) };
         assert_eq!(resolve(&jades).unwrap(), (Format::Jades, Level::BB, Packaging::Detached));
         let bad = SignRequest { packaging: Some(Packaging::Detached), ..request(&["a.pdf"]) };
+        let reason = SignRequest { reason: Some("ok".into()), ..request(&["a.xml"]) };
+        assert!(matches!(resolve(&reason), Err(SignError::Usage(m)) if m.contains("--visible and --reason are for PAdES")));
         assert!(resolve(&bad).unwrap_err().to_string().contains("inside the PDF"));
     }
 

@@ -7,6 +7,13 @@ pub fn format(unix: i64) -> String {
     format!("D:{:04}{:02}{:02}{:02}{:02}{:02}+00'00'", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
+/// Unix seconds as people read them, to the minute: `YYYY-MM-DD HH:MM UTC` (what a visible
+/// signature shows).
+pub fn display_utc(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+}
+
 /// A PDF date to Unix seconds: `D:` is optional, the fourteen digits up to the seconds are
 /// required, and the offset from UT (`+HH'mm'`, `-HH'mm'`) is honoured when present (§7.9.4:
 /// absent, the time is "unknown" relative to UT; it is read as UT).
@@ -38,6 +45,7 @@ mod tests {
     fn dates_format_and_parse() {
         assert_eq!(format(0), "D:19700101000000+00'00'");
         assert_eq!(format(1_700_000_000), "D:20231114221320+00'00'");
+        assert_eq!(display_utc(1_700_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(parse("D:20231114221320+00'00'"), Some(1_700_000_000));
         assert_eq!(parse("20231114221320Z"), Some(1_700_000_000));
         assert_eq!(parse("D:20231114231320+01'00'"), Some(1_700_000_000));

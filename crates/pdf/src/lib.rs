@@ -16,13 +16,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod appearance;
 pub mod date;
 mod object;
 mod reader;
 mod update;
 
 pub use object::{Dict, Obj, hex_upper};
-pub use reader::{Pdf, Prefix};
+pub use reader::{Page, Pdf, Prefix};
 pub use update::Update;
 
 /// A PDF that cannot be read or updated.

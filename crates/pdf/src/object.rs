@@ -54,6 +54,17 @@ impl Obj {
         Obj::Name(n.as_bytes().to_vec())
     }
 
+    /// A text string (§7.9.2.2): the bytes themselves when printable ASCII (which
+    /// PDFDocEncoding shares), else UTF-16BE after the byte order mark.
+    pub fn text(s: &str) -> Obj {
+        if s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Obj::Str(s.as_bytes().to_vec());
+        }
+        let mut bytes = vec![0xFE, 0xFF];
+        bytes.extend(s.encode_utf16().flat_map(u16::to_be_bytes));
+        Obj::Str(bytes)
+    }
+
     /// Serialize (§7.3): strings as hexadecimal strings, which need no escaping.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
@@ -375,6 +386,15 @@ mod tests {
             Ok(o) => o,
             Err(_) => panic!("cannot parse {text}"),
         }
+    }
+
+    #[test]
+    fn text_strings_are_ascii_or_utf16() {
+        assert_eq!(Obj::text("I approve"), Obj::Str(b"I approve".to_vec()));
+        assert_eq!(Obj::text("Zoë"), Obj::Str(vec![0xFE, 0xFF, 0, b'Z', 0, b'o', 0, 0xEB]));
+        // A literal string written by the lexer's rules reads back escaped (§7.3.4.2).
+        let lit = crate::appearance::literal_string(b"a(b)\\c\n");
+        assert_eq!(parse(std::str::from_utf8(&lit).unwrap()), Obj::Str(b"a(b)\\c\n".to_vec()));
     }
 
     #[test]

@@ -436,6 +436,108 @@ impl<R: Read + Seek> Pdf<R> {
         }
         Err(err("page tree too deep"))
     }
+
+    /// The number of pages: the page tree root's `/Count` (§7.7.3.2).
+    pub fn page_count(&mut self) -> Result<u32, PdfError> {
+        let (_, catalog) = self.catalog()?;
+        let root = catalog.get("Pages").cloned().ok_or_else(|| err("the catalog has no /Pages"))?;
+        let Obj::Dict(root) = self.resolve(&root)? else { return Err(err("malformed page tree")) };
+        self.count_of(&root)
+    }
+
+    /// Page `number` (1-based, as viewers number pages), found by the `/Count` of each page tree
+    /// node (§7.7.3.2), with the boxes it inherits (§7.7.3.4).
+    pub fn page(&mut self, number: u32) -> Result<Page, PdfError> {
+        let count = self.page_count()?;
+        if number == 0 || number > count {
+            let s = if count == 1 { "" } else { "s" };
+            return Err(err(format!("there is no page {number}: the document has {count} page{s}, numbered from 1")));
+        }
+        let mut index = number - 1;
+        let (_, catalog) = self.catalog()?;
+        let mut node = catalog.get("Pages").cloned().ok_or_else(|| err("the catalog has no /Pages"))?;
+        let (mut media_box, mut crop_box) = (None, None);
+        for _ in 0..64 {
+            let Obj::Ref(n, _) = node else { return Err(err("malformed page tree")) };
+            let Obj::Dict(d) = self.object(n)? else { return Err(err("malformed page tree")) };
+            // Table 30: MediaBox and CropBox are inheritable; the nearest node's wins.
+            if let Some(b) = d.get("MediaBox").cloned() {
+                media_box = Some(self.rectangle(&b)?);
+            }
+            if let Some(b) = d.get("CropBox").cloned() {
+                crop_box = Some(self.rectangle(&b)?);
+            }
+            let Some(kids) = d.get("Kids").cloned().filter(|_| !d.name_is("Type", "Page")) else {
+                if index != 0 {
+                    return Err(err("the page tree's /Count disagrees with its pages"));
+                }
+                // MediaBox is required; a page without one is shown as US Letter, as viewers do.
+                let media_box = media_box.unwrap_or([0.0, 0.0, 612.0, 792.0]);
+                // §14.11.2: the crop box is clipped to the media box; by default it is the media box.
+                let crop_box = match crop_box {
+                    Some(c) => [c[0].max(media_box[0]), c[1].max(media_box[1]), c[2].min(media_box[2]), c[3].min(media_box[3])],
+                    None => media_box,
+                };
+                return Ok(Page { num: n, dict: d, media_box, crop_box });
+            };
+            let Obj::Array(kids) = self.resolve(&kids)? else { return Err(err("malformed page tree")) };
+            let mut next = None;
+            for kid in kids {
+                let Obj::Ref(k, _) = kid else { return Err(err("malformed page tree")) };
+                let Obj::Dict(kd) = self.object(k)? else { return Err(err("malformed page tree")) };
+                let c = if kd.name_is("Type", "Page") || kd.get("Kids").is_none() { 1 } else { self.count_of(&kd)? };
+                if index < c {
+                    next = Some(kid);
+                    break;
+                }
+                index -= c;
+            }
+            node = next.ok_or_else(|| err("the page tree's /Count disagrees with its pages"))?;
+        }
+        Err(err("page tree too deep"))
+    }
+
+    /// A page tree node's `/Count`.
+    fn count_of(&mut self, node: &Dict) -> Result<u32, PdfError> {
+        let count = match node.get("Count").cloned() {
+            Some(c) => self.resolve(&c)?,
+            None => Obj::Null,
+        };
+        match count {
+            Obj::Int(c) if (0..=MAX_OBJECTS).contains(&c) => Ok(c as u32),
+            _ => Err(err("the page tree has no usable /Count")),
+        }
+    }
+
+    /// A rectangle (§7.9.5), normalized to `[llx lly urx ury]`.
+    fn rectangle(&mut self, obj: &Obj) -> Result<[f64; 4], PdfError> {
+        let Obj::Array(items) = self.resolve(obj)? else { return Err(err("a page box is not an array")) };
+        let mut v = [0.0; 4];
+        if items.len() != 4 {
+            return Err(err("a page box does not have four numbers"));
+        }
+        for (slot, item) in v.iter_mut().zip(&items) {
+            *slot = match self.resolve(item)? {
+                Obj::Int(i) => i as f64,
+                Obj::Real(r) => r.parse().map_err(|_| err("a page box holds a malformed number"))?,
+                _ => return Err(err("a page box holds something other than a number")),
+            };
+        }
+        Ok([v[0].min(v[2]), v[1].min(v[3]), v[0].max(v[2]), v[1].max(v[3])])
+    }
+}
+
+/// A page of the document (§7.7.3.3) and the boxes it has or inherits.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Its object number.
+    pub num: u32,
+    /// Its dictionary.
+    pub dict: Dict,
+    /// The media box `[llx lly urx ury]` (§14.11.2).
+    pub media_box: [f64; 4],
+    /// The crop box, the region a viewer shows (the media box when absent), clipped to it.
+    pub crop_box: [f64; 4],
 }
 
 /// Undo PNG predictors (§7.4.4.4, predictors 10–15: a filter-type byte per row).
@@ -568,6 +670,37 @@ mod tests {
         let at = out.len();
         out.extend_from_slice(format!("1 0 obj\n{dict}\nstream\n\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n").as_bytes());
         out
+    }
+
+    use cloudsign_test_support::pdf::pdf_of as file_of;
+
+    #[test]
+    fn pages_are_found_by_number_with_inherited_boxes() {
+        let bytes = file_of(&[
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 3 /MediaBox [0 0 600 800] >>",
+            "<< /Type /Page /Parent 2 0 R >>",
+            "<< /Type /Pages /Parent 2 0 R /Kids [5 0 R 6 0 R] /Count 2 /CropBox [10 10.5 500 700] >>",
+            "<< /Type /Page /Parent 4 0 R /MediaBox [300 400 0 0] >>",
+            "<< /Type /Page /Parent 4 0 R >>",
+        ]);
+        let mut pdf = Pdf::open(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(pdf.page_count().unwrap(), 3);
+        let first = pdf.page(1).unwrap();
+        assert_eq!((first.num, first.media_box, first.crop_box), (3, [0.0, 0.0, 600.0, 800.0], [0.0, 0.0, 600.0, 800.0]));
+        // Its own media box (normalized), the inherited crop box clipped to it.
+        let second = pdf.page(2).unwrap();
+        assert_eq!((second.num, second.media_box, second.crop_box), (5, [0.0, 0.0, 300.0, 400.0], [10.0, 10.5, 300.0, 400.0]));
+        let third = pdf.page(3).unwrap();
+        assert_eq!((third.num, third.crop_box), (6, [10.0, 10.5, 500.0, 700.0]));
+        for bad in [0, 4] {
+            let e = pdf.page(bad).unwrap_err();
+            assert!(e.message().contains("the document has 3 pages"), "{e}");
+        }
+        // A tree whose /Count lies is refused, not followed.
+        let lying = file_of(&["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 2 >>", "<< /Type /Page >>"]);
+        let mut pdf = Pdf::open(std::io::Cursor::new(lying)).unwrap();
+        assert!(pdf.page(2).is_err());
     }
 
     #[test]

@@ -12,11 +12,17 @@ pub fn one_page_pdf(text: &str) -> Vec<u8> {
         format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
     ];
+    pdf_of(&objects)
+}
+
+/// A PDF of these objects, numbered from 1 (the first is the catalog), with a classic
+/// cross-reference table at computed offsets (ISO 32000-1 §7.5.4) and a trailer.
+pub fn pdf_of<S: AsRef<str>>(objects: &[S]) -> Vec<u8> {
     let mut out = b"%PDF-1.7\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, o.as_ref()).as_bytes());
     }
     let xref = out.len();
     out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
