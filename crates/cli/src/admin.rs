@@ -28,6 +28,12 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// The signer's own devices (smart card through `cloudsign device`, phone page):
+    /// pairing codes, list, rename, revoke (`docs/device-protocol.md`).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// The built-in CA.
     Ca {
         #[command(subcommand)]
@@ -66,6 +72,34 @@ pub enum AuditCommand {
     },
     /// Sign a checkpoint of the chain now (the server also does, periodically and at shutdown).
     Checkpoint,
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Make a one-time pairing code for USER (printed once, valid `[device] pairing_minutes`).
+    /// The PIN read here becomes the device credential's PIN.
+    Pair {
+        user: String,
+        /// Read the credential's PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// `{"pairingCode": ..., "expiresAt": ...}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List paired devices.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a device.
+    Rename { id: String, name: String },
+    /// Revoke a device: its messages are refused and its credential disabled.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -328,6 +362,7 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
             UserCommand::Enable { name } => service.set_user_disabled(&name, false).await.map_err(domain)?,
             UserCommand::Delete { name } => service.delete_user(&name).await.map_err(domain)?,
         },
+        AdminCommand::Device { command } => device(service, command).await?,
         AdminCommand::Credential { command } => match command {
             CredentialCommand::Add(a) => {
                 let key = KeyAlgorithm::from_name(&a.key).ok_or_else(|| {
@@ -473,7 +508,8 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
         }
         AdminCommand::Settings { json } => {
             let cfg = service.config();
-            let settings = json!({"asynchronous": cfg.asynchronous, "on_demand": cfg.on_demand, "approval": cfg.approval});
+            let settings =
+                json!({"asynchronous": cfg.asynchronous, "on_demand": cfg.on_demand, "approval": cfg.approval, "device": cfg.device});
             if json {
                 println!("{settings}");
             } else {
@@ -510,6 +546,45 @@ pub async fn run(service: &Service, command: AdminCommand) -> anyhow::Result<()>
 }
 
 /// `admin audit verify | export | checkpoint`.
+async fn device(service: &Service, command: DeviceCommand) -> anyhow::Result<()> {
+    match command {
+        DeviceCommand::Pair { user, pin_stdin, json } => {
+            let pin = read_secret(pin_stdin, "PIN for the device credential")?;
+            let code = service.device_pairing_code(&user, pin, "admin").await.map_err(domain)?;
+            // The code goes to stdout once (the operator hands it to the signer); never to a log.
+            if json {
+                println!("{}", json!({"pairingCode": code.code.as_str(), "expiresAt": code.expires_at}));
+            } else {
+                println!("{}", code.code.as_str());
+                eprintln!("pairing code for {user}, valid until {} (Unix time); it works once", code.expires_at);
+            }
+        }
+        DeviceCommand::List { user, json } => {
+            for d in service.devices(user.as_deref()).await.map_err(domain)? {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        d.device_id,
+                        d.user,
+                        d.kind,
+                        d.credential_id,
+                        if d.revoked { "revoked" } else { "active" },
+                        d.name
+                    );
+                }
+            }
+        }
+        DeviceCommand::Rename { id, name } => service.rename_device(&id, &name, "admin").await.map_err(domain)?,
+        DeviceCommand::Revoke { id } => {
+            service.revoke_device(&id, "admin").await.map_err(domain)?;
+            eprintln!("device {id} revoked; its credential is disabled");
+        }
+    }
+    Ok(())
+}
+
 async fn audit(service: &Service, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify => {

@@ -60,6 +60,8 @@ pub struct Settings {
     pub on_demand: Option<cloudsign_domain::ondemand::OnDemandConfig>,
     /// `[approval]`: out-of-band credential authorization (see `cloudsign_domain::approval`).
     pub approval: Option<cloudsign_domain::approval::ApprovalConfig>,
+    /// `[device]`: the signer's own devices (see `cloudsign_domain::device`).
+    pub device: Option<cloudsign_domain::device::DeviceConfig>,
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin: Option<String>,
@@ -222,6 +224,7 @@ impl Settings {
             asynchronous,
             on_demand,
             approval,
+            device,
             pkcs11_module,
             pkcs11_token,
             pkcs11_pin,
@@ -357,6 +360,7 @@ impl Settings {
             asynchronous: self.asynchronous.clone().unwrap_or(d.asynchronous),
             on_demand: self.on_demand.clone().unwrap_or(d.on_demand),
             approval: self.approval.clone().unwrap_or(d.approval),
+            device: self.device.clone().unwrap_or(d.device),
             // Filled by `pkcs11()`, which can fail (PIN file).
             pkcs11: None,
             renew_before_days: self.renew_before_days.unwrap_or(d.renew_before_days),
@@ -513,6 +517,19 @@ mod tests {
         let s: Settings = toml::from_str("[approval]\nenabled = true\nseconds = 30\n").unwrap();
         assert_eq!(s.domain().approval.seconds, 30);
         assert!(toml::from_str::<Settings>("[approval]\nminutes = 5\n").is_err(), "typos are reported");
+    }
+
+    #[test]
+    fn the_device_table() {
+        let d = Settings::default().domain().device;
+        assert!(!d.enabled);
+        assert_eq!((d.request_seconds, d.challenge_seconds, d.pairing_minutes, d.poll_hold_seconds), (90, 60, 10, 25));
+        assert_eq!((d.ping_seconds, d.offline_after_seconds, d.allow_import), (20, 45, false));
+        let s: Settings = toml::from_str("[device]\nenabled = true\npoll_hold_seconds = 5\n").unwrap();
+        let d = s.domain().device;
+        assert!(d.enabled);
+        assert_eq!((d.poll_hold_seconds, d.request_seconds), (5, 90));
+        assert!(toml::from_str::<Settings>("[device]\nrequest_minutes = 5\n").is_err(), "typos are reported");
     }
 
     #[test]

@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin;
 mod bench;
 mod config;
+mod device;
 mod sign;
 mod verify;
 
@@ -68,6 +69,9 @@ enum Command {
     /// Validate the signatures of a PDF, XML (XAdES), JWS (JAdES) or CMS (CAdES) file (exit
     /// code 0 only when all pass).
     Verify(verify::VerifyArgs),
+    /// The bridge agent for a smart card on this computer (PKCS#11): pair it with a service,
+    /// then stay connected and sign the requests the signer approves, with the card PIN each time.
+    Device(device::DeviceArgs),
 }
 
 fn main() -> ExitCode {
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args, Settings::load(cli.config.as_deref(), flags)?).await,
         Command::Sign(args) => sign::run(args).await,
+        Command::Device(args) => device::run(args).await,
         Command::Verify(args) => {
             let code = verify::run(args).await?;
             if code != 0 {

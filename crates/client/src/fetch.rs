@@ -23,7 +23,7 @@ pub enum FetchError {
 }
 
 /// `error: cause: cause`, as a report of a failure that is not fatal.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

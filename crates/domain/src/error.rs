@@ -31,6 +31,9 @@ pub enum Error {
     /// Too many failed attempts: the credential is locked until an administrator unlocks it.
     #[error("PIN locked")]
     Locked,
+    /// The signer refused (on their device): CSC `access_denied`, as an approval denial.
+    #[error("{0}")]
+    AccessDenied(String),
     /// Too many wrong passwords for this account lately: try again after `retry_after` seconds.
     #[error("Too many failed logins for this account; try again in {retry_after} s")]
     Throttled {

@@ -12,6 +12,7 @@ pub mod asynchronous;
 pub mod audit;
 mod auth;
 mod credentials;
+pub mod device;
 mod error;
 pub mod metrics;
 pub mod oauth;

@@ -70,6 +70,8 @@ pub struct Config {
     pub on_demand: crate::ondemand::OnDemandConfig,
     /// Out-of-band credential authorization (`[approval]`).
     pub approval: crate::approval::ApprovalConfig,
+    /// The signer's own devices (`[device]`, `docs/device-protocol.md`).
+    pub device: crate::device::DeviceConfig,
     /// The HSM, when one is configured (`--backend pkcs11` credentials).
     pub pkcs11: Option<Arc<Pkcs11Config>>,
     /// Renew certificates this many days before they end (0: no automatic renewal).
@@ -107,6 +109,7 @@ impl Default for Config {
             asynchronous: Default::default(),
             on_demand: Default::default(),
             approval: Default::default(),
+            device: Default::default(),
             pkcs11: None,
             renew_before_days: 30,
             renewal_new_key: false,
@@ -162,6 +165,8 @@ pub struct Service {
     /// Woken when a PIN or password check in this process ends, for the attempts waiting for a
     /// place (`wait_for_attempt`); other nodes' checks are seen by polling.
     attempt_ended: tokio::sync::Notify,
+    /// Device pairing and requests: the challenge key, the wake-up of local waiters.
+    pub(crate) devices: crate::device::Hub,
 }
 
 /// How long a PIN or password check waits for a place among the attempts in flight before it
@@ -200,6 +205,8 @@ impl Service {
             let hsm = Pkcs11Backend::new(Pkcs11Config { module: c.module.clone(), token: c.token.clone(), pin: c.pin.clone() });
             backends = backends.with(Arc::new(hsm));
         }
+        // Device credentials' keys are on the signer's device; the backend holds nothing.
+        backends = backends.with(Arc::new(cloudsign_keys::device::DeviceBackend));
         let names = CaNames { organization: cfg.organization.clone(), country: cfg.country.clone() };
         if store.ca("issuing").await?.is_none() {
             store.meta_insert_if_absent("ca_organization", &names.organization).await?;
@@ -259,6 +266,7 @@ impl Service {
             dummy_password_hash,
             secret_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
             attempt_ended: tokio::sync::Notify::new(),
+            devices: crate::device::Hub::new(kek),
         })
     }
 
@@ -408,7 +416,8 @@ impl Service {
     /// misconfigured HSM is reported at start (the service still starts; HSM-backed
     /// credentials answer `temporarily_unavailable`). Returns whether there is any.
     pub async fn check_hsm(&self) -> Result<bool> {
-        let external: Vec<Arc<dyn KeyBackend>> = self.backends.external().cloned().collect();
+        // The device backend has nothing to reach: the devices connect to the service.
+        let external: Vec<Arc<dyn KeyBackend>> = self.backends.external().filter(|b| b.kind() != KeyBackendKind::Device).cloned().collect();
         let any = !external.is_empty();
         for backend in external {
             tokio::task::spawn_blocking(move || backend.check()).await.map_err(|e| Error::Internal(e.to_string()))??;
@@ -425,6 +434,14 @@ impl Service {
     /// key objects only (never the clear PKCS#8), or the HSM object's id, and forgets them after
     /// `key_cache_seconds`. HSM calls block, so they run on the blocking pool.
     pub(crate) async fn signing_key(&self, cred: &CredentialRow) -> Result<Arc<dyn SigningKey>> {
+        if cred.key_backend == KeyBackendKind::Device {
+            // The key is on the signer's device: only a synchronous signHash sends it a request
+            // (`device.rs`). Refused here, before any SAD is spent, rather than as the backend's
+            // "unavailable", which would invite a retry that can never succeed.
+            return Err(Error::invalid(
+                "This credential's key is on the signer's device: signatures/signDoc and the asynchronous mode do not reach devices yet",
+            ));
+        }
         let ttl = Duration::from_secs(self.cfg.key_cache_seconds);
         if !ttl.is_zero() {
             let mut cache = self.key_cache.lock().map_err(|_| Error::Internal("key cache poisoned".into()))?;

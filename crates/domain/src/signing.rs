@@ -90,7 +90,13 @@ impl Service {
     ) -> Result<Option<Vec<Vec<u8>>>> {
         let Some(row) = Self::recall(&self.hot_credentials, &input.credential_id) else { return Ok(None) };
         let scoped_elsewhere = session.credential.as_ref().is_some_and(|c| c.credential_id != row.id);
-        if row.user_id != session.user_id || scoped_elsewhere || row.pin_wrap_salt.is_some() || self.check_usable(&row).is_err() {
+        // A device credential's signature is the device's: decided on fresh reads.
+        if row.user_id != session.user_id
+            || scoped_elsewhere
+            || row.pin_wrap_salt.is_some()
+            || row.key_backend == cloudsign_keys::KeyBackendKind::Device
+            || self.check_usable(&row).is_err()
+        {
             return Ok(None);
         }
         let (Ok(key_algorithm), Ok(sad_hash)) = (check_request(&row, input), sad_hash_of(session, input)) else { return Ok(None) };
@@ -111,6 +117,16 @@ impl Service {
         self.check_usable(&row)?;
         let key_algorithm = check_request(&row, input)?;
         let sad_hash = sad_hash_of(session, input)?;
+        if row.key_backend == cloudsign_keys::KeyBackendKind::Device {
+            // `docs/device-protocol.md` "CSC integration": an offline or document-only device
+            // is refused before the SAD is touched; then the SAD is consumed, and only the
+            // digests it matched are sent.
+            let device = self.device_precheck(&row).await?;
+            let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();
+            sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, None).await?)?;
+            crate::metrics::METRICS.sad_spent(input.digests.len());
+            return self.device_sign(session, ctx, &row, &device, input.scheme, &input.digests, &sad_hash).await;
+        }
         // Open the key before consuming: a key that cannot be opened must not cost signatures.
         let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
         let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();

@@ -1,6 +1,6 @@
 //! Key backends. The signing policy and the protocol hold a [`SigningKey`] and never ask which
 //! backend made it: the software keystore ([`software::SoftwareKeystore`]) or a PKCS#11 HSM
-//! ([`pkcs11::Pkcs11Backend`]); later a remote device behind the same two traits.
+//! ([`pkcs11::Pkcs11Backend`]), or the signer's own device ([`device::DeviceBackend`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -84,5 +84,35 @@ pub trait KeyBackend: Send + Sync {
     /// handle is the key, gone with its record.
     fn destroy(&self, _handle: &[u8], _binding: &str) -> Result<(), KeyError> {
         Ok(())
+    }
+}
+
+/// The `device` backend (`docs/device-protocol.md`, "CSC integration"): the key is on the
+/// signer's device, and the credential's handle is only its public key (SPKI). It makes no keys
+/// (the device makes them at pairing), opens none and signs nothing itself: a signature is a
+/// request to the device that a person answers, which needs the request's context (application,
+/// label, the SAD's digests) and waits on that person; the service's device module makes it
+/// where the other backends' [`SigningKey::sign_digest`] is called.
+pub mod device {
+    use std::sync::Arc;
+
+    use cloudsign_asn1::KeyAlgorithm;
+
+    use crate::{GeneratedKey, KeyBackend, KeyBackendKind, KeyError, SigningKey};
+
+    /// The device backend: keys are made on devices and never leave them.
+    #[derive(Default)]
+    pub struct DeviceBackend;
+
+    impl KeyBackend for DeviceBackend {
+        fn kind(&self) -> KeyBackendKind {
+            KeyBackendKind::Device
+        }
+        fn generate(&self, _algorithm: KeyAlgorithm, _binding: &str) -> Result<GeneratedKey, KeyError> {
+            Err(KeyError::Unavailable("device keys are made on the device, at pairing (cloudsign admin device pair)".into()))
+        }
+        fn load(&self, _algorithm: KeyAlgorithm, _handle: &[u8], _binding: &str) -> Result<Arc<dyn SigningKey>, KeyError> {
+            Err(KeyError::Unavailable("the key is on the signer's device".into()))
+        }
     }
 }

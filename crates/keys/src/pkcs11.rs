@@ -341,20 +341,7 @@ impl SigningKey for Pkcs11Key {
         if !self.algorithm.schemes().contains(&scheme) {
             return Err(KeyError::UnsupportedScheme(scheme.name()));
         }
-        // CKM_ECDSA and CKM_RSA_PKCS_PSS sign the digest itself; CKM_RSA_PKCS signs the DER
-        // DigestInfo (RFC 8017 §9.2), whose prefix we add.
-        let (mechanism, input) = match scheme {
-            SignAlgorithm::Ecdsa(_) => (Mechanism::Ecdsa, digest.to_vec()),
-            SignAlgorithm::RsaPkcs1(h) => (Mechanism::RsaPkcs, [digest_info_prefix(h), digest].concat()),
-            SignAlgorithm::RsaPss(h) => {
-                let (hash_alg, mgf) = match h {
-                    HashAlgorithm::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
-                    HashAlgorithm::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
-                    HashAlgorithm::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
-                };
-                (Mechanism::RsaPkcsPss(PkcsPssParams { hash_alg, mgf, s_len: (h.len() as u64).into() }), digest.to_vec())
-            }
-        };
+        let (mechanism, input) = mechanism_for(scheme, digest);
         let id = &self.id;
         let signature = self.shared.with_session(|s| {
             let key = find(s, ObjectClass::PRIVATE_KEY, id)?
@@ -365,6 +352,26 @@ impl SigningKey for Pkcs11Key {
             SignAlgorithm::Ecdsa(_) => ecdsa_raw_to_der(&signature)?,
             _ => signature,
         })
+    }
+}
+
+/// The PKCS#11 mechanism and its input for `scheme` over a precomputed digest (also the bridge
+/// agent's, `cloudsign device`, for the signer's card). CKM_ECDSA signs the digest itself;
+/// CKM_RSA_PKCS signs the DER DigestInfo (RFC 8017 §9.2), whose prefix is added here;
+/// CKM_RSA_PKCS_PSS signs the digest, with MGF1 on the same hash and a salt as long as the
+/// digest (the one PSS parameter set cloudsign signs with).
+pub fn mechanism_for(scheme: SignAlgorithm, digest: &[u8]) -> (Mechanism<'static>, Vec<u8>) {
+    match scheme {
+        SignAlgorithm::Ecdsa(_) => (Mechanism::Ecdsa, digest.to_vec()),
+        SignAlgorithm::RsaPkcs1(h) => (Mechanism::RsaPkcs, [digest_info_prefix(h), digest].concat()),
+        SignAlgorithm::RsaPss(h) => {
+            let (hash_alg, mgf) = match h {
+                HashAlgorithm::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+                HashAlgorithm::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+                HashAlgorithm::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+            };
+            (Mechanism::RsaPkcsPss(PkcsPssParams { hash_alg, mgf, s_len: (h.len() as u64).into() }), digest.to_vec())
+        }
     }
 }
 
@@ -385,7 +392,7 @@ fn digest_info_prefix(h: HashAlgorithm) -> &'static [u8] {
 
 /// PKCS#11 §2.3.3: CKA_EC_POINT is the DER OCTET STRING of the point; some tokens give the
 /// bare point.
-fn unwrap_octet_string(p: &[u8]) -> Vec<u8> {
+pub fn unwrap_octet_string(p: &[u8]) -> Vec<u8> {
     let mut r = Reader::new(p);
     match r.next() {
         Some((0x04, content, _)) if r.is_empty() && !content.is_empty() => content.to_vec(),
@@ -393,15 +400,17 @@ fn unwrap_octet_string(p: &[u8]) -> Vec<u8> {
     }
 }
 
-/// RFC 5480 SubjectPublicKeyInfo for an EC point.
-fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
+/// RFC 5480 §2.1.1 SubjectPublicKeyInfo for an EC point (`curve`: CKA_EC_PARAMS, the DER
+/// named-curve OID).
+pub fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
     const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     let algorithm = seq(&[EC_PUBLIC_KEY, curve]);
     seq(&[&algorithm, &tlv(0x03, &[&[0u8][..], point].concat())])
 }
 
-/// RFC 3279 SubjectPublicKeyInfo for an RSA key.
-fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
+/// RFC 3279 §2.3.1 SubjectPublicKeyInfo for an RSA key (`rsa_public_key`: the DER
+/// RSAPublicKey).
+pub fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
     const RSA_ENCRYPTION_NULL: &[u8] = &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
     seq(&[RSA_ENCRYPTION_NULL, &tlv(0x03, &[&[0u8][..], rsa_public_key].concat())])
 }
@@ -425,5 +434,34 @@ mod tests {
         wrapped.extend(std::iter::once(0x04).chain(std::iter::repeat_n(7u8, 132)));
         assert_eq!(unwrap_octet_string(&wrapped).len(), 133);
         assert_eq!(ecdsa_raw_to_der(&[0x80, 0x01]).unwrap(), vec![0x30, 0x07, 0x02, 0x02, 0x00, 0x80, 0x02, 0x01, 0x01]);
+    }
+
+    #[test]
+    fn mechanisms_over_a_digest() {
+        let d = [7u8; 32];
+        let (m, input) = mechanism_for(SignAlgorithm::Ecdsa(HashAlgorithm::Sha256), &d);
+        assert!(matches!(m, Mechanism::Ecdsa) && input == d);
+        let (m, input) = mechanism_for(SignAlgorithm::RsaPkcs1(HashAlgorithm::Sha256), &d);
+        assert!(matches!(m, Mechanism::RsaPkcs));
+        // The DigestInfo of RFC 8017 §9.2: SEQUENCE { AlgorithmIdentifier sha256 NULL, OCTET STRING }.
+        assert_eq!(input.len(), 19 + 32);
+        let mut r = Reader::new(&input);
+        let mut info = Reader::new(r.expect(0x30).unwrap());
+        let mut alg = Reader::new(info.expect(0x30).unwrap());
+        assert_eq!(cloudsign_asn1::oid::decode_oid(alg.expect(0x06).unwrap()).unwrap(), cloudsign_asn1::oid::SHA256);
+        assert_eq!(info.expect(0x04).unwrap(), &d);
+        for h in [HashAlgorithm::Sha384, HashAlgorithm::Sha512] {
+            let digest = vec![1u8; h.len()];
+            let (_, input) = mechanism_for(SignAlgorithm::RsaPkcs1(h), &digest);
+            let mut r = Reader::new(&input);
+            let mut info = Reader::new(r.expect(0x30).unwrap());
+            let mut alg = Reader::new(info.expect(0x30).unwrap());
+            assert_eq!(cloudsign_asn1::oid::decode_oid(alg.expect(0x06).unwrap()).unwrap(), h.oid());
+            assert_eq!(info.expect(0x04).unwrap(), &digest[..]);
+            let (m, input) = mechanism_for(SignAlgorithm::RsaPss(h), &digest);
+            let Mechanism::RsaPkcsPss(p) = m else { panic!("PSS") };
+            assert_eq!(u64::from(p.s_len), h.len() as u64);
+            assert_eq!(input, digest);
+        }
     }
 }

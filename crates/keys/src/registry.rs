@@ -17,17 +17,22 @@ pub enum KeyBackendKind {
     Software,
     /// A PKCS#11 token: the key stays inside, and the handle is its `CKA_ID`.
     Pkcs11,
+    /// The signer's own device (a smart card behind the bridge agent, a phone;
+    /// `docs/device-protocol.md`): the key never is in the service, and the handle is its
+    /// public key (DER SubjectPublicKeyInfo).
+    Device,
 }
 
 impl KeyBackendKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 2] = [Self::Software, Self::Pkcs11];
+    pub const ALL: [Self; 3] = [Self::Software, Self::Pkcs11, Self::Device];
 
     /// The stored (and configured) name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Software => "software",
             Self::Pkcs11 => "pkcs11",
+            Self::Device => "device",
         }
     }
 
@@ -41,6 +46,7 @@ impl KeyBackendKind {
         match self {
             Self::Software => "the software keystore",
             Self::Pkcs11 => "a PKCS#11 token",
+            Self::Device => "the signer's device",
         }
     }
 }

@@ -92,6 +92,8 @@ fn map(e: Error, v1: bool) -> ApiError {
         Error::InvalidOtp { attempts_left } => {
             ApiError::new(S::BAD_REQUEST, otp, format!("The OTP is invalid ({})", attempts(attempts_left)))
         }
+        // 400, as `credentials/authorizeCheck` answers a denied approval (approval.rs).
+        Error::AccessDenied(m) => ApiError::new(S::BAD_REQUEST, ErrorCode::AccessDenied, m),
         Error::Locked => ApiError::new(
             S::BAD_REQUEST,
             ErrorCode::InvalidRequest,

@@ -5,6 +5,8 @@
 
 mod approval;
 mod asynchronous;
+mod device;
+mod device_page;
 mod error;
 mod extract;
 mod limits;
@@ -110,6 +112,8 @@ pub fn router(service: Arc<Service>, cfg: &ServerConfig, base_url: &str) -> Rout
     Router::new()
         .merge(oauth::routes())
         .merge(approval::page_routes())
+        .merge(device::routes())
+        .merge(device_page::page_routes())
         .route("/tsa", axum::routing::post(tsa))
         .route("/crl", axum::routing::get(crl))
         .route("/arl", axum::routing::get(arl))

@@ -292,8 +292,9 @@ async fn insert_job(c: &mut Conn<'_>, j: &NewJob<'_>) -> Result<()> {
 }
 
 /// Give a SAD back what one consumption took (`digests.len()` signatures, and each bound digest
-/// once), with the audit record, in the caller's transaction.
-async fn give_back(c: &mut Conn<'_>, sad: &str, digests: &[String], audit: &NewAudit<'_>) -> Result<()> {
+/// once), with the audit record, in the caller's transaction (also a device request's that
+/// ended unsigned, `devices.rs`).
+pub(crate) async fn give_back(c: &mut Conn<'_>, sad: &str, digests: &[String], audit: &NewAudit<'_>) -> Result<()> {
     c.exec("UPDATE sads SET remaining = remaining + $2 WHERE hash = $1", &[P::S(sad), P::I(digests.len() as i64)]).await?;
     // A bound SAD: each digest usable again, one use each, as consumption took it.
     for d in digests {

@@ -60,6 +60,7 @@ mod ca;
 mod codec;
 mod credentials;
 mod db;
+mod devices;
 mod group;
 mod jobs;
 mod meta;
@@ -76,6 +77,7 @@ pub use audit::{AuditCheckpoint, AuditEvent, GENESIS, NewAudit, Outcome, checkpo
 pub use ca::{CaRow, CertRow, RevokedCert};
 pub use cloudsign_keys::KeyBackendKind;
 pub use credentials::{AuthMode, CertState, CredentialRow, OtpKind};
+pub use devices::{DeviceRequestRow, DeviceRow, PairingRow, RequestEnd};
 pub use jobs::{JobEnd, JobRow, NewJob, TakenJob};
 pub use oauth::{ClientRow, CodeIssue, CodeRow, OAuthRequestRow, Redeemed, RequestKind};
 pub use sad::{ConsumeOutcome, ConsumeSad, NewSad, SadGuard, SadRow};

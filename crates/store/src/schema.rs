@@ -23,7 +23,10 @@ use crate::db::{Db, P};
 /// Version 10: out-of-band credential authorization: the approver of a credential
 /// (`credentials.approval`, NULL for none) and the pending approvals (`approvals`, CSC v2 §11.6
 /// 202 answer and §11.7 `credentials/authorizeCheck`).
-const SCHEMA_VERSION: &str = "10";
+/// Version 11: the signer's own devices (issue 18, `docs/device-protocol.md`): pairing codes
+/// and sessions (`device_pairings`), paired devices (`devices`), and the requests sent to them
+/// (`device_requests`).
+const SCHEMA_VERSION: &str = "11";
 
 /// Migrations from each older version to the next, run in order.
 const MIGRATIONS: &[(&str, &[&str])] = &[
@@ -67,6 +70,8 @@ const MIGRATIONS: &[(&str, &[&str])] = &[
     ("8", &[]),
     // `approvals` is in `TABLES`.
     ("9", &["ALTER TABLE credentials ADD COLUMN approval TEXT"]),
+    // `device_pairings`, `devices` and `device_requests` are in `TABLES`.
+    ("10", &[]),
 ];
 
 const TABLES: &[&str] = &[
@@ -134,6 +139,24 @@ const TABLES: &[&str] = &[
      description TEXT, sole_key TEXT, state TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, decided_at BIGINT)",
     "CREATE INDEX IF NOT EXISTS approvals_state ON approvals (state, expires_at)",
     "CREATE INDEX IF NOT EXISTS approvals_credential ON approvals (credential_id)",
+    // Device pairing (`devices.rs`): a one-time code by its hash (`state` code → started →
+    // paired), with the PIN hash the device credential will have; `pairing_id` once started.
+    "CREATE TABLE IF NOT EXISTS device_pairings (code_hash TEXT PRIMARY KEY, pairing_id TEXT UNIQUE, user_id TEXT NOT NULL, \
+     actor TEXT NOT NULL, pin_hash TEXT NOT NULL, state TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+    // Paired devices: the device key (SPKI) and its thumbprint, the last accepted counter
+    // (advanced by one conditional update), when it was last seen (long-polling presence).
+    "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, credential_id TEXT NOT NULL, name TEXT NOT NULL, \
+     kind TEXT NOT NULL, prehashed BIGINT NOT NULL, device_key TEXT NOT NULL, thumbprint TEXT NOT NULL, last_counter BIGINT NOT NULL DEFAULT 0, \
+     revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, last_seen BIGINT)",
+    "CREATE INDEX IF NOT EXISTS devices_user ON devices (user_id)",
+    "CREATE INDEX IF NOT EXISTS devices_credential ON devices (credential_id)",
+    // Requests sent to a device (`state` pending → signed, declined, refused, expired), with
+    // the service message as sent and, once answered, the device's JWS and the signatures;
+    // `delivered_at` once a poll handed it out.
+    "CREATE TABLE IF NOT EXISTS device_requests (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, credential_id TEXT NOT NULL, \
+     message TEXT NOT NULL, state TEXT NOT NULL, result TEXT, answer TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, \
+     delivered_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS device_requests_device ON device_requests (device_id, state)",
 ];
 
 /// Indexes on columns that a migration adds: created after the migrations have run.

@@ -37,6 +37,30 @@ pub fn token(dir: &Path) -> PathBuf {
     conf
 }
 
+/// A signer's smart card in the token of `conf` (the bridge agent's tests): an EC P-256 key
+/// labelled `card-ec` (CKA_ID 01) and an RSA-2048 key labelled `card-rsa` (CKA_ID 02), each a
+/// key pair made by OpenSC's `pkcs11-tool` inside the token (not by us).
+pub fn card_keys(conf: &Path) {
+    for (kind, label, id) in [("EC:prime256v1", "card-ec", "01"), ("rsa:2048", "card-rsa", "02")] {
+        run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", conf).args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            kind,
+            "--label",
+            label,
+            "--id",
+            id,
+        ]));
+    }
+}
+
 /// `pkcs11-tool --list-objects` of the private keys in the token of `conf`: OpenSC reads their
 /// attributes, not us.
 pub fn private_keys(conf: &Path) -> String {
