@@ -4,15 +4,21 @@
 //! code, the confirmation and the card PIN on stdin, then `device run --once` answering one
 //! request while an application calls `credentials/authorize` and `signatures/signHash` (v2).
 //! Every signature is verified with `openssl` against the certificate the service issued.
+//! Then the same card behind the CSC API's other paths: signHash in the asynchronous mode
+//! (accepted while the agent is away, signPolling pending until the card answers; a decline is
+//! `access_denied` there too and gives the SAD back; an unanswered request expires and costs
+//! nothing), and signDoc, where the service builds CAdES, XAdES, JAdES and PAdES structures at
+//! B-B, B-T, B-LT and B-LTA and the card signs their digests (checked by `cloudsign verify` and
+//! pyHanko).
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::agent::*;
 use common::hsm;
 use common::*;
 use serde_json::{Value, json};
@@ -23,10 +29,17 @@ const SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 /// A service with the device protocol on, alice, and a SoftHSM2 token holding an EC P-256 and
 /// an RSA-2048 key (the "card"). Returns the env and the token's SOFTHSM2_CONF.
 fn setup() -> (Env, PathBuf) {
+    setup_with("")
+}
+
+/// [`setup`] with more `[device]` settings.
+fn setup_with(device: &str) -> (Env, PathBuf) {
     let env = Env::new(BIN, "sqlite").with_public_url();
     let cfg = env.file("device.toml");
     // Polls held 5 s rather than 25: the agent says "connected" when its first poll returns.
-    std::fs::write(&cfg, "[device]\nenabled = true\npoll_hold_seconds = 5\n").unwrap();
+    // The asynchronous worker looks for jobs every 50 ms.
+    std::fs::write(&cfg, format!("[device]\nenabled = true\npoll_hold_seconds = 5\n{device}\n[asynchronous]\npoll_interval_ms = 50\n"))
+        .unwrap();
     let env = env.with_env("CLOUDSIGN_CONFIG", cfg.to_str().unwrap());
     env.add_user("alice");
     let card = env.dir.join("card");
@@ -34,120 +47,6 @@ fn setup() -> (Env, PathBuf) {
     let conf = hsm::token(&card);
     hsm::card_keys(&conf);
     (env, conf)
-}
-
-/// `cloudsign device ARGS` with only PATH, HOME and the token's configuration.
-fn agent(conf: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("SOFTHSM2_CONF", conf).arg("device").args(args);
-    c
-}
-
-/// A pairing code for alice (the credential's PIN is [`PIN`]).
-fn pairing_code(env: &Env) -> String {
-    let out = env.admin(&["device", "pair", "alice", "--json", "--pin-stdin"], &format!("{PIN}\n"));
-    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("device pair output {out:?}: {e}"));
-    v["pairingCode"].as_str().unwrap().to_string()
-}
-
-/// `cloudsign device pair` for the key labelled `label`; returns the credential id.
-fn pair(env: &Env, server: &Server, conf: &Path, dir: &Path, label: &str) -> String {
-    let code = pairing_code(env);
-    let mut child = agent(
-        conf,
-        &[
-            "pair",
-            "--service",
-            &server.url,
-            "--code-stdin",
-            "--module",
-            hsm::MODULE,
-            "--token",
-            hsm::TOKEN,
-            "--key-label",
-            label,
-            "--name",
-            "test card",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{code}\ny\n{}\n", hsm::PIN).as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "device pair failed: {err}");
-    assert!(err.contains("alice"), "the user is shown before pairing: {err}");
-    assert!(!err.contains(&code) && !err.contains(hsm::PIN), "no secret echoed: {err}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A running `device run --once`, its stderr collected.
-struct Running {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(conf: &Path, dir: &Path, input: &str) -> Running {
-        let mut child = agent(conf, &["run", "--once", "--dir", dir.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The answers are there before the request: the agent reads them only after showing it.
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Wait until the log has `n` occurrences of `text`.
-    fn wait_for(&self, text: &str, n: usize) {
-        for _ in 0..300 {
-            if self.log().matches(text).count() >= n {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("agent never said {text:?} ({n}×):\n{}", self.log());
-    }
-
-    fn wait(mut self) -> (bool, String) {
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(200));
-                return (status.success(), self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!("agent did not exit:\n{}", self.log());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// authorize + signHash, retried while the service says the device is not connected (it
@@ -298,4 +197,261 @@ fn bad_input() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("pair first"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// signHash in the asynchronous mode (CSC API 2.2.0.0 `operationMode: "A"`) of one digest.
+async fn sign_hash_async(api: &Api, credential: &str, sad: &str, digest: &[u8]) -> String {
+    let (s, v) = api
+        .post(
+            "signatures/signHash",
+            json!({"credentialID": credential, "SAD": sad, "hashes": [b64(digest)], "signAlgo": ECDSA_SHA256,
+                "hashAlgorithmOID": SHA256, "operationMode": "A"}),
+        )
+        .await;
+    assert_eq!(s, 200, "accepted: {v}");
+    v["responseID"].as_str().unwrap().to_string()
+}
+
+/// signPolling until the job has ended (every answer before checked "still being processed").
+async fn poll_until_done(api: &Api, response_id: &str) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (s, v) = api.post("signatures/signPolling", json!({"responseID": response_id})).await;
+        if s == 400 && v["error_description"].as_str().is_some_and(|d| d.contains("still being processed")) {
+            assert!(std::time::Instant::now() < deadline, "the job never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        return (s, v);
+    }
+}
+
+/// signHash with an existing SAD, retried while the device is not connected yet (that
+/// refusal spends nothing).
+async fn sign_with(api: &Api, credential: &str, sad: &str, digest: &[u8]) -> (u16, Value) {
+    for _ in 0..50 {
+        let (s, v) = api.sign(credential, sad, &[digest.to_vec()], ECDSA_SHA256, Some(SHA256)).await;
+        if s == 400 && v["error_description"].as_str().unwrap_or_default().contains("not connected") {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        return (s, v);
+    }
+    panic!("the device never connected");
+}
+
+fn audit_events(env: &Env) -> Vec<Value> {
+    env.admin(&["audit", "--json"], "").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn asynchronous_sign_hash_waits_for_the_card() {
+    let (env, conf) = setup();
+    let server = env.start();
+    let dir = env.dir.join("agent");
+    let credential = pair(&env, &server, &conf, &dir, "card-ec");
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+
+    // Accepted while the agent is not running (an offline device is no error in mode A), and
+    // pending until the card has answered.
+    let data = b"signed asynchronously on the card".to_vec();
+    let digest = sha256(&data);
+    let sad = api.sad(&credential, 1, Some((std::slice::from_ref(&digest), SHA256))).await;
+    let response_id = sign_hash_async(&api, &credential, &sad, &digest).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = api.post("signatures/signPolling", json!({"responseID": response_id})).await;
+    assert_error("signPolling", s, &v, 400, "invalid_request", "still being processed");
+    let running = Running::start(&conf, &dir, &format!("y\n{}\n", hsm::PIN));
+    let (s, v) = poll_until_done(&api, &response_id).await;
+    assert_eq!(s, 200, "{v}\n{}", running.log());
+    openssl_verify(&api, &env, &credential, &data, &unb64(v["signatures"][0].as_str().unwrap())).await;
+    let (ok, log) = running.wait();
+    assert!(ok, "{log}");
+    assert!(log.contains(&verification_code(&[&digest])), "the code is shown: {log}");
+    // Handed out once.
+    api.err("signatures/signPolling", json!({"responseID": response_id}), 400, "invalid_request", "Invalid parameter responseID").await;
+
+    // Declined on the card: signPolling answers as signHash would (400 access_denied), and the
+    // job's SAD is given back: its one signature of its one digest can still be made.
+    let data = b"declined asynchronously".to_vec();
+    let digest = sha256(&data);
+    let sad = api.sad(&credential, 1, Some((std::slice::from_ref(&digest), SHA256))).await;
+    let running = Running::start(&conf, &dir, "n\n");
+    running.wait_for("connected to", 1);
+    let response_id = sign_hash_async(&api, &credential, &sad, &digest).await;
+    let (s, v) = poll_until_done(&api, &response_id).await;
+    assert_error("signPolling", s, &v, 400, "access_denied", "The signer declined on the device");
+    let (ok, log) = running.wait();
+    assert!(ok, "{log}");
+    let running = Running::start(&conf, &dir, &format!("y\n{}\n", hsm::PIN));
+    running.wait_for("connected to", 1);
+    let (s, v) = sign_with(&api, &credential, &sad, &digest).await;
+    assert_eq!(s, 200, "the SAD was given back: {v}\n{}", running.log());
+    openssl_verify(&api, &env, &credential, &data, &unb64(v["signatures"][0].as_str().unwrap())).await;
+    let (ok, log) = running.wait();
+    assert!(ok, "{log}");
+    let (s, v) = api.sign(&credential, &sad, std::slice::from_ref(&digest), ECDSA_SHA256, Some(SHA256)).await;
+    assert_error("signHash", s, &v, 400, "invalid_request", "");
+
+    // Audited: the job's give-back, and the device's declining answer.
+    let events = audit_events(&env);
+    let given_back = events.iter().find(|e| e["event"] == "signatures.signHash" && e["detail"]["returned"].is_string());
+    let given_back = given_back.unwrap_or_else(|| panic!("no give-back record: {events:?}"));
+    assert!(given_back["outcome"].as_str().unwrap().eq_ignore_ascii_case("failed"), "{given_back}");
+    assert!(events.iter().any(|e| e["event"] == "device.answer" && e["outcome"].as_str().unwrap().eq_ignore_ascii_case("denied")));
+    drop(server);
+}
+
+#[tokio::test]
+async fn an_unanswered_asynchronous_request_expires_and_costs_nothing() {
+    let (env, conf) = setup_with("request_seconds = 2\n");
+    let server = env.start();
+    let dir = env.dir.join("agent");
+    let credential = pair(&env, &server, &conf, &dir, "card-ec");
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+    let digest = sha256(b"nobody answers");
+    let sad = api.sad(&credential, 1, Some((std::slice::from_ref(&digest), SHA256))).await;
+    // No agent runs: the request waits, then expires; the job fails, its SAD given back.
+    for _ in 0..2 {
+        let response_id = sign_hash_async(&api, &credential, &sad, &digest).await;
+        let (s, v) = poll_until_done(&api, &response_id).await;
+        assert_error("signPolling", s, &v, 400, "invalid_request", "The signer did not answer on the device in time");
+        // (The second accept spends the same SAD again: it was given back.)
+    }
+    let events = audit_events(&env);
+    let cancels = events.iter().filter(|e| e["event"] == "device.cancel" && e["detail"]["reason"] == "expired").count();
+    assert_eq!(cancels, 2, "{events:?}");
+    drop(server);
+}
+
+/// `cloudsign verify FILE --trust ROOT [--detached DATA] [--offline]`, which must pass; the
+/// report.
+fn verify(env: &Env, file: &Path, root: &Path, detached: Option<&Path>, offline: bool) -> String {
+    let mut cmd = env.command();
+    cmd.arg("verify").arg(file).arg("--trust").arg(root);
+    if offline {
+        cmd.arg("--offline");
+    }
+    if let Some(d) = detached {
+        cmd.arg("--detached").arg(d);
+    }
+    let out = cmd.output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("TOTAL-PASSED"), "{file:?}: {report}");
+    report
+}
+
+#[tokio::test]
+async fn sign_doc_on_the_card_at_every_level() {
+    let (env, conf) = setup();
+    let server = env.start();
+    let dir = env.dir.join("agent");
+    let credential = pair(&env, &server, &conf, &dir, "card-ec");
+    let (_, root) = write_ca(&env);
+    let mut api = Api::new(&server);
+    api.login("alice").await;
+
+    let data = b"a contract, signed by the service's structures and the card's key\n".to_vec();
+    let xml =
+        b"<?xml version=\"1.0\"?>\n<inv:Invoice xmlns:inv=\"urn:example:invoice\"><inv:Total>12.50</inv:Total></inv:Invoice>\n".to_vec();
+    let payload = b"a payload for JAdES, detached\n".to_vec();
+    let stamped = b"a contract with a signature time-stamp\n".to_vec();
+    let pdf = one_page_pdf("signed by signDoc on the card");
+    // SCAL 2: the SAD is bound to the documents' digests (what the service hashes of each).
+    let bound = |docs: &[&[u8]]| docs.iter().map(|d| sha256(d)).collect::<Vec<_>>();
+    let body = |sad: &str| {
+        json!({"credentialID": credential, "SAD": sad,
+            "documentDigests": [
+                {"hashes": [b64(&sha256(&data))], "hashAlgorithmOID": SHA256, "signature_format": "C",
+                    "conformance_level": "Ades-B-B", "signAlgo": ECDSA_SHA256},
+                {"hashes": [b64(&sha256(&stamped))], "hashAlgorithmOID": SHA256, "signature_format": "C",
+                    "conformance_level": "Ades-B-T", "signAlgo": ECDSA_SHA256}],
+            "documents": [
+                {"document": b64(&xml), "signature_format": "X", "conformance_level": "Ades-B-LT", "signAlgo": ECDSA_SHA256},
+                {"document": b64(&payload), "signature_format": "J", "conformance_level": "Ades-B-LT", "signAlgo": ECDSA_SHA256},
+                {"document": b64(&pdf), "signature_format": "P", "conformance_level": "Ades-B-LTA", "signAlgo": ECDSA_SHA256}]})
+    };
+
+    // Not connected: refused before the SAD is spent.
+    let sad = api.sad(&credential, 5, Some((&bound(&[&data, &stamped, &xml, &payload, &pdf]), SHA256))).await;
+    api.err("signatures/signDoc", body(&sad), 400, "invalid_request", "The credential's signing device is not connected").await;
+
+    // One request per document, each shown with what it is; the same SAD signs all five.
+    let running = Running::start_many(&conf, &dir, &format!("y\n{}\n", hsm::PIN).repeat(5));
+    running.wait_for("connected to", 1);
+    let v = api.ok("signatures/signDoc", body(&sad)).await;
+    let log = running.log();
+    assert_eq!(log.matches("Sign? [y/N]").count(), 5, "{log}");
+    assert!(log.contains("PDF document, PAdES B-LTA signature (5 of 5)"), "{log}");
+    assert!(!log.contains(hsm::PIN), "{log}");
+    drop(running);
+
+    let write = |name: &str, b64_text: &Value| {
+        let f = env.file(name);
+        std::fs::write(&f, unb64(b64_text.as_str().unwrap())).unwrap();
+        f
+    };
+    let content = env.file("contract.bin");
+    std::fs::write(&content, &data).unwrap();
+    let detached = env.file("payload.bin");
+    std::fs::write(&detached, &payload).unwrap();
+    let cades = write("card.p7s", &v["SignatureObject"][0]);
+    let cades_t = write("card-t.p7s", &v["SignatureObject"][1]);
+    let jades = write("card.json", &v["SignatureObject"][2]);
+    let stamped_file = env.file("stamped.bin");
+    std::fs::write(&stamped_file, &stamped).unwrap();
+    let xades = write("card.xml", &v["DocumentWithSignature"][0]);
+    let pades = write("card.pdf", &v["DocumentWithSignature"][1]);
+    // B-B and B-T with the revocation status fetched from the running service; the long-term
+    // levels offline, from what they embed.
+    for (file, detached, level, offline) in [
+        (&cades, Some(&content), "B-B", false),
+        (&cades_t, Some(&stamped_file), "B-T", false),
+        (&xades, None, "B-LT", true),
+        (&jades, Some(&detached), "B-LT", true),
+        (&pades, None, "B-LTA", true),
+    ] {
+        let report = verify(&env, file, &root, detached.map(|p| p.as_path()), offline);
+        assert!(report.contains(&format!("level:         {level}\n")), "{file:?}: {report}");
+    }
+    let p = run(Command::new(venv_tool("pyhanko")).args(["sign", "validate", "--trust"]).arg(&root).arg("--trust-replace").arg(&pades));
+    assert!(p.contains(":INTACT:TRUSTED"), "pyhanko: {p}");
+
+    // Asynchronously: the job waits for the card, signPolling hands out the PDF.
+    let sad = api.sad(&credential, 1, Some((&bound(&[&pdf]), SHA256))).await;
+    let (s, accepted) = api
+        .post(
+            "signatures/signDoc",
+            json!({"credentialID": credential, "SAD": sad, "operationMode": "A",
+                "documents": [{"document": b64(&pdf), "signature_format": "P", "conformance_level": "Ades-B-LT", "signAlgo": ECDSA_SHA256}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{accepted}");
+    let running = Running::start(&conf, &dir, &format!("y\n{}\n", hsm::PIN));
+    let (s, v) = poll_until_done(&api, accepted["responseID"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{v}\n{}", running.log());
+    let (ok, log) = running.wait();
+    assert!(ok && log.contains("PDF document, PAdES B-LT signature"), "{log}");
+    let pades = write("card-async.pdf", &v["DocumentWithSignature"][0]);
+    let report = verify(&env, &pades, &root, None, true);
+    assert!(report.contains("level:         B-LT\n"), "{report}");
+
+    // Declined: nothing is handed out and the SAD is whole again (a second signDoc with it is
+    // accepted and signed).
+    let sad = api.sad(&credential, 1, Some((&bound(&[&pdf]), SHA256))).await;
+    let one = json!({"credentialID": credential, "SAD": sad,
+        "documents": [{"document": b64(&pdf), "signature_format": "P", "conformance_level": "Ades-B-B", "signAlgo": ECDSA_SHA256}]});
+    let running = Running::start(&conf, &dir, "n\n");
+    running.wait_for("connected to", 1);
+    api.err("signatures/signDoc", one.clone(), 400, "access_denied", "The signer declined on the device").await;
+    let _ = running.wait();
+    let running = Running::start(&conf, &dir, &format!("y\n{}\n", hsm::PIN));
+    running.wait_for("connected to", 1);
+    let v = api.ok("signatures/signDoc", one).await;
+    assert!(v["DocumentWithSignature"][0].is_string(), "{v}");
+    let (ok, log) = running.wait();
+    assert!(ok, "{log}");
+    drop(server);
 }

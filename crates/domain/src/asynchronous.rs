@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::credentials::sad_outcome;
+use crate::device::{DeviceAsk, DeviceMethod, DeviceNeed};
 use crate::secrets::{hex, new_token, token_hash};
-use crate::signdoc::DocChecked;
+use crate::signdoc::{DocChecked, DocSigner};
 use crate::signing::{check_scheme, sad_hash_for};
 use crate::{DocItem, Error, Format, Level, Packaging, RequestContext, Result, Service, Session, SignDocInput, SignHashInput, now};
 
@@ -214,6 +215,10 @@ struct Stored {
     validation_info: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The CSC error code of `error` when it is not `invalid_request`: `access_denied` (the
+    /// signer declined on the device), as the synchronous call would have answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
 }
 
 /// One node's worker: woken when this node accepts a job (others' are found by polling).
@@ -316,8 +321,6 @@ impl Service {
         no_sole_control(&row)?;
         check_scheme(&row, input.scheme, &input.digests)?;
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
-        // Opened before consuming: a key that cannot be opened must not cost signatures.
-        let key = self.signing_key(&row).await?;
         let job = HashJob { scheme: input.scheme.into(), digests: input.digests.iter().map(|d| STANDARD.encode(d)).collect() };
         let accepting = Accepting {
             method: SIGN_HASH,
@@ -328,6 +331,18 @@ impl Service {
             response_uri,
             expires_at,
         };
+        if row.key_backend == cloudsign_keys::KeyBackendKind::Device {
+            // `docs/device-protocol.md`, "CSC integration", asynchronous: the device may be
+            // offline now (its request waits in the store); a revoked or document-only device is
+            // refused before the SAD is spent. The worker loop sends the request and waits.
+            self.device_precheck(&row, DeviceNeed { method: DeviceMethod::SignHash, online: false }).await?;
+            let (response_id, _) = self.accept(session, ctx, &row, &accepting, false).await?;
+            crate::metrics::METRICS.sad_spent(input.digests.len());
+            self.run_accepted(None);
+            return Ok(response_id);
+        }
+        // Opened before consuming: a key that cannot be opened must not cost signatures.
+        let key = self.signing_key(&row).await?;
         // A key in this process signs at once, on this node, without a claim or a wait for the
         // worker loop: the accept claims the job (another node takes it only if this one dies
         // and the lease runs out). Keys that wait on something outside the process (an HSM, a
@@ -362,7 +377,7 @@ impl Service {
         req: &AsyncRequest,
     ) -> Result<String> {
         let (expires_at, response_uri) = self.check_async(req).await?;
-        let DocChecked { row, sad_hash, scheme, .. } = self.check_doc(session, &input).await?;
+        let DocChecked { row, sad_hash, scheme, .. } = self.check_doc(session, &input, true).await?;
         no_sole_control(&row)?;
         let digests_hex: Vec<String> = input.items.iter().map(|i| hex(&i.digest)).collect();
         let items = input
@@ -526,6 +541,9 @@ impl Service {
         crate::metrics::METRICS.audited(POLLING, if ok { Outcome::Ok } else { Outcome::Failed }, false, &detail);
         let stored: Stored = serde_json::from_str(&stored).map_err(|e| Error::Internal(e.to_string()))?;
         if !ok {
+            if stored.code.as_deref() == Some("access_denied") {
+                return Err(Error::AccessDenied(stored.error.unwrap_or_else(|| "The signer declined on the device".into())));
+            }
             return Err(Error::invalid(format!(
                 "The asynchronous signature request failed: {}",
                 stored.error.as_deref().unwrap_or("the signature could not be made")
@@ -561,9 +579,11 @@ impl Service {
                 return;
             }
             Err(e) => {
-                let shown = match &e {
-                    Error::InvalidRequest(m) => m.clone(),
-                    _ => "the signature could not be made".to_string(),
+                let (shown, code) = match &e {
+                    Error::InvalidRequest(m) => (m.clone(), None),
+                    // The signer declined on the device: signPolling answers as signHash would.
+                    Error::AccessDenied(m) => (m.clone(), Some("access_denied".to_string())),
+                    _ => ("the signature could not be made".to_string(), None),
                 };
                 // The operator's record (log and audit) says why; the caller is told less.
                 let why = match &e {
@@ -571,7 +591,7 @@ impl Service {
                     other => other.to_string(),
                 };
                 tracing::warn!(error = %why, method = %job.method, "asynchronous job failed; its SAD is given back");
-                (Stored { signed: None, attached: None, validation_info: false, error: Some(shown.clone()) }, Some((shown, why)))
+                (Stored { signed: None, attached: None, validation_info: false, error: Some(shown.clone()), code }, Some((shown, why)))
             }
         };
         let Ok(text) = serde_json::to_string(&stored) else { return };
@@ -595,37 +615,74 @@ impl Service {
     }
 
     /// Sign what a job paid for, with the credential as it is now (disabled, revoked or
-    /// deleted since: refused, and the SAD given back).
+    /// deleted since: refused, and the SAD given back). A device credential's job asks the
+    /// device and waits for its answer.
     async fn sign_job(&self, job: &JobRow, prepared: Option<Prepared>) -> Result<Stored> {
         let (row, key) = match prepared {
-            Some(prepared) => prepared,
+            Some((row, key)) => (row, Some(key)),
             None => {
                 let row = match self.store.credential(&job.credential_id).await? {
                     Some(r) if r.user_id == job.user_id => r,
                     _ => return Err(Error::invalid("Invalid parameter credentialID")),
                 };
                 self.check_usable(&row)?;
-                let key = self.signing_key(&row).await?;
+                let key =
+                    if row.key_backend == cloudsign_keys::KeyBackendKind::Device { None } else { Some(self.signing_key(&row).await?) };
                 (row, key)
             }
         };
+        let device = match &key {
+            Some(_) => None,
+            None => {
+                let method = if job.method == SIGN_DOC { DeviceMethod::SignDoc } else { DeviceMethod::SignHash };
+                Some(self.device_precheck(&row, DeviceNeed { method, online: false }).await?)
+            }
+        };
+        // A device's request must end while this claim holds the job (its lease): after it,
+        // another claim would run the job again and ask the signer a second time. The lease
+        // began a moment ago, when the job was claimed; its end, less a margin, and the job's
+        // validity period bound the request.
+        let lease = self.cfg.asynchronous.lease_seconds.max(1);
+        let deadline = (now() + lease - 3).min(job.expires_at);
+        let ask = device.as_ref().map(|device| DeviceAsk {
+            actor: &job.actor,
+            client: "asynchronous job",
+            job: Some(&job.id[..16]),
+            application: None,
+            label: String::new(),
+            row: &row,
+            device,
+            deadline,
+            give_back: None,
+        });
         match job.method.as_str() {
             SIGN_HASH => {
                 let j: HashJob = serde_json::from_str(&job.request).map_err(|e| Error::Internal(e.to_string()))?;
                 let scheme = j.scheme.algorithm()?;
                 let digests = j.digests.iter().map(|d| unb64(d)).collect::<Result<Vec<_>>>()?;
                 check_scheme(&row, scheme, &digests)?;
-                let signatures = tokio::task::spawn_blocking(move || {
-                    digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+                let signatures = match (key, ask) {
+                    (Some(key), _) => tokio::task::spawn_blocking(move || {
+                        digests.iter().map(|d| key.sign_digest(scheme, d)).collect::<std::result::Result<Vec<_>, _>>()
+                    })
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??,
+                    (None, Some(mut ask)) => {
+                        let n = digests.len();
+                        ask.label = if n == 1 { "1 document".to_string() } else { format!("{n} documents") };
+                        // Declined, expired, refused: the job fails and its SAD is given back
+                        // (`finish_job`), and signPolling answers as signHash would have.
+                        self.device_request(&ask, scheme, &digests).await?.signatures()?
+                    }
+                    (None, None) => return Err(Error::Internal("a job without a key".into())),
+                };
                 let signatures = crate::metrics::METRICS.signed_then(row.key_backend, signatures);
                 Ok(Stored {
                     signed: Some(signatures.iter().map(|s| STANDARD.encode(s)).collect()),
                     attached: None,
                     validation_info: false,
                     error: None,
+                    code: None,
                 })
             }
             SIGN_DOC => {
@@ -642,13 +699,19 @@ impl Service {
                     });
                 }
                 let attached = items.iter().map(|i| i.packaging != Packaging::Detached).collect();
-                let signed = self.sign_docs(&key, &row.cert.der, items).await?;
+                let signer = match (key, ask) {
+                    (Some(key), _) => DocSigner::Key(key),
+                    (None, Some(ask)) => DocSigner::device(ask, items.len()),
+                    (None, None) => return Err(Error::Internal("a job without a key".into())),
+                };
+                let signed = self.sign_docs(&signer, &row.cert.der, items).await?;
                 let signed = crate::metrics::METRICS.signed_then(row.key_backend, signed);
                 Ok(Stored {
                     signed: Some(signed.iter().map(|s| STANDARD.encode(s)).collect()),
                     attached: Some(attached),
                     validation_info: j.validation_info,
                     error: None,
+                    code: None,
                 })
             }
             other => Err(Error::Internal(format!("stored job: unknown method {other}"))),

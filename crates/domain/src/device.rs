@@ -179,13 +179,6 @@ pub struct NewPairingCode {
     pub expires_at: i64,
 }
 
-/// What the application is asking, for the signer's screen.
-struct Context {
-    application: Option<String>,
-    label: String,
-    description: Option<String>,
-}
-
 fn key_algorithm_of(key: &PublicKey) -> std::result::Result<KeyAlgorithm, Refusal> {
     Ok(match key.kind() {
         KeyKind::EcP256 => KeyAlgorithm::EcdsaP256,
@@ -768,20 +761,20 @@ impl Service {
 
     /// What the signer is shown about who asks: the OAuth client's registered name, when the
     /// bearer was issued to one.
-    async fn device_context(&self, session: &Session, n: usize) -> Result<Context> {
-        let mut application = None;
+    pub(crate) async fn device_application(&self, session: &Session) -> Result<Option<String>> {
         if let Some(token) = &session.token_hash
             && let Some(name) = self.store.token_client_name(token).await?
         {
-            application = Some(check::display_text(&name, protocol::MAX_NAME_CHARS));
+            return Ok(Some(check::display_text(&name, protocol::MAX_NAME_CHARS)));
         }
-        let label = if n == 1 { "1 document".to_string() } else { format!("{n} documents") };
-        Ok(Context { application, label, description: None })
+        Ok(None)
     }
 
-    /// signHash for a device credential, before the SAD is touched: the device is paired, signs
-    /// digests, and is connected ("CSC integration", synchronous table).
-    pub(crate) async fn device_precheck(&self, row: &CredentialRow) -> Result<DeviceRow> {
+    /// A device credential's signature, before the SAD is touched: devices are on, the device is
+    /// paired and not revoked, it can sign what `need` asks, and (synchronous calls) it is
+    /// connected ("CSC integration", synchronous table; the asynchronous mode lets the request
+    /// wait for an offline device).
+    pub(crate) async fn device_precheck(&self, row: &CredentialRow, need: DeviceNeed) -> Result<DeviceRow> {
         if !self.cfg.device.enabled {
             return Err(Error::invalid("The credential's signing device is not connected (devices are disabled on this service)"));
         }
@@ -790,33 +783,30 @@ impl Service {
             _ => return Err(Error::invalid("The credential's signing device is revoked")),
         };
         if !device.prehashed {
-            return Err(Error::invalid("This credential's device signs documents only: use signatures/signDoc"));
+            return Err(Error::invalid(match need.method {
+                DeviceMethod::SignHash => "This credential's device signs documents only: use signatures/signDoc",
+                // The device needs the data to be signed (DTBS: the signed attributes, the
+                // SignedInfo, the JWS signing input), which the AdES builders do not hand out yet.
+                DeviceMethod::SignDoc => {
+                    "This credential's device signs only what it hashes itself, which signatures/signDoc cannot send it yet"
+                }
+            }));
         }
-        if !self.device_online(&device, now()) {
+        if need.online && !self.device_online(&device, now()) {
             return Err(Error::invalid("The credential's signing device is not connected"));
         }
         Ok(device)
     }
 
-    /// Sign consumed digests on the device: send a `signRequest`, wait for the answer until
-    /// its expiry, and hand out the signatures (each verified against the certificate by
-    /// `accept_answer`) in the CSC form. Anything but signatures gives the SAD back.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn device_sign(
-        &self,
-        session: &Session,
-        ctx: &RequestContext,
-        row: &CredentialRow,
-        device: &DeviceRow,
-        scheme: SignAlgorithm,
-        digests: &[Vec<u8>],
-        sad_hash: &str,
-    ) -> Result<Vec<Vec<u8>>> {
+    /// Send one `signRequest` for `digests` and wait for its end (the answer, or the expiry,
+    /// which ends it here: with `ask.give_back` in the same transaction when given). Signatures
+    /// come back in the CSC form, each verified against the certificate by `accept_answer`.
+    /// Nothing else is given back here: the caller knows what the SAD paid.
+    pub(crate) async fn device_request(&self, ask: &DeviceAsk<'_>, scheme: SignAlgorithm, digests: &[Vec<u8>]) -> Result<DeviceEnd> {
+        let (row, device) = (ask.row, ask.device);
         let digests_hex: Vec<String> = digests.iter().map(|d| hex(d)).collect();
-        let context = self.device_context(session, digests.len()).await?;
         let t = now();
-        let sad_expiry = self.store.sad(sad_hash).await?.map(|s| s.expires_at).unwrap_or(t + self.cfg.device.request_seconds as i64);
-        let expires_at = (t + self.cfg.device.request_seconds as i64).min(sad_expiry.max(t + 1));
+        let expires_at = (t + self.cfg.device.request_seconds as i64).min(ask.deadline.max(t + 1));
         let request_id = new_id("req_");
         let code = VerificationCode::of(digests).ok_or_else(|| Error::invalid("Empty hash array"))?;
         let credential_id = Id::new(row.id.clone()).ok_or_else(|| Error::Internal("credential id".into()))?;
@@ -830,9 +820,9 @@ impl Service {
             digests: digests.iter().map(|d| B64(d.clone())).collect(),
             dtbs: None,
             verification_code: code,
-            application: context.application,
-            label: check::display_text(&context.label, protocol::MAX_LABEL_CHARS),
-            description: context.description,
+            application: ask.application.clone(),
+            label: check::display_text(&ask.label, protocol::MAX_LABEL_CHARS),
+            description: None,
             preview: None,
             issued_at: t,
             expires_at,
@@ -849,21 +839,21 @@ impl Service {
             expires_at,
         };
         let detail = json!({
-            "client": ctx.client, "request": request_id.as_str(), "kind": "signRequest", "device": device.id,
+            "client": ask.client, "request": request_id.as_str(), "kind": "signRequest", "device": device.id, "job": ask.job,
             "thumbprint": device.thumbprint, "signAlgo": scheme.oid(), "digests": digests_hex, "code": code.as_str(), "expiresAt": expires_at,
         })
         .to_string();
         let audit = NewAudit {
             at: t,
-            actor: &session.user_name,
+            actor: ask.actor,
             event: "device.request",
             outcome: Outcome::Ok,
             credential_id: Some(&row.id),
             detail: &detail,
         };
         if let Err(e) = self.store.insert_device_request(&stored, &audit).await {
-            self.device_give_back(session, ctx, row, sad_hash, &digests_hex, "the request could not be stored").await?;
-            return Err(e.into());
+            tracing::warn!(error = %e, "device request not stored");
+            return Ok(DeviceEnd::NotSent);
         }
         self.devices.bump();
         loop {
@@ -875,15 +865,14 @@ impl Service {
                 "pending" if t < expires_at => {
                     let left = Duration::from_secs((expires_at - t) as u64);
                     self.devices.wait(rx, left).await;
-                    continue;
                 }
                 "pending" => {
-                    // The expiry: ended here, once, with the give-back; an answer that got in
-                    // first wins.
-                    let detail = json!({"client": ctx.client, "request": request_id.as_str(), "reason": "expired"}).to_string();
+                    // The expiry: ended here, once (with the give-back, when the caller gave
+                    // one); an answer that got in first wins.
+                    let detail = json!({"client": ask.client, "request": request_id.as_str(), "reason": "expired"}).to_string();
                     let audit = NewAudit {
                         at: t,
-                        actor: &session.user_name,
+                        actor: ask.actor,
                         event: "device.cancel",
                         outcome: Outcome::Ok,
                         credential_id: Some(&row.id),
@@ -891,19 +880,11 @@ impl Service {
                     };
                     let end =
                         RequestEnd { id: &current.id, state: "expired", result: "{\"reason\":\"expired\"}", answer: None, counter: None };
-                    if self.store.end_device_request(&end, Some((sad_hash, &digests_hex)), &audit).await? {
-                        self.audit(
-                            &session.user_name,
-                            "signatures.signHash",
-                            Outcome::Failed,
-                            Some(&row.id),
-                            json!({"client": ctx.client, "error": "the device did not answer in time", "request": request_id.as_str()}),
-                        )
-                        .await?;
-                        return Err(Error::invalid("The signer did not answer on the device in time"));
+                    if self.store.end_device_request(&end, ask.give_back, &audit).await? {
+                        return Ok(DeviceEnd::Expired);
                     }
-                    continue;
                 }
+                "expired" => return Ok(DeviceEnd::Expired),
                 "signed" => {
                     let result: serde_json::Value =
                         serde_json::from_str(current.result.as_deref().unwrap_or("{}")).map_err(|e| Error::Internal(e.to_string()))?;
@@ -916,44 +897,160 @@ impl Service {
                     if out.len() != digests.len() {
                         return Err(Error::Internal("stored signatures".into()));
                     }
-                    return Ok(crate::metrics::METRICS.signed_then(row.key_backend, out));
+                    return Ok(DeviceEnd::Signed(out));
                 }
-                "declined" => {
-                    self.device_give_back(session, ctx, row, sad_hash, &digests_hex, "the signer declined on the device").await?;
-                    return Err(Error::AccessDenied("The signer declined on the device".into()));
-                }
+                "declined" => return Ok(DeviceEnd::Declined),
                 "refused" => {
                     let reason: serde_json::Value = serde_json::from_str(current.result.as_deref().unwrap_or("{}")).unwrap_or_default();
-                    let code = reason["reason"].as_str().unwrap_or("malformed").to_string();
-                    self.device_give_back(session, ctx, row, sad_hash, &digests_hex, "the device's answer was refused").await?;
-                    return Err(Error::invalid(format!("The signing device's answer was refused ({code})")));
+                    return Ok(DeviceEnd::Refused(reason["reason"].as_str().unwrap_or("malformed").to_string()));
                 }
-                _ => {
-                    self.device_give_back(session, ctx, row, sad_hash, &digests_hex, "the request was withdrawn").await?;
-                    return Err(Error::invalid("The credential's signing device is revoked"));
-                }
+                _ => return Ok(DeviceEnd::Withdrawn),
             }
         }
     }
 
-    async fn device_give_back(
+    /// Synchronous signHash on the device for consumed digests: one request, its answer, and
+    /// anything but signatures gives the SAD back ("CSC integration", synchronous table).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn device_sign(
         &self,
         session: &Session,
         ctx: &RequestContext,
         row: &CredentialRow,
+        device: &DeviceRow,
+        scheme: SignAlgorithm,
+        digests: &[Vec<u8>],
+        sad_hash: &str,
+    ) -> Result<Vec<Vec<u8>>> {
+        let digests_hex: Vec<String> = digests.iter().map(|d| hex(d)).collect();
+        let t = now();
+        let sad_expiry = self.store.sad(sad_hash).await?.map(|s| s.expires_at).unwrap_or(t + self.cfg.device.request_seconds as i64);
+        let n = digests.len();
+        let ask = DeviceAsk {
+            actor: &session.user_name,
+            client: &ctx.client,
+            job: None,
+            application: self.device_application(session).await?,
+            label: if n == 1 { "1 document".to_string() } else { format!("{n} documents") },
+            row,
+            device,
+            deadline: sad_expiry,
+            give_back: Some((sad_hash, &digests_hex)),
+        };
+        let end = self.device_request(&ask, scheme, digests).await?;
+        let why = match &end {
+            DeviceEnd::Signed(_) => None,
+            // Given back with the request's end, in its transaction.
+            DeviceEnd::Expired => {
+                self.audit(
+                    &session.user_name,
+                    "signatures.signHash",
+                    Outcome::Failed,
+                    Some(&row.id),
+                    json!({"client": ctx.client, "error": "the device did not answer in time"}),
+                )
+                .await?;
+                None
+            }
+            DeviceEnd::NotSent => Some("the request could not be stored"),
+            DeviceEnd::Declined => Some("the signer declined on the device"),
+            DeviceEnd::Refused(_) => Some("the device's answer was refused"),
+            DeviceEnd::Withdrawn => Some("the request was withdrawn"),
+        };
+        if let Some(why) = why {
+            self.device_give_back(&session.user_name, ctx, row, "signatures.signHash", sad_hash, &digests_hex, why).await?;
+        }
+        end.signatures().map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s))
+    }
+
+    /// Give a SAD back what one consumption took (`digests_hex`), audited as `event` failed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn device_give_back(
+        &self,
+        actor: &str,
+        ctx: &RequestContext,
+        row: &CredentialRow,
+        event: &str,
         sad_hash: &str,
         digests_hex: &[String],
         why: &str,
     ) -> Result<()> {
         let detail = json!({"client": ctx.client, "error": why, "gaveBack": digests_hex.len()}).to_string();
-        let audit = NewAudit {
-            at: now(),
-            actor: &session.user_name,
-            event: "signatures.signHash",
-            outcome: Outcome::Failed,
-            credential_id: Some(&row.id),
-            detail: &detail,
-        };
+        let audit = NewAudit { at: now(), actor, event, outcome: Outcome::Failed, credential_id: Some(&row.id), detail: &detail };
         Ok(self.store.give_back_sad(sad_hash, digests_hex, &audit).await?)
+    }
+}
+
+/// What a device signature is for (its precheck).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceNeed {
+    /// The CSC method.
+    pub(crate) method: DeviceMethod,
+    /// The device must be connected now (synchronous calls).
+    pub(crate) online: bool,
+}
+
+/// The CSC method a device signs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceMethod {
+    /// signatures/signHash: the application's digests.
+    SignHash,
+    /// signatures/signDoc: digests of structures the service built.
+    SignDoc,
+}
+
+/// Who asks a device for a signature, and until when.
+#[derive(Clone)]
+pub(crate) struct DeviceAsk<'a> {
+    /// The signer (audit actor).
+    pub(crate) actor: &'a str,
+    /// The client address (audit).
+    pub(crate) client: &'a str,
+    /// The asynchronous job it serves (its id's prefix, audit).
+    pub(crate) job: Option<&'a str>,
+    /// The application, for the signer's screen.
+    pub(crate) application: Option<String>,
+    /// What is signed, for the signer's screen.
+    pub(crate) label: String,
+    /// The credential.
+    pub(crate) row: &'a CredentialRow,
+    /// Its device.
+    pub(crate) device: &'a DeviceRow,
+    /// The request expires by then at the latest (the SAD's expiry, a job's lease).
+    pub(crate) deadline: i64,
+    /// On expiry, give back this SAD (hash) these digests (hex), in the request's ending
+    /// transaction; `None`: the caller gives back (or a failed job does).
+    pub(crate) give_back: Option<(&'a str, &'a [String])>,
+}
+
+/// How a device request ended.
+#[derive(Debug)]
+pub(crate) enum DeviceEnd {
+    /// The signatures, in the CSC form, verified.
+    Signed(Vec<Vec<u8>>),
+    /// The request could not be stored (nothing was sent).
+    NotSent,
+    /// The signer declined.
+    Declined,
+    /// No answer by the request's expiry.
+    Expired,
+    /// An authentic answer that was wrong (its refusal code).
+    Refused(String),
+    /// Withdrawn (the device was revoked).
+    Withdrawn,
+}
+
+impl DeviceEnd {
+    /// The signatures, or the error the application is given ("CSC integration", synchronous
+    /// table; the asynchronous mode hands out the same through signPolling).
+    pub(crate) fn signatures(self) -> Result<Vec<Vec<u8>>> {
+        match self {
+            DeviceEnd::Signed(s) => Ok(s),
+            DeviceEnd::NotSent => Err(Error::Unavailable("the device request could not be stored".into())),
+            DeviceEnd::Declined => Err(Error::AccessDenied("The signer declined on the device".into())),
+            DeviceEnd::Expired => Err(Error::invalid("The signer did not answer on the device in time")),
+            DeviceEnd::Refused(code) => Err(Error::invalid(format!("The signing device's answer was refused ({code})"))),
+            DeviceEnd::Withdrawn => Err(Error::invalid("The credential's signing device is revoked")),
+        }
     }
 }

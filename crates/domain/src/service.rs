@@ -435,12 +435,10 @@ impl Service {
     /// `key_cache_seconds`. HSM calls block, so they run on the blocking pool.
     pub(crate) async fn signing_key(&self, cred: &CredentialRow) -> Result<Arc<dyn SigningKey>> {
         if cred.key_backend == KeyBackendKind::Device {
-            // The key is on the signer's device: only a synchronous signHash sends it a request
-            // (`device.rs`). Refused here, before any SAD is spent, rather than as the backend's
-            // "unavailable", which would invite a retry that can never succeed.
-            return Err(Error::invalid(
-                "This credential's key is on the signer's device: signatures/signDoc and the asynchronous mode do not reach devices yet",
-            ));
+            // The key is on the signer's device: signHash, signDoc and the asynchronous jobs send it
+            // requests (`device.rs`) and never come here. Refused before any SAD is spent, not as the
+            // backend's "unavailable", which would invite a retry that can never succeed.
+            return Err(Error::invalid("This credential's key is on the signer's device: it signs only through the device protocol"));
         }
         let ttl = Duration::from_secs(self.cfg.key_cache_seconds);
         if !ttl.is_zero() {

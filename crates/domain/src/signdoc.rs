@@ -14,6 +14,7 @@ use std::sync::Arc;
 use cloudsign_keys::SigningKey;
 
 use crate::credentials::sad_outcome;
+use crate::device::{DeviceAsk, DeviceMethod, DeviceNeed};
 use crate::signing::{check_scheme, sad_hash_for};
 use crate::timestamp::now_millis;
 use crate::{Error, RequestContext, Result, Service, Session, now};
@@ -47,11 +48,13 @@ pub struct SignDocInput {
     pub items: Vec<DocItem>,
 }
 
-/// What [`Service::check_doc`] found: the credential, its key (opened), its certificate, the
-/// SAD (hash) that pays, and the one digest algorithm of the request.
+/// What [`Service::check_doc`] found: the credential, its key (opened) or its device, its
+/// certificate, the SAD (hash) that pays, and the one digest algorithm of the request.
 pub(crate) struct DocChecked {
     pub(crate) row: cloudsign_store::CredentialRow,
-    pub(crate) key: Arc<dyn SigningKey>,
+    pub(crate) key: Option<Arc<dyn SigningKey>>,
+    /// A device credential's device (then `key` is `None`).
+    pub(crate) device: Option<cloudsign_store::DeviceRow>,
     pub(crate) certificate: Vec<u8>,
     pub(crate) sad_hash: String,
     pub(crate) scheme: SignAlgorithm,
@@ -67,12 +70,41 @@ impl Service {
     }
 
     async fn sign_doc_checked(&self, session: &Session, ctx: &RequestContext, input: SignDocInput) -> Result<Vec<Vec<u8>>> {
-        let DocChecked { row, key, certificate, sad_hash, scheme } = self.check_doc(session, &input).await?;
+        let DocChecked { row, key, device, certificate, sad_hash, scheme } = self.check_doc(session, &input, false).await?;
         let digests_hex: Vec<String> = input.items.iter().map(|i| crate::secrets::hex(&i.digest)).collect();
-        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex, &sad_hash, None).await?)?;
+        sad_outcome(self.consume(session, ctx, &row, "signatures.signDoc", scheme, digests_hex.clone(), &sad_hash, None).await?)?;
         crate::metrics::METRICS.sad_spent(input.items.len());
+        let signer = match (key, &device) {
+            (Some(key), _) => DocSigner::Key(key),
+            (None, Some(device)) => {
+                let t = now();
+                let sad_expiry =
+                    self.store.sad(&sad_hash).await?.map(|s| s.expires_at).unwrap_or(t + self.cfg.device.request_seconds as i64);
+                let ask = DeviceAsk {
+                    actor: &session.user_name,
+                    client: &ctx.client,
+                    job: None,
+                    application: self.device_application(session).await?,
+                    label: String::new(),
+                    row: &row,
+                    device,
+                    deadline: sad_expiry,
+                    give_back: None,
+                };
+                DocSigner::device(ask, input.items.len())
+            }
+            (None, None) => return Err(Error::Internal("signDoc without a key".into())),
+        };
+        let result =
+            self.sign_docs(&signer, &certificate, input.items).await.map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s));
+        if let (Err(e), Some(_)) = (&result, &device) {
+            // A device credential: the application gets nothing, so the SAD gets back all it
+            // paid (whatever the device signed before a decline or an expiry stays in the
+            // audit trail only) — `docs/device-protocol.md`, "CSC integration".
+            self.device_give_back(&session.user_name, ctx, &row, "signatures.signDoc", &sad_hash, &digests_hex, &e.to_string()).await?;
+            return result;
+        }
         // From here the signatures are paid for: a failure is final, and audited as such.
-        let result = self.sign_docs(&key, &certificate, input.items).await.map(|s| crate::metrics::METRICS.signed_then(row.key_backend, s));
         if let Err(e) = &result {
             self.audit(
                 &session.user_name,
@@ -89,7 +121,8 @@ impl Service {
     /// Everything signDoc checks before the SAD is spent (the synchronous and the asynchronous
     /// mode alike): the credential, the formats and algorithms, the documents (parsed), the
     /// validation data for long-term levels, and the key (opened).
-    pub(crate) async fn check_doc(&self, session: &Session, input: &SignDocInput) -> Result<DocChecked> {
+    /// `asynchronous`: a device credential's device may be offline now (its request waits).
+    pub(crate) async fn check_doc(&self, session: &Session, input: &SignDocInput, asynchronous: bool) -> Result<DocChecked> {
         let row = self.own_credential(session, &input.credential_id).await?;
         self.check_usable(&row)?;
         let Some(first) = input.items.first() else { return Err(Error::invalid("Missing documentDigests or documents")) };
@@ -125,7 +158,14 @@ impl Service {
             return Err(Error::invalid("Invalid parameter conformance_level: the time-stamping authority is not enabled"));
         }
         let sad_hash = sad_hash_for(session, input.sad.as_deref())?;
-        let key = self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?;
+        // The device signs the digest of what the service builds (`docs/device-protocol.md`,
+        // "Signing"); refused before the SAD is spent when it cannot.
+        let (key, device) = if row.key_backend == cloudsign_keys::KeyBackendKind::Device {
+            let need = DeviceNeed { method: DeviceMethod::SignDoc, online: !asynchronous };
+            (None, Some(self.device_precheck(&row, need).await?))
+        } else {
+            (Some(self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?), None)
+        };
         let certificate = row.cert.der.clone();
         // B-LT: the validation data can be made (the CRLs, the signer certificate's OCSP
         // response) — tried before the SAD is spent, so that a failure here costs nothing. What
@@ -137,7 +177,7 @@ impl Service {
         for item in &input.items {
             preflight(item, &certificate, &self.ca.issuing_der)?;
         }
-        Ok(DocChecked { row, key, certificate, sad_hash, scheme })
+        Ok(DocChecked { row, key, device, certificate, sad_hash, scheme })
     }
 
     /// What a verifier needs for B-LT (root, TSA certificate, the issuing CA's CRL for the
@@ -159,7 +199,7 @@ impl Service {
     /// the time-stamp, a strict validator would find it stale. OCSP `producedAt` and CRL
     /// `thisUpdate` have whole seconds and the time-stamps milliseconds, so the data is made in
     /// the second after the last time-stamp.
-    pub(crate) async fn sign_docs(&self, key: &Arc<dyn SigningKey>, certificate: &[u8], items: Vec<DocItem>) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn sign_docs(&self, key: &DocSigner<'_>, certificate: &[u8], items: Vec<DocItem>) -> Result<Vec<Vec<u8>>> {
         let chain = vec![self.ca.issuing_der.clone()];
         let signing_time = now();
         let mut signed = Vec::with_capacity(items.len());
@@ -171,7 +211,7 @@ impl Service {
                 Format::Pades => self.sign_pdf(key, item, &params).await?,
                 Format::Cades => {
                     let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
-                    let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+                    let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
                     let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
                     Signed::Cades { item, prepared, signature, token }
                 }
@@ -270,7 +310,7 @@ impl Service {
     }
 
     /// JAdES (TS 119 182-1): B-B compact; B-T and up the JSON serialization with `etsiU`.
-    async fn sign_jws(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
+    async fn sign_jws(&self, key: &DocSigner<'_>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
         let payload = item.document.as_deref().unwrap_or_default();
         let jparams =
             jades::Params { scheme: item.scheme, certificate: params.certificate, chain: params.chain, signing_time: params.signing_time };
@@ -279,7 +319,7 @@ impl Service {
             _ => jades::prepare_detached(payload, &jparams),
         }
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
         let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
         if item.level == Level::BB {
             return Ok(Signed::Done(prepared.finish(&signature).map_err(internal)?.into_bytes()));
@@ -289,10 +329,26 @@ impl Service {
         Ok(Signed::Jades { item, prepared, signature, token })
     }
 
-    /// One signature value over `tbs`, on the blocking pool.
-    async fn sign_one(&self, key: &Arc<dyn SigningKey>, scheme: SignAlgorithm, tbs: Vec<u8>) -> Result<Vec<u8>> {
-        let key = key.clone();
-        Ok(tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs)).await.map_err(|e| Error::Internal(e.to_string()))??)
+    /// One signature value over the digest `tbs` of `item`'s structure: by the key on the
+    /// blocking pool, or by the signer's device (one request, waited for).
+    async fn sign_one(&self, signer: &DocSigner<'_>, item: &DocItem, tbs: Vec<u8>) -> Result<Vec<u8>> {
+        let scheme = item.scheme;
+        match signer {
+            DocSigner::Key(key) => {
+                let key = key.clone();
+                Ok(tokio::task::spawn_blocking(move || key.sign_digest(scheme, &tbs))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??)
+            }
+            DocSigner::Device { ask, documents, sent } => {
+                let k = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let what = item_label(item);
+                let label = if *documents == 1 { what } else { format!("{what} ({k} of {documents})") };
+                let ask = DeviceAsk { label, ..ask.clone() };
+                let mut signatures = self.device_request(&ask, scheme, std::slice::from_ref(&tbs)).await?.signatures()?;
+                signatures.pop().ok_or_else(|| Error::Internal("the device returned no signature".into()))
+            }
+        }
     }
 
     /// The signature time-stamp token over `imprint`, when the level asks for one.
@@ -311,11 +367,11 @@ impl Service {
     }
 
     /// XAdES enveloped in the XML document, or enveloping it (ETSI EN 319 132-1).
-    async fn sign_xml(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
+    async fn sign_xml(&self, key: &DocSigner<'_>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
         let document = item.document.as_deref().unwrap_or_default();
         let prepared = xades::prepare(xml_input(item.packaging, document), params)
             .map_err(|e| Error::invalid(format!("Invalid parameter documents: {e}")))?;
-        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
         let token = match item.level {
             Level::BB => None,
             _ => {
@@ -327,7 +383,7 @@ impl Service {
 
     /// PAdES: the PDF with a new revision holding the signature (and, for B-LT, a further one
     /// with the Document Security Store), ETSI EN 319 142-1.
-    async fn sign_pdf(&self, key: &Arc<dyn SigningKey>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
+    async fn sign_pdf(&self, key: &DocSigner<'_>, item: DocItem, params: &cades::Params<'_>) -> Result<Signed> {
         let document = item.document.as_deref().unwrap_or_default();
         let bad = |e: cloudsign_ades::AdesError| Error::invalid(format!("Invalid parameter documents: {e}"));
         // The reader owns its copy: it lives on into the second pass (DSS, document time-stamp).
@@ -344,7 +400,7 @@ impl Service {
         let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
         let (before, after) = placeholder.signed_parts();
         let prepared = cades::prepare_pades(&cloudsign_ades::digest_parts(hash, &[document, before, after]), params).map_err(bad)?;
-        let signature = self.sign_one(key, item.scheme, prepared.to_be_signed.clone()).await?;
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
         let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
         let cms = prepared.finish(&signature, token.as_deref(), None, None);
         let mut out = document.to_vec();
@@ -354,6 +410,40 @@ impl Service {
         }
         Ok(Signed::Pades { level: item.level, scheme: item.scheme, pdf, out, token_allowance })
     }
+}
+
+/// What makes a signDoc's signature values: a key in the service (software, HSM), or the
+/// signer's device, asked once per document for the digest of the structure the service built
+/// (the signed attributes, the `ds:SignedInfo`, the JWS signing input).
+pub(crate) enum DocSigner<'a> {
+    /// A key in the service.
+    Key(Arc<dyn SigningKey>),
+    /// The signer's device.
+    Device {
+        /// Who asks, until when (the label is each document's).
+        ask: DeviceAsk<'a>,
+        /// Documents in the call (the label says "k of n").
+        documents: usize,
+        /// Requests sent so far.
+        sent: std::sync::atomic::AtomicUsize,
+    },
+}
+
+impl<'a> DocSigner<'a> {
+    pub(crate) fn device(ask: DeviceAsk<'a>, documents: usize) -> Self {
+        DocSigner::Device { ask, documents, sent: std::sync::atomic::AtomicUsize::new(0) }
+    }
+}
+
+/// What the signer's device shows for one document: its format and level.
+fn item_label(item: &DocItem) -> String {
+    let (kind, format) = match item.format {
+        Format::Pades => ("PDF document", "PAdES"),
+        Format::Xades => ("XML document", "XAdES"),
+        Format::Jades => ("document", "JAdES"),
+        Format::Cades => ("document", "CAdES"),
+    };
+    format!("{kind}, {format} {} signature", item.level.name())
 }
 
 /// One item after the first pass of `Service::sign_docs`: signed and time-stamped, waiting

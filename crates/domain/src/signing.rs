@@ -121,7 +121,8 @@ impl Service {
             // `docs/device-protocol.md` "CSC integration": an offline or document-only device
             // is refused before the SAD is touched; then the SAD is consumed, and only the
             // digests it matched are sent.
-            let device = self.device_precheck(&row).await?;
+            let need = crate::device::DeviceNeed { method: crate::device::DeviceMethod::SignHash, online: true };
+            let device = self.device_precheck(&row, need).await?;
             let digests_hex: Vec<String> = input.digests.iter().map(|d| crate::secrets::hex(d)).collect();
             sad_outcome(self.consume(session, ctx, &row, "signatures.signHash", input.scheme, digests_hex, &sad_hash, None).await?)?;
             crate::metrics::METRICS.sad_spent(input.digests.len());

@@ -62,6 +62,7 @@ impl Default for Limits {
 const HEAD: u8 = 0; // waiting for (the rest of) a request head
 const BUSY: u8 = 1; // a request is being handled
 const IDLE: u8 = 2; // between requests (keep-alive)
+const UPGRADED: u8 = 3; // switched protocols (a WebSocket, RFC 6455 §4.2.2): its handler keeps its own liveness
 
 /// What the socket and the per-connection service share.
 struct ConnState {
@@ -169,7 +170,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for LimitedStream<I> {
                 self.state.phase.store(HEAD, Ordering::Release);
                 self.arm(HEAD);
             }
-            Poll::Pending if phase != BUSY => {
+            Poll::Pending if phase != BUSY && phase != UPGRADED => {
                 if self.armed.as_ref().map(|(p, _)| *p) != Some(phase) {
                     self.arm(phase);
                 }
@@ -225,7 +226,7 @@ pub(crate) struct Tracked<S> {
     state: Arc<ConnState>,
 }
 
-impl<S: tower_service::Service<R>, R> tower_service::Service<R> for Tracked<S> {
+impl<S: tower_service::Service<R, Response = axum::http::Response<B>>, R, B> tower_service::Service<R> for Tracked<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
@@ -246,7 +247,8 @@ struct BusyGuard(Arc<ConnState>);
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.phase.store(IDLE, Ordering::Release);
+            // An upgraded connection never goes back to HTTP: no header-read or idle timer.
+            let _ = self.0.phase.compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 }
@@ -260,11 +262,23 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future> Future for TrackedFuture<F> {
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<axum::http::Response<B>, E>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let out = ready!(this.inner.poll(cx));
+        // 101 Switching Protocols: the bytes that follow are the new protocol's (a WebSocket's
+        // frames), not request heads; the header-read and idle timeouts would cut it after 10 s.
+        if let Ok(r) = &out
+            && r.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            this.guard.0.phase.store(UPGRADED, Ordering::Release);
+        }
+        Poll::Ready(out)
     }
 }
 

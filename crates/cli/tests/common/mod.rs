@@ -16,6 +16,7 @@ pub use cloudsign_test_support::server::*;
 use cloudsign_test_support::unique;
 pub use cloudsign_test_support::{b64, unb64};
 
+pub mod agent;
 pub mod verify;
 
 /// The binary under test, for [`Env::new`].
