@@ -103,6 +103,18 @@ fn signing_time(unix: i64) -> Vec<u8> {
 }
 
 impl Prepared {
+    /// The data to be signed (ETSI TS 119 432's DTBS) whose hash is [`to_be_signed`](Self::to_be_signed):
+    /// the DER of the signed attributes as a `SET OF` (tag 0x31), not as the `[0] IMPLICIT`
+    /// they are written with (RFC 5652 §5.4). For a signer that hashes what it signs (a
+    /// WebCrypto key); a few hundred bytes, copied with the tag changed back.
+    pub fn data_to_be_signed(&self) -> Vec<u8> {
+        let mut set = self.signed_attrs.clone();
+        if let Some(tag) = set.first_mut() {
+            *tag = 0x31;
+        }
+        set
+    }
+
     /// The message imprint a B-T time-stamp is requested for: the hash of the signature value
     /// (ETSI EN 319 122-1 §5.3).
     pub fn timestamp_imprint(&self, signature: &[u8]) -> (HashAlgorithm, Vec<u8>) {
@@ -637,6 +649,25 @@ mod tests {
         let attrs = elements(r.expect(0x30).unwrap()).unwrap().iter().map(|e| e.to_vec()).collect();
         assert!(r.is_empty());
         (algorithm, certs, crls, attrs)
+    }
+
+    /// The DTBS a hashing signer gets is the SET OF signed attributes (tag 0x31) that hashes
+    /// to `to_be_signed`, and the SignerInfo's `[0] IMPLICIT` attributes otherwise.
+    #[test]
+    fn data_to_be_signed_is_the_signed_attributes_set() {
+        let pki = Pki::new();
+        let chain = [pki.ca.issuing_der.clone()];
+        let p = Params { scheme: SCHEME, certificate: &pki.cert, chain: &chain, signing_time: T };
+        let content = digest(HashAlgorithm::Sha256, b"content");
+        for prepared in [prepare(&content, &p).unwrap(), prepare_pades(&content, &p).unwrap()] {
+            let dtbs = prepared.data_to_be_signed();
+            assert_eq!(dtbs[0], 0x31);
+            assert_eq!(digest(HashAlgorithm::Sha256, &dtbs), prepared.to_be_signed);
+            let signature = pki.key.sign_digest(SCHEME, &prepared.to_be_signed).unwrap();
+            let cms = prepared.finish(&signature, None, None, None);
+            let signer = parse_signer_info(parse_signed_data(&cms).unwrap().signer_infos[0]).unwrap();
+            assert_eq!(der::tlv(0x31, signer.signed_attrs.unwrap()), dtbs);
+        }
     }
 
     #[test]

@@ -200,6 +200,22 @@ fn ecdsa_width(scheme: SignAlgorithm) -> Option<usize> {
 }
 
 impl Prepared {
+    /// The JWS signing input whose hash is [`to_be_signed`](Self::to_be_signed) (RFC 7515 §5.1,
+    /// ETSI TS 119 432's DTBS), for a signer that hashes what it signs (a WebCrypto key):
+    /// `BASE64URL(header) "."` and the payload part. Attached, that is the base64url payload
+    /// this JWS carries, and `detached_payload` is ignored; otherwise the payload is not held
+    /// here and the caller passes it as the signing input has it: the document unencoded
+    /// (`b64: false`, RFC 7797 §3) for [`prepare_detached`] and [`prepare_streamed`], nothing
+    /// for [`prepare_sigd`]. It is a copy: callers bound the size first.
+    pub fn signing_input(&self, detached_payload: &[u8]) -> Vec<u8> {
+        let payload = self.payload_b64.as_deref().map(str::as_bytes).unwrap_or(detached_payload);
+        let mut input = Vec::with_capacity(self.header_b64.len() + 1 + payload.len());
+        input.extend_from_slice(self.header_b64.as_bytes());
+        input.push(b'.');
+        input.extend_from_slice(payload);
+        input
+    }
+
     /// The JWS signature value: ECDSA signatures come in as DER `ECDSA-Sig-Value` and go out as
     /// fixed-width r ‖ s (RFC 7518 §3.4).
     fn value(&self, signature: &[u8]) -> Result<Vec<u8>, AdesError> {
@@ -268,6 +284,34 @@ impl Prepared {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The signing input a hashing signer gets hashes to `to_be_signed` in every form: the
+    /// payload part is the JWS's own when attached, the caller's otherwise.
+    #[test]
+    fn signing_input_hashes_to_to_be_signed() {
+        let hash = HashAlgorithm::Sha256;
+        let cert = b"certificate bytes (only hashed and encoded here)".to_vec();
+        let p = Params { scheme: SignAlgorithm::Ecdsa(hash), certificate: &cert, chain: &[], signing_time: 1_750_000_000 };
+        let payload = br#"{"a":1}"#;
+        let attached = prepare_attached(payload, &p).unwrap();
+        let input = attached.signing_input(b"ignored when attached");
+        assert!(input.ends_with(b".eyJhIjoxfQ"), "{}", String::from_utf8_lossy(&input));
+        assert_eq!(digest(hash, &input), attached.to_be_signed);
+        let detached = prepare_detached(payload, &p).unwrap();
+        let input = detached.signing_input(payload);
+        assert!(input.ends_with(br#".{"a":1}"#));
+        assert_eq!(digest(hash, &input), detached.to_be_signed);
+        let sigd = prepare_sigd(&[("a.txt", &digest(hash, payload))], &p).unwrap();
+        let input = sigd.signing_input(b"");
+        assert_eq!(input.last(), Some(&b'.'));
+        assert_eq!(digest(hash, &input), sigd.to_be_signed);
+        let streamed = prepare_streamed(&p);
+        let whole = [streamed.signing_input_prefix(), payload.to_vec()].concat();
+        let streamed = streamed.with_digest(digest(hash, &whole));
+        assert_eq!(streamed.signing_input(payload), whole);
+    }
+
     #[test]
     fn ecdsa_der_becomes_fixed_width() {
         let der = [0x30, 0x08, 0x02, 0x02, 0x00, 0x80, 0x02, 0x02, 0x01, 0x02];

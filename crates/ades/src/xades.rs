@@ -269,6 +269,14 @@ impl Prepared {
         &self.id
     }
 
+    /// The data to be signed (ETSI TS 119 432's DTBS) whose hash is
+    /// [`to_be_signed`](Self::to_be_signed): the exclusive canonical `ds:SignedInfo`
+    /// (XMLDSig 1.1 §3.1.2, the bytes the SignatureMethod is computed over), for a signer that
+    /// hashes what it signs (a WebCrypto key).
+    pub fn data_to_be_signed(&self) -> &[u8] {
+        self.signed_info.as_bytes()
+    }
+
     /// The `ds:SignatureValue` element, in canonical form, for a signature value as the signer
     /// returns it: ECDSA as DER `ECDSA-Sig-Value` (or already r ‖ s), RSA as is.
     fn signature_value(&self, signature: &[u8]) -> Result<String, XadesError> {
@@ -1031,6 +1039,25 @@ mod tests {
         let doc = uppsala::parse(text).unwrap();
         let sig = doc.get_elements_by_tag_name_ns(DS, "Signature")[0];
         format!("{}{suffix}", doc.get_attribute(sig, "Id").unwrap())
+    }
+
+    /// The DTBS a hashing signer gets is the canonical `ds:SignedInfo` a verifier computes in
+    /// the final document, and hashes to `to_be_signed`.
+    #[test]
+    fn data_to_be_signed_is_the_canonical_signed_info() {
+        let pki = Pki::new();
+        let (key, cert) = pki.signer(KeyAlgorithm::EcdsaP256);
+        let scheme = SignAlgorithm::Ecdsa(HashAlgorithm::Sha256);
+        let chain = [pki.ca.issuing_der.clone()];
+        let p = Params { scheme, certificate: &cert, chain: &chain, signing_time: T };
+        let prepared = prepare(Input::Enveloped(DOC.as_bytes()), &p).unwrap();
+        let dtbs = prepared.data_to_be_signed().to_vec();
+        assert_eq!(digest(HashAlgorithm::Sha256, &dtbs), prepared.to_be_signed);
+        let signature = key.sign_digest(scheme, &prepared.to_be_signed).unwrap();
+        let out = prepared.finish(&signature, None, None).unwrap();
+        let doc = uppsala::parse(std::str::from_utf8(&out).unwrap()).unwrap();
+        let signed_info = doc.get_elements_by_tag_name_ns(DS, "SignedInfo")[0];
+        assert_eq!(c14n_set(&doc, &NodeSet::tree_without_comments(signed_info, &doc)), dtbs);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use common::agent::*;
 use common::hsm;
+use common::verify::verify_passes;
 use common::*;
 use serde_json::{Value, json};
 
@@ -326,23 +327,6 @@ async fn an_unanswered_asynchronous_request_expires_and_costs_nothing() {
     drop(server);
 }
 
-/// `cloudsign verify FILE --trust ROOT [--detached DATA] [--offline]`, which must pass; the
-/// report.
-fn verify(env: &Env, file: &Path, root: &Path, detached: Option<&Path>, offline: bool) -> String {
-    let mut cmd = env.command();
-    cmd.arg("verify").arg(file).arg("--trust").arg(root);
-    if offline {
-        cmd.arg("--offline");
-    }
-    if let Some(d) = detached {
-        cmd.arg("--detached").arg(d);
-    }
-    let out = cmd.output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.contains("TOTAL-PASSED"), "{file:?}: {report}");
-    report
-}
-
 #[tokio::test]
 async fn sign_doc_on_the_card_at_every_level() {
     let (env, conf) = setup();
@@ -413,7 +397,7 @@ async fn sign_doc_on_the_card_at_every_level() {
         (&jades, Some(&detached), "B-LT", true),
         (&pades, None, "B-LTA", true),
     ] {
-        let report = verify(&env, file, &root, detached.map(|p| p.as_path()), offline);
+        let report = verify_passes(&env, file, &root, detached.map(|p| p.as_path()), offline);
         assert!(report.contains(&format!("level:         {level}\n")), "{file:?}: {report}");
     }
     let p = run(Command::new(venv_tool("pyhanko")).args(["sign", "validate", "--trust"]).arg(&root).arg("--trust-replace").arg(&pades));
@@ -435,7 +419,7 @@ async fn sign_doc_on_the_card_at_every_level() {
     let (ok, log) = running.wait();
     assert!(ok && log.contains("PDF document, PAdES B-LT signature"), "{log}");
     let pades = write("card-async.pdf", &v["DocumentWithSignature"][0]);
-    let report = verify(&env, &pades, &root, None, true);
+    let report = verify_passes(&env, &pades, &root, None, true);
     assert!(report.contains("level:         B-LT\n"), "{report}");
 
     // Declined: nothing is handed out and the SAD is whole again (a second signDoc with it is

@@ -782,15 +782,11 @@ impl Service {
             Some(d) if !d.revoked => d,
             _ => return Err(Error::invalid("The credential's signing device is revoked")),
         };
-        if !device.prehashed {
-            return Err(Error::invalid(match need.method {
-                DeviceMethod::SignHash => "This credential's device signs documents only: use signatures/signDoc",
-                // The device needs the data to be signed (DTBS: the signed attributes, the
-                // SignedInfo, the JWS signing input), which the AdES builders do not hand out yet.
-                DeviceMethod::SignDoc => {
-                    "This credential's device signs only what it hashes itself, which signatures/signDoc cannot send it yet"
-                }
-            }));
+        // A device that hashes what it signs (the phone page: WebCrypto) needs the data to be
+        // signed with each digest ("DTBS and DTBS/R"): signDoc has it (the signed attributes,
+        // the SignedInfo, the JWS signing input it built), a signHash only the digests.
+        if !device.prehashed && need.method == DeviceMethod::SignHash {
+            return Err(Error::invalid(NO_DTBS));
         }
         if need.online && !self.device_online(&device, now()) {
             return Err(Error::invalid("The credential's signing device is not connected"));
@@ -803,7 +799,42 @@ impl Service {
     /// come back in the CSC form, each verified against the certificate by `accept_answer`.
     /// Nothing else is given back here: the caller knows what the SAD paid.
     pub(crate) async fn device_request(&self, ask: &DeviceAsk<'_>, scheme: SignAlgorithm, digests: &[Vec<u8>]) -> Result<DeviceEnd> {
+        self.device_request_with(ask, scheme, digests, None).await
+    }
+
+    /// [`device_request`](Self::device_request) with the data to be signed, one per digest
+    /// (signDoc: what the service built and hashed), sent only to a device that hashes what it
+    /// signs ("DTBS and DTBS/R"); a device that signs digests gets the digests alone. The
+    /// answer is verified over the digests either way: the device checks that each DTBS hashes
+    /// to its digest, so a signature over a DTBS is one over its digest.
+    pub(crate) async fn device_request_with(
+        &self,
+        ask: &DeviceAsk<'_>,
+        scheme: SignAlgorithm,
+        digests: &[Vec<u8>],
+        dtbs: Option<&[Vec<u8>]>,
+    ) -> Result<DeviceEnd> {
         let (row, device) = (ask.row, ask.device);
+        let dtbs = match (device.prehashed, dtbs) {
+            (true, _) => None,
+            // Refused by `device_precheck` before any SAD was spent; kept as the last word.
+            (false, None) => return Err(Error::invalid(NO_DTBS)),
+            (false, Some(data)) => {
+                if data.len() != digests.len() {
+                    return Err(Error::Internal("one data to be signed per digest".into()));
+                }
+                if data.iter().any(|d| d.len() > protocol::MAX_DTBS_BYTES) {
+                    return Err(Error::invalid(DTBS_TOO_LARGE));
+                }
+                // What the device checks first (it would decline `invalid_request`): a mismatch
+                // here is the service's own mistake, not the signer's.
+                let hash = scheme.hash();
+                if data.iter().zip(digests).any(|(d, h)| cloudsign_ades::digest(hash, d) != *h) {
+                    return Err(Error::Internal("the data to be signed does not hash to its digest".into()));
+                }
+                Some(data.iter().map(|d| B64(d.clone())).collect())
+            }
+        };
         let digests_hex: Vec<String> = digests.iter().map(|d| hex(d)).collect();
         let t = now();
         let expires_at = (t + self.cfg.device.request_seconds as i64).min(ask.deadline.max(t + 1));
@@ -818,7 +849,7 @@ impl Service {
             sign_algo: scheme.oid().to_string(),
             hash_algorithm_oid: scheme.hash().oid().to_string(),
             digests: digests.iter().map(|d| B64(d.clone())).collect(),
-            dtbs: None,
+            dtbs,
             verification_code: code,
             application: ask.application.clone(),
             label: check::display_text(&ask.label, protocol::MAX_LABEL_CHARS),
@@ -980,6 +1011,15 @@ impl Service {
         Ok(self.store.give_back_sad(sad_hash, digests_hex, &audit).await?)
     }
 }
+
+/// The refusal of a signHash for a device that hashes what it signs ("CSC integration",
+/// synchronous table): a hash-only request has no data to be signed to send it.
+const NO_DTBS: &str = "This credential's device signs documents only: use signatures/signDoc";
+
+/// The refusal of a document whose data to be signed exceeds what a request carries to a device
+/// that hashes what it signs (`MAX_DTBS_BYTES`, doc "Encoding", limits).
+pub(crate) const DTBS_TOO_LARGE: &str = "Invalid parameter documents: this credential's device hashes what it signs, and the data to be \
+     signed for this document is larger than the 64 KiB a device request carries";
 
 /// What a device signature is for (its precheck).
 #[derive(Debug, Clone, Copy)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use cloudsign_keys::SigningKey;
 
 use crate::credentials::sad_outcome;
-use crate::device::{DeviceAsk, DeviceMethod, DeviceNeed};
+use crate::device::{DTBS_TOO_LARGE, DeviceAsk, DeviceMethod, DeviceNeed, protocol};
 use crate::signing::{check_scheme, sad_hash_for};
 use crate::timestamp::now_millis;
 use crate::{Error, RequestContext, Result, Service, Session, now};
@@ -167,6 +167,21 @@ impl Service {
             (Some(self.key_for_sad(session, &row, input.sad.as_deref(), &sad_hash).await?), None)
         };
         let certificate = row.cert.der.clone();
+        // A device that hashes what it signs gets the data to be signed with each digest
+        // (`docs/device-protocol.md`, "DTBS and DTBS/R"), at most 64 KiB each. For JAdES that is
+        // the JWS signing input, which holds the whole document (base64url when attached, as it
+        // is when detached: RFC 7797 §3): refused here, before the SAD is spent, when it is too
+        // large. The other formats' DTBS (signed attributes, SignedInfo) are small.
+        if let Some(d) = &device
+            && !d.prehashed
+        {
+            let chain = [self.ca.issuing_der.clone()];
+            for item in input.items.iter().filter(|i| i.format == Format::Jades) {
+                if jades_signing_input_len(item, &certificate, &chain)? > protocol::MAX_DTBS_BYTES {
+                    return Err(Error::invalid(DTBS_TOO_LARGE));
+                }
+            }
+        }
         // B-LT: the validation data can be made (the CRLs, the signer certificate's OCSP
         // response) — tried before the SAD is spent, so that a failure here costs nothing. What
         // goes into the signatures is made again after their time-stamps (`sign_docs`).
@@ -211,7 +226,8 @@ impl Service {
                 Format::Pades => self.sign_pdf(key, item, &params).await?,
                 Format::Cades => {
                     let prepared = cades::prepare(&item.digest, &params).map_err(|e| Error::Internal(e.to_string()))?;
-                    let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
+                    let dtbs = key.needs_dtbs().then(|| prepared.data_to_be_signed());
+                    let signature = self.sign_one(key, &item, prepared.to_be_signed.clone(), dtbs).await?;
                     let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
                     Signed::Cades { item, prepared, signature, token }
                 }
@@ -319,7 +335,10 @@ impl Service {
             _ => jades::prepare_detached(payload, &jparams),
         }
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
+        // The signing input holds the payload: built only for a device that needs it, whose
+        // size `check_doc` bounded (attached, the payload part is the JWS's own).
+        let dtbs = key.needs_dtbs().then(|| prepared.signing_input(payload));
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone(), dtbs).await?;
         let internal = |e: cloudsign_ades::AdesError| Error::Internal(e.to_string());
         if item.level == Level::BB {
             return Ok(Signed::Done(prepared.finish(&signature).map_err(internal)?.into_bytes()));
@@ -330,8 +349,9 @@ impl Service {
     }
 
     /// One signature value over the digest `tbs` of `item`'s structure: by the key on the
-    /// blocking pool, or by the signer's device (one request, waited for).
-    async fn sign_one(&self, signer: &DocSigner<'_>, item: &DocItem, tbs: Vec<u8>) -> Result<Vec<u8>> {
+    /// blocking pool, or by the signer's device (one request, waited for), which also gets the
+    /// structure itself, `dtbs`, when it hashes what it signs ([`DocSigner::needs_dtbs`]).
+    async fn sign_one(&self, signer: &DocSigner<'_>, item: &DocItem, tbs: Vec<u8>, dtbs: Option<Vec<u8>>) -> Result<Vec<u8>> {
         let scheme = item.scheme;
         match signer {
             DocSigner::Key(key) => {
@@ -345,7 +365,8 @@ impl Service {
                 let what = item_label(item);
                 let label = if *documents == 1 { what } else { format!("{what} ({k} of {documents})") };
                 let ask = DeviceAsk { label, ..ask.clone() };
-                let mut signatures = self.device_request(&ask, scheme, std::slice::from_ref(&tbs)).await?.signatures()?;
+                let dtbs = dtbs.as_ref().map(std::slice::from_ref);
+                let mut signatures = self.device_request_with(&ask, scheme, std::slice::from_ref(&tbs), dtbs).await?.signatures()?;
                 signatures.pop().ok_or_else(|| Error::Internal("the device returned no signature".into()))
             }
         }
@@ -371,7 +392,8 @@ impl Service {
         let document = item.document.as_deref().unwrap_or_default();
         let prepared = xades::prepare(xml_input(item.packaging, document), params)
             .map_err(|e| Error::invalid(format!("Invalid parameter documents: {e}")))?;
-        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
+        let dtbs = key.needs_dtbs().then(|| prepared.data_to_be_signed().to_vec());
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone(), dtbs).await?;
         let token = match item.level {
             Level::BB => None,
             _ => {
@@ -400,7 +422,8 @@ impl Service {
         let placeholder = pades::add_signature(&mut pdf, pdf_kind(item.packaging, params.signing_time), reserve).map_err(bad)?;
         let (before, after) = placeholder.signed_parts();
         let prepared = cades::prepare_pades(&cloudsign_ades::digest_parts(hash, &[document, before, after]), params).map_err(bad)?;
-        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone()).await?;
+        let dtbs = key.needs_dtbs().then(|| prepared.data_to_be_signed());
+        let signature = self.sign_one(key, &item, prepared.to_be_signed.clone(), dtbs).await?;
         let token = self.signature_timestamp(item.level, prepared.timestamp_imprint(&signature))?;
         let cms = prepared.finish(&signature, token.as_deref(), None, None);
         let mut out = document.to_vec();
@@ -414,7 +437,8 @@ impl Service {
 
 /// What makes a signDoc's signature values: a key in the service (software, HSM), or the
 /// signer's device, asked once per document for the digest of the structure the service built
-/// (the signed attributes, the `ds:SignedInfo`, the JWS signing input).
+/// (the signed attributes, the `ds:SignedInfo`, the JWS signing input) — and sent that structure
+/// too when it hashes what it signs (the phone page).
 pub(crate) enum DocSigner<'a> {
     /// A key in the service.
     Key(Arc<dyn SigningKey>),
@@ -433,6 +457,26 @@ impl<'a> DocSigner<'a> {
     pub(crate) fn device(ask: DeviceAsk<'a>, documents: usize) -> Self {
         DocSigner::Device { ask, documents, sent: std::sync::atomic::AtomicUsize::new(0) }
     }
+
+    /// Whether the signer needs the data to be signed besides its digest: a device paired with
+    /// `prehashed: false` (WebCrypto signs only what it hashes itself; "DTBS and DTBS/R").
+    fn needs_dtbs(&self) -> bool {
+        matches!(self, DocSigner::Device { ask, .. } if !ask.device.prehashed)
+    }
+}
+
+/// The length of an item's JWS signing input (RFC 7515 §5.1), without building it: the
+/// protected header (whose length depends on neither the signing time nor the payload) and the
+/// payload part, base64url without padding when attached, the document itself when detached.
+fn jades_signing_input_len(item: &DocItem, certificate: &[u8], chain: &[Vec<u8>]) -> Result<usize> {
+    let n = item.document.as_ref().map_or(0, Vec::len);
+    let p = jades::Params { scheme: item.scheme, certificate, chain, signing_time: 0 };
+    let (empty, payload) = match item.packaging {
+        Packaging::Attached => (jades::prepare_attached(&[], &p), n / 3 * 4 + [0, 2, 3][n % 3]),
+        _ => (jades::prepare_detached(&[], &p), n),
+    };
+    let header = empty.map_err(|e| Error::Internal(e.to_string()))?.signing_input(&[]).len();
+    Ok(header + payload)
 }
 
 /// What the signer's device shows for one document: its format and level.
@@ -525,4 +569,38 @@ fn preflight(item: &DocItem, certificate: &[u8], issuing: &[u8]) -> Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The length `check_doc` bounds is the length of the signing input the device is sent.
+    #[test]
+    fn jades_signing_input_len_is_exact() {
+        let scheme = SignAlgorithm::Ecdsa(cloudsign_asn1::HashAlgorithm::Sha256);
+        let certificate = vec![0x30; 700];
+        let chain = vec![vec![0x30; 900]];
+        for packaging in [Packaging::Attached, Packaging::Detached] {
+            for n in [0, 1, 2, 3, 4, 5, 1000, 65_537] {
+                let document: Vec<u8> = (0..n).map(|i| i as u8).collect();
+                let p = jades::Params { scheme, certificate: &certificate, chain: &chain, signing_time: 1_800_000_000 };
+                let prepared = match packaging {
+                    Packaging::Attached => jades::prepare_attached(&document, &p),
+                    _ => jades::prepare_detached(&document, &p),
+                }
+                .unwrap();
+                let item = DocItem {
+                    format: Format::Jades,
+                    digest: vec![0; 32],
+                    document: Some(document.clone()),
+                    packaging,
+                    scheme,
+                    level: Level::BB,
+                };
+                let len = jades_signing_input_len(&item, &certificate, &chain).unwrap();
+                assert_eq!(len, prepared.signing_input(&document).len(), "{packaging:?}, {n} bytes");
+            }
+        }
+    }
 }

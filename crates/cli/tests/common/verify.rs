@@ -8,6 +8,23 @@ use serde_json::Value;
 
 use super::{Env, run};
 
+/// `cloudsign verify FILE --trust ROOT [--detached DATA] [--offline]`, which must pass
+/// (TOTAL-PASSED); the report. `offline`: from the validation data the signature embeds.
+pub fn verify_passes(env: &Env, file: &Path, root: &Path, detached: Option<&Path>, offline: bool) -> String {
+    let mut cmd = env.command();
+    cmd.arg("verify").arg(file).arg("--trust").arg(root);
+    if offline {
+        cmd.arg("--offline");
+    }
+    if let Some(d) = detached {
+        cmd.arg("--detached").arg(d);
+    }
+    let out = cmd.output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("TOTAL-PASSED"), "{file:?}: {report}");
+    report
+}
+
 /// `cloudsign verify FILE ARGS` with `vars` set.
 pub fn verify_output(env: &Env, file: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
     let mut c = env.command();
