@@ -4,7 +4,9 @@
 //! code and a CSR, long-polls, and answers the signRequests an application's signHash causes.
 //! The signatures are checked by openssl against the certificate the CA issued. Refusals: an
 //! offline device (400, the SAD still usable), a decline, a replayed answer, an answer signed by
-//! another key, a wrong verification code (audited), and a revoked device.
+//! another key, a wrong verification code, other digests echoed, signatures that do not verify
+//! (over another digest, by another key, corrupted), another user's device answering (each
+//! audited, the SAD given back), and a revoked device.
 
 mod common;
 
@@ -73,14 +75,14 @@ fn jws(device_pkcs8: &str, kid: &str, payload: Value) -> String {
 }
 
 impl Dev {
-    async fn pair(server: &Server, aud: &str, code: &str) -> Dev {
+    async fn pair(server: &Server, aud: &str, user: &str, code: &str) -> Dev {
         let http = reqwest::Client::new();
         let base = format!("{}/device/v1", server.url);
         let (s, ch) =
             post(&http, &format!("{base}/pair/start"), "application/json", json!({"v": 1, "pairingCode": code}).to_string()).await;
         assert_eq!(s, 200, "{ch}");
         assert_eq!(ch["type"], "pairChallenge");
-        assert_eq!(ch["user"], "alice");
+        assert_eq!(ch["user"], user);
         assert_eq!(ch["aud"], aud);
         let pairing_id = ch["pairingId"].as_str().unwrap();
         let challenge = ch["challenge"].as_str().unwrap();
@@ -151,19 +153,36 @@ impl Dev {
     /// The signature answer (signed by the signing key over the request's digests), with the
     /// code as given.
     fn signature(&mut self, req: &Value, code: &str) -> String {
-        let sigs = oracle("sign_digests", json!({"signing_pkcs8": self.signing_pkcs8, "scheme": "es256", "digests": req["digests"]}));
+        let sigs = self.sign_digests(&req["digests"]);
+        self.signature_with(req, code, req["digests"].clone(), sigs)
+    }
+
+    /// This device's signing key over `digests` (base64url): the `signatures` member.
+    fn sign_digests(&self, digests: &Value) -> Value {
+        oracle("sign_digests", json!({"signing_pkcs8": self.signing_pkcs8, "scheme": "es256", "digests": digests}))["signatures"].clone()
+    }
+
+    /// A signature answer to `req`, authentic (this device's key, kid and next counter, the
+    /// request's id and nonce), with the echoed digests and the signatures as given.
+    fn signature_with(&mut self, req: &Value, code: &str, digests: Value, signatures: Value) -> String {
         let counter = self.next();
         jws(
             &self.device_pkcs8,
             &self.id,
             json!({"type": "signature", "v": 1, "aud": self.aud, "counter": counter, "requestId": req["requestId"], "nonce": req["nonce"],
-                   "verificationCode": code, "digests": req["digests"], "signatures": sigs["signatures"]}),
+                   "verificationCode": code, "digests": digests, "signatures": signatures}),
         )
     }
 
     async fn answer(&self, message: String) -> (u16, Value) {
         post(&self.http, &format!("{}/answer", self.base), "application/jose", message).await
     }
+}
+
+/// `signatures/signHash` of one digest, started now: the device answers while it waits.
+fn start_sign(api: &Api, credential: &str, sad: &str, digest: &[u8]) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (app, cred, sad, d) = (api.clone(), credential.to_string(), sad.to_string(), digest.to_vec());
+    tokio::spawn(async move { app.sign(&cred, &sad, &[d], ECDSA_SHA256, None).await })
 }
 
 fn audit(env: &Env) -> Vec<Value> {
@@ -178,6 +197,7 @@ async fn a_python_device_pairs_long_polls_and_signs() {
     std::fs::write(&config, "[device]\nenabled = true\npoll_hold_seconds = 2\nrequest_seconds = 20\n").unwrap();
     let env = env.with_env("CLOUDSIGN_CONFIG", &config.display().to_string());
     env.add_user("alice");
+    env.add_user("bob");
 
     // Disabled devices: the routes are unknown paths.
     {
@@ -192,6 +212,9 @@ async fn a_python_device_pairs_long_polls_and_signs() {
     let code: Value = serde_json::from_str(out.trim()).unwrap();
     let code = code["pairingCode"].as_str().unwrap().to_string();
     assert_eq!(code.len(), 11, "{code}");
+    let out = env.admin(&["device", "pair", "bob", "--pin-stdin", "--json"], &format!("{PIN}\n"));
+    let bob_code: Value = serde_json::from_str(out.trim()).unwrap();
+    let bob_code = bob_code["pairingCode"].as_str().unwrap().to_string();
     let server = env.start();
     // A wrong code is refused and audited.
     let http = reqwest::Client::new();
@@ -203,7 +226,7 @@ async fn a_python_device_pairs_long_polls_and_signs() {
     )
     .await;
     assert_eq!(s, 401);
-    let mut dev = Dev::pair(&server, &aud, &code).await;
+    let mut dev = Dev::pair(&server, &aud, "alice", &code).await;
     // The code worked once.
     let (s, _) =
         post(&http, &format!("{}/device/v1/pair/start", server.url), "application/json", json!({"v":1,"pairingCode": code}).to_string())
@@ -288,17 +311,89 @@ async fn a_python_device_pairs_long_polls_and_signs() {
     let (s, v) = signing.await.unwrap();
     assert_error("signHash", s, &v, 400, "invalid_request", "wrong_verification_code");
 
-    // And still usable: the device signs it this time.
-    let (app, cred, d, sad2) = (api.clone(), dev.credential.clone(), digest.clone(), sad.clone());
-    let signing = tokio::spawn(async move { app.sign(&cred, &sad2, &[d], ECDSA_SHA256, None).await });
+    // Authentic answers for what the device was not sent, or whose signatures do not verify
+    // ("Checks and refusals", steps 11 and 12): each refused with its code, the request ended
+    // as refused (the application gets the documented 400), the SAD given back each time.
+    let other_digest = sha256(b"a document the signer never saw");
+    let other_key = oracle("keys", json!({"signing": "p256"}));
+    let other_signatures = |digests: &Value| {
+        oracle("sign_digests", json!({"signing_pkcs8": other_key["signing_pkcs8"], "scheme": "es256", "digests": digests}))["signatures"]
+            .clone()
+    };
+    let mut refused_requests: Vec<(String, &str)> = Vec::new();
+    for case in ["other digest echoed", "a digest added", "over another digest", "by another key", "corrupted"] {
+        let signing = start_sign(&api, &dev.credential, &sad, &digest);
+        let req = dev.request().await;
+        // The request's own code: only the digests or the signatures are wrong.
+        let vc = req["verificationCode"].as_str().unwrap().to_string();
+        let theirs = req["digests"].clone();
+        let (echoed, signatures, code) = match case {
+            "other digest echoed" => {
+                let echoed = json!([b64u(&other_digest)]);
+                let sigs = dev.sign_digests(&echoed);
+                (echoed, sigs, "digest_not_requested")
+            }
+            "a digest added" => {
+                let echoed = json!([theirs[0], b64u(&other_digest)]);
+                let sigs = dev.sign_digests(&echoed);
+                (echoed, sigs, "digest_not_requested")
+            }
+            "over another digest" => (theirs, dev.sign_digests(&json!([b64u(&other_digest)])), "bad_signature"),
+            "by another key" => {
+                let sigs = other_signatures(&theirs);
+                (theirs, sigs, "bad_signature")
+            }
+            _ => {
+                let mut raw = unb64u(dev.sign_digests(&theirs)[0].as_str().unwrap());
+                let last = raw.len() - 1;
+                raw[last] ^= 0x01;
+                (theirs, json!([b64u(&raw)]), "bad_signature")
+            }
+        };
+        let answer = dev.signature_with(&req, &vc, echoed, signatures);
+        let (s, v) = dev.answer(answer).await;
+        assert_eq!(s, 400, "{case}: {v}");
+        assert_eq!(v["error"], code, "{case}: {v}");
+        let (s, v) = signing.await.unwrap();
+        assert_error("signHash", s, &v, 400, "invalid_request", &format!("answer was refused ({code})"));
+        refused_requests.push((req["requestId"].as_str().unwrap().to_string(), code));
+    }
+
+    // Bob's device, paired with his own code, answers alice's request with his own key and kid
+    // (and her request's id, nonce and code, as if he had them): `foreign` ("sent to another
+    // device", step 8), audited, and her request stays for her device, which signs it.
+    let mut bob = Dev::pair(&server, &aud, "bob", &bob_code).await;
+    assert_ne!(bob.id, dev.id);
+    let signing = start_sign(&api, &dev.credential, &sad, &digest);
     let req = dev.request().await;
     // Not `code`: that is the pairing code, checked against the audit log below.
     let vc = req["verificationCode"].as_str().unwrap().to_string();
+    let bobs = bob.signature(&req, &vc);
+    let (s, v) = bob.answer(bobs).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"], "foreign");
+    // Nor does his decline end it.
+    let counter = bob.next();
+    let decline = jws(
+        &bob.device_pkcs8,
+        &bob.id,
+        json!({"type": "decline", "v": 1, "aud": aud, "counter": counter, "requestId": req["requestId"], "nonce": req["nonce"], "reason": "user_refused"}),
+    );
+    let (s, v) = bob.answer(decline).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"], "foreign");
+    assert!(!signing.is_finished(), "another user's device ended alice's request");
+
+    // And still usable: the device signs it this time.
     let answer = dev.signature(&req, &vc);
     assert_eq!(dev.answer(answer).await.0, 200);
     let (s, v) = signing.await.unwrap();
     assert_eq!(s, 200, "{v}");
     openssl_verify_signature(&env.dir, &cert, &data, &unb64(v["signatures"][0].as_str().unwrap()), "sha256", "ecdsa");
+    // Spent now: the SAD was for one signature, and only the signed one counted.
+    let (s, v) = api.sign(&dev.credential, &sad, std::slice::from_ref(&digest), ECDSA_SHA256, None).await;
+    assert_error("signHash", s, &v, 400, "invalid_request", "SAD");
+    let alice_request = req["requestId"].as_str().unwrap().to_string();
 
     let events = audit(&env);
     let has = |event: &str, outcome: &str| events.iter().any(|e| e["event"] == event && e["outcome"] == outcome);
@@ -315,8 +410,40 @@ async fn a_python_device_pairs_long_polls_and_signs() {
     ] {
         assert!(has(e, o), "no {e} {o} in the audit log");
     }
+    // Each refused answer, under its request, with its code.
+    for (request, code) in &refused_requests {
+        assert!(
+            events.iter().any(|e| e["event"] == "device.answer"
+                && e["outcome"] == "refused"
+                && e["detail"]["request"] == request.as_str()
+                && e["detail"]["device"] == dev.id.as_str()
+                && e["detail"]["result"]["reason"] == *code),
+            "no refused answer {code} for {request} in the audit log"
+        );
+    }
+    // Bob's answers to alice's request: refused as his device's, foreign.
+    let bobs: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "device.answer" && e["detail"]["device"] == bob.id.as_str() && e["detail"]["request"] == alice_request.as_str()
+        })
+        .collect();
+    assert_eq!(bobs.len(), 2, "{bobs:?}");
+    for e in bobs {
+        assert_eq!(e["outcome"], "refused", "{e}");
+        assert_eq!(e["detail"]["reason"], "foreign", "{e}");
+        assert_eq!(e["actor"], "bob", "{e}");
+        assert_eq!(e["credentialID"], bob.credential.as_str(), "{e}");
+    }
+    // The request itself was answered by alice's device.
+    assert!(events.iter().any(|e| e["event"] == "device.answer"
+        && e["outcome"] == "ok"
+        && e["detail"]["request"] == alice_request.as_str()
+        && e["detail"]["device"] == dev.id.as_str()));
     let all = env.admin(&["audit", "--json", "--limit", "100000"], "");
-    assert!(!all.contains(&code.replace('-', "")) && !all.contains(&code), "the pairing code is in the audit log");
+    for code in [&code, &bob_code] {
+        assert!(!all.contains(&code.replace('-', "")) && !all.contains(code.as_str()), "a pairing code is in the audit log");
+    }
 
     // List, rename, revoke: then the credential signs no more.
     let list: Vec<Value> =
