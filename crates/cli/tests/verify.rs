@@ -230,6 +230,65 @@ async fn revocation_is_checked_online_against_the_proven_time() {
 }
 
 #[tokio::test]
+async fn xades_and_jades_revocation_is_checked_online() {
+    // As `revocation_is_checked_online_against_the_proven_time`, for the formats whose
+    // certificates `verify` reads from XML (ds:KeyInfo, time-stamp tokens) and from a JWS
+    // (x5c, etsiU): without those the validator had no status and said INDETERMINATE.
+    let addr = free_loopback_addr();
+    let url = format!("http://{addr}");
+    let env = Env::new(BIN, "sqlite").with_env("CLOUDSIGN_PUBLIC_URL", &url);
+    env.add_user("alice");
+    let cred = env.add_credential("alice", &["--scal", "1"])["credentialID"].as_str().unwrap().to_string();
+    let server = env.start_with(&["--listen", &addr]);
+    let (_, root) = write_ca(&env);
+    let xml = env.file("order.xml");
+    std::fs::write(&xml, "<order xmlns=\"urn:example\"><item>1</item></order>").unwrap();
+    let data = env.file("data.json");
+    std::fs::write(&data, br#"{"amount": 42}"#).unwrap();
+    // (signed file, sign options, verify options, level): XAdES enveloped, JAdES B-B compact
+    // and detached, JAdES B-T in the JSON serialization with its sigTst in etsiU.
+    let cases: Vec<(PathBuf, Vec<&str>, Vec<&str>, &str)> = vec![
+        (env.file("order-bb.xml"), vec!["--format", "xades", "--level", "B-B"], vec![], "B-B"),
+        (env.file("order-bt.xml"), vec!["--format", "xades", "--level", "B-T"], vec![], "B-T"),
+        (env.file("data-bb.jws"), vec!["--format", "jades", "--level", "B-B"], vec!["--detached", data.to_str().unwrap()], "B-B"),
+        (env.file("data-bt.jws.json"), vec!["--format", "jades", "--level", "B-T"], vec!["--detached", data.to_str().unwrap()], "B-T"),
+    ];
+    for (out, sign, _, _) in &cases {
+        let input = if sign[1] == "xades" { &xml } else { &data };
+        sign_as_alice(&env, &url, &cred, input, out, sign);
+    }
+    let jws = std::fs::read_to_string(&cases[2].0).unwrap();
+    assert_eq!(jws.split('.').count(), 3, "B-B JAdES is compact: {jws}");
+    for (out, _, extra, level) in &cases {
+        // Online: good, from the service's responder.
+        let (code, r) = verify(&env, out, &root, extra);
+        assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{out:?}: {r:#}");
+        assert_eq!(r["signatures"][0]["level"], *level, "{out:?}: {r:#}");
+        assert_eq!(r["signatures"][0]["chain"][0]["revocation"], "good", "{out:?}: {r:#}");
+        assert_eq!(r["signatures"][0]["chain"][0]["source"], "fetched", "{out:?}: {r:#}");
+        // Offline there is nothing to decide with: it was the fetched status that decided.
+        let (code, r) = verify(&env, out, &root, &[&["--offline"][..], extra].concat());
+        assert_eq!((code, indication(&r, 0)), (1, ("INDETERMINATE".into(), "TRY_LATER".into())), "{out:?}: {r:#}");
+    }
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.admin(&["credential", "revoke", &cred, "--reason", "keyCompromise"], "");
+    // The revocation is seen online: B-B signatures fall with their certificate; B-T ones were
+    // made, as their time-stamp proves, before it and stand.
+    for (out, _, extra, level) in &cases {
+        let (code, r) = verify(&env, out, &root, extra);
+        let revocation = r["signatures"][0]["chain"][0]["revocation"].as_str().unwrap_or_default().to_string();
+        assert!(revocation.starts_with("revoked at"), "{out:?}: {r:#}");
+        if *level == "B-B" {
+            assert_eq!((code, indication(&r, 0)), (1, ("TOTAL-FAILED".into(), "REVOKED".into())), "{out:?}: {r:#}");
+        } else {
+            assert_eq!((code, indication(&r, 0).0.as_str()), (0, "TOTAL-PASSED"), "{out:?}: {r:#}");
+        }
+    }
+    drop(server);
+}
+
+#[tokio::test]
 async fn validation_api() {
     use serde_json::json;
     let env = Env::new(BIN, "sqlite");

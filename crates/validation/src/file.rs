@@ -145,8 +145,9 @@ fn other(kind: Kind, bytes: &[u8], detached: Option<&[u8]>, inputs: &Inputs<'_>)
     })
 }
 
-/// The certificates a file's signatures carry (CMS certificates and a PDF's DSS): what an online
-/// revocation check asks about.
+/// The certificates a file's signatures carry (CMS certificates and a PDF's DSS; XAdES
+/// `ds:KeyInfo` and certificate values; JAdES `x5c` and `xVals`; the certificates of every
+/// signature and archive time-stamp token): what an online revocation check asks about.
 pub fn certificates_in(file: &Path) -> Vec<Vec<u8>> {
     let Ok(bytes) = std::fs::read(file) else { return Vec::new() };
     certificates_in_bytes(&bytes)
@@ -170,8 +171,24 @@ pub fn certificates_in_bytes(bytes: &[u8]) -> Vec<Vec<u8>> {
             }
             out
         }
-        _ => Vec::new(),
+        // XAdES and JAdES: each format's own reading of its signatures, so that what is fetched
+        // for is what validation then looks at.
+        Some(Kind::Xml) => distinct(crate::xades::certificates(bytes)),
+        Some(Kind::Jws) => distinct(crate::jades::certificates(bytes)),
+        None => Vec::new(),
     }
+}
+
+/// The certificates that parse, each once (a certificate in `ds:KeyInfo` and in
+/// `CertificateValues`, or in `x5c` and a time-stamp token, is asked about once).
+fn distinct(certs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(certs.len());
+    for c in certs {
+        if !out.contains(&c) && crate::x509::Certificate::parse(&c).is_ok() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// DER, or PEM (`-----BEGIN PKCS7-----` / `CMS`).
@@ -195,4 +212,123 @@ fn digest_reader<R: Read>(mut r: R, hash: HashAlgorithm) -> Option<Vec<u8>> {
         ctx.update(&buf[..n]);
     }
     Some(ctx.finish().as_ref().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x509::test_pki::read;
+    use cloudsign_asn1::b64;
+
+    /// A CMS SignedData over a message by `leaf-rsa`, carrying `leaf-rsa` and `ocsp`: it stands
+    /// for a time-stamp token here (only its certificates are read).
+    fn token() -> Vec<u8> {
+        static TOKEN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        TOKEN
+            .get_or_init(|| {
+                let dir = std::env::temp_dir().join(format!("cloudsign-file-token-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                for name in ["leaf-rsa.pem", "leaf-rsa.key", "ocsp.pem", "msg.txt"] {
+                    std::fs::write(dir.join(name), read(name)).unwrap();
+                }
+                let out = std::process::Command::new("openssl")
+                    .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in", "msg.txt", "-signer", "leaf-rsa.pem"])
+                    .args(["-inkey", "leaf-rsa.key", "-certfile", "ocsp.pem", "-out", "token.der"])
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let token = std::fs::read(dir.join("token.der")).unwrap();
+                let _ = std::fs::remove_dir_all(&dir);
+                token
+            })
+            .clone()
+    }
+
+    fn b64url(bytes: &[u8]) -> String {
+        b64::encode_url(bytes)
+    }
+
+    /// The fixture names of `certs`, sorted (a CMS SET OF has its own order), each once.
+    fn names(certs: &[Vec<u8>]) -> Vec<String> {
+        let all = ["root", "inter", "leaf-ec", "leaf-rsa", "ocsp"];
+        let mut out: Vec<String> = certs
+            .iter()
+            .map(|c| all.iter().find(|n| read(&format!("{n}.der")) == *c).map_or_else(|| "unknown".into(), |n| n.to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn xades_certificates_from_key_info_values_and_time_stamps() {
+        let (leaf, inter, token) = (b64::encode(&read("leaf-ec.der")), b64::encode(&read("inter.der")), b64::encode(&token()));
+        // The leaf twice (KeyInfo and CertificateValues), the certificate split over lines as
+        // base64Binary allows; an X509Certificate outside KeyInfo is no signature's.
+        let wrapped: String = leaf.as_bytes().chunks(64).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
+        let xml = format!(
+            r#"<doc><ds:X509Certificate xmlns:ds="http://www.w3.org/2000/09/xmldsig#">{inter}</ds:X509Certificate>
+<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>
+{wrapped}</ds:X509Certificate></ds:X509Data></ds:KeyInfo><ds:Object><xades:QualifyingProperties xmlns:xades="http://uri.etsi.org/01903/v1.3.2#">
+<xades:UnsignedProperties><xades:UnsignedSignatureProperties><xades:SignatureTimeStamp><xades:EncapsulatedTimeStamp>{token}</xades:EncapsulatedTimeStamp></xades:SignatureTimeStamp>
+<xades:CertificateValues><xades:EncapsulatedX509Certificate>{leaf}</xades:EncapsulatedX509Certificate><xades:EncapsulatedX509Certificate>{inter}</xades:EncapsulatedX509Certificate><xades:EncapsulatedX509Certificate>bm90IGEgY2VydGlmaWNhdGU=</xades:EncapsulatedX509Certificate></xades:CertificateValues>
+</xades:UnsignedSignatureProperties></xades:UnsignedProperties></xades:QualifyingProperties></ds:Object></ds:Signature></doc>"#
+        );
+        let got = certificates_in_bytes(xml.as_bytes());
+        assert_eq!(names(&got), ["inter", "leaf-ec", "leaf-rsa", "ocsp"]);
+        assert_eq!(got.len(), 4, "each once");
+    }
+
+    #[test]
+    fn jades_certificates_from_x5c_xvals_and_time_stamps() {
+        let (leaf, inter, token) = (read("leaf-ec.der"), read("inter.der"), token());
+        assert_eq!(names(&cloudsign_pki::x509::cms_certificates(&token)), ["leaf-rsa", "ocsp"]);
+        let protected = b64url(serde_json::json!({"alg": "ES256", "x5c": [b64::encode(&leaf)]}).to_string().as_bytes());
+        // One etsiU element base64url-encoded, one clear JSON (TS 119 182-1 §5.3.1 allows both).
+        let x_vals = b64url(serde_json::json!({"xVals": [{"x509Cert": {"val": b64::encode(&inter)}}]}).to_string().as_bytes());
+        let sig_tst = serde_json::json!({"sigTst": {"tstTokens": [{"val": b64::encode(&token)}]}});
+        let arc_tst = b64url(serde_json::json!({"arcTst": {"tstTokens": [{"val": b64::encode(&token)}]}}).to_string().as_bytes());
+        let flattened = serde_json::json!({
+            "protected": protected, "payload": "", "signature": "AAAA",
+            "header": {"etsiU": [x_vals, sig_tst, arc_tst, 7, "!!"]},
+        });
+        let want = ["inter", "leaf-ec", "leaf-rsa", "ocsp"];
+        let got = certificates_in_bytes(flattened.to_string().as_bytes());
+        assert_eq!((names(&got), got.len()), (want.map(String::from).to_vec(), 4));
+        let general = serde_json::json!({"payload": "", "signatures": [flattened.as_object().unwrap().clone().into_iter().filter(|(k, _)| k != "payload").collect::<serde_json::Map<_, _>>()]});
+        assert_eq!(names(&certificates_in_bytes(general.to_string().as_bytes())), want);
+        // Compact: the protected header only.
+        assert_eq!(names(&certificates_in_bytes(format!("{protected}..AAAA").as_bytes())), ["leaf-ec"]);
+    }
+
+    #[test]
+    fn malformed_xml_and_jws_give_no_certificates() {
+        let leaf = b64::encode(&read("leaf-ec.der"));
+        let ds = r#"xmlns:ds="http://www.w3.org/2000/09/xmldsig#""#;
+        let header = |json: serde_json::Value| b64url(json.to_string().as_bytes());
+        let cases: Vec<Vec<u8>> = vec![
+            // XML: not well-formed, entities (refused before any reading), not UTF-8, garbage
+            // base64, a truncated certificate, a time-stamp token that is no CMS.
+            format!("<ds:Signature {ds}><ds:KeyInfo><ds:X509Certificate>{leaf}</ds:X509Certificate>").into_bytes(),
+            format!(r#"<!DOCTYPE d [<!ENTITY c "{leaf}">]><ds:Signature {ds}><ds:KeyInfo><ds:X509Certificate>&c;</ds:X509Certificate></ds:KeyInfo></ds:Signature>"#).into_bytes(),
+            b"<\xff\xfe>".to_vec(),
+            format!("<ds:Signature {ds}><ds:KeyInfo><ds:X509Certificate>!!not base64!!</ds:X509Certificate></ds:KeyInfo></ds:Signature>").into_bytes(),
+            format!("<ds:Signature {ds}><ds:KeyInfo><ds:X509Certificate>{}</ds:X509Certificate></ds:KeyInfo></ds:Signature>", &leaf[..40]).into_bytes(),
+            format!(r#"<ds:Signature {ds}><x:EncapsulatedTimeStamp xmlns:x="http://uri.etsi.org/01903/v1.3.2#">MAMCAQA=</x:EncapsulatedTimeStamp></ds:Signature>"#).into_bytes(),
+            b"<doc/>".to_vec(),
+            // JWS: not JSON, not an object, no signature, a protected header that is not
+            // base64url JSON, x5c not a list, a compact JWS of two parts, etsiU not a list.
+            b"{\"protected\": ".to_vec(),
+            b"{}".to_vec(),
+            br#"{"payload": "", "signatures": []}"#.to_vec(),
+            br#"{"protected": "!!", "payload": "", "signature": ""}"#.to_vec(),
+            format!(r#"{{"protected": "{}", "payload": "", "signature": ""}}"#, header(serde_json::json!({"x5c": leaf}))).into_bytes(),
+            format!("{}.AAAA", header(serde_json::json!({"x5c": [leaf]}))).into_bytes(),
+            format!(r#"{{"protected": "eyJ9", "payload": "", "signature": "", "header": {{"etsiU": {{"xVals": [{{"x509Cert": {{"val": "{leaf}"}}}}]}}}}}}"#).into_bytes(),
+            b"eyJ\xff".to_vec(),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            assert_eq!(names(&certificates_in_bytes(case)), Vec::<String>::new(), "case {i}: {}", String::from_utf8_lossy(case));
+        }
+    }
 }

@@ -49,39 +49,13 @@ pub fn validate_jades(jws: &[u8], detached_payload: Option<&[u8]>, ctx: &Context
     let failure = |e: &str| vec![SignatureReport::format_failure("signature 1".to_string(), FORMAT, e.to_string())];
     let Ok(text) = std::str::from_utf8(jws) else { return failure("the JWS is not UTF-8") };
     let text = text.trim();
-    let json: Value;
-    let (payload, signatures): (Option<&str>, Vec<Jws<'_>>) = if text.starts_with('{') {
-        json = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return failure(&format!("the JWS JSON cannot be parsed: {e}")),
-        };
-        let Some(o) = json.as_object() else { return failure("the JWS JSON is not an object") };
-        let payload = match o.get("payload") {
-            None => None,
-            Some(Value::String(p)) => Some(p.as_str()),
-            Some(_) => return failure("the JWS payload is not a string"),
-        };
-        fn one(s: &Map<String, Value>) -> Option<Jws<'_>> {
-            let header = match s.get("header") {
-                None => None,
-                Some(Value::Object(h)) => Some(h),
-                Some(_) => return None,
-            };
-            Some(Jws { protected: s.get("protected")?.as_str()?, header, signature: s.get("signature")?.as_str()? })
-        }
-        let signatures: Option<Vec<Jws<'_>>> = match o.get("signatures") {
-            Some(Value::Array(list)) if !o.contains_key("signature") => list.iter().map(|s| s.as_object().and_then(one)).collect(),
-            None => one(o).map(|s| vec![s]),
-            _ => None,
-        };
-        match signatures {
-            Some(s) if !s.is_empty() => (payload, s),
-            _ => return failure("the JWS JSON has no well-formed signature (protected, header, signature)"),
-        }
-    } else {
-        let parts: Vec<&str> = text.split('.').collect();
-        let [protected, payload, signature] = parts.as_slice() else { return failure("a compact JWS has three parts") };
-        (Some(*payload), vec![Jws { protected, header: None, signature }])
+    let json = match parse_json(text) {
+        Ok(j) => j,
+        Err(e) => return failure(&e),
+    };
+    let (payload, signatures) = match split(text, json.as_ref()) {
+        Ok(s) => s,
+        Err(e) => return failure(&e),
     };
     signatures
         .iter()
@@ -90,6 +64,102 @@ pub fn validate_jades(jws: &[u8], detached_payload: Option<&[u8]>, ctx: &Context
             let id = format!("signature {}", i + 1);
             validate_signature(s, payload, detached_payload, &id, ctx)
                 .unwrap_or_else(|(ind, sub, e)| fail(new_report(id, FORMAT), ind, sub, e))
+        })
+        .collect()
+}
+
+/// The certificates the signatures of a JWS carry, for an online revocation check: the
+/// protected header's `x5c`, the `x509Cert` values of `etsiU`'s `xVals`, and the certificates
+/// inside the `sigTst` and `arcTst` time-stamp tokens (the TSAs' status is checked like the
+/// signer's). The JWS is read as [`validate_jades`] reads it; anything unreadable is skipped.
+pub(crate) fn certificates(jws: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(text) = std::str::from_utf8(jws) else { return Vec::new() };
+    let text = text.trim();
+    let Ok(json) = parse_json(text) else { return Vec::new() };
+    let Ok((_, signatures)) = split(text, json.as_ref()) else { return Vec::new() };
+    let mut out = Vec::new();
+    for jws in &signatures {
+        if let Some(protected) = protected_header(jws.protected) {
+            // A malformed x5c is a FORMAT_FAILURE for validation; here its readable entries.
+            let x5c = protected.get("x5c").and_then(Value::as_array).into_iter().flatten();
+            out.extend(x5c.filter_map(|c| c.as_str().and_then(b64::decode_lenient)));
+        }
+        for (_, item) in etsi_u(jws.header) {
+            out.extend(item.get("xVals").into_iter().flat_map(|v| values(Some(v), Some("x509Cert"))));
+            for name in ["sigTst", "arcTst"] {
+                for token in item.get(name).into_iter().flat_map(|ts| values(ts.get("tstTokens"), None)) {
+                    out.extend(cloudsign_pki::x509::cms_certificates(&token));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The parsed JSON of a JSON serialization (the text starts with `{`); `None` for a compact one.
+fn parse_json(text: &str) -> Result<Option<Value>, String> {
+    if !text.starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| format!("the JWS JSON cannot be parsed: {e}"))
+}
+
+/// The payload and the signatures of a JWS: `json` its JSON serialization (flattened or
+/// general, RFC 7515 §7.2), or `None` for the compact serialization `text`.
+fn split<'a>(text: &'a str, json: Option<&'a Value>) -> Result<(Option<&'a str>, Vec<Jws<'a>>), String> {
+    let Some(json) = json else {
+        let parts: Vec<&str> = text.split('.').collect();
+        let [protected, payload, signature] = parts.as_slice() else { return Err("a compact JWS has three parts".into()) };
+        return Ok((Some(*payload), vec![Jws { protected, header: None, signature }]));
+    };
+    let Some(o) = json.as_object() else { return Err("the JWS JSON is not an object".into()) };
+    let payload = match o.get("payload") {
+        None => None,
+        Some(Value::String(p)) => Some(p.as_str()),
+        Some(_) => return Err("the JWS payload is not a string".into()),
+    };
+    fn one(s: &Map<String, Value>) -> Option<Jws<'_>> {
+        let header = match s.get("header") {
+            None => None,
+            Some(Value::Object(h)) => Some(h),
+            Some(_) => return None,
+        };
+        Some(Jws { protected: s.get("protected")?.as_str()?, header, signature: s.get("signature")?.as_str()? })
+    }
+    let signatures: Option<Vec<Jws<'_>>> = match o.get("signatures") {
+        Some(Value::Array(list)) if !o.contains_key("signature") => list.iter().map(|s| s.as_object().and_then(one)).collect(),
+        None => one(o).map(|s| vec![s]),
+        _ => None,
+    };
+    match signatures {
+        Some(s) if !s.is_empty() => Ok((payload, s)),
+        _ => Err("the JWS JSON has no well-formed signature (protected, header, signature)".into()),
+    }
+}
+
+/// The protected header (base64url JSON object), `None` when it is not one.
+fn protected_header(protected: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(&b64url(protected)?) {
+        Ok(Value::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
+/// The `etsiU` elements of an unprotected header (TS 119 182-1 §5.3.1): each with its
+/// base64url text (empty for a clear-JSON element) and its JSON value (`null` when a base64url
+/// element does not decode to JSON).
+fn etsi_u(header: Option<&Map<String, Value>>) -> Vec<(&str, Value)> {
+    header
+        .and_then(|h| h.get("etsiU"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|item| match item {
+            Value::String(s) => {
+                let v = b64url(s).and_then(|j| serde_json::from_slice::<Value>(&j).ok()).unwrap_or(Value::Null);
+                (s.as_str(), v)
+            }
+            other => ("", other.clone()),
         })
         .collect()
 }
@@ -154,11 +224,8 @@ fn validate_signature(
     ctx: &Context<'_>,
 ) -> Result<SignatureReport, Failure> {
     let report = new_report(id.to_string(), FORMAT);
-    let protected_json = b64url(jws.protected).ok_or_else(|| format_err("the protected header is not base64url"))?;
-    let protected: Map<String, Value> = match serde_json::from_slice(&protected_json) {
-        Ok(Value::Object(o)) => o,
-        _ => return Err(format_err("the protected header is not a JSON object")),
-    };
+    b64url(jws.protected).ok_or_else(|| format_err("the protected header is not base64url"))?;
+    let protected = protected_header(jws.protected).ok_or_else(|| format_err("the protected header is not a JSON object"))?;
     let value = b64url(jws.signature).ok_or_else(|| format_err("the signature is not base64url"))?;
     if let Some(h) = jws.header
         && let Some(k) = h.keys().find(|k| protected.contains_key(*k))
@@ -216,19 +283,7 @@ fn validate_signature(
 
     // Certificates.
     let unprotected = jws.header;
-    let etsi_u: Vec<(&str, Value)> = unprotected
-        .and_then(|h| h.get("etsiU"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|item| match item {
-            Value::String(s) => {
-                let v = b64url(s).and_then(|j| serde_json::from_slice::<Value>(&j).ok()).unwrap_or(Value::Null);
-                (s.as_str(), v)
-            }
-            other => ("", other.clone()),
-        })
-        .collect();
+    let etsi_u = etsi_u(unprotected);
     let property = |name: &str| etsi_u.iter().filter_map(move |(_, v)| v.get(name)).collect::<Vec<_>>();
     let x5c: Vec<Vec<u8>> = match protected.get("x5c") {
         None => Vec::new(),

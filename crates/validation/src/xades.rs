@@ -45,29 +45,63 @@ fn format_err(why: impl Into<String>) -> Failure {
 /// signature, gives one FORMAT_FAILURE report.
 pub fn validate_xades(xml: &[u8], detached: Option<&[u8]>, ctx: &Context<'_>) -> Vec<SignatureReport> {
     let failure = |e: String| vec![SignatureReport::format_failure("signature 1".to_string(), FORMAT, e)];
+    let reports = with_document(xml, |doc| {
+        let signatures = doc.get_elements_by_tag_name_ns(DS, "Signature");
+        if signatures.is_empty() {
+            return failure("no ds:Signature in the document".into());
+        }
+        signatures
+            .iter()
+            .enumerate()
+            .map(|(i, sig)| {
+                let id = doc.get_attribute(*sig, "Id").map_or_else(|| format!("signature {}", i + 1), str::to_string);
+                match validate_signature(doc, *sig, &id, detached, ctx) {
+                    Ok(report) => report,
+                    Err((indication, sub, error)) => fail(new_report(id, FORMAT), indication, sub, error),
+                }
+            })
+            .collect()
+    });
+    reports.unwrap_or_else(failure)
+}
+
+/// The certificates the `ds:Signature`s of an XML document carry, for an online revocation
+/// check: every `ds:X509Certificate` of their `ds:KeyInfo`, every
+/// `xades:EncapsulatedX509Certificate` (`CertificateValues`, `TimeStampValidationData`), and
+/// the certificates inside every `xades:EncapsulatedTimeStamp` token (signature and archive
+/// time-stamps: the TSAs' status is checked like the signer's). The document is parsed as
+/// [`validate_xades`] parses it; one that cannot be gives nothing.
+pub(crate) fn certificates(xml: &[u8]) -> Vec<Vec<u8>> {
+    with_document(xml, |doc| {
+        let mut out = Vec::new();
+        for sig in doc.get_elements_by_tag_name_ns(DS, "Signature") {
+            for key_info in children(doc, sig, DS, "KeyInfo") {
+                let certs = doc.descendants(key_info).into_iter().filter(|n| is(doc, *n, DS, "X509Certificate"));
+                out.extend(certs.filter_map(|n| base64_content(doc, n)));
+            }
+            for node in doc.descendants(sig) {
+                if is(doc, node, XADES, "EncapsulatedX509Certificate") {
+                    out.extend(base64_content(doc, node));
+                } else if is(doc, node, XADES, "EncapsulatedTimeStamp")
+                    && let Some(token) = base64_content(doc, node)
+                {
+                    out.extend(cloudsign_pki::x509::cms_certificates(&token));
+                }
+            }
+        }
+        out
+    })
+    .unwrap_or_default()
+}
+
+/// Parse an XML document (UTF-8, with or without a byte-order mark; attribute whitespace
+/// normalized as XML 1.0 §3.3.3 does) with [`parse_document`], and hand it to `f`.
+fn with_document<T>(xml: &[u8], f: impl FnOnce(&Document<'_>) -> T) -> Result<T, String> {
     let bom = if xml.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
-    let Ok(text) = std::str::from_utf8(&xml[bom..]) else { return failure("the XML document is not UTF-8".into()) };
+    let text = std::str::from_utf8(&xml[bom..]).map_err(|_| "the XML document is not UTF-8".to_string())?;
     let normalized = cloudsign_xml::normalize_attribute_whitespace(text);
     let text = normalized.as_deref().unwrap_or(text);
-    let doc = match parse_document(text) {
-        Ok(d) => d,
-        Err(e) => return failure(e),
-    };
-    let signatures = doc.get_elements_by_tag_name_ns(DS, "Signature");
-    if signatures.is_empty() {
-        return failure("no ds:Signature in the document".into());
-    }
-    signatures
-        .iter()
-        .enumerate()
-        .map(|(i, sig)| {
-            let id = doc.get_attribute(*sig, "Id").map_or_else(|| format!("signature {}", i + 1), str::to_string);
-            match validate_signature(&doc, *sig, &id, detached, ctx) {
-                Ok(report) => report,
-                Err((indication, sub, error)) => fail(new_report(id, FORMAT), indication, sub, error),
-            }
-        })
-        .collect()
+    Ok(f(&parse_document(text)?))
 }
 
 /// Parse the whole document: entity declarations are refused by the parser (billion laughs,

@@ -57,16 +57,18 @@ cert foreign-responder other-ca responder_nocheck
 serial() { openssl x509 -in "$1.pem" -noout -serial | cut -d= -f2; }
 exp=$(date -u -d '+10 days' +%y%m%d%H%M%SZ)
 printf 'V\t%s\t\t%s\tunknown\t/CN=ee\n' "$exp" "$(serial ee)" > index.txt
-openssl ocsp -issuer ca.pem -cert ee.pem -no_nonce -reqout req.der
-for r in responder responder-nocheck responder-no-eku foreign-responder; do
-  openssl ocsp -index index.txt -rsigner "$r.pem" -rkey "$r.key" -CA ca.pem -reqin req.der -ndays 1 -respout "$r.ocsp" >/dev/null 2>&1
-done
-# The CA's CRLs: one that does not list the responder, one that does (revoked a day ago).
+# The CA's CRLs: one that does not list the responder, one that does (revoked a day ago). Made
+# before the OCSP responses: the responder's status is checked at their producedAt with data
+# current then (default options), which a CRL issued a second later is not.
 : > crl-index.txt
 openssl ca -gencrl -keyfile ca.key -cert ca.pem -config <(printf '[ca]\ndefault_ca=c\n[c]\ndatabase=crl-index.txt\ndefault_md=sha256\ndefault_crl_days=1\n') -out good.crl.pem 2>/dev/null
 printf 'R\t%s\t%s\t%s\tunknown\t/CN=responder\n' "$exp" "$(date -u -d '-1 day' +%y%m%d%H%M%SZ)" "$(serial responder)" > crl-index.txt
 openssl ca -gencrl -keyfile ca.key -cert ca.pem -config <(printf '[ca]\ndefault_ca=c\n[c]\ndatabase=crl-index.txt\ndefault_md=sha256\ndefault_crl_days=1\n') -out revoked.crl.pem 2>/dev/null
 for c in good revoked; do openssl crl -in $c.crl.pem -outform DER -out $c.crl; done
+openssl ocsp -issuer ca.pem -cert ee.pem -no_nonce -reqout req.der
+for r in responder responder-nocheck responder-no-eku foreign-responder; do
+  openssl ocsp -index index.txt -rsigner "$r.pem" -rkey "$r.key" -CA ca.pem -reqin req.der -ndays 1 -respout "$r.ocsp" >/dev/null 2>&1
+done
 "#;
 
 struct Pki(PathBuf);
