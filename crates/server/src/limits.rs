@@ -488,6 +488,10 @@ pub(crate) fn rate_limited_path(path: &str) -> bool {
         || path.starts_with("/validation/")
         || path.starts_with("/oauth2/")
         || path.starts_with("/.well-known/")
+        // The device protocol's unauthenticated steps (pairing codes, challenges, polls, answers:
+        // each refusal is audited) and the phone page (docs/device-protocol.md, "Pairing").
+        || path == "/device"
+        || path.starts_with("/device/")
 }
 
 /// Middleware: refuse a client over its rate with 429 and `Retry-After` (RFC 6585 §4, RFC 9110

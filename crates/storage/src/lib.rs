@@ -8,7 +8,9 @@
 //! previous one (local: temporary file, fsync, rename; S3: a single PUT, which S3 applies atomically
 //! per object). A put reports success only once the document is durable. A read re-checks the
 //! SHA-256 recorded at upload, so a damaged document is reported ([`StorageError::Integrity`]),
-//! never handed out as if it were the one signed.
+//! never handed out as if it were the one signed. (S3: an object with no recorded SHA-256, one
+//! written by another client, is read unchecked; `head` reports the recorded digest without
+//! reading the object.)
 //!
 //! The S3 backend is a small client over the workspace's `reqwest` ([`s3`], [`sigv4`]): the
 //! `object_store` crate's `aws` feature would add `ring` and a second `reqwest`/`hyper`/`rustls`
@@ -319,7 +321,9 @@ impl DocumentStore {
 
     /// Store a document under `key`, replacing any document there only once the new one is
     /// complete and of the claimed type. Refused beyond `max_bytes`; on any error nothing new is
-    /// left under the key and the previous document (if any) is intact.
+    /// left under the key and the previous document (if any) is intact — except a local put whose
+    /// final directory fsync fails after the rename: the new document is then in place, but its
+    /// durability is not confirmed, and the error says `Unavailable`.
     pub async fn put<'a>(&self, key: &str, body: impl Into<Body<'a>>, claimed: DocumentType) -> Result<Stored> {
         validate_key(key)?;
         match &self.backend {
