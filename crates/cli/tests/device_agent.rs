@@ -30,24 +30,7 @@ const SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 /// A service with the device protocol on, alice, and a SoftHSM2 token holding an EC P-256 and
 /// an RSA-2048 key (the "card"). Returns the env and the token's SOFTHSM2_CONF.
 fn setup() -> (Env, PathBuf) {
-    setup_with("")
-}
-
-/// [`setup`] with more `[device]` settings.
-fn setup_with(device: &str) -> (Env, PathBuf) {
-    let env = Env::new(BIN, "sqlite").with_public_url();
-    let cfg = env.file("device.toml");
-    // Polls held 5 s rather than 25: the agent says "connected" when its first poll returns.
-    // The asynchronous worker looks for jobs every 50 ms.
-    std::fs::write(&cfg, format!("[device]\nenabled = true\npoll_hold_seconds = 5\n{device}\n[asynchronous]\npoll_interval_ms = 50\n"))
-        .unwrap();
-    let env = env.with_env("CLOUDSIGN_CONFIG", cfg.to_str().unwrap());
-    env.add_user("alice");
-    let card = env.dir.join("card");
-    std::fs::create_dir_all(&card).unwrap();
-    let conf = hsm::token(&card);
-    hsm::card_keys(&conf);
-    (env, conf)
+    card_service("")
 }
 
 /// authorize + signHash, retried while the service says the device is not connected (it
@@ -306,7 +289,7 @@ async fn asynchronous_sign_hash_waits_for_the_card() {
 
 #[tokio::test]
 async fn an_unanswered_asynchronous_request_expires_and_costs_nothing() {
-    let (env, conf) = setup_with("request_seconds = 2\n");
+    let (env, conf) = card_service("request_seconds = 2\n");
     let server = env.start();
     let dir = env.dir.join("agent");
     let credential = pair(&env, &server, &conf, &dir, "card-ec");

@@ -18,48 +18,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::agent::{Running, pair};
+use common::agent::{Running, card_service, pair};
 use common::hsm;
 use common::*;
 use serde_json::{Value, json};
 
 const LTV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/ltv_offline.py");
-
-/// A service with devices on and `public_url` set, alice, and a SoftHSM2 token holding the
-/// card's keys. Returns the env and the token's SOFTHSM2_CONF.
-fn setup() -> (Env, PathBuf) {
-    let env = Env::new(BIN, "sqlite").with_public_url();
-    let cfg = env.file("device.toml");
-    // Polls held 5 s rather than 25 (the agent says "connected" when its first poll returns);
-    // the asynchronous worker looks for jobs every 50 ms.
-    std::fs::write(&cfg, "[device]\nenabled = true\npoll_hold_seconds = 5\n\n[asynchronous]\npoll_interval_ms = 50\n").unwrap();
-    let env = env.with_env("CLOUDSIGN_CONFIG", cfg.to_str().unwrap());
-    env.add_user("alice");
-    let card = env.dir.join("card");
-    std::fs::create_dir_all(&card).unwrap();
-    let conf = hsm::token(&card);
-    hsm::card_keys(&conf);
-    (env, conf)
-}
-
-/// `cloudsign sign FILE --level B-LT` as the application does it; (success, stderr).
-fn sign(env: &Env, url: &str, credential: &str, input: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
-    let o = env
-        .command()
-        .arg("sign")
-        .arg(input)
-        .args(["--service", url, "--user", "alice", "--credential", credential, "--level", "B-LT", "--out"])
-        .arg(out)
-        .args(extra)
-        .env("CLOUDSIGN_PASSWORD", PASSWORD)
-        .env("CLOUDSIGN_PIN", PIN)
-        .output()
-        .unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
 
 /// The `Access:` attributes `pkcs11-tool --list-objects` prints for the private key `label`.
 fn access_of(objects: &str, label: &str) -> Vec<String> {
@@ -73,7 +40,7 @@ fn access_of(objects: &str, label: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_pdf_signed_at_b_lt_on_the_card_validates_in_pyhanko() {
-    let (env, conf) = setup();
+    let (env, conf) = card_service("");
     let server = env.start();
     let dir = env.dir.join("agent");
     let credential = pair(&env, &server, &conf, &dir, "card-ec");
@@ -106,7 +73,7 @@ async fn a_pdf_signed_at_b_lt_on_the_card_validates_in_pyhanko() {
         let running = Running::start(&conf, &dir, &format!("y\n{}\n", hsm::PIN));
         running.wait_for("connected to", 1);
         let out = env.file(&format!("contract-{name}.pdf"));
-        let (ok, err) = sign(&env, &server.url, &credential, &input, &out, extra);
+        let (ok, err) = sign_to(&env, &server.url, "alice", &credential, &input, &out, &[&["--level", "B-LT"], extra].concat());
         assert!(ok, "cloudsign sign {extra:?}: {err}\nagent: {}", running.log());
         assert!(err.contains("PAdES B-LT"), "{err}");
         let (ok, log) = running.wait();

@@ -223,17 +223,6 @@ impl Service {
             .ok_or_else(|| Error::invalid("devices need the service's public_url (their messages name it as aud)"))
     }
 
-    async fn audit_device_event(
-        &self,
-        actor: &str,
-        event: &str,
-        outcome: Outcome,
-        credential_id: Option<&str>,
-        detail: serde_json::Value,
-    ) -> Result<()> {
-        self.audit(actor, event, outcome, credential_id, detail).await
-    }
-
     // -----------------------------------------------------------------------------------------
     // Administration
     // -----------------------------------------------------------------------------------------
@@ -357,20 +346,13 @@ impl Service {
         let start: PairStart = match serde_json::from_slice(body) {
             Ok(s) => s,
             Err(_) => {
-                self.audit_device_event(
-                    "-",
-                    "device.pair.start",
-                    Outcome::Refused,
-                    None,
-                    json!({"client": ctx.client, "reason": "malformed"}),
-                )
-                .await?;
+                self.audit("-", "device.pair.start", Outcome::Refused, None, json!({"client": ctx.client, "reason": "malformed"})).await?;
                 return Err(refused(RefusalCode::Malformed, "a pair/start body is {\"v\":1,\"pairingCode\":…}".into(), None));
             }
         };
         let Some(code) = PairingCode::parse(&start.pairing_code) else {
             let (detail, e) = refuse("not a pairing code");
-            self.audit_device_event("-", "device.pair.start", Outcome::Refused, None, detail).await?;
+            self.audit("-", "device.pair.start", Outcome::Refused, None, detail).await?;
             return Err(e);
         };
         let t = now();
@@ -378,18 +360,11 @@ impl Service {
         let expires_at = t + (self.cfg.device.pairing_minutes as i64) * 60;
         let Some(row) = self.store.start_pairing(&hex(&code.hash()), pairing_id.as_str(), t, expires_at).await? else {
             let (detail, e) = refuse("unknown, used or expired code");
-            self.audit_device_event("-", "device.pair.start", Outcome::Refused, None, detail).await?;
+            self.audit("-", "device.pair.start", Outcome::Refused, None, detail).await?;
             return Err(e);
         };
         let user = self.store.user_by_id(&row.user_id).await?.map(|u| u.name).unwrap_or_default();
-        self.audit_device_event(
-            &user,
-            "device.pair.start",
-            Outcome::Ok,
-            None,
-            json!({"client": ctx.client, "pairingId": pairing_id.as_str()}),
-        )
-        .await?;
+        self.audit(&user, "device.pair.start", Outcome::Ok, None, json!({"client": ctx.client, "pairingId": pairing_id.as_str()})).await?;
         Ok(ServiceMessage::PairChallenge(PairChallenge {
             v: V1,
             challenge: self.devices.key.issue(Purpose::Pair(&pairing_id), t),
@@ -406,7 +381,7 @@ impl Service {
         let aud = self.device_aud()?;
         let result = self.device_pair_finish_checked(ctx, body, &aud).await;
         if let Err(DeviceFailure::Refused { message: e, .. }) = &result {
-            self.audit_device_event(
+            self.audit(
                 "-",
                 "device.pair",
                 Outcome::Refused,
@@ -543,8 +518,7 @@ impl Service {
         let jws = match parsed {
             Ok(j) => j,
             Err(r) => {
-                self.audit_device_event("-", event, Outcome::Refused, None, json!({"client": ctx.client, "reason": r.code().as_str()}))
-                    .await?;
+                self.audit("-", event, Outcome::Refused, None, json!({"client": ctx.client, "reason": r.code().as_str()})).await?;
                 return Err(fail(r, None));
             }
         };
@@ -552,7 +526,7 @@ impl Service {
             Some(d) if !d.revoked => d,
             other => {
                 let detail = json!({"client": ctx.client, "reason": "unpaired", "device": jws.kid().as_str()});
-                self.audit_device_event("-", event, Outcome::Refused, other.as_ref().map(|d| d.credential_id.as_str()), detail).await?;
+                self.audit("-", event, Outcome::Refused, other.as_ref().map(|d| d.credential_id.as_str()), detail).await?;
                 return Err(refused(RefusalCode::Unpaired, "the device is not paired (unknown or revoked)".into(), None));
             }
         };
@@ -577,7 +551,7 @@ impl Service {
         r: &Refusal,
     ) -> Result<()> {
         let user = self.store.user_by_id(&device.user_id).await?.map(|u| u.name).unwrap_or_default();
-        self.audit_device_event(
+        self.audit(
             &user,
             event,
             Outcome::Refused,
@@ -613,7 +587,7 @@ impl Service {
         }
         if !was_online {
             let user = self.store.user_by_id(&device.user_id).await?.map(|u| u.name).unwrap_or_default();
-            self.audit_device_event(
+            self.audit(
                 &user,
                 "device.connect",
                 Outcome::Ok,
@@ -678,7 +652,7 @@ impl Service {
             _ => {
                 let detail =
                     json!({"client": ctx.client, "device": device.id, "request": request_id.as_str(), "reason": "unknown_request"});
-                self.audit_device_event("-", "device.answer", Outcome::Refused, Some(&device.credential_id), detail).await?;
+                self.audit("-", "device.answer", Outcome::Refused, Some(&device.credential_id), detail).await?;
                 return Err(refused(RefusalCode::UnknownRequest, "no such pending request".into(), Some(last)));
             }
         };

@@ -209,7 +209,9 @@ async fn local_directory() {
 
     // Outage: the directory turns read-only in the middle of the flow.
     let kept = store.get("docs/a.pdf").await.unwrap();
-    if make_read_only(&docs.join("docs"), true) {
+    // Never skipped: a set-up where neither stops writes fails here rather than passing untested.
+    assert!(make_read_only(&docs.join("docs"), true), "neither mode 0500 nor chattr +i stops writes here: the outage cannot be made");
+    {
         let t = Instant::now();
         let e = store.put("docs/e.pdf", &pdf, DocumentType::Pdf).await;
         let replaced = store.put("docs/a.pdf", &pdf, DocumentType::Pdf).await;
@@ -222,8 +224,6 @@ async fn local_directory() {
         assert!(files_under(&docs).iter().all(|f| !f.contains(".tmp-")));
         // And it works again once writable.
         store.put("docs/e.pdf", &pdf, DocumentType::Pdf).await.unwrap();
-    } else {
-        eprintln!("SKIP read-only outage: neither mode 0500 nor chattr +i stops writes here");
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -37,45 +37,26 @@ pub fn token(dir: &Path) -> PathBuf {
     conf
 }
 
+/// OpenSC's `pkcs11-tool` logged in to the token of `conf` with the user PIN.
+fn pkcs11_tool(conf: &Path) -> Command {
+    let mut c = Command::new("pkcs11-tool");
+    c.env("SOFTHSM2_CONF", conf).args(["--module", MODULE, "--token-label", TOKEN, "--login", "--pin", PIN]);
+    c
+}
+
 /// A signer's smart card in the token of `conf` (the bridge agent's tests): an EC P-256 key
 /// labelled `card-ec` (CKA_ID 01) and an RSA-2048 key labelled `card-rsa` (CKA_ID 02), each a
 /// key pair made by OpenSC's `pkcs11-tool` inside the token (not by us).
 pub fn card_keys(conf: &Path) {
     for (kind, label, id) in [("EC:prime256v1", "card-ec", "01"), ("rsa:2048", "card-rsa", "02")] {
-        run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", conf).args([
-            "--module",
-            MODULE,
-            "--token-label",
-            TOKEN,
-            "--login",
-            "--pin",
-            PIN,
-            "--keypairgen",
-            "--key-type",
-            kind,
-            "--label",
-            label,
-            "--id",
-            id,
-        ]));
+        run(pkcs11_tool(conf).args(["--keypairgen", "--key-type", kind, "--label", label, "--id", id]));
     }
 }
 
 /// `pkcs11-tool --list-objects` of the private keys in the token of `conf`: OpenSC reads their
 /// attributes, not us.
 pub fn private_keys(conf: &Path) -> String {
-    let out = run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", conf).args([
-        "--module",
-        MODULE,
-        "--token-label",
-        TOKEN,
-        "--login",
-        "--pin",
-        PIN,
-        "--list-objects",
-        "--type",
-        "privkey",
-    ]));
+    let out = run(pkcs11_tool(conf).args(["--list-objects", "--type", "privkey"]));
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -3,7 +3,7 @@
 //! stderr collected.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,4 +129,23 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A service with devices on and `public_url` set (so certificates name its OCSP responder and
+/// CRLs), the `[device]` settings `device` besides, alice, and a SoftHSM2 token holding the
+/// card's keys ([`hsm::card_keys`]). Returns the env and the token's SOFTHSM2_CONF.
+pub fn card_service(device: &str) -> (Env, PathBuf) {
+    let env = Env::new(BIN, "sqlite").with_public_url();
+    let cfg = env.file("device.toml");
+    // Polls held 5 s rather than 25: the agent says "connected" when its first poll returns.
+    // The asynchronous worker looks for jobs every 50 ms.
+    std::fs::write(&cfg, format!("[device]\nenabled = true\npoll_hold_seconds = 5\n{device}\n[asynchronous]\npoll_interval_ms = 50\n"))
+        .unwrap();
+    let env = env.with_env("CLOUDSIGN_CONFIG", cfg.to_str().unwrap());
+    env.add_user("alice");
+    let card = env.dir.join("card");
+    std::fs::create_dir_all(&card).unwrap();
+    let conf = hsm::token(&card);
+    hsm::card_keys(&conf);
+    (env, conf)
 }

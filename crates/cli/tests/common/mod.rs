@@ -22,6 +22,23 @@ pub mod verify;
 /// The binary under test, for [`Env::new`].
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloudsign");
 
+/// `cloudsign sign INPUT --service URL --user USER --credential ID --out OUT EXTRA...` as an
+/// application runs it, the password and PIN from the environment; (success, stderr).
+pub fn sign_to(env: &Env, url: &str, user: &str, credential: &str, input: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let o = env
+        .command()
+        .arg("sign")
+        .arg(input)
+        .args(["--service", url, "--user", user, "--credential", credential, "--out"])
+        .arg(out)
+        .args(extra)
+        .env("CLOUDSIGN_PASSWORD", PASSWORD)
+        .env("CLOUDSIGN_PIN", PIN)
+        .output()
+        .unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
 /// Lower-case hex, as the audit records and openssl's `-digest` write digests.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
